@@ -1,0 +1,160 @@
+"""MqttBridgeActor: the one owner of the CSMS's paho client.
+
+Two threads touch it: paho's network thread runs the callbacks, which only parse
+and ``tell`` the supervisor (a bad topic or payload is logged and dropped, never
+raised into the network loop); the actor's own thread runs :class:`Publish`
+messages. Subscriptions are made in ``on_connect`` so a reconnect restores them,
+and the session is persistent (``clean_session=False``) so QoS 1 messages queued
+by the broker while the CSMS was away are delivered when it comes back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+import pykka
+from paho.mqtt.enums import CallbackAPIVersion
+
+from actors.messages import Inbound, Publish
+from actors.protocol import QOS, TOPIC_ROOT, ProtocolError, parse
+
+__all__ = ["BridgeStats", "Connect", "MqttBridgeActor", "parse_mqtt_url"]
+
+log = logging.getLogger(__name__)
+
+SUBSCRIPTIONS = (
+    f"{TOPIC_ROOT}/stations/+/state",
+    f"{TOPIC_ROOT}/stations/+/replies",
+    f"{TOPIC_ROOT}/stations/+/evses/+/status",
+    f"{TOPIC_ROOT}/stations/+/evses/+/meter",
+)
+
+
+def parse_mqtt_url(url: str) -> tuple[str, int]:
+    """``mqtt://host:port`` -> ``(host, port)``; the port defaults to 1883."""
+    parts = urlsplit(url if "://" in url else f"mqtt://{url}")
+    if parts.scheme not in ("mqtt", "tcp"):
+        raise ValueError(f"unsupported MQTT URL scheme {parts.scheme!r} (use mqtt://host:port)")
+    return parts.hostname or "127.0.0.1", parts.port or 1883
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Connect:
+    """Start the paho loop, delivering parsed messages to ``target``."""
+
+    target: pykka.ActorRef[Any]
+
+
+@dataclass
+class BridgeStats:
+    messages_in: int = 0
+    messages_out: int = 0
+    malformed: int = 0
+    publish_failures: int = 0
+    connects: int = 0
+
+
+class MqttBridgeActor(pykka.ThreadingActor):
+    """Owns the MQTT connection of the CSMS."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        client_id: str = "smartcharge-csms",
+        keepalive: int = 10,
+        stats: BridgeStats | None = None,
+        connected: threading.Event | None = None,
+    ) -> None:
+        super().__init__()
+        self._host, self._port = parse_mqtt_url(url)
+        self._keepalive = keepalive
+        self._target: pykka.ActorRef[Any] | None = None
+        self.stats = stats if stats is not None else BridgeStats()
+        self.connected = connected if connected is not None else threading.Event()
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+        )
+        self._client.max_queued_messages_set(60_000)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    def on_receive(self, message: Any) -> Any:
+        """Runs on the bridge actor's thread."""
+        match message:
+            case Publish(topic=topic, payload=payload, retain=retain):
+                self._publish(topic, payload, retain)
+            case Connect(target=target):
+                self._target = target
+                self._client.connect_async(self._host, self._port, keepalive=self._keepalive)
+                self._client.loop_start()
+            case _:
+                log.warning("MqttBridgeActor: unexpected message %r", message)
+        return None
+
+    def on_stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _publish(self, topic: str, payload: bytes, retain: bool) -> None:
+        info = self._client.publish(topic, payload, qos=QOS, retain=retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
+            self.stats.publish_failures += 1
+            log.error("publish to %s failed: %s", topic, mqtt.error_string(info.rc))
+            return
+        self.stats.messages_out += 1
+
+    # ------------------------------------------------------------------ paho thread
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT connect to %s:%s refused: %s", self._host, self._port, reason_code)
+            return
+        self.stats.connects += 1
+        log.info(
+            "CSMS connected to MQTT %s:%s (session present: %s)",
+            self._host,
+            self._port,
+            getattr(flags, "session_present", None),
+        )
+        client.subscribe([(topic, QOS) for topic in SUBSCRIPTIONS])
+        self.connected.set()
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
+        self.connected.clear()
+        log.warning("CSMS disconnected from MQTT (%s); paho reconnects with back-off", reason_code)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self.stats.messages_in += 1
+        try:
+            parsed = parse(msg.topic, msg.payload)
+        except ProtocolError as exc:
+            self.stats.malformed += 1
+            n = self.stats.malformed
+            if n <= 10 or n % 1000 == 0:
+                log.warning("dropping malformed message #%d on %r: %s", n, msg.topic[:200], exc)
+            return
+        except Exception:  # a topic paho could not decode, say: never kill the loop
+            self.stats.malformed += 1
+            log.exception("dropping undecodable message")
+            return
+        if self._target is None:
+            return
+        try:
+            self._target.tell(Inbound(message=parsed))
+        except pykka.ActorDeadError:
+            log.error("supervisor is gone; dropping %s", type(parsed).__name__)

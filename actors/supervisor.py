@@ -1,0 +1,298 @@
+"""SupervisorActor: owns the fleet registry, routes station messages, restarts EVSE actors.
+
+Runs on its own thread. It is the only writer of the :class:`FleetView`. Inbound
+messages arrive from the MQTT bridge in order; the supervisor hands each one to
+the EVSE actor that owns it, so one station's messages stay in order.
+
+Restart policy (one-for-one): an EVSE actor that dies of an exception is started
+again from its last known state; more than ``max_restarts`` within
+``restart_window_s`` and the supervisor gives up: the EVSE is marked Faulted and
+an :class:`OperatorAlert` goes out. Its neighbours never notice either way.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pykka
+
+from actors.errors import ActorUnavailableError, UnknownEvseError
+from actors.evse import EvseActor, new_correlation_id
+from actors.evse_state import EvseState, MarkFaulted, transition
+from actors.fleet_view import FleetView
+from actors.messages import (
+    EvseChanged,
+    EvseCrashed,
+    GetEvseRef,
+    Inbound,
+    OperatorAlert,
+    StationChanged,
+)
+from actors.protocol import (
+    CommandReply,
+    CorrelationId,
+    EvseId,
+    EvseStatus,
+    MeterValues,
+    StationBirth,
+    StationDescriptor,
+    StationId,
+    StationOffline,
+    StatusReport,
+)
+from actors.timers import Timers
+
+__all__ = ["SupervisorActor"]
+
+log = logging.getLogger(__name__)
+
+_MAX_EARLY_REPORTS = 256
+
+
+@dataclass
+class _Slot:
+    state: EvseState
+    ref: pykka.ActorRef[Any] | None = None
+    restarts: collections.deque[float] = field(default_factory=collections.deque)
+    given_up: bool = False
+
+
+class SupervisorActor(pykka.ThreadingActor):
+    """Owns every EVSE actor; see the module docstring for the restart policy."""
+
+    def __init__(
+        self,
+        *,
+        bridge: pykka.ActorRef[Any] | None,
+        fleet_view: FleetView,
+        subscribers: Sequence[pykka.ActorRef[Any]] = (),
+        timers: Timers | None = None,
+        max_restarts: int = 3,
+        restart_window_s: float = 60.0,
+        correlation_ids: Callable[[], CorrelationId] = new_correlation_id,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self._bridge = bridge
+        self._view = fleet_view
+        self._subscribers = list(subscribers)
+        self._timers = timers
+        self._max_restarts = max_restarts
+        self._window = restart_window_s
+        self._correlation_ids = correlation_ids
+        self._monotonic = monotonic
+        self._stations: dict[StationId, StationDescriptor] = {}
+        self._slots: dict[EvseId, _Slot] = {}
+        self._early: dict[StationId, list[Any]] = {}
+        self.restart_count = 0
+
+    # ------------------------------------------------------------------ messages
+
+    def on_receive(self, message: Any) -> Any:
+        """Runs on the supervisor's thread."""
+        match message:
+            case Inbound(message=inbound):
+                self._route(inbound)
+            case EvseChanged(state=state):
+                self._remember(state)
+            case EvseCrashed() as crash:
+                self._on_crash(crash)
+            case GetEvseRef(evse_id=evse_id):
+                return self._live_ref(evse_id)
+            case _:
+                log.warning("Supervisor: unexpected message %r", message)
+        return None
+
+    def on_stop(self) -> None:
+        for slot in self._slots.values():
+            if slot.ref is not None:
+                slot.ref.stop(block=False)
+
+    # ------------------------------------------------------------------ routing
+
+    def _route(self, inbound: Any) -> None:
+        match inbound:
+            case StationBirth(station=station):
+                self._on_birth(inbound, station)
+            case StationOffline(station_id=sid):
+                self._on_offline(inbound, sid)
+            case StatusReport(station_id=sid, info=info):
+                self._to_evse(sid, info.evse_id, inbound)
+            case (
+                MeterValues(station_id=sid, evse_id=evse_id)
+                | CommandReply(station_id=sid, evse_id=evse_id)
+            ):
+                self._to_evse(sid, evse_id, inbound)
+            case _:
+                log.debug("Supervisor: ignoring %s", type(inbound).__name__)
+
+    def _on_birth(self, birth: StationBirth, station: StationDescriptor) -> None:
+        known = self._stations.get(station.id)
+        self._stations[station.id] = station
+        self._view.put_station(station, online=True)
+        for evse in station.evses:
+            slot = self._slots.get(evse.id)
+            if slot is None:
+                state = EvseState(
+                    evse_id=evse.id,
+                    station_id=station.id,
+                    max_power_w=evse.max_power_w,
+                    connector=evse.connector,
+                )
+                slot = self._slots[evse.id] = _Slot(state=state)
+                self._view.put_evse(state)
+                self._start(slot)
+            elif slot.state.station_id != station.id:
+                log.warning(
+                    "EVSE %s claimed by %s but belongs to %s",
+                    evse.id,
+                    station.id,
+                    slot.state.station_id,
+                )
+                continue
+            self._deliver(slot, birth)
+        self._broadcast(StationChanged(station=station, online=True, ts=birth.ts))
+        if known is None:
+            log.info("Station %s announced itself with %d EVSEs", station.id, len(station.evses))
+        for early in self._early.pop(station.id, []):
+            self._route(early)
+
+    def _on_offline(self, offline: StationOffline, sid: StationId) -> None:
+        station = self._stations.get(sid)
+        if station is None:
+            return
+        self._view.set_online(sid, online=False)
+        for evse in station.evses:
+            slot = self._slots.get(evse.id)
+            if slot is not None and slot.state.station_id == sid:
+                self._deliver(slot, offline)
+        self._broadcast(StationChanged(station=station, online=False, ts=offline.ts))
+        self._broadcast(
+            OperatorAlert(
+                kind="station_offline",
+                station_id=sid,
+                ts=offline.ts,
+                message=f"Station {sid} is offline ({offline.reason})",
+            )
+        )
+
+    def _to_evse(self, sid: StationId, evse_id: EvseId, inbound: Any) -> None:
+        if sid not in self._stations:
+            early = self._early.setdefault(sid, [])
+            if len(early) < _MAX_EARLY_REPORTS:
+                early.append(inbound)
+            return
+        slot = self._slots.get(evse_id)
+        if slot is None or slot.state.station_id != sid:
+            log.warning("Station %s reported on EVSE %s that is not its own", sid, evse_id)
+            return
+        self._deliver(slot, inbound)
+
+    def _deliver(self, slot: _Slot, inbound: Any) -> None:
+        if slot.given_up or slot.ref is None:
+            return
+        try:
+            slot.ref.tell(Inbound(message=inbound))
+        except pykka.ActorDeadError:
+            # Died but its crash report is still queued behind this message: restart now.
+            self._restart(slot, slot.state, "found dead while routing")
+            if slot.ref is not None:
+                slot.ref.tell(Inbound(message=inbound))
+
+    def _remember(self, state: EvseState) -> None:
+        slot = self._slots.get(state.evse_id)
+        if slot is None or slot.given_up:
+            return
+        slot.state = state
+        self._view.put_evse(state)
+
+    def _live_ref(self, evse_id: EvseId) -> pykka.ActorRef[Any]:
+        slot = self._slots.get(evse_id)
+        if slot is None:
+            raise UnknownEvseError(f"unknown EVSE {evse_id!r}")
+        if slot.ref is None or not slot.ref.is_alive():
+            raise ActorUnavailableError(f"EVSE {evse_id} is out of service (its actor is down)")
+        return slot.ref
+
+    def _broadcast(self, event: Any) -> None:
+        for subscriber in list(self._subscribers):
+            try:
+                subscriber.tell(event)
+            except pykka.ActorDeadError:
+                self._subscribers.remove(subscriber)
+
+    # ------------------------------------------------------------------ supervision
+
+    def _start(self, slot: _Slot) -> None:
+        slot.ref = EvseActor.start(
+            slot.state,
+            bridge=self._bridge,
+            supervisor=self.actor_ref,
+            subscribers=self._subscribers,
+            timers=self._timers,
+            correlation_ids=self._correlation_ids,
+        )
+
+    def _on_crash(self, crash: EvseCrashed) -> None:
+        slot = self._slots.get(crash.evse_id)
+        if slot is None:
+            return
+        log.error("EVSE actor %s crashed: %s", crash.evse_id, crash.error)
+        if slot.ref is not None and slot.ref.actor_urn != crash.actor_urn:
+            return  # already restarted when a message found it dead
+        self._restart(slot, crash.last_state, crash.error)
+
+    def _restart(self, slot: _Slot, last_state: EvseState, error: str) -> None:
+        now = self._monotonic()
+        while slot.restarts and now - slot.restarts[0] > self._window:
+            slot.restarts.popleft()
+        evse_id = last_state.evse_id
+        if len(slot.restarts) >= self._max_restarts:
+            self._give_up(slot, last_state, error)
+            return
+        slot.restarts.append(now)
+        slot.state = last_state
+        self.restart_count += 1
+        self._start(slot)
+        log.warning(
+            "EVSE actor %s restarted from its last known state (%s)", evse_id, last_state.status
+        )
+        self._broadcast(
+            OperatorAlert(
+                kind="actor_restarted",
+                evse_id=evse_id,
+                station_id=last_state.station_id,
+                ts=_wall_ms(),
+                message=f"EVSE {evse_id} restarted after: {error}",
+            )
+        )
+
+    def _give_up(self, slot: _Slot, last_state: EvseState, error: str) -> None:
+        slot.given_up = True
+        slot.ref = None
+        slot.state, _ = transition(last_state, MarkFaulted(reason=error))
+        message = (
+            f"EVSE {last_state.evse_id} crashed {self._max_restarts + 1} times within "
+            f"{self._window:.0f} s and is marked {EvseStatus.FAULTED}: {error}"
+        )
+        log.error(message)
+        self._view.put_evse(slot.state, alert=message)
+        self._broadcast(EvseChanged(state=slot.state, effects=()))
+        self._broadcast(
+            OperatorAlert(
+                kind="evse_faulted",
+                evse_id=last_state.evse_id,
+                station_id=last_state.station_id,
+                ts=_wall_ms(),
+                message=message,
+            )
+        )
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,156 @@
+"""CsmsSystem: starts the actors in dependency order, stops them in reverse.
+
+It is also the one small interface the gateway talks to (:class:`Csms`): reads
+go to the :class:`FleetView`, commands go to the owning EVSE actor with a
+time-out. Keeping the gateway on this interface is what lets it become remote
+later (a gateway node sending commands over MQTT to the node that owns the EVSE).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
+
+import pykka
+
+from actors.bridge import BridgeStats, Connect, MqttBridgeActor
+from actors.dashboard import DashboardSubscriber, EvseListener
+from actors.errors import ActorUnavailableError, CommandTimeoutError
+from actors.fleet_view import FleetView
+from actors.messages import CommandOutcome, GetEvseRef, SendCommand
+from actors.protocol import CommandArgs, CommandName, EvseId
+from actors.supervisor import SupervisorActor
+from actors.timers import Timers
+
+__all__ = ["Csms", "CsmsConfig", "CsmsSystem"]
+
+log = logging.getLogger(__name__)
+
+
+class Csms(Protocol):
+    """What the gateway needs from the CSMS: the read model and commands."""
+
+    @property
+    def view(self) -> FleetView: ...
+
+    def command(
+        self,
+        evse_id: str,
+        command: CommandName,
+        args: CommandArgs = None,
+        timeout_s: float | None = None,
+    ) -> CommandOutcome: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CsmsConfig:
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    client_id: str = "smartcharge-csms"
+    keepalive: int = 10
+    command_timeout_s: float = 10.0
+    max_restarts: int = 3
+    restart_window_s: float = 60.0
+    listeners: Sequence[EvseListener] = field(default_factory=tuple)
+
+
+class CsmsSystem:
+    """The running CSMS of one node: timers, bridge, supervisor, subscribers, read model."""
+
+    def __init__(self, config: CsmsConfig) -> None:
+        self.config = config
+        self.view = FleetView()
+        self.bridge_stats = BridgeStats()
+        self.mqtt_connected = threading.Event()
+        self._timers: Timers | None = None
+        self._refs: list[pykka.ActorRef[Any]] = []
+        self.supervisor: pykka.ActorRef[Any] | None = None
+
+    def start(self, *, wait_connected_s: float | None = 10.0) -> CsmsSystem:
+        """Start everything; optionally wait until the MQTT session is up."""
+        try:
+            self._timers = Timers()
+            subscribers = [
+                DashboardSubscriber.start(listener) for listener in self.config.listeners
+            ]
+            self._refs.extend(subscribers)
+            bridge = MqttBridgeActor.start(
+                self.config.mqtt_url,
+                client_id=self.config.client_id,
+                keepalive=self.config.keepalive,
+                stats=self.bridge_stats,
+                connected=self.mqtt_connected,
+            )
+            self._refs.append(bridge)
+            self.supervisor = SupervisorActor.start(
+                bridge=bridge,
+                fleet_view=self.view,
+                subscribers=subscribers,
+                timers=self._timers,
+                max_restarts=self.config.max_restarts,
+                restart_window_s=self.config.restart_window_s,
+            )
+            self._refs.append(self.supervisor)
+            bridge.tell(Connect(target=self.supervisor))
+        except BaseException:
+            self.stop()
+            raise
+        if wait_connected_s is not None and not self.mqtt_connected.wait(wait_connected_s):
+            log.warning("MQTT broker at %s not reachable yet; still trying", self.config.mqtt_url)
+        return self
+
+    def stop(self) -> None:
+        """Stop in reverse order of start: supervisor (and its EVSEs), bridge, subscribers."""
+        for ref in reversed(self._refs):
+            with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
+                ref.stop(block=True, timeout=10)
+        self._refs.clear()
+        if self._timers is not None:
+            self._timers.stop()
+            self._timers = None
+
+    def __enter__(self) -> CsmsSystem:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ Csms interface
+
+    def evse_ref(self, evse_id: str, timeout_s: float = 5.0) -> pykka.ActorRef[Any]:
+        if self.supervisor is None:
+            raise ActorUnavailableError("the CSMS is not running")
+        try:
+            ref = cast(
+                pykka.ActorRef[Any],
+                self.supervisor.ask(GetEvseRef(evse_id=EvseId(evse_id)), timeout=timeout_s),
+            )
+        except pykka.Timeout:
+            raise ActorUnavailableError("the supervisor did not answer in time") from None
+        except pykka.ActorDeadError:
+            raise ActorUnavailableError("the supervisor is down") from None
+        return ref
+
+    def command(
+        self,
+        evse_id: str,
+        command: CommandName,
+        args: CommandArgs = None,
+        timeout_s: float | None = None,
+    ) -> CommandOutcome:
+        """Send a command to an EVSE's station and wait for the reply (edge-only ``ask``)."""
+        timeout = timeout_s if timeout_s is not None else self.config.command_timeout_s
+        ref = self.evse_ref(evse_id)
+        reply: pykka.Future[Any] = pykka.ThreadingFuture()
+        try:
+            ref.tell(SendCommand(command=command, args=args, reply=reply, timeout_s=timeout))
+        except pykka.ActorDeadError:
+            raise ActorUnavailableError(f"EVSE {evse_id} is restarting; try again") from None
+        try:
+            outcome: CommandOutcome = reply.get(timeout=timeout + 2.0)
+        except pykka.Timeout:
+            raise CommandTimeoutError(f"no answer for {command} on EVSE {evse_id}") from None
+        return outcome

@@ -1,0 +1,1 @@
+"""The HTTP gateway (Falcon under gunicorn) and the ``smartcharge`` command line."""

@@ -1,0 +1,242 @@
+"""The ``smartcharge`` command: ``up``, ``csms``, ``fleet`` and ``broker``.
+
+``smartcharge up`` is the zero-setup run: an embedded broker (Mosquitto child
+process, or amqtt in its own process), the CSMS with its gateway under gunicorn,
+and a simulated fleet, each in its own process (CPU-heavy simulation stays out
+of the actor process). Ctrl-C stops them in reverse order: the fleet first (its
+stations save their JSON files and say goodbye), then the CSMS, then the broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import FrameType
+
+__all__ = ["main"]
+
+log = logging.getLogger("smartcharge")
+
+
+def _add_csms_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--http-host", default="127.0.0.1", help="address to serve HTTP on")
+    p.add_argument("--http-port", type=int, default=8080, help="HTTP port (public reads)")
+    p.add_argument(
+        "--https-port",
+        type=int,
+        default=8443,
+        help="HTTPS port for writes (reserved for the driver API)",
+    )
+    p.add_argument("--keepalive", type=int, default=10, help="MQTT keepalive in seconds")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smartcharge", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="run everything on embedded defaults (broker, CSMS, fleet)")
+    up.add_argument("--stations", type=int, default=10)
+    up.add_argument("--evses-per-station", type=int, default=2)
+    up.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
+    up.add_argument("--seed", type=int, default=1)
+    up.add_argument("--data-dir", type=Path, default=Path("./var"))
+    up.add_argument(
+        "--mqtt-url", default=None, help="use this broker instead of starting an embedded one"
+    )
+    up.add_argument(
+        "--broker",
+        default="auto",
+        choices=["auto", "mosquitto", "amqtt"],
+        help="which embedded broker to start (auto: Mosquitto if installed)",
+    )
+    _add_csms_args(up)
+
+    csms = sub.add_parser("csms", help="run the CSMS and its gateway against a broker")
+    csms.add_argument("--mqtt-url", default="mqtt://127.0.0.1:1883")
+    csms.add_argument("--data-dir", type=Path, default=Path("./var"))
+    _add_csms_args(csms)
+
+    sub.add_parser(
+        "fleet", help="run a simulated station fleet (see 'smartcharge fleet -h')", add_help=False
+    )
+    sub.add_parser("broker", help="run the embedded MQTT broker alone", add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # fleet and broker own their arguments: hand the rest over untouched.
+    if argv and argv[0] == "fleet":
+        from simulator.fleet import main as fleet_main
+
+        return fleet_main(argv[1:])
+    if argv and argv[0] == "broker":
+        from gateway.broker import main as broker_main
+
+        return broker_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="[%(asctime)s] %(name)s %(levelname)s %(message)s",
+        datefmt="%m-%d %H:%M:%S",
+    )
+    if args.command == "csms":
+        return run_csms(args)
+    return run_up(args)
+
+
+def run_csms(args: argparse.Namespace) -> int:
+    from actors.system import CsmsConfig
+    from gateway.server import serve
+
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    config = CsmsConfig(mqtt_url=args.mqtt_url, keepalive=args.keepalive)
+    serve(config, binds=[f"{args.http_host}:{args.http_port}"], loglevel=args.log_level)
+    return 0
+
+
+class _Stop:
+    """Set by SIGINT/SIGTERM; the main thread waits on it."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.event.set()
+
+
+def run_up(args: argparse.Namespace) -> int:
+    from gateway.broker import EmbeddedBroker
+
+    data_dir: Path = args.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    stop = _Stop()
+    broker = None
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    try:
+        url = args.mqtt_url
+        if url is None:
+            broker = EmbeddedBroker(port=None, data_dir=data_dir / "broker", prefer=args.broker)
+            broker.start()
+            url = broker.url
+            log.info("embedded %s broker listening at %s", broker.kind, url)
+        children.append(("csms", _spawn_csms(args, url, data_dir)))
+        base = f"http://{args.http_host}:{args.http_port}"
+        _wait_http(f"{base}/healthz", children[-1][1], timeout_s=60.0)
+        children.append(("fleet", _spawn_fleet(args, url, data_dir)))
+        _banner(base, url, args)
+        while not stop.event.wait(0.5):
+            for name, proc in children:
+                if proc.poll() is not None:
+                    log.error("%s exited with status %s; shutting down", name, proc.returncode)
+                    stop.event.set()
+        return 0
+    finally:
+        for name, proc in reversed(children):
+            _terminate(name, proc)
+        if broker is not None:
+            broker.stop()
+        log.info("smartcharge stopped")
+
+
+def _spawn_csms(args: argparse.Namespace, url: str, data_dir: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "csms",
+            "--mqtt-url",
+            url,
+            "--http-host",
+            args.http_host,
+            "--http-port",
+            str(args.http_port),
+            "--https-port",
+            str(args.https_port),
+            "--keepalive",
+            str(args.keepalive),
+            "--data-dir",
+            str(data_dir / "csms"),
+            "--log-level",
+            args.log_level,
+        ]
+    )
+
+
+def _spawn_fleet(args: argparse.Namespace, url: str, data_dir: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "simulator.fleet",
+            "--stations",
+            str(args.stations),
+            "--evses-per-station",
+            str(args.evses_per_station),
+            "--mqtt-url",
+            url,
+            "--data-dir",
+            str(data_dir / "fleet"),
+            "--seed",
+            str(args.seed),
+            "--speed",
+            str(args.speed),
+            "--keepalive",
+            str(args.keepalive),
+        ]
+    )
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the CSMS exited with status {proc.returncode} while starting")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"the CSMS did not answer on {url} within {timeout_s:.0f} s")
+
+
+def _terminate(name: str, proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in 20 s; killing it", name)
+            proc.kill()
+            proc.wait()
+
+
+def _banner(base: str, url: str, args: argparse.Namespace) -> None:
+    print(
+        f"\nsmartcharge is up: {args.stations} stations x {args.evses_per_station} EVSEs"
+        f" (speed x{args.speed:g})\n"
+        f"  stations  {base}/api/v1/stations\n"
+        f"  health    {base}/healthz\n"
+        f"  MQTT      {url}\n"
+        f"  data      {args.data_dir}\n"
+        "Press Ctrl-C to stop.\n",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,162 @@
+"""Each station's state in its own JSON file, written atomically.
+
+Why one file per station: stations are independent (a fleet of 200 writes 200
+small files, never one big one under a shared lock), and a restarted station
+needs nothing but its own file. Why atomic: a crash mid-write must leave the
+previous version, never half a JSON document (temp file in the same directory,
+flush, fsync, ``os.replace``, fsync the directory).
+
+File format (``format`` 1)::
+
+    {"format": 1, "station_id": "st-001", "seed": 42, "seq": 11000,
+     "saved_at": 1712000000.0,
+     "evses": {"st-001-1": {"status": "Charging", "soc": 54.21,
+                            "car": {"capacity_wh": 62000.0, "max_power_w": 11000.0},
+                            "power_w": 11000.0, "energy_wh": 123456.7,
+                            "session_id": "s-1", "session_energy_wh": 4321.0,
+                            "target_soc": 80.0, "reservation_id": null,
+                            "reservation_expires_at": null, "maintenance": false,
+                            "maintenance_pending": false, "stop_reason": null,
+                            "unplug_in": null, "draws": 3}}}
+
+Times that the simulation schedules are stored relative to ``saved_at``
+(``unplug_in``), so a restart resumes them whatever the clock says then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Final
+
+from actors.protocol import EvseId, EvseStatus, SessionId, StopReason
+from simulator.evse import IN_SESSION, EvseState
+from simulator.physics import Car
+
+__all__ = ["FORMAT", "SnapshotError", "StationStore", "state_from_json", "state_to_json"]
+
+FORMAT: Final = 1
+
+
+class SnapshotError(ValueError):
+    """A station file that cannot be read back."""
+
+
+class StationStore:
+    """``<data_dir>/stations/<station_id>.json``. Not thread-safe: its runner holds a lock."""
+
+    def __init__(self, data_dir: str | os.PathLike[str], station_id: str) -> None:
+        self.directory = Path(data_dir) / "stations"
+        self.path = self.directory / f"{station_id}.json"
+
+    def load(self) -> dict[str, Any] | None:
+        """The last saved snapshot, or ``None`` if the station never saved one."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SnapshotError(f"{self.path} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise SnapshotError(f"{self.path} is not a format {FORMAT} station file")
+        return data
+
+    def save(self, snapshot: dict[str, Any], *, durable: bool = True) -> None:
+        """Replace the file atomically; ``durable`` also fsyncs (survives power loss)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        payload = json.dumps(snapshot, separators=(",", ":"), sort_keys=True).encode()
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), 0o644)  # mkstemp's 0600 would hide it from other tools
+                f.write(payload)
+                f.flush()
+                if durable:
+                    os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        if durable:
+            _fsync_directory(self.directory)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable (POSIX only; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def state_to_json(state: EvseState, now: float) -> dict[str, Any]:
+    car = state.car
+    return {
+        "status": str(state.status),
+        "soc": state.soc,
+        "car": None
+        if car is None
+        else {"capacity_wh": car.capacity_wh, "max_power_w": car.max_power_w},
+        "power_w": state.power_w,
+        "energy_wh": state.energy_wh,
+        "session_id": state.session_id,
+        "session_energy_wh": state.session_energy_wh,
+        "target_soc": state.target_soc,
+        "reservation_id": state.reservation_id,
+        "reservation_expires_at": state.reservation_expires_at,
+        "maintenance": state.maintenance,
+        "maintenance_pending": state.maintenance_pending,
+        "stop_reason": None if state.stop_reason is None else str(state.stop_reason),
+        "unplug_in": None if state.unplug_at is None else max(0.0, state.unplug_at - now),
+        "draws": state.draws,
+    }
+
+
+def state_from_json(evse_id: EvseId, raw: Any, now: float) -> EvseState:
+    """Rebuild an EVSE's state; a charging EVSE resumes metering from ``now``."""
+    try:
+        car = raw["car"]
+        state = EvseState(
+            evse_id=evse_id,
+            status=EvseStatus(raw["status"]),
+            soc=_opt_float(raw["soc"]),
+            car=None
+            if car is None
+            else Car(capacity_wh=float(car["capacity_wh"]), max_power_w=float(car["max_power_w"])),
+            power_w=float(raw["power_w"]),
+            energy_wh=float(raw["energy_wh"]),
+            session_id=None if raw["session_id"] is None else SessionId(str(raw["session_id"])),
+            session_energy_wh=float(raw["session_energy_wh"]),
+            target_soc=_opt_float(raw["target_soc"]),
+            reservation_id=raw["reservation_id"],
+            reservation_expires_at=raw["reservation_expires_at"],
+            maintenance=bool(raw["maintenance"]),
+            maintenance_pending=bool(raw["maintenance_pending"]),
+            stop_reason=None if raw["stop_reason"] is None else StopReason(raw["stop_reason"]),
+            unplug_at=None if raw["unplug_in"] is None else now + float(raw["unplug_in"]),
+            draws=int(raw["draws"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SnapshotError(f"bad state for EVSE {evse_id}: {exc!r}") from None
+    if state.status in IN_SESSION and (state.car is None or state.soc is None):
+        raise SnapshotError(f"EVSE {evse_id} is {state.status} without a car")
+    if state.status is EvseStatus.CHARGING:  # the car was paused while the station was down
+        state = replace(state, last_sample_at=now)
+    if state.status is EvseStatus.FINISHING and state.unplug_at is None:
+        state = replace(state, unplug_at=now)
+    return state
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
