@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -105,12 +106,17 @@ def run_csms(args: argparse.Namespace) -> int:
 
 
 class _Stop:
-    """Set by SIGINT/SIGTERM; the main thread waits on it."""
+    """Set by SIGINT/SIGTERM/SIGHUP; the main thread waits on it.
+
+    The children run in their own process groups (see ``_spawn``), so a Ctrl-C or a closed
+    terminal reaches only this process, which then stops them in order.
+    """
 
     def __init__(self) -> None:
         self.event = threading.Event()
         signal.signal(signal.SIGINT, self._handle)
         signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGHUP, self._handle)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.event.set()
@@ -120,6 +126,12 @@ def run_up(args: argparse.Namespace) -> int:
     from gateway.broker import EmbeddedBroker
 
     data_dir: Path = args.data_dir.resolve()
+    if not _can_listen(args.http_host, args.http_port):
+        # Fail before starting anything (gunicorn alone would retry for 5 s, then exit 1).
+        raise SystemExit(
+            f"smartcharge up: HTTP port {args.http_port} on {args.http_host} is already in use"
+            " (another smartcharge?); pick another one with --http-port"
+        )
     data_dir.mkdir(parents=True, exist_ok=True)
     stop = _Stop()
     broker = None
@@ -133,7 +145,8 @@ def run_up(args: argparse.Namespace) -> int:
             log.info("embedded %s broker listening at %s", broker.kind, url)
         children.append(("csms", _spawn_csms(args, url, data_dir)))
         base = f"http://{args.http_host}:{args.http_port}"
-        _wait_http(f"{base}/healthz", children[-1][1], timeout_s=60.0)
+        if not _wait_http(f"{base}/healthz", children[-1][1], stop.event, timeout_s=60.0):
+            return 0  # stopped while the CSMS was starting
         children.append(("fleet", _spawn_fleet(args, url, data_dir)))
         _banner(base, url, args)
         while not stop.event.wait(0.5):
@@ -150,8 +163,25 @@ def run_up(args: argparse.Namespace) -> int:
         log.info("smartcharge stopped")
 
 
+def _can_listen(host: str, port: int) -> bool:
+    """True when nothing listens on host:port (SO_REUSEADDR, as gunicorn: TIME_WAIT is fine)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _spawn(cmd: list[str]) -> subprocess.Popen[bytes]:
+    # Own process group: a terminal's Ctrl-C (SIGINT to the foreground group) reaches only
+    # `smartcharge up`, which stops the fleet first, then the CSMS, then the broker.
+    return subprocess.Popen(cmd, process_group=0)
+
+
 def _spawn_csms(args: argparse.Namespace, url: str, data_dir: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
+    return _spawn(
         [
             sys.executable,
             "-m",
@@ -176,7 +206,7 @@ def _spawn_csms(args: argparse.Namespace, url: str, data_dir: Path) -> subproces
 
 
 def _spawn_fleet(args: argparse.Namespace, url: str, data_dir: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
+    return _spawn(
         [
             sys.executable,
             "-m",
@@ -199,7 +229,10 @@ def _spawn_fleet(args: argparse.Namespace, url: str, data_dir: Path) -> subproce
     )
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+def _wait_http(
+    url: str, proc: subprocess.Popen[bytes], stop: threading.Event, timeout_s: float
+) -> bool:
+    """True once ``url`` answers 200; False if ``stop`` is set first (Ctrl-C while starting)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -207,10 +240,11 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> Non
         try:
             with urllib.request.urlopen(url, timeout=1) as resp:
                 if resp.status == 200:
-                    return
+                    return True
         except (urllib.error.URLError, OSError):
             pass
-        time.sleep(0.1)
+        if stop.wait(0.1):
+            return False
     raise SystemExit(f"the CSMS did not answer on {url} within {timeout_s:.0f} s")
 
 

@@ -35,6 +35,10 @@ class GatewayServer(BaseApplication):  # type: ignore[misc,unused-ignore]
         for key, value in self._options.items():
             self.cfg.set(key, value)
         self.cfg.set("preload_app", False)
+        if "control_socket_disable" in self.cfg.settings:
+            # gunicorn >= 25.1 opens a control socket at one fixed path per user
+            # (~/.gunicorn/gunicorn.ctl): two CSMS instances would unlink each other's.
+            self.cfg.set("control_socket_disable", True)
         self.cfg.set("post_worker_init", self._post_worker_init)
         self.cfg.set("worker_exit", self._worker_exit)
 

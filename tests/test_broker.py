@@ -204,7 +204,8 @@ def test_mosquitto_config(mosquitto_broker: EmbeddedBroker) -> None:
     config = mosquitto_broker.config_path.read_text().splitlines()
     assert f"listener {mosquitto_broker.port} 127.0.0.1" in config
     assert "max_queued_messages 100000" in config
-    assert "autosave_on_changes true" in config
+    assert "autosave_on_changes false" in config
+    assert "autosave_interval 1" in config
     assert mosquitto_broker.log_path.exists()
 
 

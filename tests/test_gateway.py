@@ -1,0 +1,420 @@
+"""The Falcon gateway (gateway/app.py, gateway/views.py) through falcon's TestClient.
+
+The CSMS is a real :class:`CsmsSystem` that is never started: its :class:`FleetView` is filled
+directly, as the supervisor would fill it. Command errors come from a tiny fake CSMS behind a
+test-only route, since no public route sends commands yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import falcon
+import falcon.testing
+import pytest
+
+from actors.errors import (
+    ActorUnavailableError,
+    CommandTimeoutError,
+    SmartchargeError,
+    UnknownEvseError,
+)
+from actors.evse_state import EvseState
+from actors.fleet_view import FleetView
+from actors.messages import CommandOutcome
+from actors.protocol import (
+    CommandArgs,
+    CommandName,
+    EvseDescriptor,
+    EvseId,
+    EvseStatus,
+    SessionId,
+    StationDescriptor,
+    StationId,
+)
+from actors.system import CsmsConfig, CsmsSystem
+from gateway.app import create_app
+
+STATION_KEYS = {"id", "name", "lat", "lon", "online", "evses"}
+EVSE_KEYS = {
+    "id",
+    "station_id",
+    "status",
+    "soc",
+    "power_w",
+    "energy_wh",
+    "max_power_w",
+    "connector",
+    "session",
+    "reservation_id",
+    "maintenance",
+    "maintenance_pending",
+    "last_report_age_s",
+    "alert",
+}
+OCPP_STATUSES = {s.value for s in EvseStatus}
+
+
+class FakeClock:
+    """A wall clock the test moves by hand."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def station(station_id: str, evses: int = 2, name: str | None = None) -> StationDescriptor:
+    return StationDescriptor(
+        id=StationId(station_id),
+        name=name or f"Station {station_id}",
+        lat=52.52,
+        lon=13.405,
+        evses=tuple(
+            EvseDescriptor(id=EvseId(f"{station_id}-{n}"), max_power_w=11_000.0)
+            for n in range(1, evses + 1)
+        ),
+    )
+
+
+def evse(evse_id: str, station_id: str, status: EvseStatus, **fields: Any) -> EvseState:
+    return EvseState(
+        evse_id=EvseId(evse_id),
+        station_id=StationId(station_id),
+        max_power_w=11_000.0,
+        status=status,
+        **fields,
+    )
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def csms(clock: FakeClock) -> CsmsSystem:
+    """A CsmsSystem that is never started, with two stations in its read model."""
+    system = CsmsSystem(CsmsConfig(mqtt_url="mqtt://127.0.0.1:1"))
+    system.view = FleetView(clock=clock)
+    system.view.put_station(station("st-002"), online=False)
+    system.view.put_station(station("st-001"), online=True)
+    system.view.put_evse(evse("st-001-1", "st-001", EvseStatus.AVAILABLE))
+    system.view.put_evse(
+        evse(
+            "st-001-2",
+            "st-001",
+            EvseStatus.CHARGING,
+            soc=41.2345,
+            power_w=10_987.654,
+            energy_wh=1234.567,
+            session_id=SessionId("sess-7"),
+            session_energy_wh=456.789,
+            target_soc=80.0,
+        )
+    )
+    system.view.put_evse(evse("st-002-1", "st-002", EvseStatus.OFFLINE))
+    system.view.put_evse(
+        evse("st-002-2", "st-002", EvseStatus.FAULTED), alert="restarted too often"
+    )
+    return system
+
+
+@pytest.fixture
+def client(csms: CsmsSystem) -> falcon.testing.TestClient:
+    return falcon.testing.TestClient(create_app(csms))
+
+
+# -- health ----------------------------------------------------------------------------------
+
+
+def test_healthz_answers_ok_with_the_fleet_size(client: falcon.testing.TestClient) -> None:
+    result = client.simulate_get("/healthz")
+
+    assert result.status_code == 200
+    assert result.json == {"status": "ok", "mqtt_connected": None, "stations": 2, "evses": 4}
+
+
+def test_healthz_reports_whether_mqtt_is_connected(csms: CsmsSystem) -> None:
+    client = falcon.testing.TestClient(create_app(csms, mqtt_connected=csms.mqtt_connected))
+    assert client.simulate_get("/healthz").json["mqtt_connected"] is False
+
+    csms.mqtt_connected.set()
+
+    assert client.simulate_get("/healthz").json["mqtt_connected"] is True
+
+
+# -- stations --------------------------------------------------------------------------------
+
+
+def test_stations_lists_every_station_sorted_by_id_with_its_evses(
+    client: falcon.testing.TestClient,
+) -> None:
+    result = client.simulate_get("/api/v1/stations")
+
+    assert result.status_code == 200
+    assert result.headers["content-type"].startswith("application/json")
+    body = result.json
+    assert set(body) == {"stations"}
+    assert [s["id"] for s in body["stations"]] == ["st-001", "st-002"]
+    first, second = body["stations"]
+    assert set(first) == STATION_KEYS
+    assert first["name"] == "Station st-001"
+    assert (first["lat"], first["lon"]) == (52.52, 13.405)
+    assert first["online"] is True
+    assert second["online"] is False
+    assert [e["id"] for e in first["evses"]] == ["st-001-1", "st-001-2"]
+    assert [e["id"] for e in second["evses"]] == ["st-002-1", "st-002-2"]
+
+
+def test_every_evse_has_the_documented_keys_and_an_ocpp_status(
+    client: falcon.testing.TestClient,
+) -> None:
+    stations = client.simulate_get("/api/v1/stations").json["stations"]
+    evses = [e for s in stations for e in s["evses"]]
+
+    assert len(evses) == 4
+    for e in evses:
+        assert set(e) == EVSE_KEYS, e["id"]
+        assert e["status"] in OCPP_STATUSES
+    assert [e["status"] for e in evses] == ["Available", "Charging", "Offline", "Faulted"]
+
+
+def test_an_idle_evse_reads_as_plain_json_values(client: falcon.testing.TestClient) -> None:
+    idle = client.simulate_get("/api/v1/evses/st-001-1").json
+
+    assert idle == {
+        "id": "st-001-1",
+        "station_id": "st-001",
+        "status": "Available",
+        "soc": None,
+        "power_w": 0.0,
+        "energy_wh": 0.0,
+        "max_power_w": 11_000.0,
+        "connector": "Type2",
+        "session": None,
+        "reservation_id": None,
+        "maintenance": False,
+        "maintenance_pending": False,
+        "last_report_age_s": 0.0,
+        "alert": None,
+    }
+
+
+def test_a_charging_evse_shows_its_rounded_meter_values_and_its_session(
+    client: falcon.testing.TestClient,
+) -> None:
+    charging = client.simulate_get("/api/v1/evses/st-001-2").json
+
+    assert charging["status"] == "Charging"
+    assert charging["soc"] == 41.23
+    assert charging["power_w"] == 10_987.7
+    assert charging["energy_wh"] == 1234.6
+    assert charging["session"] == {
+        "id": "sess-7",
+        "open": True,
+        "energy_wh": 456.8,
+        "target_soc": 80.0,
+        "stop_reason": None,
+    }
+
+
+def test_an_evse_alert_is_shown(client: falcon.testing.TestClient) -> None:
+    assert client.simulate_get("/api/v1/evses/st-002-2").json["alert"] == "restarted too often"
+
+
+def test_an_evse_reads_the_same_alone_and_inside_its_station(
+    client: falcon.testing.TestClient,
+) -> None:
+    stations = client.simulate_get("/api/v1/stations").json["stations"]
+
+    for s in stations:
+        for inside in s["evses"]:
+            alone = client.simulate_get(f"/api/v1/evses/{inside['id']}")
+            assert alone.status_code == 200
+            assert alone.json == inside
+
+
+def test_one_station_reads_the_same_as_in_the_list(client: falcon.testing.TestClient) -> None:
+    listed = client.simulate_get("/api/v1/stations").json["stations"][0]
+
+    result = client.simulate_get("/api/v1/stations/st-001")
+
+    assert result.status_code == 200
+    assert result.json == listed
+
+
+def test_a_station_whose_evses_have_not_reported_lists_no_evses(
+    csms: CsmsSystem, client: falcon.testing.TestClient
+) -> None:
+    csms.view.put_station(station("st-003"), online=True)
+
+    result = client.simulate_get("/api/v1/stations/st-003")
+
+    assert result.status_code == 200
+    assert result.json["evses"] == []
+
+
+def test_an_empty_fleet_lists_no_stations() -> None:
+    client = falcon.testing.TestClient(create_app(CsmsSystem(CsmsConfig())))
+
+    assert client.simulate_get("/api/v1/stations").json == {"stations": []}
+
+
+def test_a_new_report_replaces_what_the_gateway_shows(
+    csms: CsmsSystem, client: falcon.testing.TestClient
+) -> None:
+    before = csms.view.evse("st-001-1")
+    assert before is not None
+    csms.view.put_evse(replace(before.state, status=EvseStatus.PREPARING))
+
+    assert client.simulate_get("/api/v1/evses/st-001-1").json["status"] == "Preparing"
+
+
+# -- report age ------------------------------------------------------------------------------
+
+
+def test_last_report_age_grows_with_the_clock(
+    clock: FakeClock, client: falcon.testing.TestClient
+) -> None:
+    assert client.simulate_get("/api/v1/evses/st-001-1").json["last_report_age_s"] == 0.0
+
+    clock.advance(12.34)
+
+    assert client.simulate_get("/api/v1/evses/st-001-1").json["last_report_age_s"] == 12.3
+    stations = client.simulate_get("/api/v1/stations").json["stations"]
+    assert {e["last_report_age_s"] for s in stations for e in s["evses"]} == {12.3}
+
+
+def test_last_report_age_restarts_at_zero_on_a_new_report(
+    clock: FakeClock, csms: CsmsSystem, client: falcon.testing.TestClient
+) -> None:
+    clock.advance(30)
+    view = csms.view.evse("st-001-1")
+    assert view is not None
+
+    csms.view.put_evse(view.state)
+    clock.advance(2)
+
+    assert client.simulate_get("/api/v1/evses/st-001-1").json["last_report_age_s"] == 2.0
+    assert client.simulate_get("/api/v1/evses/st-001-2").json["last_report_age_s"] == 32.0
+
+
+def test_last_report_age_is_never_negative(
+    clock: FakeClock, client: falcon.testing.TestClient
+) -> None:
+    clock.advance(-5)  # the wall clock stepped back (NTP)
+
+    assert client.simulate_get("/api/v1/evses/st-001-1").json["last_report_age_s"] == 0.0
+
+
+# -- not found -------------------------------------------------------------------------------
+
+
+def test_an_unknown_evse_is_a_json_404_with_a_reason(client: falcon.testing.TestClient) -> None:
+    result = client.simulate_get("/api/v1/evses/nope-9")
+
+    assert result.status_code == 404
+    assert result.headers["content-type"].startswith("application/json")
+    assert result.json == {
+        "status": 404,
+        "title": "404 Not Found",
+        "reason": "unknown EVSE 'nope-9'",
+    }
+
+
+def test_an_unknown_station_is_a_json_404_with_a_reason(
+    client: falcon.testing.TestClient,
+) -> None:
+    result = client.simulate_get("/api/v1/stations/nope")
+
+    assert result.status_code == 404
+    assert result.headers["content-type"].startswith("application/json")
+    assert result.json["status"] == 404
+    assert result.json["reason"] == "unknown station 'nope'"
+
+
+def test_an_unknown_path_is_a_json_404(client: falcon.testing.TestClient) -> None:
+    result = client.simulate_get("/api/v2/whatever")
+
+    assert result.status_code == 404
+    assert result.headers["content-type"].startswith("application/json")
+    assert result.json["status"] == 404
+    assert result.json["reason"]
+
+
+def test_a_write_to_a_read_only_resource_is_a_json_405(
+    client: falcon.testing.TestClient,
+) -> None:
+    result = client.simulate_post("/api/v1/stations")
+
+    assert result.status_code == 405
+    assert result.json["status"] == 405
+    assert result.json["reason"]
+
+
+# -- domain errors -> HTTP statuses ----------------------------------------------------------
+
+
+class FailingCsms:
+    """A Csms whose every command raises ``error``; its read model is empty."""
+
+    def __init__(self, error: Exception) -> None:
+        self.view = FleetView()
+        self.error = error
+
+    def command(
+        self,
+        evse_id: str,
+        command: CommandName,
+        args: CommandArgs = None,
+        timeout_s: float | None = None,
+    ) -> CommandOutcome:
+        raise self.error
+
+
+class InfoResource:
+    """Test-only route: asks an EVSE for its info, as the driver API will."""
+
+    def __init__(self, csms: FailingCsms) -> None:
+        self._csms = csms
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, evse_id: str) -> None:
+        self._csms.command(evse_id, CommandName.INFO)
+        resp.media = {"ok": True}
+
+
+def client_whose_commands_raise(error: Exception) -> falcon.testing.TestClient:
+    csms = FailingCsms(error)
+    app = create_app(csms)
+    app.add_route("/test/evses/{evse_id}/info", InfoResource(csms))
+    return falcon.testing.TestClient(app)
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (UnknownEvseError("unknown EVSE 'st-404-1'"), 404),
+        (ActorUnavailableError("EVSE st-001-1 is restarting; try again"), 503),
+        (CommandTimeoutError("no answer for info on EVSE st-001-1"), 504),
+        (SmartchargeError("something the CSMS did not expect"), 500),
+    ],
+    ids=["unknown-evse-404", "actor-unavailable-503", "command-timeout-504", "other-500"],
+)
+def test_a_domain_error_becomes_its_http_status_with_the_message_as_reason(
+    error: Exception, status: int
+) -> None:
+    client = client_whose_commands_raise(error)
+
+    result = client.simulate_post("/test/evses/st-001-1/info")
+
+    assert result.status_code == status
+    assert result.headers["content-type"].startswith("application/json")
+    assert result.json["status"] == status
+    assert result.json["reason"] == str(error)
+    assert result.json["title"].startswith(str(status))
