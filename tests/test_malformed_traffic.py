@@ -75,7 +75,7 @@ def publish_all(url: str, messages: Iterator[tuple[str, bytes]]) -> int:
 
 
 def wait_for_count(read: Callable[[], int], target: int, timeout: float) -> None:
-    """Wait (on an Event, with a deadline) until a counter owned by another thread reaches target."""
+    """Wait (on an Event, with a deadline) until a counter of another thread reaches target."""
     tick, deadline = threading.Event(), time.monotonic() + timeout
     while read() < target:
         assert time.monotonic() < deadline, f"counter stuck at {read()} < {target}"
@@ -103,7 +103,7 @@ def running(broker_url: str, tmp_path: Path) -> Iterator[tuple[CsmsSystem, Fleet
 def test_ten_thousand_malformed_payloads_change_nothing_and_kill_nothing(
     running: tuple[CsmsSystem, FleetWatcher], broker_url: str
 ) -> None:
-    system, watcher = running
+    system, _watcher = running
     system.evse_ref(EID)  # barrier: the supervisor has applied every event seen so far
     before = {e: system.view.evse(e).state for e in EVSES}  # type: ignore[union-attr]
     refs = {e: system.evse_ref(e) for e in EVSES}
@@ -127,4 +127,5 @@ def test_ten_thousand_malformed_payloads_change_nothing_and_kill_nothing(
         assert refs[evse_id].is_alive()
     assert {e: system.view.evse(e).state for e in EVSES} == before  # type: ignore[union-attr]
     assert system.bridge_stats.malformed - malformed_before == N_MALFORMED
-    assert system.supervisor is not None and system.supervisor.is_alive()
+    assert system.supervisor is not None
+    assert system.supervisor.is_alive()

@@ -86,7 +86,7 @@ def report(
 def test_crashed_evse_actor_restarts_from_its_last_state_and_neighbours_never_notice(
     fleet: tuple[pykka.ActorRef[Any], FleetWatcher, FleetView],
 ) -> None:
-    supervisor, watcher, view = fleet
+    supervisor, watcher, _view = fleet
     supervisor.tell(report(A, EvseStatus.AVAILABLE, 1))
     supervisor.tell(report(B, EvseStatus.AVAILABLE, 2))
     supervisor.tell(report(A, EvseStatus.CHARGING, 3, energy=1_200, session="s-1"))
@@ -159,7 +159,8 @@ def test_evse_crashing_past_the_restart_intensity_is_marked_faulted_and_operator
     evse_view = view.evse(A)
     assert evse_view is not None
     assert evse_view.state.status == EvseStatus.FAULTED
-    assert evse_view.alert is not None and "Faulted" in evse_view.alert
+    assert evse_view.alert is not None
+    assert "Faulted" in evse_view.alert
     # B is untouched and still alive.
     assert supervisor.ask(GetEvseRef(evse_id=B), timeout=5).is_alive()
     assert watcher.state(B).status == EvseStatus.AVAILABLE
