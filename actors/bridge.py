@@ -136,7 +136,12 @@ class MqttBridgeActor(pykka.ThreadingActor):
         self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
     ) -> None:
         self.connected.clear()
-        log.warning("CSMS disconnected from MQTT (%s); paho reconnects with back-off", reason_code)
+        if not reason_code.is_failure:
+            log.info("CSMS disconnected from MQTT")
+            return
+        log.warning(
+            "CSMS lost its MQTT connection (%s); paho reconnects with back-off", reason_code
+        )
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self.stats.messages_in += 1
