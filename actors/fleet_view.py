@@ -3,6 +3,11 @@
 Only the supervisor writes it (from the events it already receives); gateway
 threads read it. Writes replace whole immutable records under a lock, so a
 reader always sees a consistent record per EVSE and never blocks an actor.
+
+:meth:`FleetView.nearest` answers from an immutable :class:`actors.geo.GeoIndex` of the
+stations' positions. Writers only note which stations were added or moved; the first query
+after a change swaps in an updated index (copy-on-write, under its own lock), and EVSE
+availability is checked at query time.
 """
 
 from __future__ import annotations
@@ -11,9 +16,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from actors.evse_state import EvseState
-from actors.protocol import EvseId, StationDescriptor, StationId
+from actors.geo import GeoIndex, Position
+from actors.geo import nearest as geo_nearest
+from actors.protocol import EvseId, EvseStatus, StationDescriptor, StationId
 
 __all__ = ["EvseView", "FleetView", "StationView"]
 
@@ -42,6 +50,12 @@ class FleetView:
         self._lock = threading.Lock()
         self._stations: dict[StationId, tuple[StationDescriptor, bool, float]] = {}
         self._evses: dict[EvseId, EvseView] = {}
+        self._reservations: dict[str, Any] = {}
+        # Spatial index: (snapshot, the _geo_version it reflects); replaced, never mutated.
+        self._geo: tuple[GeoIndex, int] = (GeoIndex(), 0)
+        self._geo_lock = threading.Lock()  # one update at a time; lock order: _geo_lock, _lock
+        self._geo_pending: dict[str, Position] = {}  # added/moved since the snapshot, under _lock
+        self._geo_version = 0  # bumped under _lock with every change to _geo_pending
 
     def now(self) -> float:
         return self._clock()
@@ -50,7 +64,11 @@ class FleetView:
 
     def put_station(self, station: StationDescriptor, online: bool) -> None:
         with self._lock:
+            known = self._stations.get(station.id)
             self._stations[station.id] = (station, online, self._clock())
+            if known is None or (known[0].lat, known[0].lon) != (station.lat, station.lon):
+                self._geo_pending[station.id] = (station.lat, station.lon)
+                self._geo_version += 1
 
     def set_online(self, station_id: StationId, online: bool) -> None:
         with self._lock:
@@ -63,7 +81,20 @@ class FleetView:
         with self._lock:
             self._evses[state.evse_id] = view
 
+    def put_reservation(self, evse_id: str, reservation: Any) -> None:
+        """Written by the reservation actor only; ``None`` clears it."""
+        with self._lock:
+            if reservation is None:
+                self._reservations.pop(evse_id, None)
+            else:
+                self._reservations[evse_id] = reservation
+
     # ------------------------------------------------------------------ reads (any thread)
+
+    def reservation(self, evse_id: str) -> Any:
+        """The active reservation count of an EVSE, or ``None``."""
+        with self._lock:
+            return self._reservations.get(evse_id)
 
     def evse(self, evse_id: str) -> EvseView | None:
         with self._lock:
@@ -90,3 +121,50 @@ class FleetView:
             if view.station.id == station_id:
                 return view
         return None
+
+    def nearest(
+        self, lat: float, lon: float, limit: int, available_only: bool
+    ) -> list[tuple[float, StationView, EvseView]]:
+        """The ``limit`` EVSEs nearest to ``(lat, lon)`` as ``(distance_km, station, evse)``.
+
+        Ordered by great-circle distance, then EVSE id: exactly what scanning
+        :meth:`stations` and sorting would give. ``available_only`` keeps the EVSEs that are
+        Available and have no active reservation.
+        """
+
+        def accept(key: str) -> list[tuple[str, tuple[StationView, EvseView]]]:
+            with self._lock:
+                known = self._stations.get(StationId(key))
+                if known is None:
+                    return []
+                station, online, updated_at = known
+                evses = self._evses
+                members = tuple(evses[e.id] for e in station.evses if e.id in evses)
+                if available_only:
+                    keep = [
+                        m
+                        for m in members
+                        if m.state.status is EvseStatus.AVAILABLE
+                        and self._reservations.get(m.state.evse_id) is None
+                    ]
+                else:
+                    keep = list(members)
+            if not keep:
+                return []
+            view = StationView(station=station, online=online, updated_at=updated_at, evses=members)
+            return [(m.state.evse_id, (view, m)) for m in keep]
+
+        found = geo_nearest(self._geo_index(), lat, lon, limit, accept)
+        return [(distance, view, evse) for distance, (view, evse) in found]
+
+    def _geo_index(self) -> GeoIndex:
+        index, version = self._geo
+        if version == self._geo_version:
+            return index
+        with self._geo_lock:
+            with self._lock:
+                version, pending = self._geo_version, self._geo_pending
+                self._geo_pending = {}
+            index = self._geo[0].updated(pending) if pending else self._geo[0]
+            self._geo = (index, version)
+            return index

@@ -18,11 +18,15 @@ from typing import Any, Protocol, cast
 import pykka
 
 from actors.bridge import BridgeStats, Connect, MqttBridgeActor
+from actors.charging import ChargingService
 from actors.dashboard import DashboardSubscriber, EvseListener
-from actors.errors import ActorUnavailableError, CommandTimeoutError
+from actors.errors import ActorUnavailableError, CommandTimeoutError, SmartchargeError
 from actors.fleet_view import FleetView
+from actors.live import LiveHub
 from actors.messages import CommandOutcome, GetEvseRef, SendCommand
-from actors.protocol import CommandArgs, CommandName, EvseId
+from actors.protocol import CancelReservationArgs, CommandArgs, CommandName, EvseId
+from actors.reservations import ReservationActor
+from actors.sessions import LiveFeed, Notifier, SessionOwners, SessionRecorder
 from actors.supervisor import SupervisorActor
 from actors.timers import Timers
 
@@ -36,6 +40,12 @@ class Csms(Protocol):
 
     @property
     def view(self) -> FleetView: ...
+
+    @property
+    def charging(self) -> ChargingService: ...
+
+    @property
+    def hub(self) -> LiveHub: ...
 
     def command(
         self,
@@ -55,6 +65,9 @@ class CsmsConfig:
     max_restarts: int = 3
     restart_window_s: float = 60.0
     listeners: Sequence[EvseListener] = field(default_factory=tuple)
+    storage: Any = None
+    """A :class:`storage.Storage`; without one, sessions and reservations are not recorded."""
+    reservation_s: float = 900.0
 
 
 class CsmsSystem:
@@ -68,15 +81,72 @@ class CsmsSystem:
         self._timers: Timers | None = None
         self._refs: list[pykka.ActorRef[Any]] = []
         self.supervisor: pykka.ActorRef[Any] | None = None
+        self.hub = LiveHub()
+        store = config.storage
+        self.owners = SessionOwners(lookup=self._driver_from_storage if store else None)
+        self.notifier = Notifier(store.notifications if store else None, self.hub)
+        self._reservations: pykka.ActorRef[Any] | None = None
+        self.charging = ChargingService(
+            self,
+            reservations=self._reservations_ref,
+            owners=self.owners,
+            reservation_s=config.reservation_s,
+        )
+
+    def _reservations_ref(self) -> pykka.ActorRef[Any]:
+        if self._reservations is None:
+            raise ActorUnavailableError("the CSMS is not running")
+        return self._reservations
+
+    def _driver_from_storage(self, session_id: str) -> str | None:
+        session = self.config.storage.sessions.get(session_id)
+        return None if session is None else session.driver_id
+
+    def _listeners(self) -> list[EvseListener]:
+        listeners: list[EvseListener] = [LiveFeed(self.hub, self.owners)]
+        if self.config.storage is not None:
+            listeners.append(
+                SessionRecorder(self.config.storage.sessions, self.owners, self.notifier)
+            )
+        return [*listeners, *self.config.listeners]
+
+    def _cancel_reservation_at_station(self, evse_id: str, reservation_id: str) -> None:
+        """Called on the reservation actor's thread: never block it on a round trip."""
+
+        def cancel() -> None:
+            try:
+                self.command(
+                    evse_id,
+                    CommandName.CANCEL_RESERVATION,
+                    CancelReservationArgs(reservation_id=reservation_id),
+                )
+            except SmartchargeError as exc:
+                log.warning(
+                    "could not cancel reservation %s at %s: %s", reservation_id, evse_id, exc
+                )
+
+        threading.Thread(target=cancel, name=f"cancel-{evse_id}", daemon=True).start()
 
     def start(self, *, wait_connected_s: float | None = 10.0) -> CsmsSystem:
         """Start everything; optionally wait until the MQTT session is up."""
         try:
             self._timers = Timers()
-            subscribers = [
-                DashboardSubscriber.start(listener) for listener in self.config.listeners
+            subscribers: list[pykka.ActorRef[Any]] = [
+                DashboardSubscriber.start(listener) for listener in self._listeners()
             ]
             self._refs.extend(subscribers)
+            store = self.config.storage
+            reservations = ReservationActor.start(
+                store=store.reservations if store else None,
+                notifier=self.notifier,
+                owners=self.owners,
+                timers=self._timers,
+                view=self.view,
+                cancel_at_station=self._cancel_reservation_at_station,
+            )
+            self._refs.append(reservations)
+            self._reservations = reservations
+            subscribers.append(reservations)
             bridge = MqttBridgeActor.start(
                 self.config.mqtt_url,
                 client_id=self.config.client_id,

@@ -14,6 +14,7 @@ from typing import Any
 
 import falcon
 
+from actors.charging import Conflict, Forbidden, NotFound
 from actors.errors import (
     ActorUnavailableError,
     CommandTimeoutError,
@@ -21,6 +22,21 @@ from actors.errors import (
     UnknownEvseError,
 )
 from actors.system import Csms
+from gateway.api import (
+    AuthResource,
+    EvseActionResource,
+    EvseInfoResource,
+    MaintenanceResource,
+    MyNotificationsResource,
+    MySessionsResource,
+    NearestResource,
+    ReservationResource,
+)
+from gateway.auth import Authenticator, AuthError
+from gateway.events import EventStreamResource
+from gateway.openapi import OpenApiResource
+from gateway.ratelimit import SlidingWindowLimiter
+from gateway.security import Authentication, TransportPolicy
 from gateway.views import evse_json, station_json
 
 __all__ = ["create_app"]
@@ -53,7 +69,7 @@ class StationsResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         view = self._csms.view
         now = view.now()
-        resp.media = {"stations": [station_json(s, now) for s in view.stations()]}
+        resp.media = {"stations": [station_json(s, now, view.reservation) for s in view.stations()]}
 
 
 class StationResource:
@@ -64,7 +80,7 @@ class StationResource:
         view = self._csms.view.station(station_id)
         if view is None:
             raise falcon.HTTPNotFound(description=f"unknown station {station_id!r}")
-        resp.media = station_json(view, self._csms.view.now())
+        resp.media = station_json(view, self._csms.view.now(), self._csms.view.reservation)
 
 
 class EvseResource:
@@ -75,7 +91,8 @@ class EvseResource:
         view = self._csms.view.evse(evse_id)
         if view is None:
             raise UnknownEvseError(f"unknown EVSE {evse_id!r}")
-        resp.media = evse_json(view, self._csms.view.now())
+        now = self._csms.view.now()
+        resp.media = evse_json(view, now, self._csms.view.reservation(evse_id))
 
 
 def _error_serializer(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
@@ -94,15 +111,64 @@ def _map(status: Callable[..., falcon.HTTPError]) -> Any:
     return handler
 
 
-def create_app(csms: Csms, *, mqtt_connected: Any = None) -> falcon.App:
-    app = falcon.App(cors_enable=False)
+def _map_auth(
+    req: falcon.Request, resp: falcon.Response, ex: AuthError, params: dict[str, Any]
+) -> None:
+    status = getattr(ex, "http_status", 401)
+    if status == 401:
+        raise falcon.HTTPUnauthorized(
+            title="Unauthorized", description=str(ex), challenges=["Bearer"]
+        )
+    raise falcon.HTTPError(falcon.code_to_http_status(status), description=str(ex))
+
+
+def create_app(
+    csms: Csms,
+    *,
+    mqtt_connected: Any = None,
+    auth: Authenticator | None = None,
+    storage: Any = None,
+    https_base: str | None = None,
+    login_limits: tuple[int, int] = (30, 5),
+) -> falcon.App:
+    """The WSGI app. Without ``auth`` only the public reads are served."""
+    middleware: list[Any] = [TransportPolicy(https_base)]
+    if auth is not None:
+        middleware.append(Authentication(auth))
+    app = falcon.App(cors_enable=False, middleware=middleware)
+    app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(_error_serializer)
     app.add_error_handler(SmartchargeError, _map(falcon.HTTPInternalServerError))
     app.add_error_handler(UnknownEvseError, _map(falcon.HTTPNotFound))
+    app.add_error_handler(NotFound, _map(falcon.HTTPNotFound))
+    app.add_error_handler(Forbidden, _map(falcon.HTTPForbidden))
+    app.add_error_handler(Conflict, _map(falcon.HTTPConflict))
     app.add_error_handler(ActorUnavailableError, _map(falcon.HTTPServiceUnavailable))
     app.add_error_handler(CommandTimeoutError, _map(falcon.HTTPGatewayTimeout))
+    app.add_error_handler(AuthError, _map_auth)
     app.add_route("/healthz", HealthResource(csms, mqtt_connected))
+    app.add_route("/openapi.json", OpenApiResource())
     app.add_route(f"{API}/stations", StationsResource(csms))
     app.add_route(f"{API}/stations/{{station_id}}", StationResource(csms))
+    app.add_route(f"{API}/evses/nearest", NearestResource(csms.view))
     app.add_route(f"{API}/evses/{{evse_id}}", EvseResource(csms))
+    if auth is None:
+        return app
+    per_ip = SlidingWindowLimiter(login_limits[0], 60.0)
+    per_email = SlidingWindowLimiter(login_limits[1], 60.0)
+    auth_resource = AuthResource(auth, per_ip, per_email)
+    for action in ("register", "login", "refresh", "logout"):
+        app.add_route(f"{API}/auth/{action}", auth_resource, suffix=action)
+    charging = csms.charging
+    app.add_route(f"{API}/evses/{{evse_id}}/info", EvseInfoResource(charging))
+    app.add_route(f"{API}/evses/{{evse_id}}/reservation", ReservationResource(charging, csms.view))
+    actions = EvseActionResource(charging)
+    app.add_route(f"{API}/evses/{{evse_id}}/start", actions, suffix="start")
+    app.add_route(f"{API}/evses/{{evse_id}}/stop", actions, suffix="stop")
+    app.add_route(f"{API}/evses/{{evse_id}}/maintenance", MaintenanceResource(charging))
+    if storage is not None:
+        app.add_route(f"{API}/me/sessions", MySessionsResource(storage.sessions))
+        app.add_route(f"{API}/me/notifications", MyNotificationsResource(storage.notifications))
+    app.add_route(f"{API}/me/events", EventStreamResource(csms.hub, everything=False))
+    app.add_route(f"{API}/events", EventStreamResource(csms.hub, everything=True))
     return app

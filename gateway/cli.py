@@ -10,7 +10,9 @@ stations save their JSON files and say goodbye), then the CSMS, then the broker.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -34,7 +36,22 @@ def _add_csms_args(p: argparse.ArgumentParser) -> None:
         "--https-port",
         type=int,
         default=8443,
-        help="HTTPS port for writes (reserved for the driver API)",
+        help="HTTPS port: writes and every call with a token",
+    )
+    p.add_argument(
+        "--certfile",
+        type=Path,
+        default=None,
+        help="TLS certificate (default: a self-signed one made in the data dir)",
+    )
+    p.add_argument("--keyfile", type=Path, default=None, help="TLS private key")
+    p.add_argument(
+        "--db-url",
+        default=os.environ.get("SMARTCHARGE_DB_URL"),
+        help="postgresql://... (default: SQLite in the data dir; env SMARTCHARGE_DB_URL)",
+    )
+    p.add_argument(
+        "--threads", type=int, default=32, help="gunicorn threads (SSE streams hold one)"
     )
     p.add_argument("--keepalive", type=int, default=10, help="MQTT keepalive in seconds")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -64,12 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
     csms = sub.add_parser("csms", help="run the CSMS and its gateway against a broker")
     csms.add_argument("--mqtt-url", default="mqtt://127.0.0.1:1883")
     csms.add_argument("--data-dir", type=Path, default=Path("./var"))
+    csms.add_argument(
+        "--demo-users",
+        action="store_true",
+        help="create a demo driver and operator (logins in the data dir)",
+    )
     _add_csms_args(csms)
 
     sub.add_parser(
         "fleet", help="run a simulated station fleet (see 'smartcharge fleet -h')", add_help=False
     )
     sub.add_parser("broker", help="run the embedded MQTT broker alone", add_help=False)
+    sub.add_parser("admin", help="operator commands (see 'smartcharge admin -h')", add_help=False)
     return parser
 
 
@@ -84,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.broker import main as broker_main
 
         return broker_main(argv[1:])
+    if argv and argv[0] == "admin":
+        from gateway.admin import main as admin_main
+
+        return admin_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
@@ -97,11 +124,26 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_csms(args: argparse.Namespace) -> int:
     from actors.system import CsmsConfig
-    from gateway.server import serve
+    from gateway.server import GatewaySettings, serve
 
-    args.data_dir.mkdir(parents=True, exist_ok=True)
+    if (args.certfile is None) != (args.keyfile is None):
+        raise SystemExit("smartcharge csms: give both --certfile and --keyfile, or neither")
     config = CsmsConfig(mqtt_url=args.mqtt_url, keepalive=args.keepalive)
-    serve(config, binds=[f"{args.http_host}:{args.http_port}"], loglevel=args.log_level)
+    serve(
+        config,
+        GatewaySettings(
+            http_host=args.http_host,
+            http_port=args.http_port,
+            https_port=args.https_port,
+            certfile=args.certfile,
+            keyfile=args.keyfile,
+            data_dir=args.data_dir,
+            db_url=args.db_url,
+            demo_users=args.demo_users,
+            threads=args.threads,
+            loglevel=args.log_level,
+        ),
+    )
     return 0
 
 
@@ -126,12 +168,13 @@ def run_up(args: argparse.Namespace) -> int:
     from gateway.broker import EmbeddedBroker
 
     data_dir: Path = args.data_dir.resolve()
-    if not _can_listen(args.http_host, args.http_port):
-        # Fail before starting anything (gunicorn alone would retry for 5 s, then exit 1).
-        raise SystemExit(
-            f"smartcharge up: HTTP port {args.http_port} on {args.http_host} is already in use"
-            " (another smartcharge?); pick another one with --http-port"
-        )
+    for kind, port in (("HTTP", args.http_port), ("HTTPS", args.https_port)):
+        if not _can_listen(args.http_host, port):
+            # Fail before starting anything (gunicorn alone would retry for 5 s, then exit 1).
+            raise SystemExit(
+                f"smartcharge up: {kind} port {port} on {args.http_host} is already in use"
+                f" (another smartcharge?); pick another one with --{kind.lower()}-port"
+            )
     data_dir.mkdir(parents=True, exist_ok=True)
     stop = _Stop()
     broker = None
@@ -148,7 +191,7 @@ def run_up(args: argparse.Namespace) -> int:
         if not _wait_http(f"{base}/healthz", children[-1][1], stop.event, timeout_s=60.0):
             return 0  # stopped while the CSMS was starting
         children.append(("fleet", _spawn_fleet(args, url, data_dir)))
-        _banner(base, url, args)
+        _banner(base, url, args, data_dir)
         while not stop.event.wait(0.5):
             for name, proc in children:
                 if proc.poll() is not None:
@@ -201,6 +244,15 @@ def _spawn_csms(args: argparse.Namespace, url: str, data_dir: Path) -> subproces
             str(data_dir / "csms"),
             "--log-level",
             args.log_level,
+            "--threads",
+            str(args.threads),
+            "--demo-users",
+            *(["--db-url", args.db_url] if args.db_url else []),
+            *(
+                ["--certfile", str(args.certfile), "--keyfile", str(args.keyfile)]
+                if args.certfile and args.keyfile
+                else []
+            ),
         ]
     )
 
@@ -259,17 +311,26 @@ def _terminate(name: str, proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def _banner(base: str, url: str, args: argparse.Namespace) -> None:
-    print(
+def _banner(base: str, url: str, args: argparse.Namespace, data_dir: Path) -> None:
+    secure = f"https://{args.http_host}:{args.https_port}"
+    lines = [
         f"\nsmartcharge is up: {args.stations} stations x {args.evses_per_station} EVSEs"
-        f" (speed x{args.speed:g})\n"
-        f"  stations  {base}/api/v1/stations\n"
-        f"  health    {base}/healthz\n"
-        f"  MQTT      {url}\n"
-        f"  data      {args.data_dir}\n"
-        "Press Ctrl-C to stop.\n",
-        flush=True,
-    )
+        f" (speed x{args.speed:g})",
+        f"  stations  {base}/api/v1/stations",
+        f"  API       {secure}/api/v1  (writes and logins; self-signed certificate"
+        f" in {data_dir / 'csms' / 'tls'})",
+        f"  OpenAPI   {base}/openapi.json",
+        f"  health    {base}/healthz",
+        f"  MQTT      {url}",
+        f"  data      {args.data_dir}",
+    ]
+    try:
+        logins = json.loads((data_dir / "csms" / "demo-logins.json").read_text())
+        for role, login in sorted(logins.items()):
+            lines.append(f"  demo {role:<9}{login['email']}  password {login['password']}")
+    except (OSError, ValueError, KeyError, AttributeError):
+        pass
+    print("\n".join([*lines, "Press Ctrl-C to stop.\n"]), flush=True)
 
 
 if __name__ == "__main__":

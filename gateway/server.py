@@ -8,27 +8,119 @@ requests, which only read the :class:`FleetView` or ``ask`` an EVSE actor.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable
+import os
+import secrets
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
+import falcon
 from gunicorn.app.base import BaseApplication
 
 from actors.system import CsmsConfig, CsmsSystem
 from gateway.app import create_app
+from gateway.auth import LocalAuthenticator, load_or_create_secret
+from gateway.tls import ensure_self_signed_cert
+from gateway.worker import gunicorn_options
+from storage import DuplicateError, Storage, open_storage
 
-__all__ = ["GatewayServer", "serve"]
+__all__ = ["GatewayServer", "GatewaySettings", "Runtime", "serve"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewaySettings:
+    """Where the gateway listens and keeps its files."""
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    https_port: int | None = 8443
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    data_dir: Path = Path("var/csms")
+    db_url: str | None = None
+    demo_users: bool = False
+    threads: int = 32
+    loglevel: str = "info"
+
+    @property
+    def https_base(self) -> str | None:
+        if self.https_port is None:
+            return None
+        return f"https://{self.http_host}:{self.https_port}"
+
+
+@dataclass
+class Runtime:
+    """What one worker runs: storage, the CSMS actors, the authenticator."""
+
+    storage: Storage
+    system: CsmsSystem
+    auth: LocalAuthenticator
+
+    @classmethod
+    def build(cls, config: CsmsConfig, settings: GatewaySettings) -> Runtime:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        storage = open_storage(settings.db_url, data_dir=settings.data_dir)
+        system = CsmsSystem(replace(config, storage=storage))
+        auth = LocalAuthenticator(
+            storage.users,
+            storage.refresh_tokens,
+            secret=load_or_create_secret(settings.data_dir / "secret.key"),
+            duplicate_error=DuplicateError,
+        )
+        if settings.demo_users:
+            ensure_demo_users(auth, storage, settings.data_dir)
+        return cls(storage=storage, system=system, auth=auth)
+
+    def app(self, settings: GatewaySettings) -> falcon.App:
+        return create_app(
+            self.system,
+            mqtt_connected=self.system.mqtt_connected,
+            auth=self.auth,
+            storage=self.storage,
+            https_base=settings.https_base,
+        )
+
+    def close(self) -> None:
+        self.system.stop()
+        self.storage.close()
+
+
+DEMO_LOGINS = "demo-logins.json"
+
+
+def ensure_demo_users(auth: LocalAuthenticator, storage: Storage, data_dir: Path) -> None:
+    """A demo driver and a demo operator with random passwords, kept in ``demo-logins.json``."""
+    path = data_dir / DEMO_LOGINS
+    try:
+        logins = json.loads(path.read_text())
+    except (OSError, ValueError):
+        logins = {
+            role: {"email": f"{role}@demo.smartcharge.local", "password": secrets.token_urlsafe(12)}
+            for role in ("driver", "operator")
+        }
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(logins, f, indent=2)
+    for role, login in logins.items():
+        if storage.users.by_email(login["email"]) is None:
+            auth.create_user(login["email"], login["password"], role)
 
 
 class GatewayServer(BaseApplication):  # type: ignore[misc,unused-ignore]
     """A gunicorn application whose worker runs one :class:`CsmsSystem`."""
 
-    def __init__(self, options: dict[str, Any], system_factory: Callable[[], CsmsSystem]) -> None:
+    def __init__(
+        self, options: dict[str, Any], config: CsmsConfig, settings: GatewaySettings
+    ) -> None:
         self._options = options
-        self._system_factory = system_factory
-        self._system: CsmsSystem | None = None
+        self._config = config
+        self._settings = settings
+        self._runtime: Runtime | None = None
         super().__init__()
 
     def load_config(self) -> None:
@@ -43,34 +135,47 @@ class GatewayServer(BaseApplication):  # type: ignore[misc,unused-ignore]
         self.cfg.set("worker_exit", self._worker_exit)
 
     def load(self) -> Any:
-        """Runs in the worker after the fork: build the (not yet started) system and app."""
-        self._system = self._system_factory()
-        return create_app(self._system, mqtt_connected=self._system.mqtt_connected)
+        """Runs in the worker after the fork: open storage, build the (unstarted) system."""
+        self._runtime = Runtime.build(self._config, self._settings)
+        return self._runtime.app(self._settings)
 
     def _post_worker_init(self, worker: Any) -> None:
-        if self._system is not None:
-            self._system.start(wait_connected_s=10.0)
+        if self._runtime is not None:
+            self._runtime.system.start(wait_connected_s=10.0)
             log.info("CSMS actors started in worker %s", worker.pid)
 
     def _worker_exit(self, server: Any, worker: Any) -> None:
-        if self._system is not None:
-            self._system.stop()
+        if self._runtime is not None:
+            self._runtime.close()
             log.info("CSMS actors stopped in worker %s", worker.pid)
 
 
-def serve(
-    config: CsmsConfig, *, binds: list[str], threads: int = 8, loglevel: str = "info"
-) -> None:
-    """Run gunicorn in the foreground until SIGINT/SIGTERM."""
-    options = {
-        "bind": binds,
+def serve(config: CsmsConfig, settings: GatewaySettings) -> None:
+    """Run gunicorn in the foreground until SIGINT/SIGTERM: HTTP reads, HTTPS writes."""
+    options: dict[str, Any] = {
         "workers": 1,
-        "worker_class": "gthread",
-        "threads": threads,
+        "threads": settings.threads,
         "timeout": 60,
         "graceful_timeout": 10,
-        "loglevel": loglevel,
+        "loglevel": settings.loglevel,
         "accesslog": None,
         "proc_name": "smartcharge-csms",
+        # Trust no X-Forwarded-Proto: a local client must not make plain HTTP look like HTTPS.
+        "forwarded_allow_ips": "",
     }
-    GatewayServer(options, lambda: CsmsSystem(config)).run()
+    plain = [f"{settings.http_host}:{settings.http_port}"]
+    if settings.https_port is None:
+        options.update(bind=plain, worker_class="gthread")
+    else:
+        certfile, keyfile = settings.certfile, settings.keyfile
+        if certfile is None or keyfile is None:
+            certfile, keyfile = ensure_self_signed_cert(settings.data_dir)
+        options.update(
+            gunicorn_options(
+                plain_binds=plain,
+                tls_binds=[f"{settings.http_host}:{settings.https_port}"],
+                certfile=str(certfile),
+                keyfile=str(keyfile),
+            )
+        )
+    GatewayServer(options, config, settings).run()

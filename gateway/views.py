@@ -6,6 +6,7 @@ EVSE alone as the same object; status strings are the OCPP 1.6 names plus "Offli
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from actors.fleet_view import EvseView, StationView
@@ -13,7 +14,8 @@ from actors.fleet_view import EvseView, StationView
 __all__ = ["evse_json", "station_json"]
 
 
-def evse_json(view: EvseView, now: float) -> dict[str, Any]:
+def evse_json(view: EvseView, now: float, reservation: Any = None) -> dict[str, Any]:
+    """``reservation``: the CSMS's count on this EVSE (its end and time left), if any."""
     s = view.state
     return {
         "id": s.evse_id,
@@ -34,6 +36,7 @@ def evse_json(view: EvseView, now: float) -> dict[str, Any]:
             "stop_reason": None if s.stop_reason is None else str(s.stop_reason),
         },
         "reservation_id": s.reservation_id,
+        "reservation": None if reservation is None else reservation.public(int(now * 1000)),
         "maintenance": s.maintenance,
         "maintenance_pending": s.maintenance_pending,
         "last_report_age_s": round(max(0.0, now - view.updated_at), 1),
@@ -41,7 +44,9 @@ def evse_json(view: EvseView, now: float) -> dict[str, Any]:
     }
 
 
-def station_json(view: StationView, now: float) -> dict[str, Any]:
+def station_json(
+    view: StationView, now: float, reservation: Callable[[str], Any] | None = None
+) -> dict[str, Any]:
     st = view.station
     return {
         "id": st.id,
@@ -49,5 +54,8 @@ def station_json(view: StationView, now: float) -> dict[str, Any]:
         "lat": st.lat,
         "lon": st.lon,
         "online": view.online,
-        "evses": [evse_json(e, now) for e in view.evses],
+        "evses": [
+            evse_json(e, now, reservation(e.state.evse_id) if reservation else None)
+            for e in view.evses
+        ],
     }

@@ -1,6 +1,71 @@
-"""Persistence of what the actors decide (users, sessions, metrics) through ``dataset``.
+"""Persistence of what the actors decide: users, refresh tokens, charging sessions,
+reservations and notifications, on SQLite (default) or PostgreSQL, through ``dataset``.
 
-The storage issue fills this package; until then the stations' own JSON files
-(see ``simulator``) are the only state on disk, and the CSMS rebuilds its view
-from the stations' retained MQTT messages at start.
+::
+
+    storage = open_storage(url, data_dir=data_dir)   # url=None: <data_dir>/smartcharge.db
+    user = storage.users.create("a@example.org", password_hash, Role.DRIVER)
+    storage.sessions.by_driver(user.id)
+    storage.close()
+
+- **Times** are ``int`` epoch milliseconds, UTC, everywhere (columns are ``BIGINT``): SQLite
+  drivers return naive datetimes, integers lose nothing. Defaults come from an injected
+  ``clock_ms``.
+- **Threads**: a :class:`Storage` may be used from any number of threads; each thread gets its
+  own connection, which goes back to the pool, from the same thread, at the end of each call.
+- **Schema**: created and upgraded by versioned migrations (``storage._migrations``) when the
+  database is opened; ``dataset`` only reads and writes rows, it never adds columns.
+- **Errors**: everything raised on purpose is a :class:`StorageError`.
+- **Ownership**: each table has one writer (the actor that decides); the rest only reads.
 """
+
+from storage._accounts import RefreshTokenStore, UserStore, normalize_email
+from storage._charging import ReservationStore, SessionStore
+from storage._engine import Clock, system_clock_ms
+from storage._errors import (
+    ConstraintError,
+    DuplicateError,
+    MigrationError,
+    StorageError,
+    StorageUnavailableError,
+)
+from storage._migrations import LATEST_VERSION
+from storage._notifications import NotificationStore
+from storage._records import (
+    Notification,
+    RefreshToken,
+    Reservation,
+    ReservationOutcome,
+    Role,
+    Session,
+    User,
+)
+from storage._storage import DB_FILENAME, Storage, open_storage, sqlite_url
+
+__all__ = [
+    "DB_FILENAME",
+    "LATEST_VERSION",
+    "Clock",
+    "ConstraintError",
+    "DuplicateError",
+    "MigrationError",
+    "Notification",
+    "NotificationStore",
+    "RefreshToken",
+    "RefreshTokenStore",
+    "Reservation",
+    "ReservationOutcome",
+    "ReservationStore",
+    "Role",
+    "Session",
+    "SessionStore",
+    "Storage",
+    "StorageError",
+    "StorageUnavailableError",
+    "User",
+    "UserStore",
+    "normalize_email",
+    "open_storage",
+    "sqlite_url",
+    "system_clock_ms",
+]

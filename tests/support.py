@@ -60,6 +60,10 @@ class FleetWatcher(EvseListener):
         with self._cond:
             return self.latest[evse_id]
 
+    def has_been(self, evse_id: str, status: str) -> Callable[[], bool]:
+        """True once the EVSE was ever in ``status`` (it may have moved on since)."""
+        return lambda: any(s.status == status for s in self.history.get(evse_id, ()))
+
     def status_is(self, evse_id: str, status: str) -> Callable[[], bool]:
         return lambda: evse_id in self.latest and self.latest[evse_id].status == status
 

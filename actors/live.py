@@ -1,0 +1,97 @@
+"""LiveHub: fan-out of live events to Server-Sent-Event streams.
+
+Producers (subscriber actors, on their own threads) call :meth:`LiveHub.publish`;
+each open SSE stream owns a bounded queue and reads it on its gunicorn thread.
+A stream that falls behind loses its oldest events (and is told so with a
+``lagged`` event) instead of slowing the producers: an actor never blocks on a
+browser.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["LiveEvent", "LiveHub", "LiveStream"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LiveEvent:
+    """One event for the browser: ``event:`` name, JSON ``data``, and who may see it."""
+
+    kind: str
+    data: dict[str, Any]
+    user_id: str | None = None
+    """Only this user's streams (and operators') get it; ``None``: operators only."""
+    public: bool = False
+    """Every stream gets it (EVSE status changes are public information)."""
+    id: int = 0
+
+    def encode(self) -> bytes:
+        body = json.dumps(self.data, separators=(",", ":"))
+        return f"id: {self.id}\nevent: {self.kind}\ndata: {body}\n\n".encode()
+
+
+@dataclass
+class LiveStream:
+    """One SSE client. ``accept`` decides which events it wants."""
+
+    accept: Callable[[LiveEvent], bool]
+    events: queue.Queue[LiveEvent] = field(default_factory=lambda: queue.Queue(maxsize=1000))
+    lagged: bool = False
+
+    def get(self, timeout: float) -> LiveEvent | None:
+        try:
+            return self.events.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+
+class LiveHub:
+    """Thread-safe publish/subscribe for live events."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._streams: list[LiveStream] = []
+        self._ids = itertools.count(1)
+
+    def subscribe(self, accept: Callable[[LiveEvent], bool]) -> LiveStream:
+        stream = LiveStream(accept=accept)
+        with self._lock:
+            self._streams.append(stream)
+        return stream
+
+    def unsubscribe(self, stream: LiveStream) -> None:
+        with self._lock:
+            if stream in self._streams:
+                self._streams.remove(stream)
+
+    @property
+    def stream_count(self) -> int:
+        with self._lock:
+            return len(self._streams)
+
+    def publish(
+        self, kind: str, data: dict[str, Any], *, user_id: str | None = None, public: bool = False
+    ) -> LiveEvent:
+        event = LiveEvent(kind=kind, data=data, user_id=user_id, public=public, id=next(self._ids))
+        with self._lock:
+            streams = list(self._streams)
+        for stream in streams:
+            if not stream.accept(event):
+                continue
+            try:
+                stream.events.put_nowait(event)
+            except queue.Full:
+                stream.lagged = True
+                try:  # drop the oldest: live views want the newest state
+                    stream.events.get_nowait()
+                    stream.events.put_nowait(event)
+                except (queue.Empty, queue.Full):
+                    pass
+        return event

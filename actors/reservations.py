@@ -1,0 +1,235 @@
+"""ReservationActor: the reservation count of every EVSE.
+
+A reservation holds an EVSE for one driver for a while (the station shows
+``Reserved``). The count ends when that driver starts charging there (``used``),
+runs out (``expired``: the station is told to cancel, the driver notified), or
+is cancelled by the driver. It is *interrupted*, and the driver told why, when
+the EVSE goes busy with someone else's session, into maintenance, offline or
+faulted. This actor is the only writer of reservation rows; everything runs on
+its own thread, the expiry timer only ``tell``s it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from actors.evse_state import SESSION_STATUSES, EvseState
+from actors.fleet_view import FleetView
+from actors.messages import EvseChanged
+from actors.protocol import EvseStatus
+from actors.sessions import Notifier, SessionOwners
+from actors.timers import Timers
+
+__all__ = [
+    "ExpireReservation",
+    "GetReservation",
+    "ReleaseReservation",
+    "Reservation",
+    "ReservationActor",
+    "TrackReservation",
+]
+
+log = logging.getLogger(__name__)
+
+S = EvseStatus
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reservation:
+    id: str
+    driver_id: str
+    evse_id: str
+    created_at: int
+    expires_at: int
+
+    def public(self, now_ms: int) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "expires_at": self.expires_at,
+            "remaining_s": max(0.0, round((self.expires_at - now_ms) / 1000, 1)),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrackReservation:
+    """The station accepted ``reserve``: start counting."""
+
+    reservation: Reservation
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReleaseReservation:
+    """End a reservation now (cancelled by its driver, or interrupted by the CSMS)."""
+
+    evse_id: str
+    outcome: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExpireReservation:
+    reservation_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetReservation:
+    evse_id: str
+
+
+_INTERRUPTIONS = {
+    S.UNAVAILABLE: ("maintenance", "{evse} went into maintenance"),
+    S.OFFLINE: ("offline", "the station of {evse} went offline"),
+    S.FAULTED: ("faulted", "{evse} reported a fault"),
+}
+
+
+class ReservationActor(pykka.ThreadingActor):
+    """Counts every reservation down; interrupts, expires and records them."""
+
+    def __init__(
+        self,
+        *,
+        store: Any,
+        notifier: Notifier,
+        owners: SessionOwners,
+        timers: Timers,
+        view: FleetView,
+        cancel_at_station: Callable[[str, str], None],
+        clock_ms: Callable[[], int] | None = None,
+    ) -> None:
+        super().__init__()
+        self._store = store
+        self._notifier = notifier
+        self._owners = owners
+        self._timers = timers
+        self._view = view
+        self._cancel_at_station = cancel_at_station
+        self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
+        self._active: dict[str, Reservation] = {}
+        self._timer: dict[str, Any] = {}
+
+    def on_start(self) -> None:
+        """Resume the counts that were running when the CSMS stopped."""
+        if self._store is None:
+            return
+        for row in self._store.active():
+            self._track(
+                Reservation(
+                    id=row.id,
+                    driver_id=row.driver_id,
+                    evse_id=row.evse_id,
+                    created_at=row.created_at,
+                    expires_at=row.expires_at,
+                ),
+                store=False,
+            )
+
+    def on_receive(self, message: Any) -> Any:
+        """Runs on the reservation actor's thread."""
+        match message:
+            case EvseChanged(state=state):
+                self._evse_changed(state)
+            case TrackReservation(reservation=reservation):
+                self._track(reservation, store=True)
+            case ReleaseReservation(evse_id=evse_id, outcome=outcome, reason=reason):
+                return self._finish(evse_id, outcome, reason)
+            case ExpireReservation(reservation_id=rid):
+                self._expire(rid)
+            case GetReservation(evse_id=evse_id):
+                return self._active.get(evse_id)
+            case _:
+                pass  # station/alert events are not for us
+        return None
+
+    # ------------------------------------------------------------------ counting
+
+    def _track(self, reservation: Reservation, *, store: bool) -> None:
+        if store and self._store is not None:
+            self._store.create(
+                reservation_id=reservation.id,
+                driver_id=reservation.driver_id,
+                evse_id=reservation.evse_id,
+                created_at=reservation.created_at,
+                expires_at=reservation.expires_at,
+            )
+        self._active[reservation.evse_id] = reservation
+        self._view.put_reservation(reservation.evse_id, reservation)
+        delay = max(0.0, (reservation.expires_at - self._clock_ms()) / 1000)
+        ref = self.actor_ref
+        self._timer[reservation.id] = self._timers.call_later(
+            delay, lambda: _tell(ref, ExpireReservation(reservation_id=reservation.id))
+        )
+        log.info(
+            "Count on %s started for %s (%.0f s)", reservation.evse_id, reservation.driver_id, delay
+        )
+
+    def _finish(self, evse_id: str, outcome: str, reason: str) -> Reservation | None:
+        reservation = self._active.pop(evse_id, None)
+        if reservation is None:
+            return None
+        timer = self._timer.pop(reservation.id, None)
+        if timer is not None:
+            timer.cancel()
+        self._view.put_reservation(evse_id, None)
+        if self._store is not None:
+            self._store.finish(reservation.id, at=self._clock_ms(), outcome=outcome, reason=reason)
+        data = {
+            "reservation_id": reservation.id,
+            "evse_id": evse_id,
+            "outcome": outcome,
+            "reason": reason,
+        }
+        if outcome == "interrupted":
+            log.info("Count on %s has been interrupted: %s", evse_id, reason)
+            self._notifier.notify(
+                reservation.driver_id,
+                "reservation_interrupted",
+                f"Your reservation of {evse_id} was interrupted: {reason}",
+                data,
+            )
+        elif outcome == "expired":
+            self._notifier.notify(
+                reservation.driver_id,
+                "reservation_expired",
+                f"Your reservation of {evse_id} has expired",
+                data,
+            )
+        return reservation
+
+    def _expire(self, reservation_id: str) -> None:
+        for evse_id, reservation in list(self._active.items()):
+            if reservation.id == reservation_id:
+                self._finish(evse_id, "expired", "the reservation time ran out")
+                self._cancel_at_station(evse_id, reservation_id)
+
+    def _evse_changed(self, state: EvseState) -> None:
+        reservation = self._active.get(state.evse_id)
+        if reservation is None:
+            return
+        evse = state.evse_id
+        if state.status in SESSION_STATUSES or state.status is S.PREPARING:
+            driver = self._owners.driver_of(state.session_id)
+            if driver == reservation.driver_id:
+                self._finish(evse, "used", "charging started")
+            elif state.session_id is not None:
+                self._finish(evse, "interrupted", f"someone else started charging at {evse}")
+            return
+        if state.maintenance or state.maintenance_pending:
+            self._finish(evse, "interrupted", f"{evse} went into maintenance")
+            return
+        interruption = _INTERRUPTIONS.get(state.status)
+        if interruption is not None:
+            self._finish(evse, "interrupted", interruption[1].format(evse=evse))
+
+
+def _tell(ref: pykka.ActorRef[Any], message: Any) -> None:
+    """Runs on the timer thread."""
+    with contextlib.suppress(pykka.ActorDeadError):
+        ref.tell(message)

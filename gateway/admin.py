@@ -1,0 +1,528 @@
+"""``smartcharge admin``: operator commands against a running CSMS.
+
+Most commands go through the operator HTTPS API, as any client would::
+
+    smartcharge admin status                      # every EVSE (a public read: no login)
+    smartcharge admin maintenance st-001-1 st-001-2 on   # operator login needed
+    smartcharge admin start st-001-1 --target-soc 80
+    smartcharge admin stop st-001-1
+    smartcharge admin info st-001-1
+
+The login comes from ``--email``/``--password`` or ``SMARTCHARGE_ADMIN_EMAIL`` /
+``SMARTCHARGE_ADMIN_PASSWORD`` (asked for on a terminal when only the email is known); the
+token lives in memory for one run. The CSMS allows 5 logins a minute per email, so scripts
+should batch (``maintenance`` takes several EVSEs) rather than loop over single commands.
+The server's certificate is checked against ``--cafile``, by default the self-signed one the
+CSMS made in its data dir.
+
+Three commands are **local-only**: the HTTP API has no endpoint for them, so they open the
+CSMS's database directly (``--data-dir``, or ``--db-url`` for PostgreSQL) and must run on a
+machine that can reach it::
+
+    smartcharge admin users
+    smartcharge admin sessions [--open]
+    smartcharge admin create-operator ops@example.com [--password-stdin]
+
+``--data-dir`` is the CSMS's data dir (``smartcharge csms --data-dir``) or the one of
+``smartcharge up`` (whose CSMS keeps its files in ``<data-dir>/csms``); both are understood.
+Every command takes ``--json`` for scripts. Errors exit with status 1 and the server's reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import getpass
+import json
+import os
+import ssl
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["AdminError", "ApiClient", "main"]
+
+DEFAULT_URL = "https://127.0.0.1:8443"
+API = "/api/v1"
+EMAIL_ENV = "SMARTCHARGE_ADMIN_EMAIL"
+PASSWORD_ENV = "SMARTCHARGE_ADMIN_PASSWORD"
+URL_ENV = "SMARTCHARGE_URL"
+
+
+class AdminError(Exception):
+    """What went wrong, in words for the operator; ``main`` prints it and exits 1."""
+
+
+# -- the HTTPS client -------------------------------------------------------------------------
+
+
+class ApiClient:
+    """JSON over HTTPS with an operator's bearer token, logged in on first use."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        cafile: Path | None,
+        credentials: Callable[[], tuple[str, str]],
+        timeout_s: float = 30.0,
+    ) -> None:
+        self._base = base_url.rstrip("/")
+        self._context: ssl.SSLContext | None = None
+        if self._base.startswith("https://"):
+            self._context = ssl.create_default_context(
+                cafile=None if cafile is None else str(cafile)
+            )
+        self._credentials = credentials
+        self._timeout_s = timeout_s
+        self._token: str | None = None
+
+    def get(self, path: str, *, auth: bool = True) -> Any:
+        return self.call("GET", path, auth=auth)
+
+    def call(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if auth:
+            headers["Authorization"] = f"Bearer {self.token()}"
+        request = urllib.request.Request(
+            self._base + path, data=data, method=method, headers=headers
+        )
+        try:
+            with urllib.request.urlopen(
+                request, timeout=self._timeout_s, context=self._context
+            ) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            raise AdminError(_http_error(exc)) from None
+        except urllib.error.URLError as exc:
+            reason = exc.reason
+            if isinstance(reason, ssl.SSLCertVerificationError):
+                raise AdminError(
+                    f"cannot verify the certificate of {self._base}: {reason.verify_message};"
+                    " pass the CSMS's certificate with --cafile"
+                ) from None
+            raise AdminError(f"cannot reach {self._base}: {reason}") from None
+        except (TimeoutError, OSError) as exc:
+            raise AdminError(f"cannot reach {self._base}: {exc}") from None
+        return json.loads(raw) if raw.strip() else None
+
+    def token(self) -> str:
+        if self._token is None:
+            email, password = self._credentials()
+            tokens = self.call(
+                "POST",
+                f"{API}/auth/login",
+                {"email": email, "password": password},
+                auth=False,
+            )
+            token = str(tokens["access_token"])
+            role = _role_of(token)
+            if role != "operator":
+                raise AdminError(
+                    f"{email} is a {role or 'non-operator'} account: admin commands need an"
+                    " operator (see 'smartcharge admin create-operator')"
+                )
+            self._token = token
+        return self._token
+
+
+def _http_error(exc: urllib.error.HTTPError) -> str:
+    try:
+        body = json.loads(exc.read() or b"{}")
+        reason = body.get("reason") or body.get("title")
+    except (ValueError, AttributeError, OSError):
+        reason = None
+    return f"{reason or exc.reason} (HTTP {exc.code})"
+
+
+def _role_of(token: str) -> str | None:
+    """The ``role`` claim, read without verification: only to explain a refusal early."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return None
+    role = claims.get("role") if isinstance(claims, dict) else None
+    return role if isinstance(role, str) else None
+
+
+# -- arguments --------------------------------------------------------------------------------
+
+
+def _csms_dir(data_dir: Path) -> Path:
+    """The CSMS's own data dir: ``<data-dir>/csms`` for ``smartcharge up``, else data-dir."""
+    nested = data_dir / "csms"
+    return nested if nested.is_dir() else data_dir
+
+
+def _default_cafile(data_dir: Path) -> Path | None:
+    cert = _csms_dir(data_dir) / "tls" / "cert.pem"
+    return cert if cert.is_file() else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print JSON for scripts")
+    common.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("./var"),
+        help="the CSMS data dir, or the one of 'smartcharge up' (default ./var)",
+    )
+    remote = argparse.ArgumentParser(add_help=False)
+    remote.add_argument(
+        "--url",
+        default=os.environ.get(URL_ENV, DEFAULT_URL),
+        help=f"the CSMS's HTTPS URL (default {DEFAULT_URL}; env {URL_ENV})",
+    )
+    remote.add_argument(
+        "--cafile",
+        type=Path,
+        default=None,
+        help="CA/certificate to trust (default: <data-dir>/[csms/]tls/cert.pem when present)",
+    )
+    remote.add_argument("--email", default=None, help=f"operator email (env {EMAIL_ENV})")
+    remote.add_argument("--password", default=None, help=f"operator password (env {PASSWORD_ENV})")
+    local = argparse.ArgumentParser(add_help=False)
+    local.add_argument(
+        "--db-url",
+        default=os.environ.get("SMARTCHARGE_DB_URL"),
+        help="postgresql://... (default: SQLite in the data dir; env SMARTCHARGE_DB_URL)",
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="smartcharge admin", description="Operator commands against a running CSMS."
+    )
+    sub = parser.add_subparsers(dest="action", required=True, metavar="COMMAND")
+    both = [common, remote]
+    sub.add_parser("status", parents=both, help="every EVSE: status, SoC, power, energy, session")
+    p = sub.add_parser(
+        "maintenance",
+        parents=both,
+        help="switch maintenance on or off, on one EVSE or several (one login)",
+    )
+    p.add_argument("evses", nargs="+", metavar="EVSE")
+    p.add_argument("state", choices=["on", "off"])
+    p = sub.add_parser("start", parents=both, help="start a session on an EVSE")
+    p.add_argument("evse")
+    p.add_argument("--target-soc", type=float, default=None, help="stop at this SoC, 1-100 %%")
+    p = sub.add_parser("stop", parents=both, help="stop the session running on an EVSE")
+    p.add_argument("evse")
+    p = sub.add_parser("info", parents=both, help="ask the station for an EVSE's live state")
+    p.add_argument("evse")
+    sub.add_parser("users", parents=[common, local], help="list accounts (local-only)")
+    p = sub.add_parser("sessions", parents=[common, local], help="list sessions (local-only)")
+    p.add_argument("--open", action="store_true", help="only sessions still running")
+    p.add_argument("--limit", type=int, default=50, help="newest N sessions (default 50)")
+    p = sub.add_parser(
+        "create-operator", parents=[common, local], help="create an operator account (local-only)"
+    )
+    p.add_argument("email")
+    p.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin, not a prompt"
+    )
+    return parser
+
+
+def _credentials(args: argparse.Namespace) -> Callable[[], tuple[str, str]]:
+    def get() -> tuple[str, str]:
+        email = args.email or os.environ.get(EMAIL_ENV)
+        password = args.password or os.environ.get(PASSWORD_ENV)
+        if email and not password and sys.stdin.isatty():
+            password = getpass.getpass(f"password for {email}: ")
+        if not email or not password:
+            raise AdminError(
+                "this command needs an operator login: --email/--password, or"
+                f" {EMAIL_ENV}/{PASSWORD_ENV}"
+            )
+        return email, password
+
+    return get
+
+
+def _client(args: argparse.Namespace) -> ApiClient:
+    cafile = args.cafile if args.cafile is not None else _default_cafile(args.data_dir)
+    if cafile is not None and not cafile.is_file():
+        raise AdminError(f"no certificate at {cafile}")
+    return ApiClient(args.url, cafile=cafile, credentials=_credentials(args))
+
+
+# -- output -----------------------------------------------------------------------------------
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain text table; numbers right-aligned."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    numeric = [
+        any(isinstance(r[i], int | float) for r in rows)
+        and all(isinstance(r[i], int | float) or r[i] is None for r in rows)
+        for i in range(len(headers))
+    ]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if num else v.ljust(w)
+            for v, w, num in zip(values, widths, numeric, strict=True)
+        ).rstrip()
+
+    return "\n".join([line(headers), *(line(r) for r in cells)])
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def _when(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True) if args.json else text)
+
+
+# -- commands over HTTPS ----------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    fleet = _client(args).get(f"{API}/stations", auth=False)
+    rows = []
+    for station in fleet["stations"]:
+        for evse in station["evses"]:
+            session = evse["session"]
+            status = evse["status"]
+            if evse["maintenance_pending"]:
+                status += " (maintenance pending)"
+            if not station["online"] and status != "Offline":
+                status += " (station offline)"
+            rows.append(
+                [
+                    station["id"],
+                    evse["id"],
+                    status,
+                    evse["soc"],
+                    evse["power_w"] / 1000,
+                    None if session is None else session["energy_wh"] / 1000,
+                    None if session is None else session["id"][:12],
+                ]
+            )
+    headers = ["STATION", "EVSE", "STATUS", "SOC %", "KW", "KWH", "SESSION"]
+    _emit(args, fleet, table(headers, rows))
+
+
+def _outcome_text(evse_id: str, what: str, outcome: dict[str, Any]) -> str:
+    live = outcome.get("evse") or {}
+    status = live.get("status", "?")
+    return f"{evse_id}: {what} (now {status})"
+
+
+def cmd_maintenance(args: argparse.Namespace) -> None:
+    """Each EVSE in turn; the first refusal stops the run (the ones before it stay switched)."""
+    client = _client(args)
+    enabled = args.state == "on"
+    outcomes, lines = [], []
+    for evse_id in args.evses:
+        outcome = client.call(
+            "PUT", f"{API}/evses/{_quote(evse_id)}/maintenance", {"enabled": enabled}
+        )
+        live = outcome.get("evse") or {}
+        what = f"maintenance {args.state}"
+        if enabled and live.get("maintenance_pending") and not live.get("maintenance"):
+            what += ", pending: it starts when the running session ends"
+        outcomes.append(outcome)
+        lines.append(_outcome_text(evse_id, what, outcome))
+    _emit(args, outcomes if len(outcomes) > 1 else outcomes[0], "\n".join(lines))
+
+
+def cmd_start(args: argparse.Namespace) -> None:
+    body = {} if args.target_soc is None else {"target_soc": args.target_soc}
+    outcome = _client(args).call("POST", f"{API}/evses/{_quote(args.evse)}/start", body)
+    _emit(
+        args, outcome, _outcome_text(args.evse, f"started session {outcome['session_id']}", outcome)
+    )
+
+
+def cmd_stop(args: argparse.Namespace) -> None:
+    outcome = _client(args).call("POST", f"{API}/evses/{_quote(args.evse)}/stop", {})
+    _emit(args, outcome, _outcome_text(args.evse, "stopped", outcome))
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    outcome = _client(args).get(f"{API}/evses/{_quote(args.evse)}/info")
+    live = outcome.get("evse")
+    if not outcome["accepted"] or live is None:
+        lines = [f"{args.evse}: the station refused: {outcome.get('reason')}"]
+    else:
+        width = max(len(k) for k in live)
+        lines = [f"{key.ljust(width)}  {_cell(value)}" for key, value in live.items()]
+    _emit(args, outcome, "\n".join(lines))
+
+
+def _quote(evse_id: str) -> str:
+    return urllib.parse.quote(evse_id, safe="")
+
+
+# -- local-only commands ----------------------------------------------------------------------
+
+
+def _open_storage(args: argparse.Namespace) -> Any:
+    from storage import DB_FILENAME, StorageError, open_storage
+
+    directory = _csms_dir(args.data_dir)
+    if args.db_url is None and not (directory / DB_FILENAME).is_file():
+        raise AdminError(f"no CSMS database in {directory}: give --data-dir or --db-url")
+    try:
+        return open_storage(args.db_url, data_dir=directory)
+    except StorageError as exc:
+        raise AdminError(f"cannot open the CSMS database: {exc}") from None
+
+
+def cmd_users(args: argparse.Namespace) -> None:
+    storage = _open_storage(args)
+    try:
+        users, offset = [], 0
+        while page := storage.users.list(limit=500, offset=offset):
+            users.extend(page)
+            offset += len(page)
+    finally:
+        storage.close()
+    data = [
+        {"id": u.id, "email": u.email, "role": str(u.role), "created_at": u.created_at}
+        for u in users
+    ]
+    rows = [[u["email"], u["role"], _when(u["created_at"]), u["id"]] for u in data]
+    _emit(args, data, table(["EMAIL", "ROLE", "CREATED", "ID"], rows))
+
+
+def cmd_sessions(args: argparse.Namespace) -> None:
+    """Open sessions, plus (without ``--open``) every driver's history, newest first."""
+    storage = _open_storage(args)
+    try:
+        found = {s.id: s for s in storage.sessions.open_sessions()}
+        emails: dict[str, str] = {}
+        offset = 0
+        while page := storage.users.list(limit=500, offset=offset):
+            offset += len(page)
+            for user in page:
+                emails[user.id] = user.email
+                if not args.open:
+                    for s in storage.sessions.by_driver(user.id, limit=args.limit):
+                        found[s.id] = s
+    finally:
+        storage.close()
+    sessions = sorted(found.values(), key=lambda s: (s.started_at, s.id), reverse=True)
+    data = [
+        {
+            "id": s.id,
+            "evse_id": s.evse_id,
+            "station_id": s.station_id,
+            "driver": emails.get(s.driver_id) if s.driver_id else None,
+            "started_at": s.started_at,
+            "ended_at": s.ended_at,
+            "energy_wh": round(s.energy_wh, 1),
+            "end_reason": s.end_reason,
+            "open": s.ended_at is None,
+        }
+        for s in sessions[: max(0, args.limit)]
+    ]
+    rows = [
+        [
+            s["id"][:12],
+            s["evse_id"],
+            s["driver"],
+            _when(s["started_at"]),
+            _when(s["ended_at"]) or "running",
+            s["energy_wh"] / 1000,
+            s["end_reason"],
+        ]
+        for s in data
+    ]
+    headers = ["SESSION", "EVSE", "DRIVER", "STARTED", "ENDED", "KWH", "END REASON"]
+    _emit(args, data, table(headers, rows))
+
+
+def cmd_create_operator(args: argparse.Namespace) -> None:
+    from gateway.auth import AuthError, LocalAuthenticator, load_or_create_secret
+    from storage import DuplicateError
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"password for {args.email}: ")
+        if getpass.getpass("again: ") != password:
+            raise AdminError("the passwords differ")
+    storage = _open_storage_for_writing(args)
+    try:
+        auth = LocalAuthenticator(
+            storage.users,
+            storage.refresh_tokens,
+            secret=load_or_create_secret(_csms_dir(args.data_dir) / "secret.key"),
+            duplicate_error=DuplicateError,
+        )
+        try:
+            who = auth.create_user(args.email, password, "operator")
+        except AuthError as exc:
+            raise AdminError(str(exc)) from None
+    finally:
+        storage.close()
+    data = {"id": who.user_id, "email": who.email, "role": who.role}
+    _emit(args, data, f"created operator {who.email} ({who.user_id})")
+
+
+def _open_storage_for_writing(args: argparse.Namespace) -> Any:
+    """Like the CSMS: a fresh data dir gets its database (the CSMS will find the account)."""
+    from storage import StorageError, open_storage
+
+    directory = _csms_dir(args.data_dir)
+    if not directory.is_dir():
+        raise AdminError(f"no CSMS data dir at {directory}: give --data-dir")
+    try:
+        return open_storage(args.db_url, data_dir=directory)
+    except StorageError as exc:
+        raise AdminError(f"cannot open the CSMS database: {exc}") from None
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "status": cmd_status,
+    "maintenance": cmd_maintenance,
+    "start": cmd_start,
+    "stop": cmd_stop,
+    "info": cmd_info,
+    "users": cmd_users,
+    "sessions": cmd_sessions,
+    "create-operator": cmd_create_operator,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        COMMANDS[args.action](args)
+    except AdminError as exc:
+        print(f"smartcharge admin {args.action}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

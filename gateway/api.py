@@ -1,0 +1,271 @@
+"""The driver and operator API (under ``/api/v1``): small noun resources.
+
+Each resource gets its collaborators injected; permission rules live in
+:class:`actors.charging.ChargingService`, transport and token rules in
+:mod:`gateway.security`, error mapping in :mod:`gateway.app`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import falcon
+
+from actors.charging import Caller, ChargingService
+from actors.fleet_view import FleetView
+from actors.messages import CommandOutcome
+from gateway.auth import Authenticator, Principal
+from gateway.ratelimit import SlidingWindowLimiter
+from gateway.security import json_body, principal, require
+from gateway.views import evse_json
+
+__all__ = [
+    "AuthResource",
+    "EvseActionResource",
+    "EvseInfoResource",
+    "MaintenanceResource",
+    "MyNotificationsResource",
+    "MySessionsResource",
+    "NearestResource",
+    "ReservationResource",
+    "nearest_evses",
+]
+
+CREDENTIALS = {"email": str, "password": str}
+
+
+def caller(req: falcon.Request) -> Caller:
+    who: Principal = principal(req)
+    return Caller(user_id=who.user_id, operator=who.role == "operator")
+
+
+def outcome_json(outcome: CommandOutcome) -> dict[str, Any]:
+    info = outcome.info
+    return {
+        "command": str(outcome.command),
+        "accepted": outcome.accepted,
+        "reason": outcome.reason,
+        "evse": None
+        if info is None
+        else {
+            "id": info.evse_id,
+            "status": str(info.status),
+            "soc": info.soc,
+            "power_w": info.power_w,
+            "energy_wh": info.energy_wh,
+            "session_id": info.session_id,
+            "session_energy_wh": info.session_energy_wh,
+            "maintenance": info.maintenance,
+            "maintenance_pending": info.maintenance_pending,
+            "reservation_id": info.reservation_id,
+        },
+    }
+
+
+class AuthResource:
+    """``POST /auth/{action}``: register, login, refresh, logout."""
+
+    def __init__(
+        self, auth: Authenticator, per_ip: SlidingWindowLimiter, per_email: SlidingWindowLimiter
+    ) -> None:
+        self._auth = auth
+        self._per_ip = per_ip
+        self._per_email = per_email
+
+    def on_post_register(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = json_body(req, CREDENTIALS, required=("email", "password"))
+        self._limit(req, body["email"])
+        resp.media = self._auth.register(body["email"], body["password"]).as_json()
+        resp.status = falcon.HTTP_201
+
+    def on_post_login(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = json_body(req, CREDENTIALS, required=("email", "password"))
+        self._limit(req, body["email"])
+        resp.media = self._auth.login(body["email"], body["password"]).as_json()
+
+    def on_post_refresh(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = json_body(req, {"refresh_token": str}, required=("refresh_token",))
+        resp.media = self._auth.refresh(body["refresh_token"]).as_json()
+
+    def on_post_logout(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = json_body(req, {"refresh_token": str}, required=("refresh_token",))
+        self._auth.logout(body["refresh_token"])
+        resp.status = falcon.HTTP_204
+
+    def _limit(self, req: falcon.Request, email: str) -> None:
+        for limiter, key in (
+            (self._per_ip, req.remote_addr or "?"),
+            (self._per_email, email.strip().lower()),
+        ):
+            retry_after = limiter.hit(key)
+            if retry_after is not None:
+                raise falcon.HTTPTooManyRequests(
+                    title="Too many attempts",
+                    description=f"too many attempts; retry in {math.ceil(retry_after)} s",
+                    retry_after=math.ceil(retry_after),
+                )
+
+
+def nearest_evses(
+    view: FleetView, lat: float, lon: float, limit: int, available_only: bool
+) -> list[dict[str, Any]]:
+    """EVSEs by great-circle distance from ``(lat, lon)``, nearest first (spatial index)."""
+    now = view.now()
+    return [
+        {
+            **evse_json(evse, now, view.reservation(evse.state.evse_id)),
+            "distance_km": round(distance, 3),
+            "station_name": station.station.name,
+            "lat": station.station.lat,
+            "lon": station.station.lon,
+        }
+        for distance, station, evse in view.nearest(lat, lon, limit, available_only)
+    ]
+
+
+class NearestResource:
+    """``GET /evses/nearest?lat=&lon=&limit=&available=true`` (public)."""
+
+    def __init__(self, view: FleetView) -> None:
+        self._view = view
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        lat = req.get_param_as_float("lat", required=True, min_value=-90, max_value=90)
+        lon = req.get_param_as_float("lon", required=True, min_value=-180, max_value=180)
+        limit = req.get_param_as_int("limit", default=10, min_value=1, max_value=100)
+        available = req.get_param_as_bool("available", default=False)
+        assert lat is not None
+        assert lon is not None
+        for name, value in (("lat", lat), ("lon", lon)):
+            if math.isnan(value):  # NaN passes min_value/max_value: every comparison is False
+                raise falcon.HTTPInvalidParam("The value must be a number.", name)
+        resp.media = {"evses": nearest_evses(self._view, lat, lon, limit, bool(available))}
+
+
+@falcon.before(require())
+class EvseInfoResource:
+    """``GET /evses/{evse_id}/info``: a live round trip to the station."""
+
+    def __init__(self, charging: ChargingService) -> None:
+        self._charging = charging
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, evse_id: str) -> None:
+        resp.media = outcome_json(self._charging.info(evse_id))
+
+
+@falcon.before(require())
+class ReservationResource:
+    """``POST``/``DELETE /evses/{evse_id}/reservation``: the count."""
+
+    def __init__(self, charging: ChargingService, view: FleetView) -> None:
+        self._charging = charging
+        self._view = view
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, evse_id: str) -> None:
+        json_body(req, {})
+        reservation = self._charging.reserve(caller(req), evse_id)
+        resp.status = falcon.HTTP_201
+        resp.media = {
+            **reservation.public(int(self._view.now() * 1000)),
+            "evse_id": evse_id,
+            "created_at": reservation.created_at,
+        }
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, evse_id: str) -> None:
+        self._charging.cancel_reservation(caller(req), evse_id)
+        resp.status = falcon.HTTP_204
+
+
+@falcon.before(require())
+class EvseActionResource:
+    """``POST /evses/{evse_id}/start`` and ``/stop``."""
+
+    def __init__(self, charging: ChargingService) -> None:
+        self._charging = charging
+
+    def on_post_start(self, req: falcon.Request, resp: falcon.Response, evse_id: str) -> None:
+        body = json_body(req, {"target_soc": (int, float)})
+        target = body.get("target_soc")
+        if target is not None and not 1 <= target <= 100:
+            raise falcon.HTTPUnprocessableEntity(
+                title="Invalid field", description="target_soc must be 1 to 100"
+            )
+        started = self._charging.start(caller(req), evse_id, target)
+        resp.status = falcon.HTTP_201
+        resp.media = {
+            "session_id": started.session_id,
+            "evse_id": evse_id,
+            **outcome_json(started.outcome),
+        }
+
+    def on_post_stop(self, req: falcon.Request, resp: falcon.Response, evse_id: str) -> None:
+        json_body(req, {})
+        outcome = self._charging.stop(caller(req), evse_id)
+        resp.media = {"evse_id": evse_id, **outcome_json(outcome)}
+
+
+@falcon.before(require("operator"))
+class MaintenanceResource:
+    """``PUT /evses/{evse_id}/maintenance`` ``{"enabled": bool}`` (operators)."""
+
+    def __init__(self, charging: ChargingService) -> None:
+        self._charging = charging
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, evse_id: str) -> None:
+        body = json_body(req, {"enabled": bool}, required=("enabled",))
+        outcome = self._charging.set_maintenance(caller(req), evse_id, body["enabled"])
+        resp.media = {"evse_id": evse_id, **outcome_json(outcome)}
+
+
+@falcon.before(require())
+class MySessionsResource:
+    """``GET /me/sessions``: the caller's charging history, newest first."""
+
+    def __init__(self, sessions: Any) -> None:
+        self._sessions = sessions
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        limit = req.get_param_as_int("limit", default=50, min_value=1, max_value=200)
+        rows = self._sessions.by_driver(principal(req).user_id, limit=limit)
+        resp.media = {
+            "sessions": [
+                {
+                    "id": s.id,
+                    "evse_id": s.evse_id,
+                    "station_id": s.station_id,
+                    "started_at": s.started_at,
+                    "ended_at": s.ended_at,
+                    "energy_wh": round(s.energy_wh, 1),
+                    "peak_power_w": round(s.peak_power_w, 1),
+                    "end_reason": s.end_reason,
+                    "open": s.ended_at is None,
+                }
+                for s in rows
+            ]
+        }
+
+
+@falcon.before(require())
+class MyNotificationsResource:
+    """``GET /me/notifications``: newest first."""
+
+    def __init__(self, notifications: Any) -> None:
+        self._notifications = notifications
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        limit = req.get_param_as_int("limit", default=50, min_value=1, max_value=200)
+        rows = self._notifications.for_user(principal(req).user_id, limit=limit)
+        resp.media = {
+            "notifications": [
+                {
+                    "id": n.id,
+                    "kind": n.kind,
+                    "message": n.message,
+                    "data": n.data,
+                    "created_at": n.created_at,
+                    "read": n.read_at is not None,
+                }
+                for n in rows
+            ]
+        }

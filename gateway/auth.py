@@ -1,0 +1,496 @@
+"""Authentication behind one small interface, so a Firebase backend can replace the local one.
+
+HTTP resources see only :class:`Authenticator`: they turn credentials into :class:`Tokens`
+and an ``Authorization: Bearer`` header into a :class:`Principal`. :class:`LocalAuthenticator`
+is the self-hosted backend:
+
+- passwords are hashed with argon2id (``argon2-cffi``); a login on an unknown email still
+  spends one verification on a dummy hash and fails with the same message, so neither the
+  answer nor its timing tells whether an account exists;
+- access tokens are short-lived HS256 JWTs, checked statelessly (a deleted user keeps access
+  until the token expires, at most ``access_ttl_s``);
+- refresh tokens are random strings stored only as SHA-256 digests, rotated on every use.
+  Each login starts a *family*; presenting a token that was already used (a stolen copy, or
+  the victim after the thief) revokes the whole family, so both parties must log in again.
+
+Every method is safe to call from any gunicorn thread: the authenticator keeps no mutable
+state, and the atomicity the rotation needs comes from ``RefreshTokenRepo.mark_used``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import secrets
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal, NoReturn, Protocol, cast, get_args, runtime_checkable
+
+import argon2
+import jwt
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from actors.errors import SmartchargeError
+
+__all__ = [
+    "AuthError",
+    "Authenticator",
+    "EmailTaken",
+    "InvalidCredentials",
+    "InvalidEmail",
+    "InvalidToken",
+    "LocalAuthenticator",
+    "PasswordHashUpdater",
+    "Principal",
+    "RefreshTokenRecord",
+    "RefreshTokenRepo",
+    "Role",
+    "Tokens",
+    "UserRecord",
+    "UserRepo",
+    "WeakPassword",
+    "check_password_policy",
+    "default_password_hasher",
+    "load_or_create_secret",
+    "normalize_email",
+]
+
+log = logging.getLogger(__name__)
+
+Role = Literal["driver", "operator"]
+ROLES: frozenset[str] = frozenset(get_args(Role))
+
+MIN_PASSWORD_CHARS = 10
+MAX_PASSWORD_CHARS = 128
+SECRET_BYTES = 32
+_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who made a request, as proven by a verified access token."""
+
+    user_id: str
+    email: str
+    role: Role
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tokens:
+    """What a successful register/login/refresh returns (RFC 6749 section 5.1)."""
+
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    token_type: str = "Bearer"
+
+    def as_json(self) -> dict[str, str | int]:
+        return {
+            "access_token": self.access_token,
+            "token_type": self.token_type,
+            "expires_in": self.expires_in,
+            "refresh_token": self.refresh_token,
+        }
+
+
+# -- errors: the gateway maps each to ``http_status`` once -------------------------------
+
+
+class AuthError(SmartchargeError):
+    """Root of the authentication errors."""
+
+    http_status: ClassVar[int] = 401
+
+
+class InvalidCredentials(AuthError):
+    """Unknown email or wrong password: one message for both (HTTP 401)."""
+
+    def __init__(self) -> None:
+        super().__init__("wrong email or password")
+
+
+class InvalidToken(AuthError):
+    """A token is malformed, forged, expired, revoked or reused (HTTP 401)."""
+
+
+class EmailTaken(AuthError):
+    """Registration with an email that already has an account (HTTP 409)."""
+
+    http_status = 409
+
+
+class WeakPassword(AuthError):
+    """The password breaks the policy (HTTP 422)."""
+
+    http_status = 422
+
+
+class InvalidEmail(AuthError):
+    """The email address is not plausible (HTTP 422)."""
+
+    http_status = 422
+
+
+# -- the interface HTTP resources use --------------------------------------------------
+
+
+class Authenticator(Protocol):
+    def register(self, email: str, password: str) -> Tokens:
+        """Create a driver account and log it in."""
+        ...
+
+    def login(self, email: str, password: str) -> Tokens: ...
+
+    def refresh(self, refresh_token: str) -> Tokens:
+        """Exchange a refresh token for new tokens; the old one stops working."""
+        ...
+
+    def logout(self, refresh_token: str) -> None:
+        """End the login session the refresh token belongs to."""
+        ...
+
+    def verify(self, access_token: str) -> Principal: ...
+
+    def create_user(self, email: str, password: str, role: Role) -> Principal:
+        """Create an account without logging in (operators, seeding)."""
+        ...
+
+
+# -- what LocalAuthenticator needs from storage ----------------------------------------
+
+
+class UserRecord(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def password_hash(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+
+
+class UserRepo(Protocol):
+    def create(self, email: str, password_hash: str, role: str) -> UserRecord:
+        """Insert a user; raises the repo's duplicate error if the email exists."""
+        ...
+
+    def get(self, user_id: str) -> UserRecord | None: ...
+
+    def by_email(self, email: str) -> UserRecord | None: ...
+
+
+@runtime_checkable
+class PasswordHashUpdater(Protocol):
+    """Optional on a :class:`UserRepo`: without it, outdated hashes are never upgraded."""
+
+    def set_password_hash(self, user_id: str, password_hash: str) -> None: ...
+
+
+class RefreshTokenRecord(Protocol):
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def family_id(self) -> str: ...
+    @property
+    def expires_at(self) -> int: ...
+    @property
+    def used_at(self) -> int | None: ...
+    @property
+    def revoked_at(self) -> int | None: ...
+
+
+class RefreshTokenRepo(Protocol):
+    """Refresh tokens by SHA-256 hex digest; times are integer epoch milliseconds."""
+
+    def add(
+        self, token_hash: str, user_id: str, family_id: str, expires_at: int, *, created_at: int
+    ) -> object: ...
+
+    def get(self, token_hash: str) -> RefreshTokenRecord | None: ...
+
+    def mark_used(self, token_hash: str, at: int) -> bool:
+        """Set ``used_at`` if it is still unset; False if another call did it first."""
+        ...
+
+    def revoke_family(self, family_id: str, at: int) -> object: ...
+
+
+# -- the local backend -------------------------------------------------------------------
+
+
+def default_password_hasher() -> argon2.PasswordHasher:
+    """argon2id with OWASP's minimum (19 MiB, 2 passes, 1 lane): ~20 ms per hash."""
+    return argon2.PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
+
+
+class LocalAuthenticator:
+    """:class:`Authenticator` on our own user table, argon2id hashes and HS256 JWTs."""
+
+    def __init__(
+        self,
+        users: UserRepo,
+        refresh_tokens: RefreshTokenRepo,
+        *,
+        secret: bytes,
+        duplicate_error: type[Exception] | None = None,
+        clock: Callable[[], float] = time.time,
+        access_ttl_s: int = 900,
+        refresh_ttl_s: int = 30 * 86400,
+        hasher: argon2.PasswordHasher | None = None,
+        issuer: str = "smartcharge",
+        audience: str = "smartcharge-api",
+    ) -> None:
+        """``duplicate_error`` is what ``users.create`` raises for a taken email; when None,
+        any exception whose class (or a base) is named ``DuplicateError`` counts."""
+        if len(secret) < SECRET_BYTES:
+            raise ValueError(f"the JWT secret needs at least {SECRET_BYTES} bytes")
+        self._users = users
+        self._refresh_tokens = refresh_tokens
+        self._secret = secret
+        self._duplicate_error = duplicate_error
+        self._clock = clock
+        self._access_ttl_s = access_ttl_s
+        self._refresh_ttl_ms = refresh_ttl_s * 1000
+        self._hasher = hasher if hasher is not None else default_password_hasher()
+        self._issuer = issuer
+        self._audience = audience
+        # Verified against when the email is unknown, to cost the same as a real check.
+        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
+
+    # -- accounts
+
+    def register(self, email: str, password: str) -> Tokens:
+        user = self._create(email, password, "driver")
+        return self._issue(user, family_id=_new_id())
+
+    def create_user(self, email: str, password: str, role: Role) -> Principal:
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; expected one of {sorted(ROLES)}")
+        return _principal(self._create(email, password, role))
+
+    def _create(self, email: str, password: str, role: Role) -> UserRecord:
+        email = normalize_email(email)
+        check_password_policy(password)
+        if self._users.by_email(email) is not None:  # fast path; create() is the real check
+            raise EmailTaken(f"an account already exists for {email}")
+        try:
+            return self._users.create(
+                email=email, password_hash=self._hasher.hash(password), role=role
+            )
+        except Exception as exc:
+            if self._is_duplicate(exc):
+                raise EmailTaken(f"an account already exists for {email}") from None
+            raise
+
+    def _is_duplicate(self, exc: Exception) -> bool:
+        if self._duplicate_error is not None:
+            return isinstance(exc, self._duplicate_error)
+        return any(cls.__name__ == "DuplicateError" for cls in type(exc).__mro__)
+
+    def login(self, email: str, password: str) -> Tokens:
+        user = self._users.by_email(email.strip().lower())
+        if user is None:
+            self._verify_password(self._dummy_hash, password)
+            raise InvalidCredentials()
+        if not self._verify_password(user.password_hash, password):
+            raise InvalidCredentials()
+        if self._hasher.check_needs_rehash(user.password_hash):
+            self._rehash(user, password)
+        return self._issue(user, family_id=_new_id())
+
+    def _rehash(self, user: UserRecord, password: str) -> None:
+        if isinstance(self._users, PasswordHashUpdater):
+            self._users.set_password_hash(user.id, self._hasher.hash(password))
+            log.info("rehashed the password of user %s with the current parameters", user.id)
+        else:
+            log.warning("user %s has an outdated password hash the repo cannot update", user.id)
+
+    def _verify_password(self, password_hash: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    # -- refresh tokens
+
+    def refresh(self, refresh_token: str) -> Tokens:
+        """Rotate: the presented token is spent, a new one joins the same family.
+
+        A token that was already spent means two parties hold copies: the whole family is
+        revoked (the legitimate client has to log in again, and so has the thief).
+        """
+        token_hash = _digest(refresh_token)
+        record = self._refresh_tokens.get(token_hash)
+        now_ms = self._now_ms()
+        if record is None:
+            raise InvalidToken("unknown refresh token")
+        if record.revoked_at is not None:
+            raise InvalidToken("refresh token revoked; log in again")
+        if record.used_at is not None:
+            self._revoke_reused(record, now_ms)
+        if record.expires_at <= now_ms:
+            raise InvalidToken("refresh token expired; log in again")
+        if not self._refresh_tokens.mark_used(token_hash, at=now_ms):
+            self._revoke_reused(record, now_ms)  # a concurrent refresh spent it first
+        user = self._users.get(record.user_id)
+        if user is None:
+            self._refresh_tokens.revoke_family(record.family_id, at=now_ms)
+            raise InvalidToken("the account of this refresh token no longer exists")
+        return self._issue(user, family_id=record.family_id)
+
+    def _revoke_reused(self, record: RefreshTokenRecord, now_ms: int) -> NoReturn:
+        self._refresh_tokens.revoke_family(record.family_id, at=now_ms)
+        log.warning("refresh token reused for user %s: family revoked", record.user_id)
+        raise InvalidToken("refresh token already used; every session of it is revoked")
+
+    def logout(self, refresh_token: str) -> None:
+        """Revoke the token's family; idempotent for a token already revoked or spent."""
+        record = self._refresh_tokens.get(_digest(refresh_token))
+        if record is None:
+            raise InvalidToken("unknown refresh token")
+        self._refresh_tokens.revoke_family(record.family_id, at=self._now_ms())
+
+    # -- access tokens
+
+    def verify(self, access_token: str) -> Principal:
+        """Check signature, issuer, audience and lifetime (against the injected clock)."""
+        try:
+            claims = jwt.decode(
+                access_token,
+                self._secret,
+                algorithms=["HS256"],
+                audience=self._audience,
+                issuer=self._issuer,
+                # Lifetimes are checked below against self._clock, not PyJWT's own clock.
+                options={
+                    "require": ["exp", "iat", "sub", "iss", "aud"],
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(f"invalid access token: {exc}") from None
+        return _check_access_claims(claims, self._clock())
+
+    def _issue(self, user: UserRecord, *, family_id: str) -> Tokens:
+        now = self._clock()
+        issued_at = int(now)
+        claims = {
+            "sub": str(user.id),
+            "email": user.email,
+            "role": str(user.role),
+            "iat": issued_at,
+            "nbf": issued_at,
+            "exp": issued_at + self._access_ttl_s,
+            "iss": self._issuer,
+            "aud": self._audience,
+            "jti": secrets.token_urlsafe(16),
+        }
+        refresh_token = secrets.token_urlsafe(32)
+        now_ms = int(now * 1000)
+        self._refresh_tokens.add(
+            token_hash=_digest(refresh_token),
+            user_id=str(user.id),
+            family_id=family_id,
+            created_at=now_ms,
+            expires_at=now_ms + self._refresh_ttl_ms,
+        )
+        return Tokens(
+            access_token=jwt.encode(claims, self._secret, algorithm="HS256"),
+            refresh_token=refresh_token,
+            expires_in=self._access_ttl_s,
+        )
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+
+def _check_access_claims(claims: dict[str, Any], now: float) -> Principal:
+    exp, nbf = _int_claim(claims, "exp"), _int_claim(claims, "nbf", default=claims.get("iat"))
+    _int_claim(claims, "iat")
+    if exp <= now:
+        raise InvalidToken("access token expired")
+    if nbf > now:
+        raise InvalidToken("access token not yet valid")
+    sub, email, role = claims.get("sub"), claims.get("email"), claims.get("role")
+    if not isinstance(sub, str) or not isinstance(email, str) or role not in ROLES:
+        raise InvalidToken("invalid access token: bad sub, email or role claim")
+    return Principal(user_id=sub, email=email, role=role)
+
+
+def _int_claim(claims: dict[str, Any], name: str, default: object = None) -> int:
+    value = claims.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidToken(f"invalid access token: {name} must be an integer")
+    return value
+
+
+def _principal(user: UserRecord) -> Principal:
+    if user.role not in ROLES:
+        raise ValueError(f"user {user.id} has an unknown role {user.role!r}")
+    return Principal(user_id=str(user.id), email=user.email, role=cast(Role, str(user.role)))
+
+
+def normalize_email(email: str) -> str:
+    """Lower-cased and stripped, or :class:`InvalidEmail`: a sanity check, not RFC 5322."""
+    normalized = email.strip().lower()
+    if len(normalized) > 254 or not _EMAIL_RE.fullmatch(normalized):
+        raise InvalidEmail(f"not a valid email address: {email!r}")
+    return normalized
+
+
+def check_password_policy(password: str) -> None:
+    if not MIN_PASSWORD_CHARS <= len(password) <= MAX_PASSWORD_CHARS:
+        raise WeakPassword(
+            f"a password needs {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters"
+        )
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """Read the JWT signing secret, or create it (32 random bytes, mode 0600) on first use.
+
+    The file appears atomically with its content (written aside, then hard-linked into
+    place), so concurrent first starts agree on one secret and nobody reads a partial file.
+    """
+    try:
+        return _read_secret(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".secret-")  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(SECRET_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(FileExistsError):  # another process won: use its secret
+            os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
+    return _read_secret(path)
+
+
+def _read_secret(path: Path) -> bytes:
+    secret = path.read_bytes()
+    if len(secret) < SECRET_BYTES:
+        raise ValueError(f"{path} holds {len(secret)} bytes; a secret needs {SECRET_BYTES}")
+    if path.stat().st_mode & 0o077:
+        log.warning("%s is readable by other users: chmod 600 it", path)
+    return secret

@@ -1,0 +1,67 @@
+"""Server-Sent Events: ``/me/events`` (a driver's own sessions and notifications) and
+``/events`` (operators: every EVSE change, station change and alert).
+
+Each stream holds one gunicorn thread while open, so streams end after
+``max_duration_s`` (the browser's EventSource reconnects by itself, as ``retry``
+tells it) and send a comment every ``heartbeat_s`` so dead clients are noticed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import falcon
+
+from actors.live import LiveEvent, LiveHub, LiveStream
+from gateway.security import principal, require
+
+__all__ = ["EventStreamResource"]
+
+
+class EventStreamResource:
+    def __init__(
+        self,
+        hub: LiveHub,
+        *,
+        everything: bool,
+        heartbeat_s: float = 15.0,
+        max_duration_s: float = 300.0,
+    ) -> None:
+        self._hub = hub
+        self._everything = everything
+        self._heartbeat_s = heartbeat_s
+        self._max_duration_s = max_duration_s
+
+    @falcon.before(require())
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        who = principal(req)
+        if self._everything and who.role != "operator":
+            raise falcon.HTTPForbidden(
+                title="Forbidden", description="this stream is for operators"
+            )
+        user_id = who.user_id
+
+        def accept(event: LiveEvent) -> bool:
+            if self._everything:
+                return event.public or event.user_id is None
+            return event.user_id == user_id
+
+        stream = self._hub.subscribe(accept)
+        resp.content_type = "text/event-stream"
+        resp.set_header("Cache-Control", "no-store")
+        resp.set_header("X-Accel-Buffering", "no")
+        resp.stream = self._frames(stream)
+
+    def _frames(self, stream: LiveStream) -> Iterator[bytes]:
+        deadline = time.monotonic() + self._max_duration_s
+        try:
+            yield b"retry: 2000\n: connected\n\n"
+            while time.monotonic() < deadline:
+                event = stream.get(timeout=self._heartbeat_s)
+                if stream.lagged:
+                    stream.lagged = False
+                    yield b"event: lagged\ndata: {}\n\n"
+                yield b": ping\n\n" if event is None else event.encode()
+        finally:
+            self._hub.unsubscribe(stream)

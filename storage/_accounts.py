@@ -1,0 +1,192 @@
+"""Users and their refresh tokens."""
+
+from __future__ import annotations
+
+import builtins
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import update
+
+from storage._engine import Clock, Database
+from storage._records import RefreshToken, Role, User
+
+__all__ = ["RefreshTokenStore", "UserStore", "normalize_email"]
+
+
+def normalize_email(email: str) -> str:
+    """How emails are stored and looked up: stripped and lower-cased."""
+    normalized = email.strip().lower()
+    if not normalized:
+        raise ValueError("email must not be empty")
+    return normalized
+
+
+def _user(row: Mapping[str, Any]) -> User:
+    return User(
+        id=row["id"],
+        email=row["email"],
+        password_hash=row["password_hash"],
+        role=Role(row["role"]),
+        created_at=row["created_at"],
+    )
+
+
+class UserStore:
+    """The ``users`` table. Ids are uuid4 hex strings; emails are unique after normalizing."""
+
+    def __init__(self, db: Database, clock_ms: Clock) -> None:
+        self._db = db
+        self._clock_ms = clock_ms
+        self._table = db.table("users")
+
+    def create(
+        self,
+        email: str,
+        password_hash: str,
+        role: Role | str,
+        *,
+        created_at: int | None = None,
+    ) -> User:
+        """Add a user; raises :class:`DuplicateError` if the email is taken (in any case)."""
+        user = User(
+            id=uuid.uuid4().hex,
+            email=normalize_email(email),
+            password_hash=password_hash,
+            role=Role(role),
+            created_at=self._clock_ms() if created_at is None else created_at,
+        )
+        with self._db.write():
+            self._table.insert(
+                {
+                    "id": user.id,
+                    "email": user.email,
+                    "password_hash": user.password_hash,
+                    "role": str(user.role),
+                    "created_at": user.created_at,
+                }
+            )
+        return user
+
+    def get(self, user_id: str) -> User | None:
+        with self._db.read():
+            row = self._table.find_one(id=user_id)
+        return None if row is None else _user(row)
+
+    def by_email(self, email: str) -> User | None:
+        try:
+            normalized = normalize_email(email)
+        except ValueError:
+            return None
+        with self._db.read():
+            row = self._table.find_one(email=normalized)
+        return None if row is None else _user(row)
+
+    def set_password_hash(self, user_id: str, password_hash: str) -> bool:
+        """Replace the hash (a password change, or a rehash with stronger parameters)."""
+        t = self._table.table
+        stmt = update(t).where(t.c.id == user_id).values(password_hash=password_hash)
+        with self._db.write() as conn:
+            return bool(conn.execute(stmt).rowcount == 1)
+
+    def list(self, limit: int = 100, offset: int = 0) -> builtins.list[User]:
+        """Oldest first, so that pages stay stable while users sign up."""
+        with self._db.read():
+            rows = builtins.list(
+                self._table.find(_limit=limit, _offset=offset, order_by=["created_at", "id"])
+            )
+        return [_user(row) for row in rows]
+
+    def count(self) -> int:
+        with self._db.read():
+            return int(self._table.count())
+
+
+def _token(row: Mapping[str, Any]) -> RefreshToken:
+    return RefreshToken(
+        token_hash=row["token_hash"],
+        user_id=row["user_id"],
+        family_id=row["family_id"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        used_at=row["used_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+class RefreshTokenStore:
+    """The ``refresh_tokens`` table: hashes only, never the tokens themselves.
+
+    Rotation: each refresh marks the presented token used (:meth:`mark_used`, atomic) and adds
+    its successor to the same family; presenting a used token again means it leaked, and the
+    caller revokes the whole family.
+    """
+
+    def __init__(self, db: Database, clock_ms: Clock) -> None:
+        self._db = db
+        self._clock_ms = clock_ms
+        self._table = db.table("refresh_tokens")
+
+    def add(
+        self,
+        token_hash: str,
+        user_id: str,
+        family_id: str,
+        expires_at: int,
+        *,
+        created_at: int | None = None,
+    ) -> RefreshToken:
+        """Raises :class:`DuplicateError` for a known hash, :class:`ConstraintError` for an
+        unknown user."""
+        token = RefreshToken(
+            token_hash=token_hash,
+            user_id=user_id,
+            family_id=family_id,
+            created_at=self._clock_ms() if created_at is None else created_at,
+            expires_at=expires_at,
+        )
+        with self._db.write():
+            self._table.insert(
+                {
+                    "token_hash": token.token_hash,
+                    "user_id": token.user_id,
+                    "family_id": token.family_id,
+                    "created_at": token.created_at,
+                    "expires_at": token.expires_at,
+                }
+            )
+        return token
+
+    def get(self, token_hash: str) -> RefreshToken | None:
+        with self._db.read():
+            row = self._table.find_one(token_hash=token_hash)
+        return None if row is None else _token(row)
+
+    def mark_used(self, token_hash: str, at: int) -> bool:
+        """Use the token once: True for exactly one caller, False if it was used or revoked
+        (or is unknown). Expiry is the caller's check."""
+        t = self._table.table
+        stmt = (
+            update(t)
+            .where(t.c.token_hash == token_hash, t.c.used_at.is_(None), t.c.revoked_at.is_(None))
+            .values(used_at=at)
+        )
+        with self._db.write() as conn:
+            return bool(conn.execute(stmt).rowcount == 1)
+
+    def revoke_family(self, family_id: str, at: int) -> int:
+        """Revoke the family's tokens not revoked yet; return how many."""
+        t = self._table.table
+        return self._revoke(t.c.family_id == family_id, at)
+
+    def revoke_user(self, user_id: str, at: int) -> int:
+        """Revoke all of a user's tokens not revoked yet (logout everywhere); return how many."""
+        t = self._table.table
+        return self._revoke(t.c.user_id == user_id, at)
+
+    def _revoke(self, which: Any, at: int) -> int:
+        t = self._table.table
+        stmt = update(t).where(which, t.c.revoked_at.is_(None)).values(revoked_at=at)
+        with self._db.write() as conn:
+            return int(conn.execute(stmt).rowcount)

@@ -1,0 +1,197 @@
+"""Versioned schema migrations: ``schema_version`` plus an ordered list of migration functions.
+
+Migration *n* (1-based) is ``MIGRATIONS[n - 1]``; it brings the schema from version ``n - 1``
+to ``n`` and gets a row in ``schema_version``. A migration is frozen once released: change the
+schema by appending a new function (Core DDL or ``text()``; never format values into SQL), and
+never edit an old one, or databases migrated before and after the edit would differ.
+
+:func:`migrate` applies the missing ones in **one transaction**, so a failing migration leaves
+the previous version intact, and two processes opening the same database at once take turns:
+PostgreSQL through a transaction-scoped advisory lock, SQLite through ``BEGIN IMMEDIATE`` (the
+second waits up to the busy timeout, then finds the work done).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Connection,
+    Double,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    func,
+    insert,
+    select,
+    text,
+)
+
+from storage._engine import BEGIN_OPTION, Clock
+from storage._errors import MigrationError
+
+__all__ = ["LATEST_VERSION", "MIGRATIONS", "current_version", "migrate"]
+
+Migration = Callable[[Connection], None]
+
+ADVISORY_LOCK_KEY: Final = 0x5C_5C_0001
+"""PostgreSQL advisory lock held while migrating (any constant unique to this application)."""
+
+
+def _epoch_ms(name: str, *, nullable: bool = False) -> Column[int]:
+    return Column(name, BigInteger, nullable=nullable)
+
+
+def _v1_users_sessions_reservations_notifications(conn: Connection) -> None:
+    """The driver API: users, refresh tokens, charging sessions, reservations, notifications."""
+    md = MetaData()
+    Table(
+        "users",
+        md,
+        Column("id", Text, primary_key=True),
+        Column("email", Text, nullable=False, unique=True),
+        Column("password_hash", Text, nullable=False),
+        Column("role", Text, nullable=False),
+        _epoch_ms("created_at"),
+        CheckConstraint("role IN ('driver', 'operator')", name="ck_users_role"),
+        Index("ix_users_created_at", "created_at"),
+    )
+    Table(
+        "refresh_tokens",
+        md,
+        Column("token_hash", Text, primary_key=True),
+        Column("user_id", Text, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+        Column("family_id", Text, nullable=False),
+        _epoch_ms("created_at"),
+        _epoch_ms("expires_at"),
+        _epoch_ms("used_at", nullable=True),
+        _epoch_ms("revoked_at", nullable=True),
+        Index("ix_refresh_tokens_family_id", "family_id"),
+        Index("ix_refresh_tokens_user_id", "user_id"),
+    )
+    reservations = Table(
+        "reservations",
+        md,
+        Column("id", Text, primary_key=True),
+        Column("driver_id", Text, ForeignKey("users.id"), nullable=False),
+        Column("evse_id", Text, nullable=False),
+        _epoch_ms("created_at"),
+        _epoch_ms("expires_at"),
+        _epoch_ms("ended_at", nullable=True),
+        Column("outcome", Text, nullable=True),
+        Column("reason", Text, nullable=True),
+        CheckConstraint(
+            "outcome IS NULL OR outcome IN ('used', 'expired', 'cancelled', 'interrupted')",
+            name="ck_reservations_outcome",
+        ),
+        CheckConstraint("(ended_at IS NULL) = (outcome IS NULL)", name="ck_reservations_ended"),
+        Index("ix_reservations_driver_id_created_at", "driver_id", "created_at"),
+    )
+    active = reservations.c.ended_at.is_(None)
+    Index(  # no double booking, even from two gateways at once
+        "uq_reservations_active_evse_id",
+        reservations.c.evse_id,
+        unique=True,
+        sqlite_where=active,
+        postgresql_where=active,
+    )
+    sessions = Table(
+        "sessions",
+        md,
+        Column("id", Text, primary_key=True),
+        Column("driver_id", Text, ForeignKey("users.id"), nullable=True),
+        Column("evse_id", Text, nullable=False),
+        Column("station_id", Text, nullable=False),
+        _epoch_ms("started_at"),
+        _epoch_ms("ended_at", nullable=True),
+        Column("start_energy_wh", Double, nullable=False),
+        Column("energy_wh", Double, nullable=False),
+        Column("peak_power_w", Double, nullable=False),
+        Column("target_soc", Double, nullable=True),
+        Column("end_reason", Text, nullable=True),
+        Column("reservation_id", Text, ForeignKey("reservations.id"), nullable=True),
+        Index("ix_sessions_driver_id_started_at", "driver_id", "started_at"),
+        Index("ix_sessions_evse_id_started_at", "evse_id", "started_at"),
+    )
+    still_open = sessions.c.ended_at.is_(None)
+    Index(  # open_for_evse, open_sessions: a small index over the open sessions only
+        "ix_sessions_open_evse_id",
+        sessions.c.evse_id,
+        sqlite_where=still_open,
+        postgresql_where=still_open,
+    )
+    Table(
+        "notifications",
+        md,
+        Column(
+            "id",
+            BigInteger().with_variant(Integer(), "sqlite"),  # SQLite: an alias of the rowid
+            primary_key=True,
+            autoincrement=True,
+        ),
+        Column("user_id", Text, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+        Column("kind", Text, nullable=False),
+        Column("message", Text, nullable=False),
+        Column("data", Text, nullable=False),
+        _epoch_ms("created_at"),
+        _epoch_ms("read_at", nullable=True),
+        Index("ix_notifications_user_id_id", "user_id", "id"),
+    )
+    md.create_all(conn, checkfirst=False)
+
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (_v1_users_sessions_reservations_notifications,)
+LATEST_VERSION: Final = len(MIGRATIONS)
+
+_version_md = MetaData()
+schema_version = Table(
+    "schema_version",
+    _version_md,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("name", Text, nullable=False),
+    _epoch_ms("applied_at"),
+)
+
+
+def current_version(conn: Connection) -> int:
+    """The highest applied migration, 0 for an empty database."""
+    if not conn.dialect.has_table(conn, "schema_version"):
+        return 0
+    return int(conn.execute(select(func.max(schema_version.c.version))).scalar() or 0)
+
+
+def migrate(engine: Engine, clock_ms: Clock) -> int:
+    """Apply the missing migrations in one transaction; return the schema version.
+
+    Idempotent: on an up-to-date database it only reads ``schema_version``. Raises
+    :class:`MigrationError` when the database is newer than this code.
+    """
+    with engine.connect() as conn:
+        conn.execution_options(**{BEGIN_OPTION: "BEGIN IMMEDIATE"})  # SQLite: lock first
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+            schema_version.create(conn, checkfirst=True)
+            version = current_version(conn)
+            if version > LATEST_VERSION:
+                raise MigrationError(
+                    f"database schema version {version} is newer than this code's "
+                    f"({LATEST_VERSION}): upgrade smartcharge"
+                )
+            for number in range(version + 1, LATEST_VERSION + 1):
+                step = MIGRATIONS[number - 1]
+                step(conn)
+                conn.execute(
+                    insert(schema_version).values(
+                        version=number, name=step.__name__.lstrip("_"), applied_at=clock_ms()
+                    )
+                )
+            return LATEST_VERSION
