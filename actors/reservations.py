@@ -188,6 +188,11 @@ class ReservationActor(pykka.ThreadingActor):
         }
         if outcome == "interrupted":
             log.info("Count on %s has been interrupted: %s", evse_id, reason)
+            self._notifier.alert_operators(
+                "reservation_interrupted",
+                f"A reservation of {evse_id} was interrupted: {reason}",
+                {"evse_id": evse_id, "reason": reason},
+            )
             self._notifier.notify(
                 reservation.driver_id,
                 "reservation_interrupted",
