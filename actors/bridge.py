@@ -10,7 +10,9 @@ by the broker while the CSMS was away are delivered when it comes back.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from actors.messages import Inbound, Publish
 from actors.protocol import QOS, TOPIC_ROOT, ProtocolError, parse
 
-__all__ = ["BridgeStats", "Connect", "MqttBridgeActor", "parse_mqtt_url"]
+__all__ = ["BridgeStats", "Connect", "MqttBridgeActor", "no_delay", "parse_mqtt_url"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,12 @@ SUBSCRIPTIONS = (
     f"{TOPIC_ROOT}/stations/+/evses/+/status",
     f"{TOPIC_ROOT}/stations/+/evses/+/meter",
 )
+
+
+def no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    """paho ``on_socket_open``: turn Nagle's algorithm off (it delays small QoS 1 packets)."""
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def parse_mqtt_url(url: str) -> tuple[str, int]:
@@ -86,6 +94,7 @@ class MqttBridgeActor(pykka.ThreadingActor):
         self._client.max_queued_messages_set(60_000)
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
+        self._client.on_socket_open = no_delay
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
 

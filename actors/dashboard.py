@@ -9,13 +9,14 @@ listener never slows an EVSE actor.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import pykka
 
 from actors.messages import EvseChanged, OperatorAlert, StationChanged
 
-__all__ = ["DashboardSubscriber", "EvseListener"]
+__all__ = ["DashboardSubscriber", "EvseListener", "ListenerTimer"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,23 @@ class EvseListener:
     def operator_alert(self, alert: OperatorAlert) -> None:
         """Something an operator must see."""
 
+    def attached(self, subscriber: pykka.ActorRef[Any]) -> None:
+        """The subscriber started: ``subscriber`` is where a timer may ``tell`` a
+        :class:`ListenerTimer` to come back to this listener on its own thread."""
+
+    def timer_fired(self, token: object) -> None:
+        """A :class:`ListenerTimer` this listener scheduled has arrived."""
+
+    def detached(self) -> None:
+        """The subscriber is stopping (after the events queued before the stop): flush now."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerTimer:
+    """Told to a subscriber by a listener's own timer; handed back as ``timer_fired(token)``."""
+
+    token: object
+
 
 class DashboardSubscriber(pykka.ThreadingActor):
     """Receives every EVSE change and hands it to a listener; listener errors are logged."""
@@ -39,6 +57,15 @@ class DashboardSubscriber(pykka.ThreadingActor):
     def __init__(self, listener: EvseListener) -> None:
         super().__init__()
         self.listener = listener
+
+    def on_start(self) -> None:
+        self.listener.attached(self.actor_ref)
+
+    def on_stop(self) -> None:
+        try:
+            self.listener.detached()
+        except Exception:
+            log.exception("dashboard listener failed to detach")
 
     def on_receive(self, message: Any) -> None:
         try:
@@ -49,6 +76,8 @@ class DashboardSubscriber(pykka.ThreadingActor):
                     self.listener.station_changed(message)
                 case OperatorAlert():
                     self.listener.operator_alert(message)
+                case ListenerTimer(token=token):
+                    self.listener.timer_fired(token)
                 case _:
                     log.warning("DashboardSubscriber: unexpected message %r", message)
         except Exception:

@@ -337,13 +337,42 @@ def _changed(before: EvseState, after: EvseState) -> tuple[EvseState, tuple[Effe
     effects: list[Effect] = [StateChanged(before=before, after=after)]
     was_open, is_open = before.session_open, after.session_open
     if was_open and (not is_open or after.session_id != before.session_id) and before.session_id:
+        # A report that still names the session (Finishing) carries the station's own total:
+        # the authority, even when meter values were missed (a CSMS restart).
+        same = after.session_id == before.session_id
         effects.append(
             SessionClosed(
                 session_id=before.session_id,
-                session_energy_wh=before.session_energy_wh,
+                session_energy_wh=after.session_energy_wh if same else before.session_energy_wh,
                 reason=after.stop_reason,
             )
         )
     if is_open and (not was_open or after.session_id != before.session_id) and after.session_id:
         effects.append(SessionOpened(session_id=after.session_id, energy_wh=after.energy_wh))
+    elif _seen_only_at_its_end(before, after) and after.session_id:
+        # The session started and ended while the CSMS was not listening (a restart): the
+        # station's Finishing report says all there is to record, so open and close it.
+        effects.append(SessionOpened(session_id=after.session_id, energy_wh=after.energy_wh))
+        effects.append(
+            SessionClosed(
+                session_id=after.session_id,
+                session_energy_wh=after.session_energy_wh,
+                reason=after.stop_reason,
+            )
+        )
     return after, tuple(effects)
+
+
+def _seen_only_at_its_end(before: EvseState, after: EvseState) -> bool:
+    """A Finishing report of a session that delivered energy but was never open here.
+
+    Never in an unbroken stream (energy flows only while Charging, which opens the
+    session); a session stopped while Preparing delivered nothing and is not recorded.
+    """
+    return (
+        after.status is S.FINISHING
+        and after.session_id is not None
+        and after.session_energy_wh > 0
+        and not before.session_open
+        and not (before.status is S.FINISHING and before.session_id == after.session_id)
+    )

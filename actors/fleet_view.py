@@ -76,8 +76,13 @@ class FleetView:
             if known is not None:
                 self._stations[station_id] = (known[0], online, self._clock())
 
-    def put_evse(self, state: EvseState, alert: str | None = None) -> None:
-        view = EvseView(state=state, updated_at=self._clock(), alert=alert)
+    def put_evse(
+        self, state: EvseState, alert: str | None = None, *, updated_at: float | None = None
+    ) -> None:
+        """``updated_at`` (wall-clock seconds): when this was last true, if not now (a state
+        rebuilt from storage keeps its age)."""
+        at = self._clock() if updated_at is None else updated_at
+        view = EvseView(state=state, updated_at=at, alert=alert)
         with self._lock:
             self._evses[state.evse_id] = view
 
@@ -90,6 +95,11 @@ class FleetView:
                 self._reservations[evse_id] = reservation
 
     # ------------------------------------------------------------------ reads (any thread)
+
+    def reservations(self) -> dict[str, Any]:
+        """Every active reservation count at once (one lock for a whole listing)."""
+        with self._lock:
+            return dict(self._reservations)
 
     def reservation(self, evse_id: str) -> Any:
         """The active reservation count of an EVSE, or ``None``."""

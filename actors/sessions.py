@@ -16,12 +16,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from actors.dashboard import EvseListener
-from actors.evse_state import EvseState, SessionClosed, SessionOpened
+from actors.evse_state import EvseState, SessionClosed, SessionOpened, StateChanged
 from actors.live import LiveHub
 from actors.messages import EvseChanged, OperatorAlert, StationChanged
 
@@ -153,7 +153,10 @@ class SessionRecorder(EvseListener):
         clock_ms: Callable[[], int] = _now_ms,
         progress_every_s: float = 2.0,
         monotonic: Callable[[], float] = time.monotonic,
+        resumed: Iterable[EvseState] = (),
     ) -> None:
+        """``resumed``: the last known states the CSMS restarts from (see :meth:`attached`)."""
+        self._resumed = tuple(resumed)
         self._sessions = sessions
         self._owners = owners
         self._notifier = notifier
@@ -163,15 +166,32 @@ class SessionRecorder(EvseListener):
         self._last_write: dict[str, float] = {}
         self._peak: dict[str, float] = {}
 
+    def attached(self, subscriber: Any) -> None:
+        """Before any event after a restart: a session open in a resumed state gets its row.
+
+        The state recorder and this recorder write on different threads, so a crash may
+        leave a stored state that shows a session whose row was not written yet; the rebuilt
+        state will not open it again, so open it here (idempotent: a known row is kept).
+        """
+        for state in self._resumed:
+            sid = state.session_id
+            if state.session_open and sid is not None and self._sessions.get(sid) is None:
+                log.warning("recording session %s, found open after a restart", sid)
+                self._opened(state, SessionOpened(session_id=sid, energy_wh=state.energy_wh))
+        self._resumed = ()
+
     def evse_changed(self, event: EvseChanged) -> None:
         state = event.state
+        status_changed = False
         for effect in event.effects:
             if isinstance(effect, SessionOpened):
                 self._opened(state, effect)
             elif isinstance(effect, SessionClosed):
                 self._closed(state, effect)
+            elif isinstance(effect, StateChanged):
+                status_changed |= effect.before.status != effect.after.status
         if state.session_open and state.session_id is not None:
-            self._progress(state)
+            self._progress(state, write_now=status_changed)
 
     def _opened(self, state: EvseState, effect: SessionOpened) -> None:
         owner = self._owners.get(effect.session_id)
@@ -220,12 +240,15 @@ class SessionRecorder(EvseListener):
                 },
             )
 
-    def _progress(self, state: EvseState) -> None:
+    def _progress(self, state: EvseState, *, write_now: bool = False) -> None:
+        """At most every ``progress_every_s``, and at once on a status change (say, the
+        station going offline: its last energy must not wait for a report that may never
+        come)."""
         sid = state.session_id
         assert sid is not None
         self._peak[sid] = max(self._peak.get(sid, 0.0), state.power_w)
         now = self._monotonic()
-        if now - self._last_write.get(sid, float("-inf")) < self._every:
+        if not write_now and now - self._last_write.get(sid, float("-inf")) < self._every:
             return
         self._last_write[sid] = now
         self._sessions.update_progress(sid, state.session_energy_wh, self._peak[sid])

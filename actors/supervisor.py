@@ -13,6 +13,7 @@ an :class:`OperatorAlert` goes out. Its neighbours never notice either way.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -23,7 +24,7 @@ import pykka
 
 from actors.errors import ActorUnavailableError, UnknownEvseError
 from actors.evse import EvseActor, new_correlation_id
-from actors.evse_state import EvseState, MarkFaulted, transition
+from actors.evse_state import EvseState, MarkFaulted, StationWentOffline, transition
 from actors.fleet_view import FleetView
 from actors.messages import (
     EvseChanged,
@@ -31,9 +32,11 @@ from actors.messages import (
     GetEvseRef,
     Inbound,
     OperatorAlert,
+    SendCommand,
     StationChanged,
 )
 from actors.protocol import (
+    CommandName,
     CommandReply,
     CorrelationId,
     EvseId,
@@ -45,6 +48,7 @@ from actors.protocol import (
     StationOffline,
     StatusReport,
 )
+from actors.state_recorder import LastKnownEvse
 from actors.timers import Timers
 
 __all__ = ["SupervisorActor"]
@@ -60,6 +64,8 @@ class _Slot:
     ref: pykka.ActorRef[Any] | None = None
     restarts: collections.deque[float] = field(default_factory=collections.deque)
     given_up: bool = False
+    reconcile: bool = False
+    """Rebuilt from storage: ask the station for its ``info`` after its next birth."""
 
 
 class SupervisorActor(pykka.ThreadingActor):
@@ -76,8 +82,15 @@ class SupervisorActor(pykka.ThreadingActor):
         restart_window_s: float = 60.0,
         correlation_ids: Callable[[], CorrelationId] = new_correlation_id,
         monotonic: Callable[[], float] = time.monotonic,
+        observe_command: Callable[[CommandName, float | None], None] | None = None,
+        last_known: Sequence[LastKnownEvse] = (),
+        reconcile_timeout_s: float = 10.0,
     ) -> None:
+        """``last_known``: the stored states to rebuild the EVSE actors from (see
+        :meth:`on_start`); ``reconcile_timeout_s`` bounds their ``info`` round trips."""
         super().__init__()
+        self._last_known = tuple(last_known)
+        self._reconcile_timeout_s = reconcile_timeout_s
         self._bridge = bridge
         self._view = fleet_view
         self._subscribers = list(subscribers)
@@ -86,12 +99,40 @@ class SupervisorActor(pykka.ThreadingActor):
         self._window = restart_window_s
         self._correlation_ids = correlation_ids
         self._monotonic = monotonic
+        self._observe_command = observe_command  # handed to every EVSE actor (metrics)
         self._stations: dict[StationId, StationDescriptor] = {}
         self._slots: dict[EvseId, _Slot] = {}
         self._early: dict[StationId, list[Any]] = {}
         self.restart_count = 0
 
     # ------------------------------------------------------------------ messages
+
+    def on_start(self) -> None:
+        """Runs on the supervisor's thread before any message: rebuild the last known fleet.
+
+        Every stored EVSE gets its actor and its :class:`FleetView` entry back, ``Offline``
+        (unknown) like its station until the station speaks. Status reports queued by the
+        broker while the CSMS was down then apply in order on top of the stored state (their
+        ``seq`` is above the stored one; meter values wait for a status); the retained birth
+        resets the floor so the station's latest status wins; and after that birth each
+        rebuilt EVSE does an ``info`` round trip, whose reply goes through the transition
+        like any reply (so a session that ended meanwhile is closed with the station's
+        energy, and a running one gets the station's count).
+        """
+        for known in self._last_known:
+            station = known.station
+            # Offline until the station speaks: any status it then reports is legal, and the
+            # session (if any) stays open through ``status_before_offline``.
+            state, _ = transition(known.state, StationWentOffline(ts=known.state.ts))
+            if station is not None and station.id not in self._stations:
+                self._stations[station.id] = station
+                self._view.put_station(station, online=False)
+            slot = self._slots[state.evse_id] = _Slot(state=state, reconcile=True)
+            self._view.put_evse(state, updated_at=known.updated_at_ms / 1000)
+            self._start(slot)
+        if self._last_known:
+            log.info("Rebuilt %d EVSE actors from their last known state", len(self._slots))
+        self._last_known = ()
 
     def on_receive(self, message: Any) -> Any:
         """Runs on the supervisor's thread."""
@@ -156,11 +197,28 @@ class SupervisorActor(pykka.ThreadingActor):
                 )
                 continue
             self._deliver(slot, birth)
+            if slot.reconcile:
+                slot.reconcile = False
+                self._ask_info(slot)
         self._broadcast(StationChanged(station=station, online=True, ts=birth.ts))
         if known is None:
             log.info("Station %s announced itself with %d EVSEs", station.id, len(station.evses))
         for early in self._early.pop(station.id, []):
             self._route(early)
+
+    def _ask_info(self, slot: _Slot) -> None:
+        """Fire and forget: nobody waits on the future; the reply's info is what counts."""
+        if slot.ref is None or slot.given_up:
+            return
+        with contextlib.suppress(pykka.ActorDeadError):
+            slot.ref.tell(
+                SendCommand(
+                    command=CommandName.INFO,
+                    args=None,
+                    reply=pykka.ThreadingFuture(),
+                    timeout_s=self._reconcile_timeout_s,
+                )
+            )
 
     def _on_offline(self, offline: StationOffline, sid: StationId) -> None:
         station = self._stations.get(sid)
@@ -236,6 +294,7 @@ class SupervisorActor(pykka.ThreadingActor):
             subscribers=self._subscribers,
             timers=self._timers,
             correlation_ids=self._correlation_ids,
+            observe_command=self._observe_command,
         )
 
     def _on_crash(self, crash: EvseCrashed) -> None:

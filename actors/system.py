@@ -24,9 +24,12 @@ from actors.errors import ActorUnavailableError, CommandTimeoutError, Smartcharg
 from actors.fleet_view import FleetView
 from actors.live import LiveHub
 from actors.messages import CommandOutcome, GetEvseRef, SendCommand
+from actors.metrics import CsmsMetrics, supervisor_restarts
+from actors.metrics_recorder import MetricsRecorder, MetricsRecorderSubscriber, SampleRetention
 from actors.protocol import CancelReservationArgs, CommandArgs, CommandName, EvseId
 from actors.reservations import ReservationActor
-from actors.sessions import LiveFeed, Notifier, SessionOwners, SessionRecorder
+from actors.sessions import LiveFeed, Notifier, SessionOwner, SessionOwners, SessionRecorder
+from actors.state_recorder import LastKnownEvse, StateRecorder, last_known_fleet
 from actors.supervisor import SupervisorActor
 from actors.timers import Timers
 
@@ -46,6 +49,9 @@ class Csms(Protocol):
 
     @property
     def hub(self) -> LiveHub: ...
+
+    @property
+    def metrics(self) -> CsmsMetrics: ...
 
     def command(
         self,
@@ -68,6 +74,8 @@ class CsmsConfig:
     storage: Any = None
     """A :class:`storage.Storage`; without one, sessions and reservations are not recorded."""
     reservation_s: float = 900.0
+    sample_retention: SampleRetention = field(default_factory=SampleRetention)
+    """How long raw EVSE samples are kept (with storage), and the buckets after that."""
 
 
 class CsmsSystem:
@@ -82,6 +90,12 @@ class CsmsSystem:
         self._refs: list[pykka.ActorRef[Any]] = []
         self.supervisor: pykka.ActorRef[Any] | None = None
         self.hub = LiveHub()
+        self.metrics = CsmsMetrics(
+            view=self.view,
+            bridge=self.bridge_stats,
+            hub=self.hub,
+            restarts=supervisor_restarts(lambda: self.supervisor),
+        )
         store = config.storage
         self.owners = SessionOwners(lookup=self._driver_from_storage if store else None)
         self.notifier = Notifier(store.notifications if store else None, self.hub)
@@ -98,17 +112,54 @@ class CsmsSystem:
             raise ActorUnavailableError("the CSMS is not running")
         return self._reservations
 
+    def _driver_in_memory(self, session_id: str | None) -> str | None:
+        """The state recorder's lookup: never a query per flush."""
+        owner = None if session_id is None else self.owners.get(session_id)
+        return None if owner is None else owner.driver_id
+
     def _driver_from_storage(self, session_id: str) -> str | None:
         session = self.config.storage.sessions.get(session_id)
         return None if session is None else session.driver_id
 
-    def _listeners(self) -> list[EvseListener]:
+    def _listeners(self, last_known: Sequence[LastKnownEvse]) -> list[EvseListener]:
         listeners: list[EvseListener] = [LiveFeed(self.hub, self.owners)]
-        if self.config.storage is not None:
+        store = self.config.storage
+        if store is not None:
             listeners.append(
-                SessionRecorder(self.config.storage.sessions, self.owners, self.notifier)
+                SessionRecorder(
+                    store.sessions,
+                    self.owners,
+                    self.notifier,
+                    resumed=[known.state for known in last_known],
+                )
+            )
+            listeners.append(
+                StateRecorder(
+                    store.evse_states,
+                    store.status_events,
+                    timers=self._timers,
+                    last_known=last_known,
+                    driver_of=self._driver_in_memory,
+                )
             )
         return [*listeners, *self.config.listeners]
+
+    def _last_known_fleet(self) -> list[LastKnownEvse]:
+        """What the previous run left in storage (nothing without storage)."""
+        if self.config.storage is None:
+            return []
+        fleet = last_known_fleet(self.config.storage.evse_states.all())
+        for known in fleet:  # the owners of running sessions, as the gateway had registered them
+            sid = known.state.session_id
+            if sid is not None and known.session_driver_id is not None:
+                self.owners.expect(
+                    SessionOwner(
+                        session_id=sid,
+                        driver_id=known.session_driver_id,
+                        target_soc=known.state.target_soc,
+                    )
+                )
+        return fleet
 
     def _cancel_reservation_at_station(self, evse_id: str, reservation_id: str) -> None:
         """Called on the reservation actor's thread: never block it on a round trip."""
@@ -131,9 +182,15 @@ class CsmsSystem:
         """Start everything; optionally wait until the MQTT session is up."""
         try:
             self._timers = Timers()
+            last_known = self._last_known_fleet()
             subscribers: list[pykka.ActorRef[Any]] = [
-                DashboardSubscriber.start(listener) for listener in self._listeners()
+                DashboardSubscriber.start(listener) for listener in self._listeners(last_known)
             ]
+            if self.config.storage is not None:  # its own subscriber: it also gets timer ticks
+                recorder = MetricsRecorder(
+                    self.config.storage.metrics, retention=self.config.sample_retention
+                )
+                subscribers.append(MetricsRecorderSubscriber.start(recorder, self._timers))
             self._refs.extend(subscribers)
             store = self.config.storage
             reservations = ReservationActor.start(
@@ -162,6 +219,9 @@ class CsmsSystem:
                 timers=self._timers,
                 max_restarts=self.config.max_restarts,
                 restart_window_s=self.config.restart_window_s,
+                observe_command=self.metrics.observe_command,
+                last_known=last_known,
+                reconcile_timeout_s=self.config.command_timeout_s,
             )
             self._refs.append(self.supervisor)
             bridge.tell(Connect(target=self.supervisor))

@@ -34,9 +34,11 @@ from gateway.api import (
 )
 from gateway.auth import Authenticator, AuthError
 from gateway.events import EventStreamResource
+from gateway.metrics import MetricsSummaryResource, PrometheusResource
 from gateway.openapi import OpenApiResource
 from gateway.ratelimit import SlidingWindowLimiter
 from gateway.security import Authentication, TransportPolicy
+from gateway.static import add_static_routes
 from gateway.views import evse_json, station_json
 
 __all__ = ["create_app"]
@@ -69,7 +71,8 @@ class StationsResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         view = self._csms.view
         now = view.now()
-        resp.media = {"stations": [station_json(s, now, view.reservation) for s in view.stations()]}
+        reservations = view.reservations()  # one lock for the whole listing
+        resp.media = {"stations": [station_json(s, now, reservations.get) for s in view.stations()]}
 
 
 class StationResource:
@@ -148,6 +151,8 @@ def create_app(
     app.add_error_handler(AuthError, _map_auth)
     app.add_route("/healthz", HealthResource(csms, mqtt_connected))
     app.add_route("/openapi.json", OpenApiResource())
+    app.add_route("/metrics", PrometheusResource(csms.metrics))  # public: Prometheus scrapes
+    add_static_routes(app, https_base)
     app.add_route(f"{API}/stations", StationsResource(csms))
     app.add_route(f"{API}/stations/{{station_id}}", StationResource(csms))
     app.add_route(f"{API}/evses/nearest", NearestResource(csms.view))
@@ -169,6 +174,7 @@ def create_app(
     if storage is not None:
         app.add_route(f"{API}/me/sessions", MySessionsResource(storage.sessions))
         app.add_route(f"{API}/me/notifications", MyNotificationsResource(storage.notifications))
+        app.add_route(f"{API}/metrics/summary", MetricsSummaryResource(storage.metrics, csms.view))
     app.add_route(f"{API}/me/events", EventStreamResource(csms.hub, everything=False))
     app.add_route(f"{API}/events", EventStreamResource(csms.hub, everything=True))
     return app

@@ -301,6 +301,9 @@ class EmbeddedBroker:
             "autosave_interval 1",
             "max_queued_messages 100000",
             "max_inflight_messages 1000",
+            # Nagle's algorithm adds ~40 ms per hop to a request/reply (bench/command):
+            # QoS 1 messages are small and latency-sensitive.
+            "set_tcp_nodelay true",
             "max_keepalive 65535",
             f"log_dest file {self.log_path}",
             "log_type error",

@@ -55,6 +55,40 @@ def _add_csms_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--keepalive", type=int, default=10, help="MQTT keepalive in seconds")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    _add_backend_args(p)
+
+
+def _add_backend_args(p: argparse.ArgumentParser) -> None:
+    """Backends (docs/firebase.md): local or Firebase accounts, SQL or RTDB user data."""
+    p.add_argument(
+        "--auth",
+        default="local",
+        choices=["local", "firebase"],
+        help="accounts: local (argon2 + JWT in the database) or Firebase Authentication",
+    )
+    p.add_argument(
+        "--user-data",
+        default="sqlite",
+        choices=["sqlite", "firebase"],
+        help="sessions and notifications: the SQL database (SQLite or --db-url) or the"
+        " Firebase Realtime Database",
+    )
+    p.add_argument(
+        "--firebase-project",
+        default=os.environ.get("GOOGLE_CLOUD_PROJECT"),
+        help="Firebase project id (env GOOGLE_CLOUD_PROJECT); credentials come from"
+        " GOOGLE_APPLICATION_CREDENTIALS",
+    )
+    p.add_argument(
+        "--firebase-api-key",
+        default=os.environ.get("FIREBASE_API_KEY"),
+        help="web API key, for password sign-in with --auth firebase (env FIREBASE_API_KEY)",
+    )
+    p.add_argument(
+        "--firebase-database-url",
+        default=os.environ.get("FIREBASE_DATABASE_URL"),
+        help="Realtime Database URL for --user-data firebase (env FIREBASE_DATABASE_URL)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,6 +176,11 @@ def run_csms(args: argparse.Namespace) -> int:
             demo_users=args.demo_users,
             threads=args.threads,
             loglevel=args.log_level,
+            auth_backend=args.auth,
+            user_data=args.user_data,
+            firebase_project=args.firebase_project,
+            firebase_api_key=args.firebase_api_key,
+            firebase_database_url=args.firebase_database_url,
         ),
     )
     return 0
@@ -248,6 +287,7 @@ def _spawn_csms(args: argparse.Namespace, url: str, data_dir: Path) -> subproces
             str(args.threads),
             "--demo-users",
             *(["--db-url", args.db_url] if args.db_url else []),
+            *_backend_argv(args),
             *(
                 ["--certfile", str(args.certfile), "--keyfile", str(args.keyfile)]
                 if args.certfile and args.keyfile
@@ -255,6 +295,17 @@ def _spawn_csms(args: argparse.Namespace, url: str, data_dir: Path) -> subproces
             ),
         ]
     )
+
+
+def _backend_argv(args: argparse.Namespace) -> list[str]:
+    """The backend options of ``up``, for its ``csms`` child (the API key goes by argv only
+    when given on the command line; the child also reads FIREBASE_API_KEY)."""
+    argv = ["--auth", args.auth, "--user-data", args.user_data]
+    for option in ("firebase_project", "firebase_api_key", "firebase_database_url"):
+        value = getattr(args, option)
+        if value:
+            argv += [f"--{option.replace('_', '-')}", value]
+    return argv
 
 
 def _spawn_fleet(args: argparse.Namespace, url: str, data_dir: Path) -> subprocess.Popen[bytes]:

@@ -123,6 +123,44 @@ OUTCOME_PROPERTIES: dict[str, Any] = {
     ),
 }
 
+_TOTALS = {"energy_wh": NUMBER, "sessions": {"type": "integer", "minimum": 0}}
+METRICS_SUMMARY = _obj(
+    {
+        "energy_today_wh": {"type": "number", "description": "sessions started today (UTC)"},
+        "sessions_today": {"type": "integer", "minimum": 0},
+        "energy_by_day": {
+            "type": "array",
+            "description": "the last 30 UTC days, oldest first; a session counts on the day"
+            " it started",
+            "items": _obj({"day": {"type": "string", "format": "date"}, **_TOTALS}),
+        },
+        "energy_by_station": {
+            "type": "array",
+            "description": "stations with sessions in those 30 days, most energy first",
+            "items": _obj({"station_id": STRING, **_TOTALS}),
+        },
+        "average_duration_s": _nullable(
+            {"type": "number", "description": "of the ended sessions in those 30 days"}
+        ),
+        "utilisation": {
+            "type": "array",
+            "description": "every EVSE: its share of the last 24 h with a session open",
+            "items": _obj(
+                {"evse_id": STRING, "percent": {"type": "number", "minimum": 0, "maximum": 100}}
+            ),
+        },
+        "window": _obj(
+            {
+                "now": EPOCH_MS,
+                "days": {"type": "integer", "example": 30},
+                "days_from": {**EPOCH_MS, "description": "midnight UTC of the oldest day"},
+                "utilisation_from": EPOCH_MS,
+            }
+        ),
+    },
+    description="Energy, sessions and utilisation, from the stored sessions.",
+)
+
 SCHEMAS: dict[str, Any] = {
     "Error": _obj(
         {
@@ -270,6 +308,7 @@ SCHEMAS: dict[str, Any] = {
         }
     ),
     "NotificationList": _obj({"notifications": {"type": "array", "items": _ref("Notification")}}),
+    "MetricsSummary": METRICS_SUMMARY,
 }
 
 
@@ -451,6 +490,31 @@ PATHS: dict[str, Any] = {
             "This document",
             _json({"type": "object"}, "The OpenAPI 3.0.3 document."),
             tags=["public"],
+        )
+    },
+    "/metrics": {
+        "get": _public(
+            "getMetrics",
+            "Prometheus metrics (no token: scrapers use plain HTTP)",
+            {
+                "description": "The Prometheus text exposition format: EVSEs by status, open"
+                " sessions and event streams, MQTT messages in/out/malformed, command round"
+                " trips and time-outs by command, actor restarts.",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+            tags=["public"],
+        )
+    },
+    f"{API}/metrics/summary": {
+        "get": _secure(
+            "metricsSummary",
+            "Energy and sessions per day and per station, utilisation per EVSE (operators)",
+            {
+                "200": _json(_ref("MetricsSummary"), "The summary."),
+                "401": _r("Unauthorized"),
+                "403": _error("'HTTPS required', or the caller is not an operator."),
+            },
+            tags=["operators"],
         )
     },
     f"{API}/stations": {
@@ -727,7 +791,8 @@ OPENAPI: dict[str, Any] = {
         "title": "smartcharge CSMS API",
         "version": "1.0.0",
         "description": (
-            "Public reads (stations, EVSEs, nearest EVSEs, health) may use plain HTTP."
+            "Public reads (stations, EVSEs, nearest EVSEs, health, Prometheus `/metrics`)"
+            " may use plain HTTP."
             " Logins, every write and every call that carries a token must use HTTPS: over"
             " plain HTTP they are refused with 403 'HTTPS required' and the HTTPS URL in"
             " `reason`. Tokens are OAuth 2 style: a short-lived JWT access token sent as"

@@ -8,6 +8,7 @@ requests, which only read the :class:`FleetView` or ``ask`` an EVSE actor.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -21,7 +22,9 @@ from gunicorn.app.base import BaseApplication
 
 from actors.system import CsmsConfig, CsmsSystem
 from gateway.app import create_app
-from gateway.auth import LocalAuthenticator, load_or_create_secret
+from gateway.auth import Authenticator, EmailTaken, LocalAuthenticator, load_or_create_secret
+from gateway.firebase_auth import refuse_emulators_outside_tests
+from gateway.firebase_backend import FirebaseUserData, firebase_backends
 from gateway.tls import ensure_self_signed_cert
 from gateway.worker import gunicorn_options
 from storage import DuplicateError, Storage, open_storage
@@ -45,6 +48,13 @@ class GatewaySettings:
     demo_users: bool = False
     threads: int = 32
     loglevel: str = "info"
+    auth_backend: str = "local"
+    """``"local"`` (argon2 + JWT in the SQL database) or ``"firebase"``."""
+    user_data: str = "sqlite"
+    """Sessions and notifications: ``"sqlite"`` (the SQL database) or ``"firebase"`` (RTDB)."""
+    firebase_project: str | None = None
+    firebase_api_key: str | None = None
+    firebase_database_url: str | None = None
 
     @property
     def https_base(self) -> str | None:
@@ -57,16 +67,18 @@ class GatewaySettings:
 class Runtime:
     """What one worker runs: storage, the CSMS actors, the authenticator."""
 
-    storage: Storage
+    storage: Storage | FirebaseUserData
     system: CsmsSystem
-    auth: LocalAuthenticator
+    auth: Authenticator
 
     @classmethod
     def build(cls, config: CsmsConfig, settings: GatewaySettings) -> Runtime:
+        refuse_emulators_outside_tests()  # the Auth emulator accepts unsigned tokens
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        storage = open_storage(settings.db_url, data_dir=settings.data_dir)
+        sql = open_storage(settings.db_url, data_dir=settings.data_dir)
+        firebase_auth, storage = firebase_backends(settings, sql)
         system = CsmsSystem(replace(config, storage=storage))
-        auth = LocalAuthenticator(
+        auth: Authenticator = firebase_auth or LocalAuthenticator(
             storage.users,
             storage.refresh_tokens,
             secret=load_or_create_secret(settings.data_dir / "secret.key"),
@@ -93,7 +105,9 @@ class Runtime:
 DEMO_LOGINS = "demo-logins.json"
 
 
-def ensure_demo_users(auth: LocalAuthenticator, storage: Storage, data_dir: Path) -> None:
+def ensure_demo_users(
+    auth: Authenticator, storage: Storage | FirebaseUserData, data_dir: Path
+) -> None:
     """A demo driver and a demo operator with random passwords, kept in ``demo-logins.json``."""
     path = data_dir / DEMO_LOGINS
     try:
@@ -108,7 +122,8 @@ def ensure_demo_users(auth: LocalAuthenticator, storage: Storage, data_dir: Path
             json.dump(logins, f, indent=2)
     for role, login in logins.items():
         if storage.users.by_email(login["email"]) is None:
-            auth.create_user(login["email"], login["password"], role)
+            with contextlib.suppress(EmailTaken):  # kept by Firebase from an earlier run
+                auth.create_user(login["email"], login["password"], role)
 
 
 class GatewayServer(BaseApplication):  # type: ignore[misc,unused-ignore]

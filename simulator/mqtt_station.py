@@ -11,7 +11,9 @@ made inside ``on_connect`` so every reconnect restores it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +49,12 @@ class BrokerAddress:
         return cls(host=parts.hostname, port=parts.port or 1883)
 
 
+def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    """paho ``on_socket_open``: no Nagle delay on small QoS 1 packets (replies, statuses)."""
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class MqttStation:
     """A station on the broker: one paho client, one network thread."""
 
@@ -75,6 +83,7 @@ class MqttStation:
         self._client.max_queued_messages_set(MAX_QUEUED_MESSAGES)
         self._client.reconnect_delay_set(min_delay=0.5, max_delay=10)  # type: ignore[arg-type]
         self._client.on_connect = self._on_connect
+        self._client.on_socket_open = _no_delay
         self._client.on_disconnect = self._on_disconnect
         self._client.on_connect_fail = self._on_connect_fail
         self._client.on_message = self._on_message

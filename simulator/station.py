@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any, Final
 
 from actors.protocol import (
@@ -23,6 +24,7 @@ from actors.protocol import (
     MeterValues,
     ProtocolError,
     RejectReason,
+    ReserveArgs,
     StationBirth,
     StationDescriptor,
     StationId,
@@ -171,6 +173,8 @@ class StationSimulator:
             log.warning("Rejecting %s for Evse %s: %s", request.command, spec.evse_id, exc)
             reply = self._reply(request, now, RejectReason.INVALID_COMMAND, state.info())
             return [*caught_up, reply]
+        if isinstance(args, ReserveArgs):
+            args = self._on_our_clock(args, request.ts, now)
         outcome = evse.apply(spec, state, args, now)
         self._states[spec.evse_id] = outcome.state
         if outcome.reason is not None:
@@ -222,6 +226,18 @@ class StationSimulator:
         outcome = evse.advance(spec, self._states[spec.evse_id], now)
         self._states[spec.evse_id] = outcome.state
         return self._messages(outcome.events)
+
+    def _on_our_clock(self, args: ReserveArgs, sent_ms: int, now: float) -> ReserveArgs:
+        """``expires_at`` is on the CSMS's clock: keep the same real duration on ours.
+
+        With ``--speed`` the simulated clock runs ahead of the CSMS's, so the
+        reservation's length (from the request's ``ts``) is scaled, not its end time.
+        """
+        if args.expires_at is None or sent_ms <= 0:
+            return args
+        speed = float(getattr(self._clock, "speed", 1.0))
+        length_ms = max(0, args.expires_at - sent_ms) * speed
+        return replace(args, expires_at=int(now * 1000 + length_ms))
 
     def _stamp(self, at: float) -> int:
         """Epoch ms, never earlier than anything this station already sent (protocol rule)."""

@@ -29,15 +29,26 @@ from storage._errors import (
     StorageError,
     StorageUnavailableError,
 )
+from storage._evse_state import EvseStateStore, StatusEventStore
+from storage._metrics import (
+    DayTotal,
+    EvseSample,
+    EvseUtilisation,
+    MetricsStore,
+    MetricsSummary,
+    StationTotal,
+)
 from storage._migrations import LATEST_VERSION
 from storage._notifications import NotificationStore
 from storage._records import (
+    EvseStateRow,
     Notification,
     RefreshToken,
     Reservation,
     ReservationOutcome,
     Role,
     Session,
+    StatusEvent,
     User,
 )
 from storage._storage import DB_FILENAME, Storage, open_storage, sqlite_url
@@ -47,7 +58,14 @@ __all__ = [
     "LATEST_VERSION",
     "Clock",
     "ConstraintError",
+    "DayTotal",
     "DuplicateError",
+    "EvseSample",
+    "EvseStateRow",
+    "EvseStateStore",
+    "EvseUtilisation",
+    "MetricsStore",
+    "MetricsSummary",
     "MigrationError",
     "Notification",
     "NotificationStore",
@@ -59,6 +77,9 @@ __all__ = [
     "Role",
     "Session",
     "SessionStore",
+    "StationTotal",
+    "StatusEvent",
+    "StatusEventStore",
     "Storage",
     "StorageError",
     "StorageUnavailableError",

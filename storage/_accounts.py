@@ -48,10 +48,12 @@ class UserStore:
         role: Role | str,
         *,
         created_at: int | None = None,
+        user_id: str | None = None,
     ) -> User:
-        """Add a user; raises :class:`DuplicateError` if the email is taken (in any case)."""
+        """Add a user; raises :class:`DuplicateError` if the email is taken (in any case).
+        ``user_id``: keep an id given elsewhere (a Firebase uid mirrored here); default uuid4."""
         user = User(
-            id=uuid.uuid4().hex,
+            id=uuid.uuid4().hex if user_id is None else user_id,
             email=normalize_email(email),
             password_hash=password_hash,
             role=Role(role),

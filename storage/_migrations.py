@@ -148,7 +148,65 @@ def _v1_users_sessions_reservations_notifications(conn: Connection) -> None:
     md.create_all(conn, checkfirst=False)
 
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (_v1_users_sessions_reservations_notifications,)
+def _v2_evse_state_and_status_events(conn: Connection) -> None:
+    """Restart with nothing lost: every EVSE's last known state (one row per EVSE, the JSON of
+    the CSMS's ``EvseState`` and of its station's descriptor) and the log of status changes."""
+    md = MetaData()
+    Table(
+        "evse_state",
+        md,
+        Column("evse_id", Text, primary_key=True),
+        Column("station_id", Text, nullable=False),
+        Column("state", Text, nullable=False),  # JSON object: every EvseState field
+        Column("station", Text, nullable=True),  # JSON object: the station's last birth
+        _epoch_ms("updated_at"),
+    )
+    Table(
+        "status_events",
+        md,
+        Column(
+            "id",
+            BigInteger().with_variant(Integer(), "sqlite"),  # SQLite: an alias of the rowid
+            primary_key=True,
+            autoincrement=True,
+        ),
+        Column("evse_id", Text, nullable=False),
+        _epoch_ms("ts"),
+        Column("from_status", Text, nullable=True),
+        Column("to_status", Text, nullable=False),
+        Column("session_id", Text, nullable=True),
+        Index("ix_status_events_evse_id_ts", "evse_id", "ts"),
+    )
+    md.create_all(conn, checkfirst=False)
+
+
+def _v3_evse_samples_and_session_time_indexes(conn: Connection) -> None:
+    """Metrics: the EVSE time series (``storage._metrics``), and ``started_at``/``ended_at``
+    indexes on ``sessions`` so the operators' summary reads a range, not the whole table."""
+    md = MetaData()
+    Table(
+        "evse_samples",
+        md,
+        Column("evse_id", Text, nullable=False),
+        _epoch_ms("ts"),
+        Column("power_w", Double, nullable=False),
+        Column("energy_wh", Double, nullable=False),
+        Column("soc", Double, nullable=True),
+        Column("samples", Integer, nullable=False),  # raw samples this row stands for
+        Column("resolution_ms", BigInteger, nullable=False),  # 0: raw; else its bucket
+        Index("ix_evse_samples_evse_id_ts", "evse_id", "ts"),
+        Index("ix_evse_samples_resolution_ms_ts", "resolution_ms", "ts"),
+    )
+    md.create_all(conn, checkfirst=False)
+    conn.execute(text("CREATE INDEX ix_sessions_started_at ON sessions (started_at)"))
+    conn.execute(text("CREATE INDEX ix_sessions_ended_at ON sessions (ended_at)"))
+
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    _v1_users_sessions_reservations_notifications,
+    _v2_evse_state_and_status_events,
+    _v3_evse_samples_and_session_time_indexes,
+)
 LATEST_VERSION: Final = len(MIGRATIONS)
 
 _version_md = MetaData()

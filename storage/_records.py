@@ -12,12 +12,14 @@ from enum import StrEnum
 from typing import Any
 
 __all__ = [
+    "EvseStateRow",
     "Notification",
     "RefreshToken",
     "Reservation",
     "ReservationOutcome",
     "Role",
     "Session",
+    "StatusEvent",
     "User",
 ]
 
@@ -105,3 +107,26 @@ class Notification:
     data: dict[str, Any] = field(default_factory=dict, hash=False)
     created_at: int
     read_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EvseStateRow:
+    """An EVSE's last known state: ``state`` and ``station`` are JSON objects the CSMS defines."""
+
+    evse_id: str
+    station_id: str
+    state: dict[str, Any] = field(hash=False)
+    station: dict[str, Any] | None = field(default=None, hash=False)
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusEvent:
+    """One status change of an EVSE (``id`` is 0 until stored)."""
+
+    evse_id: str
+    ts: int
+    from_status: str | None
+    to_status: str
+    session_id: str | None = None
+    id: int = 0

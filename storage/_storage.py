@@ -13,6 +13,8 @@ from sqlalchemy import Engine
 from storage._accounts import RefreshTokenStore, UserStore
 from storage._charging import ReservationStore, SessionStore
 from storage._engine import Clock, Database, system_clock_ms, translated_errors
+from storage._evse_state import EvseStateStore, StatusEventStore
+from storage._metrics import MetricsStore
 from storage._migrations import current_version, migrate
 from storage._notifications import NotificationStore
 
@@ -44,6 +46,9 @@ class Storage:
         self.sessions = SessionStore(database, clock_ms)
         self.reservations = ReservationStore(database, clock_ms)
         self.notifications = NotificationStore(database, clock_ms)
+        self.evse_states = EvseStateStore(database, clock_ms)
+        self.status_events = StatusEventStore(database, clock_ms)
+        self.metrics = MetricsStore(database, clock_ms)
 
     @property
     def dialect(self) -> str:

@@ -3,6 +3,7 @@ simulated fleet in its own process. Requests go through ``falcon.testing`` as HT
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,8 @@ from actors.live import LiveEvent, LiveStream
 from actors.system import CsmsConfig, CsmsSystem
 from gateway.app import create_app
 from gateway.auth import LocalAuthenticator
-from storage import DuplicateError, Storage, open_storage
+from storage import DuplicateError, Storage
+from tests.db import database_for_test, open_test_storage
 from tests.support import FleetProcess, FleetWatcher
 
 HTTPS_BASE = "https://127.0.0.1:8443"
@@ -93,7 +95,10 @@ def running(
 ) -> Iterator[Running]:
     marker = request.node.get_closest_marker("reservation_s")
     reservation_s = marker.args[0] if marker else 900.0
-    storage = open_storage(None, data_dir=tmp_path / "csms")
+    database = contextlib.ExitStack()  # SQLite in tmp_path, or a fresh PostgreSQL database
+    storage = open_test_storage(
+        tmp_path / "csms", database.enter_context(database_for_test(tmp_path / "csms"))
+    )
     watcher = FleetWatcher()
     system = CsmsSystem(
         CsmsConfig(
@@ -136,3 +141,4 @@ def running(
         system.stop()
         pykka.ActorRegistry.stop_all()
         storage.close()
+        database.close()

@@ -87,6 +87,20 @@ def pytest_make_collect_report(
     return report
 
 
+# -- needs_db: what CI runs again on PostgreSQL ------------------------------------------------
+
+DB_FIXTURES = frozenset({"running", "db_url"})
+"""Fixtures that open storage on the test's database (tests/db.py, tests/api_fixtures.py)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test using a storage fixture is ``needs_db`` without saying so (modules whose
+    fixtures open storage themselves carry the mark in their ``pytestmark``)."""
+    for item in items:
+        if DB_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.needs_db)
+
+
 # -- brokers ---------------------------------------------------------------------------------
 
 

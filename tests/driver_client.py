@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.db import child_env
 from tests.support import REPO_ROOT
 
 
@@ -129,8 +130,10 @@ def csms_process(
     https_port: int,
     log_path: Path,
     extra: tuple[str, ...] = (),
+    db_url: str | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``smartcharge csms`` (gunicorn, HTTP + HTTPS) in its own process group."""
+    """``smartcharge csms`` (gunicorn, HTTP + HTTPS) in its own process group, on the test's
+    database (``db_url``: see tests/db.py; ``None`` is SQLite in ``data_dir``)."""
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
             [
@@ -154,6 +157,7 @@ def csms_process(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env=child_env(db_url),
         )
     try:
         yield proc

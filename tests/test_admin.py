@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -16,10 +15,11 @@ from typing import Any
 import pytest
 
 from gateway.broker import BrokerNotFoundError, EmbeddedBroker
+from tests.db import child_env, database_for_test
 from tests.driver_client import Api, csms_process, wait_until
 from tests.support import REPO_ROOT, FleetProcess
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.integration, pytest.mark.needs_db, pytest.mark.timeout(180)]
 
 EVSES = ["ad-001-1", "ad-001-2", "ad-002-1", "ad-002-2"]
 PAIR = ("ad-001-1", "ad-001-2")
@@ -38,13 +38,18 @@ class Csms:
     url: str
     api: Api
     logins: dict[str, dict[str, str]]
+    db_url: str | None = None
 
     def admin(
         self, *args: str, login: dict[str, str] | None = None, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         """``python -m gateway.cli admin ARGS --data-dir DIR [--url URL]``, logged in as
         ``login`` through the environment variables."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTCHARGE_ADMIN_")}
+        env = {
+            k: v
+            for k, v in child_env(self.db_url).items()
+            if not k.startswith("SMARTCHARGE_ADMIN_")
+        }
         if login is not None:
             env["SMARTCHARGE_ADMIN_EMAIL"] = login["email"]
             env["SMARTCHARGE_ADMIN_PASSWORD"] = login["password"]
@@ -98,8 +103,15 @@ def csms(mqtt_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cs
     http_port, https_port = free_port(), free_port()
     data_dir = tmp / "csms"
     with (
+        database_for_test(data_dir) as db_url,
         csms_process(
-            mqtt_url, data_dir, http_port, https_port, tmp / "csms.log", extra=("--demo-users",)
+            mqtt_url,
+            data_dir,
+            http_port,
+            https_port,
+            tmp / "csms.log",
+            extra=("--demo-users",),
+            db_url=db_url,
         ),
         FleetProcess(mqtt_url, tmp / "fleet", stations=2, evses=2, speed=60, prefix="ad"),
     ):
@@ -114,7 +126,13 @@ def csms(mqtt_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cs
 
         wait_until(all_available, "4 EVSEs Available over HTTP")
         logins = json.loads((data_dir / "demo-logins.json").read_text())
-        yield Csms(data_dir=data_dir, url=f"https://127.0.0.1:{https_port}", api=api, logins=logins)
+        yield Csms(
+            data_dir=data_dir,
+            url=f"https://127.0.0.1:{https_port}",
+            api=api,
+            logins=logins,
+            db_url=db_url,
+        )
 
 
 @pytest.fixture

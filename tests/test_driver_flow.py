@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from tests.db import database_for_test
 from tests.driver_client import Api, EventStream, csms_process, wait_until
 from tests.support import FleetProcess
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.integration, pytest.mark.needs_db, pytest.mark.timeout(180)]
 
 
 def free_port() -> int:
@@ -28,7 +29,10 @@ def api(mosquitto_url: str, tmp_path: Path) -> Iterator[Api]:
     http_port, https_port = free_port(), free_port()
     data_dir = tmp_path / "csms"
     with (
-        csms_process(mosquitto_url, data_dir, http_port, https_port, tmp_path / "csms.log"),
+        database_for_test(data_dir) as db_url,
+        csms_process(
+            mosquitto_url, data_dir, http_port, https_port, tmp_path / "csms.log", db_url=db_url
+        ),
         FleetProcess(mosquitto_url, tmp_path / "fleet", stations=3, evses=2, speed=60, prefix="dr"),
     ):
         cert = data_dir / "tls" / "cert.pem"

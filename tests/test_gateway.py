@@ -14,6 +14,7 @@ import falcon
 import falcon.testing
 import pytest
 
+from actors.bridge import BridgeStats
 from actors.errors import (
     ActorUnavailableError,
     CommandTimeoutError,
@@ -22,7 +23,9 @@ from actors.errors import (
 )
 from actors.evse_state import EvseState
 from actors.fleet_view import FleetView
+from actors.live import LiveHub
 from actors.messages import CommandOutcome
+from actors.metrics import CsmsMetrics
 from actors.protocol import (
     CommandArgs,
     CommandName,
@@ -368,6 +371,7 @@ class FailingCsms:
 
     def __init__(self, error: Exception) -> None:
         self.view = FleetView()
+        self.metrics = CsmsMetrics(view=self.view, bridge=BridgeStats(), hub=LiveHub())
         self.error = error
 
     def command(

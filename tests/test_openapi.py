@@ -9,6 +9,7 @@ examples phase reaches a live EVSE and not only 404s.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Iterator
@@ -47,11 +48,12 @@ from gateway.app import create_app
 from gateway.auth import LocalAuthenticator
 from gateway.broker import BrokerNotFoundError, EmbeddedBroker
 from gateway.openapi import OPENAPI
-from storage import DuplicateError, Storage, open_storage
+from storage import DuplicateError, Storage
 from tests.brokers import MqttTestClient
+from tests.db import database_for_test, open_test_storage
 from tests.support import FleetWatcher
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.integration, pytest.mark.needs_db, pytest.mark.timeout(240)]
 
 STATION = StationDescriptor(
     id=StationId("st-001"),
@@ -197,7 +199,10 @@ def gateway(
     broker_url_for_module: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Gateway]:
     data_dir: Path = tmp_path_factory.mktemp("gateway")
-    storage: Storage = open_storage(None, data_dir=data_dir)
+    database = contextlib.ExitStack()  # SQLite in data_dir, or a fresh PostgreSQL database
+    storage: Storage = open_test_storage(
+        data_dir, database.enter_context(database_for_test(data_dir))
+    )
     watcher = FleetWatcher()
     system = CsmsSystem(
         CsmsConfig(
@@ -235,6 +240,7 @@ def gateway(
         station.close()
         system.stop()
         storage.close()
+        database.close()
 
 
 def test_every_route_of_the_app_is_documented_and_nothing_else(gateway: Gateway) -> None:

@@ -31,7 +31,15 @@ from actors.protocol import (
     encode,
     state_topic,
 )
-from simulator import Car, ManualClock, StationRunner, StationSimulator, StationStore, charge
+from simulator import (
+    Car,
+    ManualClock,
+    SimClock,
+    StationRunner,
+    StationSimulator,
+    StationStore,
+    charge,
+)
 from simulator.physics import power_at
 
 SID = StationId("st-1")
@@ -458,3 +466,20 @@ def test_the_runner_saves_before_it_publishes_and_fsyncs_progress_lazily(
     assert len(fsyncs) > fsynced  # ... until save_every has passed
     assert any(isinstance(m, MeterValues) for m in published)
     assert isinstance(published[0], StationBirth)
+
+
+def test_a_reservation_lasts_as_long_in_real_time_whatever_the_speed() -> None:
+    fast = SimClock(speed=60.0, start=1_700_000_000.0)
+    sim = StationSimulator(descriptor(), clock=fast, seed=1)
+    sent = 1_800_000_000_000  # the CSMS's clock, far from the station's simulated one
+    args = {"reservation_id": "res-1", "expires_at": sent + 900_000}
+    request = CommandRequest(
+        station_id=SID, id=CorrelationId("r"), command=CommandName.RESERVE,
+        evse_id=EvseId(EVSE), ts=sent, args=args,
+    )  # fmt: skip
+    sim.handle_command(request)
+    assert sim.evse_state(EVSE).status is EvseStatus.RESERVED
+    expires = sim.evse_state(EVSE).reservation_expires_at
+    assert expires is not None
+    # 15 real minutes are 15 x 60 simulated minutes at speed 60, from the station's own now.
+    assert expires / 1000 - fast.now() == pytest.approx(900 * 60, abs=5)

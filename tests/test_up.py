@@ -148,6 +148,7 @@ def kill_all(processes: dict[int, str]) -> None:
 
 def child_env() -> dict[str, str]:
     env = dict(os.environ)
+    env.pop("SMARTCHARGE_DB_URL", None)  # `up` keeps SQLite in its own data dir
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -1,0 +1,144 @@
+"""Prometheus metrics of one CSMS, in its own :class:`CollectorRegistry` (never the global one:
+a process may run several systems, tests do).
+
+Most values are read at scrape time, on the scraping (gunicorn) thread, from what the system
+already keeps: EVSEs by status and open sessions from the :class:`FleetView`, MQTT traffic from
+:class:`BridgeStats`, open event streams from the :class:`LiveHub`, restarts from the supervisor.
+Only command round trips are recorded as they happen: each EVSE actor calls
+:meth:`CsmsMetrics.observe_command` on its own thread when a reply resolves a command, or when
+the command times out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pykka
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from actors.bridge import BridgeStats
+from actors.fleet_view import FleetView
+from actors.live import LiveHub
+from actors.protocol import CommandName, EvseStatus
+
+__all__ = ["ROUND_TRIP_BUCKETS_S", "CsmsMetrics", "supervisor_restarts"]
+
+log = logging.getLogger(__name__)
+
+ROUND_TRIP_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def supervisor_restarts(
+    supervisor: Callable[[], pykka.ActorRef[Any] | None], timeout_s: float = 1.0
+) -> Callable[[], int | None]:
+    """Read the supervisor's ``restart_count`` with an ``ask`` (an edge: the scrape), or None."""
+
+    def read() -> int | None:
+        ref = supervisor()
+        if ref is None:
+            return None
+        with contextlib.suppress(pykka.Timeout, pykka.ActorDeadError):
+            return int(ref.proxy().restart_count.get(timeout=timeout_s))
+        return None
+
+    return read
+
+
+class _ScrapeTimeCollector:
+    """The gauges and counters computed when Prometheus scrapes."""
+
+    def __init__(
+        self,
+        view: FleetView,
+        bridge: BridgeStats,
+        hub: LiveHub,
+        restarts: Callable[[], int | None],
+    ) -> None:
+        self._view = view
+        self._bridge = bridge
+        self._hub = hub
+        self._restarts = restarts
+        self._last_restarts = 0  # a counter must not vanish when the supervisor is busy
+
+    def describe(self) -> Iterator[Metric]:
+        return self._families(empty=True)
+
+    def collect(self) -> Iterator[Metric]:
+        return self._families(empty=False)
+
+    def _families(self, *, empty: bool) -> Iterator[Metric]:
+        by_status = GaugeMetricFamily(
+            "smartcharge_evses", "EVSEs by status, as the CSMS last heard", labels=["status"]
+        )
+        sessions = GaugeMetricFamily("smartcharge_sessions_active", "EVSEs with a session open")
+        streams = GaugeMetricFamily("smartcharge_sse_streams", "Server-Sent-Event streams open")
+        restarts = CounterMetricFamily(
+            "smartcharge_actor_restarts", "EVSE actors restarted by the supervisor"
+        )
+        traffic = {
+            name: CounterMetricFamily(f"smartcharge_mqtt_messages_{name}", doc)
+            for name, doc in (
+                ("received", "MQTT messages received by the CSMS"),
+                ("sent", "MQTT messages published by the CSMS"),
+                ("malformed", "MQTT messages received and dropped as malformed"),
+            )
+        }
+        if not empty:
+            evses = self._view.evses()
+            counts = dict.fromkeys((str(s) for s in EvseStatus), 0)
+            for evse in evses:
+                counts[str(evse.state.status)] += 1
+            for status, count in counts.items():
+                by_status.add_metric([status], count)
+            sessions.add_metric([], sum(1 for e in evses if e.state.session_open))
+            streams.add_metric([], self._hub.stream_count)
+            found = self._restarts()
+            self._last_restarts = max(self._last_restarts, found or 0)
+            restarts.add_metric([], self._last_restarts)
+            traffic["received"].add_metric([], self._bridge.messages_in)
+            traffic["sent"].add_metric([], self._bridge.messages_out)
+            traffic["malformed"].add_metric([], self._bridge.malformed)
+        yield from (by_status, sessions, streams, restarts, *traffic.values())
+
+
+class CsmsMetrics:
+    """The registry of one CSMS and the metrics recorded as they happen."""
+
+    def __init__(
+        self,
+        *,
+        view: FleetView,
+        bridge: BridgeStats,
+        hub: LiveHub,
+        restarts: Callable[[], int | None] = lambda: None,
+    ) -> None:
+        self.registry = CollectorRegistry()
+        self._round_trip = Histogram(
+            "smartcharge_command_round_trip_seconds",
+            "From sending a command to the station until its reply resolved it",
+            ["command"],
+            buckets=ROUND_TRIP_BUCKETS_S,
+            registry=self.registry,
+        )
+        self._timeouts = Counter(
+            "smartcharge_command_timeouts",
+            "Commands the station did not answer in time",
+            ["command"],
+            registry=self.registry,
+        )
+        self.registry.register(_ScrapeTimeCollector(view, bridge, hub, restarts))
+
+    def observe_command(self, command: CommandName, seconds: float | None) -> None:
+        """A command's round trip; ``None``: it timed out. Runs on the EVSE actor's thread."""
+        if seconds is None:
+            self._timeouts.labels(command=str(command)).inc()
+        else:
+            self._round_trip.labels(command=str(command)).observe(max(0.0, seconds))
+
+    def exposition(self) -> bytes:
+        """The text exposition format (``CONTENT_TYPE_LATEST``), for ``/metrics``."""
+        return generate_latest(self.registry)

@@ -1,0 +1,296 @@
+"""StateRecorder: every EVSE's last known state, kept in storage so a restarted CSMS resumes.
+
+The recorder is a listener on its own :class:`~actors.dashboard.DashboardSubscriber` thread
+and the only writer of the ``evse_state`` and ``status_events`` rows. Writes are coalesced:
+the latest state of each EVSE waits in memory and goes out in one batched write at most
+every ``flush_every_s`` (meter progress), right after the events already queued when a
+status changes (the changes a restart must not miss; a burst of them is one write), and
+when the subscriber stops. The session's driver is stored with the state, so a restart
+can still attribute a session whose row was not written yet.
+
+On start, :func:`last_known_fleet` turns the stored rows back into :class:`LastKnownEvse`
+values; the supervisor rebuilds its EVSE actors from them and the station's reports (and
+one ``info`` round trip) reconcile them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Final
+
+import pykka
+
+from actors.dashboard import EvseListener, ListenerTimer
+from actors.evse_state import EvseState, StateChanged
+from actors.messages import EvseChanged, StationChanged
+from actors.protocol import (
+    EvseDescriptor,
+    EvseId,
+    EvseStatus,
+    SessionId,
+    StationDescriptor,
+    StationId,
+    StopReason,
+)
+from actors.timers import TimerHandle, Timers
+from storage import EvseStateRow, StatusEvent
+
+__all__ = [
+    "LastKnownEvse",
+    "StateRecorder",
+    "descriptor_from_json",
+    "descriptor_to_json",
+    "last_known_fleet",
+    "state_from_json",
+    "state_to_json",
+]
+
+log = logging.getLogger(__name__)
+
+_FLUSH_TOKEN: Final = "flush-evse-states"
+_FLUSH_NOW_TOKEN: Final = "flush-evse-states-now"
+_DRIVER_KEY: Final = "session_driver_id"
+"""Stored next to the state's fields: the session's driver, for a restart."""
+_MAX_UNWRITTEN_EVENTS: Final = 100_000
+"""Status events kept for a retry while storage is down; beyond that the oldest are dropped."""
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def state_to_json(state: EvseState) -> dict[str, Any]:
+    """Every field of the state, JSON-able (enums as their strings)."""
+    return {
+        key: str(value) if isinstance(value, EvseStatus | StopReason) else value
+        for key, value in asdict(state).items()
+    }
+
+
+def state_from_json(data: Mapping[str, Any]) -> EvseState:
+    """The inverse of :func:`state_to_json`; unknown keys are ignored, missing ones default."""
+    known = {f.name for f in fields(EvseState)}
+    values = {k: v for k, v in data.items() if k in known}
+    values["evse_id"] = EvseId(str(values["evse_id"]))
+    values["station_id"] = StationId(str(values["station_id"]))
+    for key in ("status", "status_before_offline"):
+        if values.get(key) is not None:
+            values[key] = EvseStatus(values[key])
+    if values.get("stop_reason") is not None:
+        values["stop_reason"] = StopReason(values["stop_reason"])
+    if values.get("session_id") is not None:
+        values["session_id"] = SessionId(str(values["session_id"]))
+    return EvseState(**values)
+
+
+def descriptor_to_json(station: StationDescriptor) -> dict[str, Any]:
+    return asdict(station)
+
+
+def descriptor_from_json(data: Mapping[str, Any]) -> StationDescriptor:
+    return StationDescriptor(
+        id=StationId(str(data["id"])),
+        name=str(data["name"]),
+        lat=float(data["lat"]),
+        lon=float(data["lon"]),
+        evses=tuple(
+            EvseDescriptor(
+                id=EvseId(str(e["id"])),
+                connector=str(e["connector"]),
+                max_power_w=float(e["max_power_w"]),
+            )
+            for e in data["evses"]
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LastKnownEvse:
+    """What the CSMS knew of one EVSE when it last wrote it down."""
+
+    state: EvseState
+    station: StationDescriptor | None
+    updated_at_ms: int
+    session_driver_id: str | None = None
+    """Who started the session in ``state`` (the owner lives only in memory otherwise)."""
+
+
+def last_known_fleet(rows: Iterable[EvseStateRow]) -> list[LastKnownEvse]:
+    """The stored rows as states; a row that cannot be read back is logged and skipped."""
+    out = []
+    for row in rows:
+        try:
+            state = state_from_json(row.state)
+            station = None if row.station is None else descriptor_from_json(row.station)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("ignoring the stored state of EVSE %s: %s", row.evse_id, exc)
+            continue
+        driver = row.state.get(_DRIVER_KEY)
+        out.append(
+            LastKnownEvse(
+                state=state,
+                station=station,
+                updated_at_ms=row.updated_at,
+                session_driver_id=None if driver is None else str(driver),
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- the listener
+
+
+class StateRecorder(EvseListener):
+    """Persists each EVSE's latest state (coalesced) and appends its status changes.
+
+    Every method runs on the subscriber actor's thread; the timer thread only ``tell``s it.
+    """
+
+    def __init__(
+        self,
+        evse_states: Any,
+        status_events: Any,
+        *,
+        timers: Timers | None = None,
+        flush_every_s: float = 0.5,
+        last_known: Iterable[LastKnownEvse] = (),
+        clock_ms: Callable[[], int] = _now_ms,
+        driver_of: Callable[[str | None], str | None] | None = None,
+    ) -> None:
+        """``driver_of(session_id)``: the session's driver, stored with the state."""
+        self._driver_of = driver_of
+        self._evse_states = evse_states
+        self._status_events = status_events
+        self._timers = timers
+        self._every = flush_every_s
+        self._clock_ms = clock_ms
+        self._subscriber: pykka.ActorRef[Any] | None = None
+        self._timer: TimerHandle | None = None
+        self._latest: dict[EvseId, EvseState] = {}
+        self._stations: dict[StationId, StationDescriptor] = {}
+        for known in last_known:
+            self._latest[known.state.evse_id] = known.state
+            if known.station is not None:
+                self._stations[known.station.id] = known.station
+        self._pending: dict[EvseId, EvseState] = {}
+        self._events: list[StatusEvent] = []
+        self._soon = False
+        self.flushes = 0
+
+    def attached(self, subscriber: pykka.ActorRef[Any]) -> None:
+        self._subscriber = subscriber
+
+    def evse_changed(self, event: EvseChanged) -> None:
+        state = event.state
+        self._latest[state.evse_id] = state
+        self._pending[state.evse_id] = state
+        status_changed = False
+        for effect in event.effects:
+            if isinstance(effect, StateChanged) and effect.before.status != effect.after.status:
+                status_changed = True
+                self._events.append(
+                    StatusEvent(
+                        evse_id=state.evse_id,
+                        ts=self._clock_ms(),
+                        from_status=str(effect.before.status),
+                        to_status=str(effect.after.status),
+                        session_id=effect.after.session_id or effect.before.session_id,
+                    )
+                )
+        if status_changed:
+            self._flush_soon()
+        else:
+            self._flush_later()
+
+    def station_changed(self, event: StationChanged) -> None:
+        if self._stations.get(event.station.id) == event.station:
+            return
+        self._stations[event.station.id] = event.station
+        for evse in event.station.evses:  # write the new descriptor along with their states
+            latest = self._latest.get(evse.id)
+            if latest is not None and latest.station_id == event.station.id:
+                self._pending[evse.id] = latest
+        self._flush_later()
+
+    def timer_fired(self, token: object) -> None:
+        if token == _FLUSH_TOKEN:
+            self._timer = None
+            self.flush()
+        elif token == _FLUSH_NOW_TOKEN:
+            self._soon = False
+            self.flush()
+
+    def detached(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what is pending in one batch per table; on a storage error keep it for later."""
+        if not self._pending and not self._events:
+            return
+        now = self._clock_ms()
+        rows = [
+            EvseStateRow(
+                evse_id=s.evse_id,
+                station_id=s.station_id,
+                state=self._state_json(s),
+                station=self._station_json(s.station_id),
+                updated_at=now,
+            )
+            for s in self._pending.values()
+        ]
+        try:
+            self._evse_states.put_many(rows)
+            self._pending.clear()
+            self._status_events.add_many(self._events)
+            self._events.clear()
+        except Exception:
+            log.exception("could not write %d EVSE states; retrying later", len(rows))
+            del self._events[:-_MAX_UNWRITTEN_EVENTS]
+            self._flush_later()
+            return
+        self.flushes += 1
+
+    def _state_json(self, state: EvseState) -> dict[str, Any]:
+        data = state_to_json(state)
+        if self._driver_of is not None and state.session_id is not None:
+            data[_DRIVER_KEY] = self._driver_of(state.session_id)
+        return data
+
+    def _station_json(self, station_id: StationId) -> dict[str, Any] | None:
+        station = self._stations.get(station_id)
+        return None if station is None else descriptor_to_json(station)
+
+    def _flush_soon(self) -> None:
+        """Flush once the events already queued are in: a burst of status changes (a fleet
+        reconnecting) becomes one write, not one per change."""
+        if self._soon:
+            return
+        if self._subscriber is None:
+            self.flush()
+            return
+        self._soon = True
+        self._subscriber.tell(ListenerTimer(_FLUSH_NOW_TOKEN))
+
+    def _flush_later(self) -> None:
+        if self._timer is not None:
+            return
+        if self._timers is None or self._subscriber is None:
+            self.flush()
+            return
+        subscriber = self._subscriber
+
+        def tell_flush() -> None:  # runs on the timer thread: only a tell
+            with contextlib.suppress(pykka.ActorDeadError):
+                subscriber.tell(ListenerTimer(_FLUSH_TOKEN))
+
+        self._timer = self._timers.call_later(self._every, tell_flush)

@@ -1,0 +1,359 @@
+"""``python -m bench ingest``: station messages through Mosquitto into an in-process CSMS.
+
+A private Mosquitto (the production config of :class:`gateway.broker.EmbeddedBroker`), a
+publisher in its own process (:mod:`bench._publisher`: S stations x 2 EVSEs charging, meter
+values plus a status report every 10th round, QoS 1, nothing retained) and, in this process,
+either a bare paho subscriber (the baseline) or a :class:`actors.system.CsmsSystem` without
+storage whose only extra listener (:class:`Probe`, on its own subscriber actor) counts a
+message as processed when the EVSE actor's change reaches it. Every message must be applied:
+the CSMS's count of distinct accepted ``seq`` values must equal what was published, and the
+:class:`FleetView` (written by the supervisor) must end at each EVSE's last ``seq``.
+
+Three figures, each against the bare subscriber on the same broker in the same run:
+
+- **keep-up** (the headline): ``n`` messages published as fast as the acks allow; messages/s
+  = n / (last processed - first published), with the publish-to-processed lag p99;
+- **drain**: both subscribers' persistent sessions are disconnected while the stations
+  publish births, a status per EVSE and a backlog; then each connects (for the CSMS: a fresh
+  :class:`CsmsSystem`, as after a restart) and the drain is timed to the last message;
+- **latency** at a steady 2,000 msg/s: publish time (``time.time_ns`` in the publisher; the
+  payload's ``ts`` field carries the same instant in ms) to the time the listener sees the
+  EVSE's new state; p50/p99. ``ts_p99`` is the same from the ms ``ts`` field (up to 1 ms high).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Final
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from actors.bridge import SUBSCRIPTIONS, parse_mqtt_url
+from actors.dashboard import EvseListener
+from actors.messages import EvseChanged
+from actors.protocol import MeterValues, StatusReport, parse
+from actors.system import CsmsConfig, CsmsSystem
+from bench._publisher import Stream, serve
+from bench._support import loadavg, mosquitto, wait_for
+from bench.common import BenchmarkError, Options, Result, benchmark, ms, percentile
+
+__all__ = ["BareSubscriber", "Probe", "run"]
+
+NAME: Final = "ingest"
+KEEP_UP_TARGET: Final = 0.8
+DRAIN_TARGET: Final = 0.75
+LATENCY_TARGET_MS: Final = 5.0
+STEADY_RATE: Final = 2_000.0
+
+log = logging.getLogger(__name__)
+
+
+class Probe(EvseListener):
+    """Counts applied messages (a new, higher ``seq`` per EVSE) on its subscriber's thread."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, int] = {}
+        self.applied = 0
+        self.recording = False
+        self.times: dict[tuple[str, int], int] = {}
+        self.ts_lag_ms: list[float] = []
+
+    def evse_changed(self, event: EvseChanged) -> None:
+        state = event.state
+        if state.seq > self.last.get(state.evse_id, 0):
+            now = time.time_ns()
+            self.last[state.evse_id] = state.seq
+            self.applied += 1
+            if self.recording:
+                self.times[(state.evse_id, state.seq)] = now
+                self.ts_lag_ms.append(now / 1e6 - state.ts)
+
+
+class BareSubscriber:
+    """The baseline: paho's callback counts (and timestamps) messages, nothing else."""
+
+    def __init__(self, url: str, client_id: str, *, persistent: bool) -> None:
+        self.count = 0
+        self.times: list[int] = []
+        self.recording = False
+        self.connected = threading.Event()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=not persistent,
+            protocol=mqtt.MQTTv311,
+        )
+        self.client.max_queued_messages_set(60_000)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.host, self.port = parse_mqtt_url(url)
+
+    def _on_connect(self, client: mqtt.Client, *_: Any) -> None:
+        client.subscribe([(topic, 1) for topic in SUBSCRIPTIONS])
+        self.connected.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self.count += 1
+        if self.recording:
+            self.times.append(time.time_ns())
+
+    def connect(self) -> None:
+        self.connected.clear()
+        self.client.connect(self.host, self.port, keepalive=30)
+        self.client.loop_start()
+        if not self.connected.wait(10):
+            raise BenchmarkError("the bare subscriber could not connect")
+        time.sleep(0.2)  # the SUBACK
+
+    def disconnect(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class _PublisherProcess:
+    def __init__(self, url: str, stations: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=serve, args=(child, url, stations, 2), daemon=True)
+        self.proc.start()
+        if not self.conn.poll(30) or not self.conn.recv().get("ready"):
+            raise BenchmarkError("the publisher process did not start")
+
+    def call(self, *request: Any) -> dict[str, Any]:
+        self.conn.send(request)
+        answer: dict[str, Any] = self.conn.recv()
+        return answer
+
+    def close(self) -> None:
+        self.conn.send(("bye",))
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.kill()
+
+
+def _cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def _lat_summary(lags_ns: list[int]) -> dict[str, float]:
+    return {
+        "p50": ms(percentile(lags_ns, 50)),
+        "p99": ms(percentile(lags_ns, 99)),
+        "max": ms(max(lags_ns)),
+    }
+
+
+def _bare_run(
+    bare: BareSubscriber, pub: _PublisherProcess, n: int, rate: float, timeout: float
+) -> dict[str, Any]:
+    bare.count, bare.times, bare.recording = 0, [], True
+    cpu0 = _cpu_s()
+    sent = pub.call("run", n, rate, True)
+    wait_for(lambda: bare.count >= n, f"{n} messages at the bare subscriber", timeout)
+    cpu = _cpu_s() - cpu0
+    bare.recording = False
+    if bare.count != n:
+        raise BenchmarkError(f"bare subscriber got {bare.count} messages, {n} were published")
+    lags = [r - p for r, p in zip(bare.times, sent["times"], strict=True)]
+    elapsed_s = (bare.times[-1] - sent["start_ns"]) / 1e9
+    return {
+        "rate": round(n / elapsed_s, 1),
+        "publisher_rate": round(n / ((sent["end_ns"] - sent["start_ns"]) / 1e9), 1),
+        "lag": _lat_summary(lags),
+        "cpu_s_per_1k": round(cpu / n * 1000, 4),
+    }
+
+
+def _csms_run(
+    system: CsmsSystem,
+    probe: Probe,
+    stream: Stream,
+    pub: _PublisherProcess,
+    n: int,
+    rate: float,
+    timeout: float,
+) -> dict[str, Any]:
+    probe.times, probe.ts_lag_ms, probe.recording = {}, [], True
+    target = probe.applied + n
+    cpu0 = _cpu_s()
+    sent = pub.call("run", n, rate, True)
+    wait_for(lambda: probe.applied >= target, f"{n} messages applied by the CSMS", timeout)
+    done_ns = max(probe.times.values())
+    cpu = _cpu_s() - cpu0
+    probe.recording = False
+    if probe.applied != target:
+        raise BenchmarkError(f"the CSMS applied {probe.applied - target + n} of {n} messages")
+    lags = [
+        probe.times[(stream.ids[i][1], seq)] - t
+        for (i, seq), t in zip(sent["keys"], sent["times"], strict=True)
+    ]
+    _check_view(system, stream, sent["last_seq"])
+    return {
+        "rate": round(n / ((done_ns - sent["start_ns"]) / 1e9), 1),
+        "publisher_rate": round(n / ((sent["end_ns"] - sent["start_ns"]) / 1e9), 1),
+        "lag": _lat_summary(lags),
+        "ts_p99": round(percentile(probe.ts_lag_ms, 99), 3),
+        "cpu_s_per_1k": round(cpu / n * 1000, 4),
+    }
+
+
+def _check_view(system: CsmsSystem, stream: Stream, last_seq: list[int]) -> None:
+    def settled() -> bool:
+        for (_, eid), seq in zip(stream.ids, last_seq, strict=True):
+            view = system.view.evse(eid)
+            if view is None or view.state.seq != seq:
+                return False
+        return True
+
+    wait_for(settled, "the FleetView to reach every EVSE's last seq", 30)
+
+
+def _start_csms(url: str, probe: Probe) -> CsmsSystem:
+    config = CsmsConfig(mqtt_url=url, client_id="bench-csms", listeners=(probe,))
+    system = CsmsSystem(config).start(wait_connected_s=10)
+    if not system.mqtt_connected.is_set():
+        system.stop()
+        raise BenchmarkError("the CSMS did not connect to the broker")
+    time.sleep(0.2)  # the SUBACK
+    return system
+
+
+def _self_check(stream: Stream) -> None:
+    """The publisher's templates must parse into what the CSMS expects."""
+    probe = Stream(1)
+    topic, payload, _ = probe.status(0, 1)
+    if not isinstance(parse(topic, payload), StatusReport):
+        raise BenchmarkError("the status template does not parse")
+    topic, payload, _, _ = probe.next(0, 2)
+    if not isinstance(parse(topic, payload), MeterValues):
+        raise BenchmarkError("the meter template does not parse")
+    del stream
+
+
+@benchmark(NAME, "MQTT ingest into the CSMS vs a bare paho subscriber: msg/s, drain, p99 lag")
+def run(options: Options) -> Result:
+    stations = 100
+    n_keep = 10_000 if options.quick else 60_000
+    n_drain = 10_000 if options.quick else 50_000
+    n_lat = int(STEADY_RATE * (3 if options.quick else 15))
+    stream = Stream(stations)  # mirrors the publisher's (same ids, same seqs)
+    _self_check(stream)
+    load: dict[str, list[float]] = {"start": loadavg()}
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp,
+        mosquitto(Path(tmp) / "broker") as broker,
+    ):
+        url = broker.url
+        pub = _PublisherProcess(url, stations)
+        system: CsmsSystem | None = None
+        try:
+            # ---- baseline: the bare subscriber, keep-up then steady latency
+            bare = BareSubscriber(url, "bench-bare", persistent=False)
+            bare.connect()
+            hello = pub.call("hello")
+            wait_for(lambda: bare.count >= hello["count"], "hello at the bare subscriber", 30)
+            bare_keep = _bare_run(bare, pub, n_keep, 0, n_keep / 500 + 30)
+            bare_lat = _bare_run(bare, pub, n_lat, STEADY_RATE, n_lat / 500 + 30)
+            bare.disconnect()
+            load["baseline_done"] = loadavg()
+
+            # ---- the CSMS: keep-up then steady latency
+            probe = Probe()
+            system = _start_csms(url, probe)
+            before = probe.applied
+            hello = pub.call("hello")
+            evses = stream.evses
+            wait_for(lambda: probe.applied >= before + evses, "hello at the CSMS", 30)
+            stream.seq = list(hello["last_seq"])
+            csms_keep = _csms_run(system, probe, stream, pub, n_keep, 0, n_keep / 200 + 60)
+            csms_lat = _csms_run(system, probe, stream, pub, n_lat, STEADY_RATE, n_lat / 200 + 60)
+            load["csms_done"] = loadavg()
+
+            # ---- drain: both persistent sessions away while the backlog is published
+            drainer = BareSubscriber(url, "bench-bare-drain", persistent=True)
+            drainer.connect()
+            drainer.disconnect()
+            system.stop()
+            system = None
+            hello = pub.call("hello")
+            backlog = pub.call("run", n_drain, 0, False)
+            stream.seq = list(backlog["last_seq"])
+            total = hello["count"] + n_drain
+            drainer.count = 0
+            t0 = time.perf_counter_ns()
+            drainer.connect()
+            wait_for(lambda: drainer.count >= total, "the bare drain", total / 500 + 30)
+            bare_drain_s = (time.perf_counter_ns() - t0) / 1e9
+            drainer.disconnect()
+            if drainer.count != total:
+                raise BenchmarkError(f"bare drain got {drainer.count} of {total}")
+            applied_target = probe.applied + evses + n_drain
+            t0 = time.perf_counter_ns()
+            system = _start_csms(url, probe)
+            wait_for(
+                lambda: probe.applied >= applied_target,
+                "the CSMS drain",
+                total / 200 + 60,
+            )
+            csms_drain_s = (time.perf_counter_ns() - t0) / 1e9
+            _check_view(system, stream, stream.seq)
+            load["drain_done"] = loadavg()
+        finally:
+            if system is not None:
+                system.stop()
+            pub.close()
+
+    keep_ratio = round(csms_keep["rate"] / bare_keep["rate"], 3)
+    bare_drain_rate = round(total / bare_drain_s, 1)
+    csms_drain_rate = round(total / csms_drain_s, 1)
+    drain_ratio = round(csms_drain_rate / bare_drain_rate, 3)
+    p99 = csms_lat["lag"]["p99"]
+    met = {
+        "keep_up": keep_ratio >= KEEP_UP_TARGET,
+        "drain": drain_ratio >= DRAIN_TARGET,
+        "latency": p99 <= LATENCY_TARGET_MS,
+    }
+    return {
+        "name": NAME,
+        "figure": csms_keep["rate"],
+        "unit": "msg/s",
+        "better": "higher",
+        "baseline": bare_keep["rate"],
+        "ratio": keep_ratio,
+        "target": KEEP_UP_TARGET,
+        "target_of": "ratio",
+        "met": all(met.values()),
+        "met_by_target": met,
+        "p50": csms_lat["lag"]["p50"],
+        "p99": p99,
+        "latency": {
+            "rate": STEADY_RATE,
+            "messages": n_lat,
+            "csms": csms_lat,
+            "baseline": bare_lat,
+            "target_ms": LATENCY_TARGET_MS,
+        },
+        "keep_up": {"messages": n_keep, "csms": csms_keep, "baseline": bare_keep},
+        "drain": {
+            "messages": total,
+            "figure": csms_drain_rate,
+            "baseline": bare_drain_rate,
+            "ratio": drain_ratio,
+            "target": DRAIN_TARGET,
+            "csms_s": round(csms_drain_s, 3),
+            "baseline_s": round(bare_drain_s, 3),
+        },
+        "stations": stations,
+        "evses": stream.evses,
+        "storage": False,
+        "loadavg": load,
+        "quick": options.quick,
+    }

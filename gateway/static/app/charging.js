@@ -1,0 +1,194 @@
+/**
+ * The Charging tab: start and stop, and the live view of the driver's session fed by the
+ * `session` events of /api/v1/me/events (SoC, energy, power, elapsed time, progress bar).
+ */
+
+import { formatDuration, formatKw, formatKwh, formatPercent } from "/static/shared/format.js";
+import { busy, byId, setPlace, toast } from "./ui.js";
+
+/**
+ * @param {{api: any, targetSoc: () => number, goto: (tab: string) => void,
+ *          onStarted: (evseId: string) => void, onEnded: () => void}} ctx
+ */
+export function createCharging(ctx) {
+  const { api } = ctx;
+  const view = byId("charging");
+  const emptyCard = byId("charging-empty");
+  const stopButton = byId("stop");
+  const dot = byId("charging-dot");
+  let session = null; // {session_id, evse_id, label, started_at, soc, energy_wh, power_w, status, open, target_soc}
+  let clock = null;
+
+  function setText(id, text) {
+    const node = byId(id);
+    if (node.textContent !== text) node.textContent = text;
+  }
+
+  function render() {
+    view.hidden = !session;
+    emptyCard.hidden = Boolean(session);
+    dot.hidden = !(session && session.open);
+    if (!session) return;
+    const soc = session.soc;
+    setPlace(byId("charging-evse"), session.label || session.evse_id);
+    const status = session.open ? session.status || "Charging" : "Finished";
+    const badge = byId("charging-status");
+    badge.dataset.status = session.open ? session.status || "Charging" : "Finishing";
+    setText("charging-status", status);
+    setText("soc", soc === null || soc === undefined ? "–" : formatPercent(soc));
+    setText("kwh", formatKwh(session.energy_wh));
+    setText("kw", formatKw(session.open ? session.power_w : 0));
+    setText("elapsed", formatDuration(((session.ended_at || Date.now()) - session.started_at) / 1000));
+    const bar = byId("soc-bar");
+    const value = Math.max(0, Math.min(100, Number(soc) || 0));
+    bar.setAttribute("aria-valuenow", String(Math.round(value)));
+    bar.setAttribute("aria-valuetext", soc === null || soc === undefined ? "unknown" : `${Math.round(value)} percent`);
+    byId("soc-fill").style.width = `${value}%`;
+    view.dataset.state = session.open ? "charging" : "finished";
+    const targetMark = byId("soc-target");
+    const target = Number(session.target_soc);
+    targetMark.hidden = !(target > 0 && target < 100);
+    if (!targetMark.hidden) targetMark.style.left = `${target}%`;
+    setText("soc-target-text", target > 0 && target < 100 ? `Stops at ${formatPercent(target)}` : "Charging to full");
+    stopButton.hidden = !session.open;
+    byId("charging-done").hidden = session.open;
+  }
+
+  function follow(next) {
+    session = next;
+    clearInterval(clock);
+    clock = session && session.open ? setInterval(render, 1000) : null;
+    render();
+  }
+
+  function note(text) {
+    setText("charging-note", text);
+  }
+
+  /** Start on `evseId`; true when the station accepted. */
+  async function start(evseId, label) {
+    const target = ctx.targetSoc();
+    try {
+      const body = await api.post(`/evses/${encodeURIComponent(evseId)}/start`, {
+        target_soc: target,
+      });
+      const live = body.evse || {};
+      follow({
+        session_id: body.session_id,
+        evse_id: evseId,
+        label,
+        started_at: Date.now(),
+        soc: live.soc ?? null,
+        energy_wh: live.session_energy_wh ?? 0,
+        power_w: live.power_w ?? 0,
+        status: live.status || "Charging",
+        open: true,
+        target_soc: target,
+      });
+      note("Charging started. Figures update live.");
+      ctx.onStarted(evseId);
+      ctx.goto("charging");
+      return true;
+    } catch (error) {
+      toast(error.reason || String(error), { tone: "danger", title: "Could not start" });
+      return false;
+    }
+  }
+
+  stopButton.addEventListener("click", () =>
+    busy(stopButton, async () => {
+      if (!session) return;
+      try {
+        await api.post(`/evses/${encodeURIComponent(session.evse_id)}/stop`, {});
+        note("Stopping…");
+      } catch (error) {
+        toast(error.reason || String(error), { tone: "danger", title: "Could not stop" });
+      }
+    }),
+  );
+
+  byId("charging-done").addEventListener("click", () => {
+    follow(null);
+    note("");
+    ctx.goto("history");
+  });
+
+  function finish(reasonText) {
+    if (!session || !session.open) return;
+    session.open = false;
+    session.ended_at = Date.now();
+    follow(session);
+    note(reasonText || "Charging finished.");
+    ctx.onEnded();
+  }
+
+  return {
+    start,
+    /** A live `session` event. */
+    onSession(data) {
+      if (!data || !data.session_id) return;
+      if (!session || session.session_id !== data.session_id) {
+        if (!data.session_open) return;
+        // a session of ours we did not start here (another device, or after a reload)
+        follow({
+          session_id: data.session_id,
+          evse_id: data.id,
+          label: data.id,
+          started_at: Date.now(),
+          open: true,
+        });
+      }
+      Object.assign(session, {
+        soc: data.soc,
+        energy_wh: data.session_energy_wh,
+        power_w: data.power_w,
+        status: data.status,
+        target_soc: data.target_soc ?? session.target_soc,
+      });
+      if (!data.session_open) {
+        finish(`Charging finished: ${formatKwh(data.session_energy_wh)} delivered.`);
+      } else {
+        render();
+      }
+    },
+    /** A `session_ended` notification. */
+    onEnded(note_) {
+      const data = note_.data || {};
+      if (session && data.session_id === session.session_id) {
+        if (typeof data.energy_wh === "number") session.energy_wh = data.energy_wh;
+        finish(note_.message);
+        render();
+      }
+    },
+    /** After sign-in (or a reload): pick up an open session of ours. */
+    async restore() {
+      try {
+        const { sessions } = await api.get("/me/sessions", { limit: 5 });
+        const open = (sessions || []).find((s) => s.open);
+        if (!open) return;
+        const evse = await api.publicGet(`/evses/${encodeURIComponent(open.evse_id)}`);
+        follow({
+          session_id: open.id,
+          evse_id: open.evse_id,
+          label: open.evse_id,
+          started_at: open.started_at,
+          soc: evse.soc,
+          energy_wh: evse.session ? evse.session.energy_wh : open.energy_wh,
+          power_w: evse.power_w,
+          status: evse.status,
+          open: true,
+          target_soc: evse.session ? evse.session.target_soc : null,
+        });
+      } catch {
+        /* nothing to restore */
+      }
+    },
+    reset() {
+      follow(null);
+      note("");
+    },
+    get active() {
+      return Boolean(session && session.open);
+    },
+  };
+}

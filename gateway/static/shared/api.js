@@ -1,0 +1,225 @@
+/**
+ * smartcharge API client (shared by the driver app and the operator dashboard).
+ *
+ * Same-origin fetch wrapper: JSON in and out, `Authorization: Bearer <access token>`,
+ * one automatic refresh + retry on 401, errors thrown as ApiError carrying the API's `reason`.
+ * The access token lives in memory only; the rotating refresh token in localStorage.
+ *
+ *   import { createClient, ApiError } from "/static/shared/api.js";
+ *   const api = createClient({ storageKey: "smartcharge.driver.refresh" });
+ *   await api.login(email, password);           // or api.register(...) / await api.resume()
+ *   const { evses } = await api.get("/api/v1/evses/nearest", { lat, lon, limit: 10 });
+ *   await api.post(`/api/v1/evses/${id}/reservation`);
+ *   try { ... } catch (e) { if (e instanceof ApiError) show(e.reason); }
+ *
+ * Exported names (stable): ApiError, createClient, API_PREFIX.
+ */
+
+export const API_PREFIX = "/api/v1";
+
+export class ApiError extends Error {
+  /**
+   * @param {number} status HTTP status (0 for a network failure)
+   * @param {string} reason the API's `reason` (or a readable fallback)
+   * @param {any} body the parsed error body, if any
+   */
+  constructor(status, reason, body = null) {
+    super(reason);
+    this.name = "ApiError";
+    this.status = status;
+    this.reason = reason;
+    this.body = body;
+  }
+}
+
+function withQuery(path, query) {
+  if (!query) return path;
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query)) {
+    if (value !== undefined && value !== null && value !== "") params.set(key, String(value));
+  }
+  const text = params.toString();
+  if (!text) return path;
+  return path + (path.includes("?") ? "&" : "?") + text;
+}
+
+function absolute(path) {
+  return path.startsWith("/api/") || path.startsWith("http") ? path : API_PREFIX + path;
+}
+
+async function readBody(response) {
+  if (response.status === 204) return null;
+  const text = await response.text();
+  if (!text) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/**
+ * A client with its own token state.
+ * @param {object} [options]
+ * @param {string} [options.base] URL prefix (default: same origin, "")
+ * @param {string} [options.storageKey] localStorage key of the refresh token
+ * @param {(signedIn: boolean) => void} [options.onAuthChange] called on sign-in and sign-out
+ */
+export function createClient(options = {}) {
+  const base = options.base ?? "";
+  const storageKey = options.storageKey ?? "smartcharge.refresh";
+  const listeners = new Set();
+  if (options.onAuthChange) listeners.add(options.onAuthChange);
+  let accessToken = null;
+  let expiresAt = 0; // ms since epoch (client clock)
+  let refreshing = null; // the in-flight refresh, shared by concurrent callers
+
+  const storage = {
+    get() {
+      try {
+        return window.localStorage.getItem(storageKey);
+      } catch {
+        return null;
+      }
+    },
+    set(value) {
+      try {
+        if (value) window.localStorage.setItem(storageKey, value);
+        else window.localStorage.removeItem(storageKey);
+      } catch {
+        /* private mode: the session lasts as long as the page */
+      }
+    },
+  };
+
+  function emit(signedIn) {
+    for (const listener of listeners) listener(signedIn);
+  }
+
+  function accept(tokens) {
+    accessToken = tokens.access_token;
+    expiresAt = Date.now() + (Number(tokens.expires_in) || 900) * 1000;
+    storage.set(tokens.refresh_token);
+    emit(true);
+    return tokens;
+  }
+
+  function forget() {
+    const was = accessToken !== null || storage.get() !== null;
+    accessToken = null;
+    expiresAt = 0;
+    storage.set(null);
+    if (was) emit(false);
+  }
+
+  async function raw(method, path, { body, query, token, signal } = {}) {
+    const headers = { Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (token) headers.Authorization = `Bearer ${token}`;
+    let response;
+    try {
+      response = await fetch(base + withQuery(absolute(path), query), {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        credentials: "same-origin",
+        cache: "no-store",
+        signal,
+      });
+    } catch (error) {
+      if (error && error.name === "AbortError") throw error;
+      throw new ApiError(0, "cannot reach the server; check your connection", null);
+    }
+    const data = await readBody(response);
+    if (!response.ok) {
+      const reason =
+        (data && typeof data === "object" && (data.reason || data.title)) ||
+        `${response.status} ${response.statusText || "error"}`;
+      throw new ApiError(response.status, reason, data);
+    }
+    return data;
+  }
+
+  /** Trade the stored refresh token for new tokens; false when there is none or it failed. */
+  async function refresh() {
+    if (!refreshing) {
+      refreshing = (async () => {
+        const stored = storage.get();
+        if (!stored) return false;
+        try {
+          accept(await raw("POST", "/auth/refresh", { body: { refresh_token: stored } }));
+          return true;
+        } catch (error) {
+          if (error instanceof ApiError && error.status !== 0 && error.status < 500) forget();
+          return false;
+        }
+      })().finally(() => {
+        refreshing = null;
+      });
+    }
+    return refreshing;
+  }
+
+  /** A usable access token (refreshed first if it expires within a minute), or null. */
+  async function freshToken({ force = false } = {}) {
+    if (force || !accessToken || Date.now() > expiresAt - 60_000) {
+      if (!(await refresh())) return accessToken && !force ? accessToken : null;
+    }
+    return accessToken;
+  }
+
+  /** Any call; `auth: false` sends no token. Retries once after a refresh on 401. */
+  async function request(method, path, { body, query, auth = true, signal } = {}) {
+    const token = auth ? await freshToken() : null;
+    try {
+      return await raw(method, path, { body, query, token, signal });
+    } catch (error) {
+      if (!(error instanceof ApiError) || error.status !== 401 || !auth) throw error;
+      if (!(await refresh())) {
+        forget();
+        throw error;
+      }
+      return raw(method, path, { body, query, token: accessToken, signal });
+    }
+  }
+
+  return {
+    request,
+    get: (path, query, opts = {}) => request("GET", path, { ...opts, query }),
+    post: (path, body = {}, opts = {}) => request("POST", path, { ...opts, body }),
+    put: (path, body = {}, opts = {}) => request("PUT", path, { ...opts, body }),
+    del: (path, opts = {}) => request("DELETE", path, opts),
+    /** Public read without a token. */
+    publicGet: (path, query, opts = {}) => request("GET", path, { ...opts, query, auth: false }),
+    async login(email, password) {
+      return accept(await raw("POST", "/auth/login", { body: { email, password } }));
+    },
+    async register(email, password) {
+      return accept(await raw("POST", "/auth/register", { body: { email, password } }));
+    },
+    async logout() {
+      const stored = storage.get();
+      forget();
+      if (stored) {
+        try {
+          await raw("POST", "/auth/logout", { body: { refresh_token: stored } });
+        } catch {
+          /* signed out locally either way */
+        }
+      }
+    },
+    /** Sign in again from a stored refresh token (after a reload); true when signed in. */
+    resume: () => refresh(),
+    refresh,
+    freshToken,
+    get signedIn() {
+      return accessToken !== null;
+    },
+    /** Whether a refresh token is stored (a session may be resumed). */
+    hasStoredSession: () => storage.get() !== null,
+    onAuthChange(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+  };
+}
