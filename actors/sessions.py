@@ -178,7 +178,31 @@ class SessionRecorder(EvseListener):
             if state.session_open and sid is not None and self._sessions.get(sid) is None:
                 log.warning("recording session %s, found open after a restart", sid)
                 self._opened(state, SessionOpened(session_id=sid, energy_wh=state.energy_wh))
+        self._close_orphans()
         self._resumed = ()
+
+    def _close_orphans(self) -> None:
+        """Close rows left open whose EVSE is known to run no such session any more.
+
+        The CSMS may die after saving an EVSE as ``Available`` but before closing the
+        session row; that row would stay open for ever. Only EVSEs with a resumed
+        state are judged (an unknown EVSE proves nothing), and the row keeps the energy
+        it had recorded.
+        """
+        if not self._resumed:
+            return
+        running = {s.evse_id: s.session_id for s in self._resumed if s.session_open}
+        known = {s.evse_id for s in self._resumed}
+        for row in self._sessions.open_sessions():
+            if row.evse_id in known and running.get(row.evse_id) != row.id:
+                log.warning(
+                    "closing session %s: %s runs no such session after a restart",
+                    row.id,
+                    row.evse_id,
+                )
+                self._sessions.close(
+                    row.id, ended_at=self._clock_ms(), energy_wh=row.energy_wh, end_reason="Other"
+                )
 
     def evse_changed(self, event: EvseChanged) -> None:
         state = event.state

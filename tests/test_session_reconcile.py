@@ -1,0 +1,70 @@
+"""After a restart, session rows agree with what the EVSEs are known to be doing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from actors.evse_state import EvseState
+from actors.live import LiveHub
+from actors.protocol import EvseId, EvseStatus, SessionId, StationId
+from actors.sessions import Notifier, SessionOwners, SessionRecorder
+from storage import Storage
+from tests import db
+from tests.db import open_test_storage
+
+pytestmark = pytest.mark.needs_db
+db_url = db.db_url  # the fixture: SQLite, or a fresh PostgreSQL database (SMARTCHARGE_DB_URL)
+
+SID = StationId("st-001")
+
+
+def state(evse: str, status: EvseStatus, session: str | None = None) -> EvseState:
+    return EvseState(
+        evse_id=EvseId(evse),
+        station_id=SID,
+        status=status,
+        session_id=SessionId(session) if session else None,
+    )
+
+
+@pytest.fixture
+def storage(tmp_path: Path, db_url: str | None) -> Iterator[Storage]:
+    store = open_test_storage(tmp_path / "csms", db_url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def test_a_row_left_open_for_an_evse_that_runs_no_session_is_closed_on_restart(
+    storage: Storage,
+) -> None:
+    sessions = storage.sessions
+    sessions.open("s-ended", evse_id="st-001-1", station_id=SID, start_energy_wh=0)
+    sessions.update_progress("s-ended", 4_200.0, 11_000.0)
+    sessions.open("s-running", evse_id="st-001-2", station_id=SID)
+    sessions.open("s-elsewhere", evse_id="zz-009-1", station_id="zz-009")
+    resumed = [
+        state("st-001-1", EvseStatus.AVAILABLE),
+        state("st-001-2", EvseStatus.CHARGING, "s-running"),
+    ]
+    recorder = SessionRecorder(
+        sessions, SessionOwners(), Notifier(None, LiveHub()), resumed=resumed
+    )
+
+    recorder.attached(None)
+
+    ended = sessions.get("s-ended")
+    assert ended is not None
+    assert ended.ended_at is not None
+    assert ended.end_reason == "Other"
+    assert ended.energy_wh == pytest.approx(4_200.0)
+    running = sessions.get("s-running")
+    assert running is not None
+    assert running.ended_at is None, "the EVSE still runs it"
+    elsewhere = sessions.get("s-elsewhere")
+    assert elsewhere is not None
+    assert elsewhere.ended_at is None, "an EVSE with no known state proves nothing"
