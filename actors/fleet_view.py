@@ -48,6 +48,7 @@ class FleetView:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._lock = threading.Lock()
+        self._version = 0  # bumped by every write: readers cache on it
         self._stations: dict[StationId, tuple[StationDescriptor, bool, float]] = {}
         self._evses: dict[EvseId, EvseView] = {}
         self._reservations: dict[str, Any] = {}
@@ -66,6 +67,7 @@ class FleetView:
         with self._lock:
             known = self._stations.get(station.id)
             self._stations[station.id] = (station, online, self._clock())
+            self._version += 1
             if known is None or (known[0].lat, known[0].lon) != (station.lat, station.lon):
                 self._geo_pending[station.id] = (station.lat, station.lon)
                 self._geo_version += 1
@@ -75,6 +77,7 @@ class FleetView:
             known = self._stations.get(station_id)
             if known is not None:
                 self._stations[station_id] = (known[0], online, self._clock())
+                self._version += 1
 
     def put_evse(
         self, state: EvseState, alert: str | None = None, *, updated_at: float | None = None
@@ -85,6 +88,7 @@ class FleetView:
         view = EvseView(state=state, updated_at=at, alert=alert)
         with self._lock:
             self._evses[state.evse_id] = view
+            self._version += 1
 
     def put_reservation(self, evse_id: str, reservation: Any) -> None:
         """Written by the reservation actor only; ``None`` clears it."""
@@ -93,8 +97,14 @@ class FleetView:
                 self._reservations.pop(evse_id, None)
             else:
                 self._reservations[evse_id] = reservation
+            self._version += 1
 
     # ------------------------------------------------------------------ reads (any thread)
+
+    @property
+    def version(self) -> int:
+        """Changes whenever anything in the view does (a cache key for whole listings)."""
+        return self._version
 
     def reservations(self) -> dict[str, Any]:
         """Every active reservation count at once (one lock for a whole listing)."""

@@ -65,14 +65,34 @@ class HealthResource:
 
 
 class StationsResource:
-    def __init__(self, csms: Csms) -> None:
+    """The whole fleet. Its encoded body is reused while the view is unchanged and at
+    most ``max_age_s`` old (``last_report_age_s`` is then that much stale at worst)."""
+
+    def __init__(self, csms: Csms, max_age_s: float = 0.5) -> None:
         self._csms = csms
+        self._max_age_s = max_age_s
+        self._cached: tuple[int, float, bytes] | None = None
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         view = self._csms.view
         now = view.now()
-        reservations = view.reservations()  # one lock for the whole listing
-        resp.media = {"stations": [station_json(s, now, reservations.get) for s in view.stations()]}
+        version = getattr(view, "version", None)
+        cached = self._cached
+        if (
+            cached is not None
+            and version is not None
+            and cached[0] == version
+            and 0 <= now - cached[1] < self._max_age_s
+        ):
+            body = cached[2]
+        else:
+            reservations = view.reservations()  # one lock for the whole listing
+            stations = [station_json(s, now, reservations.get) for s in view.stations()]
+            body = json.dumps({"stations": stations}, separators=(",", ":")).encode()
+            if version is not None:
+                self._cached = (version, now, body)
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = body
 
 
 class StationResource:

@@ -281,6 +281,22 @@ def test_a_new_report_replaces_what_the_gateway_shows(
     assert client.simulate_get("/api/v1/evses/st-001-1").json["status"] == "Preparing"
 
 
+def test_the_fleet_listing_never_serves_a_change_late(
+    csms: CsmsSystem, client: falcon.testing.TestClient
+) -> None:
+    def status_in_listing() -> str:
+        stations = client.simulate_get("/api/v1/stations").json["stations"]
+        return next(e["status"] for s in stations for e in s["evses"] if e["id"] == "st-001-1")
+
+    assert status_in_listing() == "Available"
+    assert status_in_listing() == "Available"  # served again (from its cache)
+    before = csms.view.evse("st-001-1")
+    assert before is not None
+    csms.view.put_evse(replace(before.state, status=EvseStatus.PREPARING))
+
+    assert status_in_listing() == "Preparing"
+
+
 # -- report age ------------------------------------------------------------------------------
 
 
