@@ -23,10 +23,12 @@ from actors.evse_state import (
     EvseEvent,
     EvseState,
     Ignored,
+    StateChanged,
     StationCameOnline,
     StationWentOffline,
     transition,
 )
+from actors.fleet_view import FleetView
 from actors.messages import (
     CommandOutcome,
     CommandTimedOut,
@@ -134,12 +136,14 @@ class EvseActor(pykka.ThreadingActor):
         correlation_ids: Callable[[], CorrelationId] = new_correlation_id,
         clock_ms: Callable[[], int] | None = None,
         observe_command: Callable[[CommandName, float | None], None] | None = None,
+        view: FleetView | None = None,
     ) -> None:
         """``observe_command(command, seconds)`` gets each command's round trip (``None``: it
         timed out), on this actor's thread (the metrics)."""
         super().__init__()
         self.evse = Evse(state=state)
         self._observe_command = observe_command
+        self._view = view
         self._bridge = bridge
         self._supervisor = supervisor
         self._subscribers = list(subscribers)
@@ -204,7 +208,12 @@ class EvseActor(pykka.ThreadingActor):
             self._fan_out(changed)
 
     def _fan_out(self, changed: EvseChanged) -> None:
-        if self._supervisor is not None:
+        """The read model first (so whoever hears of the change can read it), then the
+        supervisor (only when the status or the session changed, unless there is no view to
+        write: a meter sample costs it nothing), then every subscriber."""
+        if self._view is not None:
+            self._view.put_evse(changed.state)
+        if self._supervisor is not None and (self._view is None or _notable(changed)):
             self._supervisor.tell(changed)
         for subscriber in list(self._subscribers):
             try:
@@ -255,6 +264,18 @@ class EvseActor(pykka.ThreadingActor):
         if self._observe_command is not None:
             self._observe_command(pending.command, None)
         pending.reply.set_exception((CommandTimeoutError, error, None))
+
+
+def _notable(changed: EvseChanged) -> bool:
+    """Anything but a plain meter update: a status change or a session opening/closing."""
+    for effect in changed.effects:
+        if isinstance(effect, StateChanged):
+            before, after = effect.before, effect.after
+            if before.status != after.status or before.session_id != after.session_id:
+                return True
+        elif not isinstance(effect, Ignored):
+            return True
+    return False
 
 
 def _wall_ms() -> int:

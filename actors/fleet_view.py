@@ -1,7 +1,8 @@
 """FleetView: the read model the gateway reads without asking any actor.
 
-Only the supervisor writes it (from the events it already receives); gateway
-threads read it. Writes replace whole immutable records under a lock, so a
+Each row has one writer: the supervisor writes stations (and an EVSE it rebuilds or gives
+up on), each EVSE actor its own EVSE's row, the reservation actor the reservation counts;
+gateway threads read it. Writes replace whole immutable records under a lock, so a
 reader always sees a consistent record per EVSE and never blocks an actor.
 
 :meth:`FleetView.nearest` answers from an immutable :class:`actors.geo.GeoIndex` of the

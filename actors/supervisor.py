@@ -1,6 +1,7 @@
 """SupervisorActor: owns the fleet registry, routes station messages, restarts EVSE actors.
 
-Runs on its own thread. It is the only writer of the :class:`FleetView`. Inbound
+Runs on its own thread. It writes the stations of the :class:`FleetView` (each EVSE
+actor writes its own row, and tells the supervisor of status changes). Inbound
 messages arrive from the MQTT bridge in order; the supervisor hands each one to
 the EVSE actor that owns it, so one station's messages stay in order.
 
@@ -295,6 +296,7 @@ class SupervisorActor(pykka.ThreadingActor):
             timers=self._timers,
             correlation_ids=self._correlation_ids,
             observe_command=self._observe_command,
+            view=self._view,
         )
 
     def _on_crash(self, crash: EvseCrashed) -> None:
