@@ -17,17 +17,16 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from storage import Storage, open_storage
+from tests.db import fresh_postgresql_database
 
 PG_URL_ENV = "SMARTCHARGE_TEST_PG_URL"
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -70,29 +69,14 @@ def _pg_admin_url() -> tuple[str | None, str]:
         return None, f"PostgreSQL unreachable at {shown} ({exc}); start it or set {PG_URL_ENV}"
 
 
-def _admin(url: str) -> psycopg.Connection[tuple[object, ...]]:
-    return psycopg.connect(_libpq_url(url), autocommit=True, connect_timeout=3)
-
-
 @pytest.fixture
 def pg_database_url() -> Iterator[str]:
     """The url of a new, empty PostgreSQL database, dropped after the test."""
     admin_url, why_not = _pg_admin_url()
     if admin_url is None:
         pytest.skip(why_not)
-    name = f"sc_test_{uuid.uuid4().hex}"
-    with _admin(admin_url) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with _admin(admin_url) as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = %s AND pid <> pg_backend_pid()",
-                (name,),
-            )
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+    with fresh_postgresql_database(admin_url) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
