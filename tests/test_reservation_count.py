@@ -7,6 +7,7 @@ import pytest
 
 from tests import api_fixtures
 from tests.api_fixtures import EVSE_IDS, Running, next_event
+from tests.driver_client import wait_until
 
 running = api_fixtures.running
 
@@ -63,9 +64,13 @@ def test_the_holder_starting_uses_the_reservation(running: Running) -> None:
     running.watcher.wait_for(running.watcher.has_been(EVSE, "Reserved"), "Reserved")
     assert running.call("POST", f"/api/v1/evses/{EVSE}/start", alice).status_code == 201
     running.watcher.wait_for(running.watcher.status_is(EVSE, "Charging"), "charging")
-    row = running.storage.reservations.get(reserved.json["id"])
-    assert row is not None
-    assert row.outcome == "used"
+
+    def outcome() -> str | None:
+        row = running.storage.reservations.get(reserved.json["id"])
+        return None if row is None else row.outcome
+
+    # The reservation actor hears of the start on its own thread: wait for its write.
+    assert wait_until(outcome, "the reservation to be marked used", timeout=10) == "used"
 
 
 @pytest.mark.reservation_s(1.0)
