@@ -166,7 +166,7 @@ def test_a_killed_csms_restarts_with_no_session_lost_duplicated_or_miscounted(
                     and all(e[i]["status"] == "Charging" for i in EVSE_IDS)
                 ),
                 "all 200 EVSEs Charging",
-                120,
+                180,
             )
             os.killpg(proc.pid, signal.SIGKILL)  # no goodbye, no flush
             proc.wait(timeout=10)
@@ -184,7 +184,7 @@ def test_a_killed_csms_restarts_with_no_session_lost_duplicated_or_miscounted(
                 >= STOPPED_WHILE_DOWN // 2
             ),
             "the stopped sessions to end (and half of the drivers to unplug) at the stations",
-            60,
+            180,
         )
         down_s = time.monotonic() - killed_at
 
@@ -207,7 +207,7 @@ def test_a_killed_csms_restarts_with_no_session_lost_duplicated_or_miscounted(
                     evses[e]["session"] is None or not evses[e]["session"]["open"] for e in stopped
                 )
 
-            wait_until(reconciled, "every EVSE reconciled with its station", 120)
+            wait_until(reconciled, "every EVSE reconciled with its station", 180)
             reconcile_s = time.monotonic() - restarted_at
 
             # -- 4. freeze: the stations save and say goodbye; the CSMS records the last word --
@@ -218,7 +218,7 @@ def test_a_killed_csms_restarts_with_no_session_lost_duplicated_or_miscounted(
                     and all(v["status"] == "Offline" for v in e.values())
                 ),
                 "every EVSE Offline after the fleet's shutdown",
-                60,
+                180,
             )
         # the CSMS stopped cleanly here (SIGTERM): its recorders flushed
 
