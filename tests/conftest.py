@@ -135,6 +135,16 @@ def mosquitto_url(mosquitto_broker: EmbeddedBroker) -> str:
     return mosquitto_broker.url
 
 
+@pytest.fixture(scope="module")
+def module_mosquitto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One Mosquitto for a whole module (for module-scoped CSMS stacks)."""
+    broker = _start_broker("mosquitto", tmp_path_factory.mktemp("mosquitto"))
+    try:
+        yield broker.url
+    finally:
+        broker.stop()
+
+
 @pytest.fixture
 def amqtt_url(amqtt_broker: EmbeddedBroker) -> str:
     return amqtt_broker.url

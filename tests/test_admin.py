@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from gateway.broker import BrokerNotFoundError, EmbeddedBroker
 from tests.db import child_env, database_for_test
 from tests.driver_client import Api, csms_process, wait_until
 from tests.support import REPO_ROOT, FleetProcess
@@ -83,29 +82,14 @@ class Csms:
 
 
 @pytest.fixture(scope="module")
-def mqtt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    try:
-        broker = EmbeddedBroker(
-            port=0, data_dir=tmp_path_factory.mktemp("mosquitto"), prefer="mosquitto"
-        )
-    except BrokerNotFoundError as exc:
-        pytest.skip(str(exc))
-    broker.start()
-    try:
-        yield broker.url
-    finally:
-        broker.stop()
-
-
-@pytest.fixture(scope="module")
-def csms(mqtt_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Csms]:
+def csms(module_mosquitto_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Csms]:
     tmp = tmp_path_factory.mktemp("admin")
     http_port, https_port = free_port(), free_port()
     data_dir = tmp / "csms"
     with (
         database_for_test(data_dir) as db_url,
         csms_process(
-            mqtt_url,
+            module_mosquitto_url,
             data_dir,
             http_port,
             https_port,
@@ -113,7 +97,9 @@ def csms(mqtt_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cs
             extra=("--demo-users",),
             db_url=db_url,
         ),
-        FleetProcess(mqtt_url, tmp / "fleet", stations=2, evses=2, speed=60, prefix="ad"),
+        FleetProcess(
+            module_mosquitto_url, tmp / "fleet", stations=2, evses=2, speed=60, prefix="ad"
+        ),
     ):
         cert = data_dir / "tls" / "cert.pem"
         wait_until(cert.exists, "the self-signed certificate")

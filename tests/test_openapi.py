@@ -46,7 +46,6 @@ from actors.protocol import (
 from actors.system import CsmsConfig, CsmsSystem
 from gateway.app import create_app
 from gateway.auth import LocalAuthenticator
-from gateway.broker import BrokerNotFoundError, EmbeddedBroker
 from gateway.openapi import OPENAPI
 from storage import DuplicateError, Storage
 from tests.brokers import MqttTestClient
@@ -149,21 +148,6 @@ def test_every_operation_documents_the_json_error_body_for_its_errors() -> None:
 # -- the document against the app ------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def broker_url_for_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    try:
-        broker = EmbeddedBroker(
-            port=0, data_dir=tmp_path_factory.mktemp("mosquitto"), prefer="mosquitto"
-        )
-    except BrokerNotFoundError as exc:
-        pytest.skip(str(exc))
-    broker.start()
-    try:
-        yield broker.url
-    finally:
-        broker.stop()
-
-
 @dataclass(frozen=True)
 class Gateway:
     app: falcon.App
@@ -196,7 +180,7 @@ def announce_fake_station(url: str) -> MqttTestClient:
 
 @pytest.fixture(scope="module")
 def gateway(
-    broker_url_for_module: str, tmp_path_factory: pytest.TempPathFactory
+    module_mosquitto_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Gateway]:
     data_dir: Path = tmp_path_factory.mktemp("gateway")
     database = contextlib.ExitStack()  # SQLite in data_dir, or a fresh PostgreSQL database
@@ -206,7 +190,7 @@ def gateway(
     watcher = FleetWatcher()
     system = CsmsSystem(
         CsmsConfig(
-            mqtt_url=broker_url_for_module,
+            mqtt_url=module_mosquitto_url,
             client_id="smartcharge-csms-openapi",
             command_timeout_s=0.5,
             storage=storage,
@@ -221,7 +205,7 @@ def gateway(
         hasher=argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
     )
     system.start(wait_connected_s=10.0)
-    station = announce_fake_station(broker_url_for_module)
+    station = announce_fake_station(module_mosquitto_url)
     try:
         watcher.wait_for(
             lambda: all(
