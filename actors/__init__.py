@@ -1,4 +1,5 @@
-"""The CSMS core: one Pykka actor per EVSE, a supervisor, the MQTT bridge, the read model.
+"""The CSMS core: one actor per EVSE (many to an EvseHost thread), a supervisor, the
+MQTT bridge, the read model.
 
 ``actors.protocol`` is the wire protocol v1 (the only module the simulator uses).
 """
@@ -11,7 +12,7 @@ from actors.errors import (
     SmartchargeError,
     UnknownEvseError,
 )
-from actors.evse import Evse, EvseActor
+from actors.evse import Evse, EvseActor, EvseHost, EvseRef
 from actors.evse_state import EvseState, transition
 from actors.fleet_view import EvseView, FleetView, StationView
 from actors.messages import CommandOutcome, EvseChanged, OperatorAlert, StationChanged
@@ -29,7 +30,9 @@ __all__ = [
     "Evse",
     "EvseActor",
     "EvseChanged",
+    "EvseHost",
     "EvseListener",
+    "EvseRef",
     "EvseState",
     "EvseView",
     "FleetView",

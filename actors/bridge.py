@@ -1,8 +1,9 @@
 """MqttBridgeActor: the one owner of the CSMS's paho client.
 
 Two threads touch it: paho's network thread runs the callbacks, which only parse
-and ``tell`` the supervisor (a bad topic or payload is logged and dropped, never
-raised into the network loop); the actor's own thread runs :class:`Publish`
+and queue for the supervisor in a :class:`~actors.inbox.BatchInbox` (one ``tell`` per
+burst, not per message; a bad topic or payload is logged and dropped, never raised
+into the network loop); the actor's own thread runs :class:`Publish`
 messages. Subscriptions are made in ``on_connect`` so a reconnect restores them,
 and the session is persistent (``clean_session=False``) so QoS 1 messages queued
 by the broker while the CSMS was away are delivered when it comes back.
@@ -22,7 +23,9 @@ import paho.mqtt.client as mqtt
 import pykka
 from paho.mqtt.enums import CallbackAPIVersion
 
-from actors.messages import Inbound, Publish
+from actors.inbox import BatchInbox
+from actors.messages import Publish
+from actors.mqtt_client import new_client
 from actors.protocol import QOS, TOPIC_ROOT, ProtocolError, parse
 
 __all__ = ["BridgeStats", "Connect", "MqttBridgeActor", "no_delay", "parse_mqtt_url"]
@@ -53,7 +56,8 @@ def parse_mqtt_url(url: str) -> tuple[str, int]:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Connect:
-    """Start the paho loop, delivering parsed messages to ``target``."""
+    """Start the paho loop, delivering parsed messages to ``target`` (in batches, through
+    :class:`~actors.messages.InboundReady`)."""
 
     target: pykka.ActorRef[Any]
 
@@ -82,10 +86,10 @@ class MqttBridgeActor(pykka.ThreadingActor):
         super().__init__()
         self._host, self._port = parse_mqtt_url(url)
         self._keepalive = keepalive
-        self._target: pykka.ActorRef[Any] | None = None
+        self._inbox: BatchInbox | None = None
         self.stats = stats if stats is not None else BridgeStats()
         self.connected = connected if connected is not None else threading.Event()
-        self._client = mqtt.Client(
+        self._client = new_client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             clean_session=False,
@@ -104,7 +108,7 @@ class MqttBridgeActor(pykka.ThreadingActor):
             case Publish(topic=topic, payload=payload, retain=retain):
                 self._publish(topic, payload, retain)
             case Connect(target=target):
-                self._target = target
+                self._inbox = BatchInbox(target)
                 self._client.connect_async(self._host, self._port, keepalive=self._keepalive)
                 self._client.loop_start()
             case _:
@@ -166,9 +170,9 @@ class MqttBridgeActor(pykka.ThreadingActor):
             self.stats.malformed += 1
             log.exception("dropping undecodable message")
             return
-        if self._target is None:
+        if self._inbox is None:
             return
         try:
-            self._target.tell(Inbound(message=parsed))
+            self._inbox.put(parsed)
         except pykka.ActorDeadError:
             log.error("supervisor is gone; dropping %s", type(parsed).__name__)

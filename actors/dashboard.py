@@ -2,7 +2,8 @@
 
 Listener methods are no-ops by default (Mopidy style): a subscriber overrides
 only what it needs. A :class:`DashboardSubscriber` actor receives every event by
-``tell`` and calls its listener on the subscriber's own thread, so a slow
+``tell`` (EVSE changes in batches, :class:`EvseChangedBatch`) and calls its listener
+once per event, in order, on the subscriber's own thread, so a slow
 listener never slows an EVSE actor.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import pykka
 
-from actors.messages import EvseChanged, OperatorAlert, StationChanged
+from actors.messages import EvseChanged, EvseChangedBatch, OperatorAlert, StationChanged
 
 __all__ = ["DashboardSubscriber", "EvseListener", "ListenerTimer"]
 
@@ -68,6 +69,13 @@ class DashboardSubscriber(pykka.ThreadingActor):
             log.exception("dashboard listener failed to detach")
 
     def on_receive(self, message: Any) -> None:
+        if isinstance(message, EvseChangedBatch):
+            for event in message.events:  # one failing event must not cost the others
+                self._receive(event)
+        else:
+            self._receive(message)
+
+    def _receive(self, message: Any) -> None:
         try:
             match message:
                 case EvseChanged():

@@ -1,9 +1,29 @@
-"""One actor per EVSE: the EVSE's own middleware.
+"""One actor per EVSE, the EVSE's own middleware; many of them hosted on one thread.
 
-:class:`Evse` is the plain logic (state machine + pending commands, no threads);
-:class:`EvseActor` is the thin Pykka shell that owns one ``Evse``, performs its
-effects (publish through the bridge, fan out events) and reports its own crash to
-the supervisor. Everything in ``EvseActor`` runs on that actor's own thread.
+:class:`Evse` is the plain logic (state machine + pending commands, no threads).
+:class:`EvseActor` is one EVSE's actor: its ``Evse``, its own message order, its own
+failure, and a handle, :class:`EvseRef`, used like a Pykka ``ActorRef`` (``tell``,
+``ask``, ``is_alive``, ``actor_urn``). :class:`EvseHost` is the Pykka actor (one
+thread) that runs the EVSE actors of one shard of the fleet, the way Akka or
+Orleans run many actors on a few threads.
+
+Why not a Pykka thread per EVSE: a Pykka actor *is* a thread, and a station message
+then wakes one sleeping thread per hop. Measured on 2 cores (``docs/performance.md``),
+that capped ingest near 1,500 msg/s at 0.58 ms of CPU per message, most of it threads
+waking each other. A host takes its messages in batches: the supervisor hands it one
+:class:`ShardBatch` per drained burst, and it fans the resulting changes out as one
+:class:`~actors.messages.EvseChangedBatch` per subscriber.
+
+What an EVSE actor keeps from being an actor of its own:
+
+- **its messages in order**: one station's messages all go to one host (stations are
+  sharded by ``crc32(station_id)``), which runs them in arrival order;
+- **its own failure**: an exception while an EVSE actor handles a ``tell`` kills that
+  EVSE actor only (its pending commands fail, its handle goes dead, the supervisor is
+  told with :class:`~actors.messages.EvseCrashed` and restarts it from its last state);
+  an exception in an ``ask`` goes back to the caller, as in Pykka;
+- **its own identity**: every incarnation has its own handle and ``actor_urn``; a
+  message for a dead incarnation is dropped (an ``ask`` or a command fails at once).
 """
 
 from __future__ import annotations
@@ -33,9 +53,10 @@ from actors.messages import (
     CommandOutcome,
     CommandTimedOut,
     EvseChanged,
+    EvseChangedBatch,
     EvseCrashed,
     GetState,
-    Inbound,
+    HostCrashed,
     Publish,
     SendCommand,
 )
@@ -44,6 +65,7 @@ from actors.protocol import (
     CommandReply,
     CommandRequest,
     CorrelationId,
+    EvseId,
     MeterValues,
     StationBirth,
     StationOffline,
@@ -53,7 +75,16 @@ from actors.protocol import (
 )
 from actors.timers import TimerHandle, Timers
 
-__all__ = ["Evse", "EvseActor", "new_correlation_id"]
+__all__ = [
+    "Evse",
+    "EvseActor",
+    "EvseHost",
+    "EvseRef",
+    "HostEvse",
+    "ShardBatch",
+    "ToEvse",
+    "new_correlation_id",
+]
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +113,14 @@ class Evse:
     def apply(self, event: EvseEvent) -> EvseChanged | None:
         """Run the pure transition; return the event to fan out, if anything changed."""
         self.state, effects = transition(self.state, event)
+        changed = False
         for effect in effects:
             if isinstance(effect, Ignored):
                 self.ignored += 1
                 log.warning("Evse %s ignored a report: %s", self.state.evse_id, effect.why)
-        if any(not isinstance(e, Ignored) for e in effects):
-            return EvseChanged(state=self.state, effects=effects)
-        return None
+            else:
+                changed = True
+        return EvseChanged(state=self.state, effects=effects) if changed else None
 
     def complete(self, reply: CommandReply) -> None:
         """Resolve the caller's future for a reply (unknown or late replies are dropped)."""
@@ -118,16 +150,92 @@ class Evse:
         self.pending.clear()
 
 
-class EvseActor(pykka.ThreadingActor):
-    """Owns one EVSE: its state machine, its commands and the routing of its events."""
+# ---------------------------------------------------------------------- messages to a host
 
-    # Thousands of these: daemon threads start 3x faster (Python scans every non-daemon
-    # thread on each start); the supervisor and CsmsSystem.stop stop them explicitly.
-    use_daemon_thread = True
+
+@dataclass(frozen=True, slots=True)
+class HostEvse:
+    """Supervisor -> host: start the EVSE actor behind ``ref`` from ``state`` (a restart
+    is a new ``ref``; the old incarnation, if any, is gone)."""
+
+    ref: EvseRef
+    state: EvseState
+
+
+@dataclass(frozen=True, slots=True)
+class ToEvse:
+    """A message for one EVSE actor incarnation; ``reply`` set: it is an ``ask``."""
+
+    ref: EvseRef
+    message: Any
+    reply: pykka.Future[Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShardBatch:
+    """Supervisor -> host, handled in order: ``(evse_id, inbound)`` station messages,
+    :class:`HostEvse` and :class:`ToEvse` items."""
+
+    items: Sequence[tuple[EvseId, Any] | HostEvse | ToEvse]
+
+
+class EvseRef:
+    """The handle of one EVSE actor incarnation, used like a Pykka ``ActorRef``."""
+
+    __slots__ = ("_alive", "_host", "actor_urn", "evse_id")
+
+    def __init__(self, evse_id: EvseId, host: pykka.ActorRef[Any]) -> None:
+        self.evse_id = evse_id
+        self.actor_urn = f"urn:smartcharge:evse:{evse_id}:{uuid.uuid4().hex[:12]}"
+        self._host = host
+        self._alive = True  # cleared by the host's thread, once, when this incarnation ends
+
+    def __repr__(self) -> str:
+        return f"<EvseRef {self.actor_urn}{'' if self.is_alive() else ' (dead)'}>"
+
+    def is_alive(self) -> bool:
+        return self._alive and self._host.is_alive()
+
+    def tell(self, message: Any) -> None:
+        """Queue ``message`` for this EVSE actor; raises ``ActorDeadError`` if it is gone."""
+        if not self._alive:
+            raise pykka.ActorDeadError(f"{self.actor_urn} is dead")
+        self._host.tell(ToEvse(self, message))
+
+    def ask(self, message: Any, *, block: bool = True, timeout: float | None = None) -> Any:
+        """Send ``message`` and (``block``) wait for the answer, as ``ActorRef.ask``."""
+        future: pykka.Future[Any] = pykka.ThreadingFuture()
+        if not self._alive:
+            future.set_exception((pykka.ActorDeadError, pykka.ActorDeadError(self.actor_urn), None))
+        else:
+            try:
+                self._host.tell(ToEvse(self, message, future))
+            except pykka.ActorDeadError as exc:
+                future.set_exception((pykka.ActorDeadError, exc, None))
+        return future.get(timeout=timeout) if block else future
+
+    def _died(self) -> None:
+        self._alive = False
+
+
+class EvseActor:
+    """One EVSE's actor: its state machine, its commands and the routing of its events.
+
+    Runs only on its :class:`EvseHost`'s thread; the host performs the fan-out.
+    """
+
+    __slots__ = ("evse", "ref")
+
+    def __init__(self, ref: EvseRef, state: EvseState) -> None:
+        self.ref = ref
+        self.evse = Evse(state=state)
+
+
+class EvseHost(pykka.ThreadingActor):
+    """Runs the EVSE actors of one shard of the fleet on one thread (see the module doc)."""
 
     def __init__(
         self,
-        state: EvseState,
         *,
         bridge: pykka.ActorRef[Any] | None,
         supervisor: pykka.ActorRef[Any] | None,
@@ -137,11 +245,14 @@ class EvseActor(pykka.ThreadingActor):
         clock_ms: Callable[[], int] | None = None,
         observe_command: Callable[[CommandName, float | None], None] | None = None,
         view: FleetView | None = None,
+        index: int = 0,
     ) -> None:
         """``observe_command(command, seconds)`` gets each command's round trip (``None``: it
-        timed out), on this actor's thread (the metrics)."""
+        timed out), on this host's thread (the metrics)."""
         super().__init__()
-        self.evse = Evse(state=state)
+        self.index = index
+        self._actors: dict[EvseId, EvseActor] = {}
+        self._changed: list[EvseChanged] = []
         self._observe_command = observe_command
         self._view = view
         self._bridge = bridge
@@ -151,81 +262,171 @@ class EvseActor(pykka.ThreadingActor):
         self._correlation_ids = correlation_ids
         self._clock_ms = clock_ms or _wall_ms
 
+    # ------------------------------------------------------------------ Pykka side
+
     def on_receive(self, message: Any) -> Any:
-        """Runs on this actor's thread, one message at a time."""
+        """Runs on this host's thread, one message at a time."""
         match message:
-            case Inbound(message=inbound):
-                self._on_inbound(inbound)
-            case SendCommand() as command:
-                self._send(command)
-            case CommandTimedOut(correlation_id=cid):
-                self._time_out(cid)
-            case GetState():
-                return self.evse.state
+            case ShardBatch(items=items):
+                for item in items:
+                    if isinstance(item, tuple):
+                        self._inbound(*item)
+                    elif isinstance(item, ToEvse):
+                        self._to_evse(item)
+                    else:
+                        self._host(item)
+            case ToEvse() as envelope:
+                self._to_evse(envelope)
+            case HostEvse() as hosted:
+                self._host(hosted)
             case _:
-                log.warning("Evse %s: unexpected message %r", self.evse.state.evse_id, message)
+                log.warning("EvseHost %d: unexpected message %r", self.index, message)
+        self._fan_out()
         return None
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
-        """Runs on this actor's thread after a ``tell`` raised: tell the supervisor, then die."""
-        self.evse.fail_all(ActorUnavailableError(f"EVSE {self.evse.state.evse_id} restarting"))
+        """A bug in the host itself (not in an EVSE actor): every EVSE actor here ends; the
+        supervisor restarts them elsewhere from their last states."""
+        states = tuple(actor.evse.state for actor in self._actors.values())
+        self._end_all(ActorUnavailableError("the EVSE host crashed; restarting"))
         if self._supervisor is not None:
             self._supervisor.tell(
-                EvseCrashed(
-                    evse_id=self.evse.state.evse_id,
-                    last_state=self.evse.state,
+                HostCrashed(
+                    index=self.index,
+                    last_states=states,
                     error=f"{exception_type.__name__}: {exception_value}",
                     actor_urn=self.actor_urn,
                 )
             )
 
     def on_stop(self) -> None:
-        self.evse.fail_all(ActorUnavailableError(f"EVSE {self.evse.state.evse_id} stopped"))
+        self._end_all(ActorUnavailableError("the CSMS is stopping"))
 
-    # ------------------------------------------------------------------ inbound
+    def _end_all(self, error: Exception) -> None:
+        for actor in self._actors.values():
+            actor.ref._died()
+            actor.evse.fail_all(error)
+        self._actors.clear()
 
-    def _on_inbound(self, inbound: Any) -> None:
+    # ------------------------------------------------------------------ hosting
+
+    def _host(self, hosted: HostEvse) -> None:
+        old = self._actors.get(hosted.ref.evse_id)
+        if old is not None and old.ref is not hosted.ref:
+            old.ref._died()
+            old.evse.fail_all(ActorUnavailableError(f"EVSE {old.ref.evse_id} restarted"))
+        self._actors[hosted.ref.evse_id] = EvseActor(hosted.ref, hosted.state)
+
+    def _crash(self, actor: EvseActor, exc: Exception) -> None:
+        """An EVSE actor failed on a ``tell``: it ends here, and the supervisor decides."""
+        evse_id = actor.ref.evse_id
+        log.error("EVSE actor %s failed", evse_id, exc_info=exc)
+        if self._actors.get(evse_id) is actor:
+            del self._actors[evse_id]
+        actor.ref._died()
+        actor.evse.fail_all(ActorUnavailableError(f"EVSE {evse_id} restarting"))
+        if self._supervisor is not None:
+            self._supervisor.tell(
+                EvseCrashed(
+                    evse_id=evse_id,
+                    last_state=actor.evse.state,
+                    error=f"{type(exc).__name__}: {exc}",
+                    actor_urn=actor.ref.actor_urn,
+                )
+            )
+
+    # ------------------------------------------------------------------ one EVSE actor
+
+    def _inbound(self, evse_id: EvseId, inbound: Any) -> None:
+        actor = self._actors.get(evse_id)
+        if actor is None:
+            log.debug("EvseHost %d: no live EVSE actor %s; dropped", self.index, evse_id)
+            return
+        try:
+            self._on_inbound(actor, inbound)
+        except Exception as exc:
+            self._crash(actor, exc)
+
+    def _to_evse(self, envelope: ToEvse) -> None:
+        ref, message, reply = envelope.ref, envelope.message, envelope.reply
+        actor = self._actors.get(ref.evse_id)
+        if actor is None or actor.ref is not ref:
+            if reply is not None:
+                dead = pykka.ActorDeadError(f"{ref.actor_urn} is dead")
+                reply.set_exception((pykka.ActorDeadError, dead, None))
+            elif isinstance(message, SendCommand):
+                error = ActorUnavailableError(f"EVSE {ref.evse_id} is restarting; try again")
+                message.reply.set_exception((ActorUnavailableError, error, None))
+            return
+        try:
+            result = self._receive(actor, message)
+        except Exception as exc:
+            if reply is None:
+                self._crash(actor, exc)
+            else:  # as Pykka: an ask's exception goes back to the caller, the actor lives
+                reply.set_exception((type(exc), exc, exc.__traceback__))
+            return
+        if reply is not None:
+            reply.set(result)
+
+    def _receive(self, actor: EvseActor, message: Any) -> Any:
+        match message:
+            case SendCommand() as command:
+                self._send(actor, command)
+            case CommandTimedOut(correlation_id=cid):
+                self._time_out(actor, cid)
+            case GetState():
+                return actor.evse.state
+            case _:
+                log.warning("Evse %s: unexpected message %r", actor.ref.evse_id, message)
+        return None
+
+    def _on_inbound(self, actor: EvseActor, inbound: Any) -> None:
         event: EvseEvent
         match inbound:
-            case StatusReport() | MeterValues():
+            case StatusReport() | MeterValues() | CommandReply():
                 event = inbound
-            case CommandReply() as reply:
-                event = reply
             case StationBirth(ts=ts):
                 event = StationCameOnline(ts=ts)
             case StationOffline(ts=ts, reason=reason):
                 event = StationWentOffline(ts=ts, reason=reason)
             case _:
-                log.warning("Evse %s: unexpected inbound %r", self.evse.state.evse_id, inbound)
+                log.warning("Evse %s: unexpected inbound %r", actor.ref.evse_id, inbound)
                 return
-        changed = self.evse.apply(event)
+        evse = actor.evse
+        changed = evse.apply(event)
+        if changed is not None:
+            if self._view is not None:  # the read model first: whoever hears of it can read it
+                self._view.put_evse(changed.state)
+            self._changed.append(changed)
         if isinstance(inbound, CommandReply):
-            waiting = self.evse.pending.get(inbound.id)
+            waiting = evse.pending.get(inbound.id)
             if waiting is not None and self._observe_command is not None:  # before the caller runs
                 self._observe_command(waiting.command, time.monotonic() - waiting.sent_at)
-            self.evse.complete(inbound)
-        if changed is not None:
-            self._fan_out(changed)
+            evse.complete(inbound)
 
-    def _fan_out(self, changed: EvseChanged) -> None:
-        """The read model first (so whoever hears of the change can read it), then the
-        supervisor (only when the status or the session changed, unless there is no view to
-        write: a meter sample costs it nothing), then every subscriber."""
-        if self._view is not None:
-            self._view.put_evse(changed.state)
-        if self._supervisor is not None and (self._view is None or _notable(changed)):
-            self._supervisor.tell(changed)
+    def _fan_out(self) -> None:
+        """One batch per subscriber; the supervisor hears only of status/session changes
+        (every change when there is no read model to write: then it keeps the view)."""
+        if not self._changed:
+            return
+        changed, self._changed = tuple(self._changed), []
+        if self._supervisor is not None:
+            notable = changed if self._view is None else tuple(filter(_notable, changed))
+            if notable:
+                self._supervisor.tell(EvseChangedBatch(events=notable))
+        batch = EvseChangedBatch(events=changed)
         for subscriber in list(self._subscribers):
             try:
-                subscriber.tell(changed)
+                subscriber.tell(batch)
             except pykka.ActorDeadError:
                 log.info("dropping dead subscriber %s", subscriber)
                 self._subscribers.remove(subscriber)
 
     # ------------------------------------------------------------------ commands
 
-    def _send(self, command: SendCommand) -> None:
-        state = self.evse.state
+    def _send(self, actor: EvseActor, command: SendCommand) -> None:
+        state = actor.evse.state
         cid = self._correlation_ids()
         request = CommandRequest(
             station_id=state.station_id,
@@ -238,32 +439,37 @@ class EvseActor(pykka.ThreadingActor):
         topic, payload, retain = encode(request)
         timer = None
         if self._timers is not None:
-            timer = self._timers.call_later(command.timeout_s, lambda: self._tell_timeout(cid))
-        self.evse.pending[cid] = _Pending(
+            ref, host = actor.ref, self.actor_ref
+            timer = self._timers.call_later(
+                command.timeout_s, lambda: _tell_timeout(host, ref, cid)
+            )
+        actor.evse.pending[cid] = _Pending(
             command=command.command, reply=command.reply, timer=timer, sent_at=time.monotonic()
         )
         if self._bridge is None:
-            self._time_out(cid)
+            self._time_out(actor, cid)
             return
         log.info("Evse %s: sending %s (%s)", state.evse_id, command.command, cid)
         self._bridge.tell(Publish(topic=topic, payload=payload, retain=retain))
 
-    def _tell_timeout(self, cid: CorrelationId) -> None:
-        """Runs on the timer thread: only a ``tell`` into this actor."""
-        with contextlib.suppress(pykka.ActorDeadError):
-            self.actor_ref.tell(CommandTimedOut(correlation_id=cid))
-
-    def _time_out(self, cid: CorrelationId) -> None:
-        pending = self.evse.pending.pop(cid, None)
+    def _time_out(self, actor: EvseActor, cid: CorrelationId) -> None:
+        evse = actor.evse
+        pending = evse.pending.pop(cid, None)
         if pending is None:
             return
         error = CommandTimeoutError(
-            f"station {self.evse.state.station_id} did not answer {pending.command} "
-            f"for EVSE {self.evse.state.evse_id} in time"
+            f"station {evse.state.station_id} did not answer {pending.command} "
+            f"for EVSE {evse.state.evse_id} in time"
         )
         if self._observe_command is not None:
             self._observe_command(pending.command, None)
         pending.reply.set_exception((CommandTimeoutError, error, None))
+
+
+def _tell_timeout(host: pykka.ActorRef[Any], ref: EvseRef, cid: CorrelationId) -> None:
+    """Runs on the timer thread: only a ``tell`` into the host."""
+    with contextlib.suppress(pykka.ActorDeadError):
+        host.tell(ToEvse(ref, CommandTimedOut(correlation_id=cid)))
 
 
 def _notable(changed: EvseChanged) -> bool:
@@ -279,6 +485,4 @@ def _notable(changed: EvseChanged) -> bool:
 
 
 def _wall_ms() -> int:
-    import time
-
     return int(time.time() * 1000)

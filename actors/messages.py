@@ -28,10 +28,13 @@ __all__ = [
     "CommandOutcome",
     "CommandTimedOut",
     "EvseChanged",
+    "EvseChangedBatch",
     "EvseCrashed",
     "GetEvseRef",
     "GetState",
+    "HostCrashed",
     "Inbound",
+    "InboundReady",
     "OperatorAlert",
     "Publish",
     "SendCommand",
@@ -41,9 +44,18 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Inbound:
-    """A parsed protocol message from a station (bridge -> supervisor -> EVSE actor)."""
+    """One parsed protocol message from a station, told to the supervisor (tests, tools; the
+    bridge hands bursts over through :class:`InboundReady`)."""
 
     message: Message
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboundReady:
+    """Parsed station messages wait in ``inbox`` (a :class:`actors.inbox.BatchInbox`):
+    the receiver takes them as one batch."""
+
+    inbox: Any
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,6 +114,13 @@ class EvseChanged:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class EvseChangedBatch:
+    """Events of one batch, in order (one ``tell`` per subscriber instead of one per event)."""
+
+    events: tuple[EvseChanged, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StationChanged:
     """Event: a station came online (with its descriptor) or went offline."""
 
@@ -112,10 +131,20 @@ class StationChanged:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EvseCrashed:
-    """Event: an EVSE actor died of an exception (sent from its ``on_failure``)."""
+    """Event: an EVSE actor died of an exception (sent by its host)."""
 
     evse_id: EvseId
     last_state: EvseState
+    error: str
+    actor_urn: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostCrashed:
+    """Event: an :class:`actors.evse.EvseHost` itself died; its EVSE actors ended with it."""
+
+    index: int
+    last_states: tuple[EvseState, ...]
     error: str
     actor_urn: str
 

@@ -22,7 +22,7 @@ import pykka
 
 from actors.evse_state import SESSION_STATUSES, EvseState
 from actors.fleet_view import FleetView
-from actors.messages import EvseChanged
+from actors.messages import EvseChanged, EvseChangedBatch
 from actors.protocol import EvseStatus
 from actors.sessions import Notifier, SessionOwners
 from actors.timers import Timers
@@ -134,6 +134,9 @@ class ReservationActor(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:
         """Runs on the reservation actor's thread."""
         match message:
+            case EvseChangedBatch(events=events):
+                for event in events:
+                    self._evse_changed(event.state)
             case EvseChanged(state=state):
                 self._evse_changed(state)
             case TrackReservation(reservation=reservation):

@@ -2,8 +2,11 @@
 
 Runs on its own thread. It writes the stations of the :class:`FleetView` (each EVSE
 actor writes its own row, and tells the supervisor of status changes). Inbound
-messages arrive from the MQTT bridge in order; the supervisor hands each one to
-the EVSE actor that owns it, so one station's messages stay in order.
+messages arrive from the MQTT bridge in order, in batches; the supervisor hands each
+one to the EVSE actor that owns it, so one station's messages stay in order. EVSE
+actors run on a few :class:`~actors.evse.EvseHost` threads (``hosts``, by
+``crc32(station_id)``, so a station's EVSEs share one); each host gets one
+:class:`~actors.evse.ShardBatch` per batch the supervisor routes.
 
 Restart policy (one-for-one): an EVSE actor that dies of an exception is started
 again from its last known state; more than ``max_restarts`` within
@@ -14,9 +17,9 @@ an :class:`OperatorAlert` goes out. Its neighbours never notice either way.
 from __future__ import annotations
 
 import collections
-import contextlib
 import logging
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,14 +27,17 @@ from typing import Any
 import pykka
 
 from actors.errors import ActorUnavailableError, UnknownEvseError
-from actors.evse import EvseActor, new_correlation_id
+from actors.evse import EvseHost, EvseRef, HostEvse, ShardBatch, ToEvse, new_correlation_id
 from actors.evse_state import EvseState, MarkFaulted, StationWentOffline, transition
 from actors.fleet_view import FleetView
 from actors.messages import (
     EvseChanged,
+    EvseChangedBatch,
     EvseCrashed,
     GetEvseRef,
+    HostCrashed,
     Inbound,
+    InboundReady,
     OperatorAlert,
     SendCommand,
     StationChanged,
@@ -62,7 +68,8 @@ _MAX_EARLY_REPORTS = 256
 @dataclass
 class _Slot:
     state: EvseState
-    ref: pykka.ActorRef[Any] | None = None
+    host: int
+    ref: EvseRef | None = None
     restarts: collections.deque[float] = field(default_factory=collections.deque)
     given_up: bool = False
     reconcile: bool = False
@@ -86,10 +93,17 @@ class SupervisorActor(pykka.ThreadingActor):
         observe_command: Callable[[CommandName, float | None], None] | None = None,
         last_known: Sequence[LastKnownEvse] = (),
         reconcile_timeout_s: float = 10.0,
+        hosts: int = 4,
     ) -> None:
         """``last_known``: the stored states to rebuild the EVSE actors from (see
-        :meth:`on_start`); ``reconcile_timeout_s`` bounds their ``info`` round trips."""
+        :meth:`on_start`); ``reconcile_timeout_s`` bounds their ``info`` round trips;
+        ``hosts``: how many :class:`EvseHost` threads run the EVSE actors."""
         super().__init__()
+        if hosts < 1:
+            raise ValueError("an EVSE fleet needs at least one host")
+        self._n_hosts = hosts
+        self._hosts: list[pykka.ActorRef[Any]] = []
+        self._outbox: dict[int, list[Any]] = {}
         self._last_known = tuple(last_known)
         self._reconcile_timeout_s = reconcile_timeout_s
         self._bridge = bridge
@@ -120,6 +134,7 @@ class SupervisorActor(pykka.ThreadingActor):
         like any reply (so a session that ended meanwhile is closed with the station's
         energy, and a running one gets the station's count).
         """
+        self._hosts = [self._start_host(i) for i in range(self._n_hosts)]
         for known in self._last_known:
             station = known.station
             # Offline until the station speaks: any status it then reports is legal, and the
@@ -128,34 +143,91 @@ class SupervisorActor(pykka.ThreadingActor):
             if station is not None and station.id not in self._stations:
                 self._stations[station.id] = station
                 self._view.put_station(station, online=False)
-            slot = self._slots[state.evse_id] = _Slot(state=state, reconcile=True)
+            slot = self._slots[state.evse_id] = _Slot(
+                state=state, host=self._host_of(state.station_id), reconcile=True
+            )
             self._view.put_evse(state, updated_at=known.updated_at_ms / 1000)
             self._start(slot)
         if self._last_known:
             log.info("Rebuilt %d EVSE actors from their last known state", len(self._slots))
         self._last_known = ()
+        self._flush()
 
     def on_receive(self, message: Any) -> Any:
         """Runs on the supervisor's thread."""
-        match message:
-            case Inbound(message=inbound):
-                self._route(inbound)
-            case EvseChanged(state=state):
-                self._remember(state)
-            case EvseCrashed() as crash:
-                self._on_crash(crash)
-            case GetEvseRef(evse_id=evse_id):
-                return self._live_ref(evse_id)
-            case _:
-                log.warning("Supervisor: unexpected message %r", message)
+        try:
+            match message:
+                case InboundReady(inbox=inbox):
+                    for inbound in inbox.take():
+                        self._route_safely(inbound)
+                case Inbound(message=inbound):
+                    self._route_safely(inbound)
+                case EvseChangedBatch(events=events):
+                    for event in events:
+                        self._remember(event.state)
+                case EvseChanged(state=state):
+                    self._remember(state)
+                case EvseCrashed() as crash:
+                    self._on_crash(crash)
+                case HostCrashed() as crash:
+                    self._on_host_crash(crash)
+                case GetEvseRef(evse_id=evse_id):
+                    return self._live_ref(evse_id)
+                case _:
+                    log.warning("Supervisor: unexpected message %r", message)
+        finally:
+            self._flush()
         return None
 
     def on_stop(self) -> None:
-        for slot in self._slots.values():
-            if slot.ref is not None:
-                slot.ref.stop(block=False)
+        for host in self._hosts:
+            try:
+                host.stop(block=True, timeout=5)
+            except (pykka.ActorDeadError, pykka.Timeout):
+                log.warning("EVSE host %s did not stop in time", host)
+
+    # ------------------------------------------------------------------ hosts
+
+    def _start_host(self, index: int) -> pykka.ActorRef[Any]:
+        return EvseHost.start(
+            bridge=self._bridge,
+            supervisor=self.actor_ref,
+            subscribers=self._subscribers,
+            timers=self._timers,
+            correlation_ids=self._correlation_ids,
+            observe_command=self._observe_command,
+            view=self._view,
+            index=index,
+        )
+
+    def _host_of(self, station_id: StationId) -> int:
+        """The host of a station's EVSEs: stable across runs and processes (not ``hash()``)."""
+        return zlib.crc32(station_id.encode()) % self._n_hosts
+
+    def _to_host(self, index: int, item: Any) -> None:
+        """Queue ``item`` for host ``index``; :meth:`_flush` sends each host its batch."""
+        box = self._outbox.get(index)
+        if box is None:
+            self._outbox[index] = [item]
+        else:
+            box.append(item)
+
+    def _flush(self) -> None:
+        outbox, self._outbox = self._outbox, {}
+        for index, items in outbox.items():
+            try:
+                self._hosts[index].tell(ShardBatch(items=items))
+            except pykka.ActorDeadError:
+                log.warning("EVSE host %d is down; dropped %d messages", index, len(items))
 
     # ------------------------------------------------------------------ routing
+
+    def _route_safely(self, inbound: Any) -> None:
+        """One bad message must not take the supervisor (and the fleet) down."""
+        try:
+            self._route(inbound)
+        except Exception:
+            log.exception("Supervisor: failed to route %s; dropped", type(inbound).__name__)
 
     def _route(self, inbound: Any) -> None:
         match inbound:
@@ -186,7 +258,7 @@ class SupervisorActor(pykka.ThreadingActor):
                     max_power_w=evse.max_power_w,
                     connector=evse.connector,
                 )
-                slot = self._slots[evse.id] = _Slot(state=state)
+                slot = self._slots[evse.id] = _Slot(state=state, host=self._host_of(station.id))
                 self._view.put_evse(state)
                 self._start(slot)
             elif slot.state.station_id != station.id:
@@ -211,15 +283,13 @@ class SupervisorActor(pykka.ThreadingActor):
         """Fire and forget: nobody waits on the future; the reply's info is what counts."""
         if slot.ref is None or slot.given_up:
             return
-        with contextlib.suppress(pykka.ActorDeadError):
-            slot.ref.tell(
-                SendCommand(
-                    command=CommandName.INFO,
-                    args=None,
-                    reply=pykka.ThreadingFuture(),
-                    timeout_s=self._reconcile_timeout_s,
-                )
-            )
+        command = SendCommand(
+            command=CommandName.INFO,
+            args=None,
+            reply=pykka.ThreadingFuture(),
+            timeout_s=self._reconcile_timeout_s,
+        )
+        self._to_host(slot.host, ToEvse(slot.ref, command))
 
     def _on_offline(self, offline: StationOffline, sid: StationId) -> None:
         station = self._stations.get(sid)
@@ -253,24 +323,20 @@ class SupervisorActor(pykka.ThreadingActor):
         self._deliver(slot, inbound)
 
     def _deliver(self, slot: _Slot, inbound: Any) -> None:
+        """In order, through the host's next batch. An EVSE actor that died meanwhile drops
+        it (as a dead Pykka actor's queued messages are); the station reports again."""
         if slot.given_up or slot.ref is None:
             return
-        try:
-            slot.ref.tell(Inbound(message=inbound))
-        except pykka.ActorDeadError:
-            # Died but its crash report is still queued behind this message: restart now.
-            self._restart(slot, slot.state, "found dead while routing")
-            if slot.ref is not None:
-                slot.ref.tell(Inbound(message=inbound))
+        self._to_host(slot.host, (slot.state.evse_id, inbound))
 
     def _remember(self, state: EvseState) -> None:
+        """The last status/session change an EVSE actor reported (it wrote the view itself)."""
         slot = self._slots.get(state.evse_id)
         if slot is None or slot.given_up:
             return
         slot.state = state
-        self._view.put_evse(state)
 
-    def _live_ref(self, evse_id: EvseId) -> pykka.ActorRef[Any]:
+    def _live_ref(self, evse_id: EvseId) -> EvseRef:
         slot = self._slots.get(evse_id)
         if slot is None:
             raise UnknownEvseError(f"unknown EVSE {evse_id!r}")
@@ -288,16 +354,8 @@ class SupervisorActor(pykka.ThreadingActor):
     # ------------------------------------------------------------------ supervision
 
     def _start(self, slot: _Slot) -> None:
-        slot.ref = EvseActor.start(
-            slot.state,
-            bridge=self._bridge,
-            supervisor=self.actor_ref,
-            subscribers=self._subscribers,
-            timers=self._timers,
-            correlation_ids=self._correlation_ids,
-            observe_command=self._observe_command,
-            view=self._view,
-        )
+        slot.ref = EvseRef(slot.state.evse_id, self._hosts[slot.host])
+        self._to_host(slot.host, HostEvse(slot.ref, slot.state))
 
     def _on_crash(self, crash: EvseCrashed) -> None:
         slot = self._slots.get(crash.evse_id)
@@ -307,6 +365,18 @@ class SupervisorActor(pykka.ThreadingActor):
         if slot.ref is not None and slot.ref.actor_urn != crash.actor_urn:
             return  # already restarted when a message found it dead
         self._restart(slot, crash.last_state, crash.error)
+
+    def _on_host_crash(self, crash: HostCrashed) -> None:
+        """A host died with all its EVSE actors: a new host, and each EVSE actor restarted
+        (or given up) under the usual policy, from its last state."""
+        if self._hosts[crash.index].actor_urn != crash.actor_urn:
+            return
+        log.error("EVSE host %d crashed: %s", crash.index, crash.error)
+        self._hosts[crash.index] = self._start_host(crash.index)
+        last = {state.evse_id: state for state in crash.last_states}
+        for slot in self._slots.values():
+            if slot.host == crash.index and not slot.given_up:
+                self._restart(slot, last.get(slot.state.evse_id, slot.state), crash.error)
 
     def _restart(self, slot: _Slot, last_state: EvseState, error: str) -> None:
         now = self._monotonic()

@@ -21,6 +21,7 @@ from actors.bridge import BridgeStats, Connect, MqttBridgeActor
 from actors.charging import ChargingService
 from actors.dashboard import DashboardSubscriber, EvseListener
 from actors.errors import ActorUnavailableError, CommandTimeoutError, SmartchargeError
+from actors.evse import EvseRef
 from actors.fleet_view import FleetView
 from actors.live import LiveHub
 from actors.messages import CommandOutcome, GetEvseRef, SendCommand
@@ -76,6 +77,8 @@ class CsmsConfig:
     reservation_s: float = 900.0
     sample_retention: SampleRetention = field(default_factory=SampleRetention)
     """How long raw EVSE samples are kept (with storage), and the buckets after that."""
+    evse_hosts: int = 4
+    """Threads running the EVSE actors (stations are spread over them by ``crc32``)."""
 
 
 class CsmsSystem:
@@ -222,6 +225,7 @@ class CsmsSystem:
                 observe_command=self.metrics.observe_command,
                 last_known=last_known,
                 reconcile_timeout_s=self.config.command_timeout_s,
+                hosts=self.config.evse_hosts,
             )
             self._refs.append(self.supervisor)
             bridge.tell(Connect(target=self.supervisor))
@@ -250,12 +254,12 @@ class CsmsSystem:
 
     # ------------------------------------------------------------------ Csms interface
 
-    def evse_ref(self, evse_id: str, timeout_s: float = 5.0) -> pykka.ActorRef[Any]:
+    def evse_ref(self, evse_id: str, timeout_s: float = 5.0) -> EvseRef:
         if self.supervisor is None:
             raise ActorUnavailableError("the CSMS is not running")
         try:
             ref = cast(
-                pykka.ActorRef[Any],
+                EvseRef,
                 self.supervisor.ask(GetEvseRef(evse_id=EvseId(evse_id)), timeout=timeout_s),
             )
         except pykka.Timeout:

@@ -3,20 +3,18 @@
 Each measurement runs in a fresh subprocess (``python -m bench.fleet KIND N``) so RSS is
 the process's own (``VmRSS`` of ``/proc/self/status``):
 
-- ``evse``: a :class:`actors.supervisor.SupervisorActor` (no bridge, no subscribers) is fed
-  ``StationBirth`` messages for N/2 stations x 2 EVSEs; started = the time until a query
-  queued behind the births is answered (every EVSE actor started) and the last EVSE answers
-  ``GetState``;
-- ``bare``: N bare :class:`pykka.ThreadingActor` s (same daemon setting as ``EvseActor``),
-  started the same way, one by one.
+- ``evse``: a :class:`actors.supervisor.SupervisorActor` (no bridge, no subscribers; its
+  default 4 :class:`actors.evse.EvseHost` threads) is fed ``StationBirth`` messages for N/2
+  stations x 2 EVSEs; started = the time until a query queued behind the births is answered
+  and the last EVSE actor answers ``GetState``;
+- ``bare``: N bare :class:`pykka.ThreadingActor` s (daemon threads), started one by one: the
+  cost of the one-thread-per-EVSE design this replaced (see ``docs/performance.md``).
 
-``--quick`` stops at 4,000 EVSEs (and cannot meet the 10,000 target); the full run adds
-``evse-daemon``: the same supervisor with ``EvseActor.use_daemon_thread = True`` patched in
-the child (a what-if for the start-up time, not the shipped configuration).
+``--quick`` measures the same sizes with a shorter idle window.
 
 Idle CPU: ``os.times`` (user + system) over a few idle seconds after start-up, as % of a core.
 The figure is the RSS at 10,000 EVSEs (target < 1 GiB, and started in < 15 s); ratio = bare
-pykka RSS / figure (1.0 = an EVSE actor costs no more than a bare one).
+pykka RSS / figure (above 1: an EVSE actor costs less than a bare Pykka actor).
 """
 
 from __future__ import annotations
@@ -35,7 +33,6 @@ __all__ = ["measure", "run"]
 
 NAME: Final = "fleet"
 SIZES: Final = (1_000, 10_000)
-QUICK_SIZES: Final = (1_000, 4_000)
 RSS_TARGET_MIB: Final = 1024.0
 START_TARGET_S: Final = 15.0
 
@@ -65,14 +62,13 @@ def measure(kind: str, n: int, idle_s: float) -> dict[str, Any]:
     """Run in the child: start ``n`` actors of ``kind``, return the figures."""
     import pykka
 
-    from actors.evse import EvseActor
     from actors.fleet_view import FleetView
     from actors.messages import GetEvseRef, GetState, Inbound
     from actors.protocol import EvseDescriptor, EvseId, StationBirth, StationDescriptor, StationId
     from actors.supervisor import SupervisorActor
 
     class Bare(pykka.ThreadingActor):
-        use_daemon_thread = EvseActor.use_daemon_thread
+        use_daemon_thread = True
 
         def on_receive(self, message: Any) -> Any:
             return message
@@ -86,9 +82,7 @@ def measure(kind: str, n: int, idle_s: float) -> dict[str, Any]:
     rss0 = _rss_mib()
     cpu0 = _cpu_s()
     start = time.perf_counter()
-    if kind == "evse-daemon":  # what-if: EvseActor.use_daemon_thread = True (evidence only)
-        EvseActor.use_daemon_thread = True
-    if kind.startswith("evse"):
+    if kind == "evse":
         sup = SupervisorActor.start(bridge=None, fleet_view=FleetView())
         for birth in births:
             sup.tell(Inbound(message=birth))
@@ -116,7 +110,6 @@ def measure(kind: str, n: int, idle_s: float) -> dict[str, Any]:
         "kib_per_actor": round((rss_started - rss0) * 1024 / n, 1),
         "idle_cpu_pct": round(idle_cpu_pct, 2),
         "threads": _threads(),
-        "daemon_threads": bool(EvseActor.use_daemon_thread),
     }
 
 
@@ -140,13 +133,10 @@ def _child(kind: str, n: int, idle_s: float) -> dict[str, Any]:
 @benchmark(NAME, "EVSE actors per node at 1k/10k EVSEs vs bare pykka actors: RSS, start, idle CPU")
 def run(options: Options) -> Result:
     idle_s = 1.0 if options.quick else 3.0
-    # --quick: 4,000 instead of 10,000 (thread start-up is superlinear: see docs/performance.md)
-    ns = QUICK_SIZES if options.quick else SIZES
+    ns = SIZES
     sizes: dict[str, dict[str, Any]] = {}
     for n in ns:
         sizes[str(n)] = {"evse": _child("evse", n, idle_s), "bare": _child("bare", n, idle_s)}
-    if not options.quick:
-        sizes[str(ns[-1])]["evse_daemon"] = _child("evse-daemon", ns[-1], idle_s)
     big = sizes[str(ns[-1])]
     rss, bare_rss = big["evse"]["rss_mib"], big["bare"]["rss_mib"]
     started = big["evse"]["started_s"]
@@ -158,7 +148,7 @@ def run(options: Options) -> Result:
         "baseline": bare_rss,
         "ratio": round(bare_rss / rss, 3),
         "target": RSS_TARGET_MIB,
-        "met": rss < RSS_TARGET_MIB and started < START_TARGET_S and ns[-1] == SIZES[-1],
+        "met": rss < RSS_TARGET_MIB and started < START_TARGET_S,
         "evses": ns[-1],
         "started_s": started,
         "started_baseline_s": big["bare"]["started_s"],

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from actors.evse import EvseActor
+from actors.evse import EvseHost, EvseRef, HostEvse, ShardBatch
 from actors.evse_state import (
     SESSION_STATUSES,
     TRANSITIONS,
@@ -27,7 +27,7 @@ from actors.evse_state import (
     is_legal,
     transition,
 )
-from actors.messages import GetState, Inbound
+from actors.messages import GetState
 from actors.protocol import (
     EvseId,
     EvseInfo,
@@ -197,14 +197,18 @@ class PureTransitionMachine(EvseRules):
 
 
 class EvseActorMachine(EvseRules):
-    """The same traffic through a real EvseActor (its mailbox, its thread)."""
+    """The same traffic through a real EVSE actor on its host (the host's mailbox and
+    thread, the batches the supervisor sends, the handle the gateway uses)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.ref = EvseActor.start(fresh_state(), bridge=None, supervisor=None)
+        self.host = EvseHost.start(bridge=None, supervisor=None)
+        state = fresh_state()
+        self.ref = EvseRef(state.evse_id, self.host)
+        self.host.tell(HostEvse(self.ref, state))
 
     def deliver(self, event: Any) -> EvseState:
-        self.ref.tell(Inbound(message=event))
+        self.host.tell(ShardBatch(items=[(self.ref.evse_id, event)]))
         return self.current()
 
     def current(self) -> EvseState:
@@ -212,7 +216,7 @@ class EvseActorMachine(EvseRules):
         return state
 
     def teardown(self) -> None:
-        self.ref.stop(timeout=5)
+        self.host.stop(timeout=5)
 
 
 TestPureTransition = PureTransitionMachine.TestCase

@@ -1,0 +1,60 @@
+"""BatchInbox: hand a burst of messages from one producer thread to an actor in batches.
+
+A ``tell`` per message wakes the receiving thread once per message; under load that
+thread switching costs more than the work. The producer (paho's network thread)
+instead appends to a deque and ``tell``\\ s the receiver :class:`InboundReady` only when
+no such notice is already on its way; the receiver takes everything queued (up to
+``limit``, then it is told again) in one go. Order is kept, nothing is dropped, and
+when the receiver keeps up a message waits for exactly one ``tell``.
+
+No lock: ``deque.append``/``popleft`` are atomic, and the receiver clears the
+``scheduled`` flag *before* it takes, so an item appended after the last take always
+finds the flag clear and sends a new notice (at worst one notice too many, which
+finds an empty deque).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from typing import Any
+
+import pykka
+
+from actors.messages import InboundReady
+
+__all__ = ["BatchInbox"]
+
+log = logging.getLogger(__name__)
+
+
+class BatchInbox:
+    """One producer thread ``put``\\ s, one actor ``take``\\ s (on its own thread)."""
+
+    def __init__(self, target: pykka.ActorRef[Any], *, limit: int = 2_000) -> None:
+        self.target = target
+        self.limit = limit
+        self._items: collections.deque[Any] = collections.deque()
+        self._scheduled = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: Any) -> None:
+        """Producer side; raises ``pykka.ActorDeadError`` if the receiver is gone."""
+        self._items.append(item)
+        if not self._scheduled:
+            self._scheduled = True
+            self.target.tell(InboundReady(inbox=self))
+
+    def take(self) -> list[Any]:
+        """Receiver side: up to ``limit`` items, oldest first; if more are left, the
+        receiver is told again (after what it is already handling)."""
+        self._scheduled = False
+        items = self._items
+        n = min(len(items), self.limit)
+        batch = [items.popleft() for _ in range(n)]
+        if items and not self._scheduled:
+            self._scheduled = True
+            self.target.tell(InboundReady(inbox=self))
+        return batch

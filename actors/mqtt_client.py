@@ -1,0 +1,106 @@
+"""A paho client that reads the socket in large chunks: fewer system calls per message.
+
+Stock paho 2.x, running its own network thread (``loop_start``), spends about six system
+calls on every QoS 1 message it receives: a ``select``, a ``recv`` of one byte for the
+packet type, one per byte of the remaining length, one for the body, and for the PUBACK a
+byte written to its wake-up socket pair (to interrupt a ``select`` the same thread is not
+in) plus the ``send``. Each call releases and re-takes the GIL; with other busy threads in
+the process (the CSMS's actors) every re-take is a thread switch, and the network thread
+ends up costing about twice the CPU per message of a bare subscriber
+(``docs/performance.md``).
+
+:class:`BufferedClient` changes two things, both inside paho's own read path:
+
+- :meth:`_sock_recv` serves reads from a buffer filled by one ``recv`` of up to 64 KiB, and
+  :meth:`loop_read` keeps parsing packets until that buffer is empty, so a burst of
+  messages costs one ``select`` and one ``recv``;
+- while :meth:`loop_read` runs on the network thread, the wake-up byte is not written: the
+  PUBACKs queued by the callbacks are sent by the loop's next turn anyway (paho checks for
+  queued output before every ``select``). A ``publish`` from another thread in that window
+  is sent on the same next turn.
+
+Everything else (the protocol, QoS, reconnects, TLS) is paho's. The overridden methods are
+private to paho, so the version is pinned (``setup.cfg``); the integration tests exercise
+this client end to end, and :data:`SUPPORTED` says whether it is in use.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+__all__ = ["SUPPORTED", "BufferedClient", "new_client"]
+
+_READ_SIZE = 65_536
+
+SUPPORTED = all(
+    hasattr(mqtt.Client, name)
+    for name in ("_sock_recv", "_packet_read", "loop_read", "_packet_queue", "_reset_sockets")
+)
+"""Whether this paho has the read path :class:`BufferedClient` relies on."""
+
+
+class _NoWakeUp:
+    """Stands in for paho's wake-up socket while the network thread itself is reading."""
+
+    @staticmethod
+    def send(data: bytes) -> int:
+        return len(data)
+
+
+_NO_WAKE_UP = _NoWakeUp()
+
+
+class BufferedClient(mqtt.Client):
+    """``paho.mqtt.client.Client`` with a buffered read path (see the module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rbuf = b""
+        self._rpos = 0
+        self._wake_up: Any = None  # the real wake-up socket while it is stood in for
+
+    def _reset_sockets(self, sockpair_only: bool = False) -> None:
+        if self._sockpairW is _NO_WAKE_UP:  # closed inside loop_read: close the real one
+            self._sockpairW = self._wake_up
+        super()._reset_sockets(sockpair_only)
+        if not sockpair_only:  # a new connection: nothing of the old one may be parsed
+            self._rbuf, self._rpos = b"", 0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        buf, pos = self._rbuf, self._rpos
+        if pos >= len(buf):
+            data: bytes = super()._sock_recv(_READ_SIZE)
+            if len(data) <= bufsize:  # also the b"" of a closed connection
+                return data
+            buf, pos = self._rbuf, self._rpos = data, 0
+        end = min(pos + bufsize, len(buf))
+        self._rpos = end
+        return buf[pos:end]
+
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        thread = self._thread
+        on_network_thread = thread is not None and thread.ident == threading.get_ident()
+        wake_up = self._wake_up = self._sockpairW
+        if on_network_thread and wake_up is not None:
+            self._sockpairW = _NO_WAKE_UP  # type: ignore[assignment]
+        try:
+            rc = super().loop_read(max_packets)
+            while (
+                rc == mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+                and self._rpos < len(self._rbuf)
+                and self._sock is not None
+            ):
+                rc = super().loop_read(max_packets)
+            return rc
+        finally:
+            if self._sockpairW is _NO_WAKE_UP:
+                self._sockpairW = wake_up
+
+
+def new_client(*args: Any, **kwargs: Any) -> mqtt.Client:
+    """A :class:`BufferedClient` where this paho supports it, else paho's own client."""
+    cls = BufferedClient if SUPPORTED else mqtt.Client
+    return cls(*args, **kwargs)
