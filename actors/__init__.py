@@ -2,22 +2,59 @@
 MQTT bridge, the read model.
 
 ``actors.protocol`` is the wire protocol v1 (the only module the simulator uses).
+
+The names below are imported on first use (PEP 562), so ``import actors.protocol`` (a
+station simulator) or ``actors.mqtt_link`` (the CSMS's MQTT process) stays light: the
+whole package, with storage and SQLAlchemy behind it, takes over a second to import.
 """
 
-from actors.bridge import MqttBridgeActor
-from actors.dashboard import DashboardSubscriber, EvseListener
-from actors.errors import (
-    ActorUnavailableError,
-    CommandTimeoutError,
-    SmartchargeError,
-    UnknownEvseError,
-)
-from actors.evse import Evse, EvseActor, EvseHost, EvseRef
-from actors.evse_state import EvseState, transition
-from actors.fleet_view import EvseView, FleetView, StationView
-from actors.messages import CommandOutcome, EvseChanged, OperatorAlert, StationChanged
-from actors.supervisor import SupervisorActor
-from actors.system import Csms, CsmsConfig, CsmsSystem
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from actors.bridge import MqttBridgeActor
+    from actors.dashboard import DashboardSubscriber, EvseListener
+    from actors.errors import (
+        ActorUnavailableError,
+        CommandTimeoutError,
+        SmartchargeError,
+        UnknownEvseError,
+    )
+    from actors.evse import Evse, EvseActor, EvseHost, EvseRef
+    from actors.evse_state import EvseState, transition
+    from actors.fleet_view import EvseView, FleetView, StationView
+    from actors.messages import CommandOutcome, EvseChanged, OperatorAlert, StationChanged
+    from actors.supervisor import SupervisorActor
+    from actors.system import Csms, CsmsConfig, CsmsSystem
+
+_EXPORTS = {
+    "ActorUnavailableError": "actors.errors",
+    "CommandOutcome": "actors.messages",
+    "CommandTimeoutError": "actors.errors",
+    "Csms": "actors.system",
+    "CsmsConfig": "actors.system",
+    "CsmsSystem": "actors.system",
+    "DashboardSubscriber": "actors.dashboard",
+    "Evse": "actors.evse",
+    "EvseActor": "actors.evse",
+    "EvseChanged": "actors.messages",
+    "EvseHost": "actors.evse",
+    "EvseListener": "actors.dashboard",
+    "EvseRef": "actors.evse",
+    "EvseState": "actors.evse_state",
+    "EvseView": "actors.fleet_view",
+    "FleetView": "actors.fleet_view",
+    "MqttBridgeActor": "actors.bridge",
+    "OperatorAlert": "actors.messages",
+    "SmartchargeError": "actors.errors",
+    "StationChanged": "actors.messages",
+    "StationView": "actors.fleet_view",
+    "SupervisorActor": "actors.supervisor",
+    "UnknownEvseError": "actors.errors",
+    "transition": "actors.evse_state",
+}
 
 __all__ = [
     "ActorUnavailableError",
@@ -45,3 +82,12 @@ __all__ = [
     "UnknownEvseError",
     "transition",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'actors' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,19 +1,20 @@
-"""MqttBridgeActor: the one owner of the CSMS's paho client.
+"""MqttBridgeActor: the one owner of the CSMS's MQTT connection.
 
-Two threads touch it: paho's network thread runs the callbacks, which only parse
-and queue for the supervisor in a :class:`~actors.inbox.BatchInbox` (one ``tell`` per
-burst, not per message; a bad topic or payload is logged and dropped, never raised
-into the network loop); the actor's own thread runs :class:`Publish`
-messages. Subscriptions are made in ``on_connect`` so a reconnect restores them,
-and the session is persistent (``clean_session=False``) so QoS 1 messages queued
-by the broker while the CSMS was away are delivered when it comes back.
+By default the paho client runs in a process of its own (:class:`~actors.mqtt_link.MqttLink`,
+``process=True``): it hands over the raw messages in batches, and a reader thread here
+parses them. With ``process=False`` the client runs in this process (paho's network
+thread runs the callbacks). Either way the messages are parsed and queued for the
+supervisor in a :class:`~actors.inbox.BatchInbox` (one ``tell`` per burst, not per
+message); a bad topic or payload is logged and dropped, never raised into the network
+loop; the actor's own thread runs :class:`Publish` messages. Subscriptions are made on
+every connect so a reconnect restores them, and the session is persistent
+(``clean_session=False``) so QoS 1 messages queued by the broker while the CSMS was
+away are delivered when it comes back.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -25,10 +26,17 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from actors.inbox import BatchInbox
 from actors.messages import Publish
-from actors.mqtt_client import new_client
+from actors.mqtt_client import new_client, no_delay
+from actors.mqtt_link import MqttLink
 from actors.protocol import QOS, TOPIC_ROOT, ProtocolError, parse
 
-__all__ = ["BridgeStats", "Connect", "MqttBridgeActor", "no_delay", "parse_mqtt_url"]
+__all__ = [
+    "BridgeStats",
+    "Connect",
+    "MqttBridgeActor",
+    "no_delay",
+    "parse_mqtt_url",
+]  # no_delay: compat
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +46,6 @@ SUBSCRIPTIONS = (
     f"{TOPIC_ROOT}/stations/+/evses/+/status",
     f"{TOPIC_ROOT}/stations/+/evses/+/meter",
 )
-
-
-def no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
-    """paho ``on_socket_open``: turn Nagle's algorithm off (it delays small QoS 1 packets)."""
-    with contextlib.suppress(OSError, AttributeError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def parse_mqtt_url(url: str) -> tuple[str, int]:
@@ -82,13 +84,27 @@ class MqttBridgeActor(pykka.ThreadingActor):
         keepalive: int = 10,
         stats: BridgeStats | None = None,
         connected: threading.Event | None = None,
+        process: bool = True,
     ) -> None:
+        """``process``: run the MQTT client in a child process (see the module docstring)."""
         super().__init__()
         self._host, self._port = parse_mqtt_url(url)
         self._keepalive = keepalive
         self._inbox: BatchInbox | None = None
         self.stats = stats if stats is not None else BridgeStats()
         self.connected = connected if connected is not None else threading.Event()
+        self._client_id = client_id
+        self._link: MqttLink | None = None
+        if process:
+            self._link = MqttLink(
+                self._host,
+                self._port,
+                client_id=client_id,
+                keepalive=keepalive,
+                on_messages=self._on_batch,
+                on_state=self._on_link_state,
+                on_publish_failed=self._on_publish_failed,
+            )
         self._client = new_client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -98,6 +114,7 @@ class MqttBridgeActor(pykka.ThreadingActor):
         self._client.max_queued_messages_set(60_000)
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_socket_open = no_delay
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -109,17 +126,31 @@ class MqttBridgeActor(pykka.ThreadingActor):
                 self._publish(topic, payload, retain)
             case Connect(target=target):
                 self._inbox = BatchInbox(target)
-                self._client.connect_async(self._host, self._port, keepalive=self._keepalive)
-                self._client.loop_start()
+                if self._link is not None:
+                    self._link.start()
+                else:
+                    self._client.connect_async(self._host, self._port, keepalive=self._keepalive)
+                    self._client.loop_start()
             case _:
                 log.warning("MqttBridgeActor: unexpected message %r", message)
         return None
 
     def on_stop(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        if self._link is not None:
+            self._link.stop()
+            self.connected.clear()
+        else:
+            self._client.disconnect()
+            self._client.loop_stop()
 
     def _publish(self, topic: str, payload: bytes, retain: bool) -> None:
+        if self._link is not None:
+            if self._link.publish(topic, payload, retain):
+                self.stats.messages_out += 1
+            else:
+                self.stats.publish_failures += 1
+                log.error("publish to %s failed: the MQTT process is not running", topic)
+            return
         info = self._client.publish(topic, payload, qos=QOS, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
             self.stats.publish_failures += 1
@@ -143,7 +174,11 @@ class MqttBridgeActor(pykka.ThreadingActor):
             getattr(flags, "session_present", None),
         )
         client.subscribe([(topic, QOS) for topic in SUBSCRIPTIONS])
-        self.connected.set()
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: Any, reason_codes: Any, properties: Any
+    ) -> None:
+        self.connected.set()  # subscribed: what stations publish from now on reaches us
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
@@ -157,16 +192,51 @@ class MqttBridgeActor(pykka.ThreadingActor):
         )
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            topic: str | None = msg.topic
+        except UnicodeDecodeError:
+            topic = None
+        self._accept(topic, msg.payload)
+
+    # ------------------------------------------------------------------ link reader thread
+
+    def _on_batch(self, batch: list[tuple[str | None, bytes]]) -> None:
+        accept = self._accept
+        for topic, payload in batch:
+            accept(topic, payload)
+
+    def _on_link_state(self, up: bool, detail: str, failure: bool) -> None:
+        if up:
+            self.stats.connects += 1
+            log.info("CSMS connected to MQTT %s:%s (%s)", self._host, self._port, detail)
+            self.connected.set()
+            return
+        self.connected.clear()
+        if failure:
+            log.warning("CSMS lost its MQTT connection (%s); reconnecting with back-off", detail)
+        else:
+            log.info("CSMS disconnected from MQTT (%s)", detail)
+
+    def _on_publish_failed(self, topic: str, error: str) -> None:
+        self.stats.publish_failures += 1
+        log.error("publish to %s failed: %s", topic, error)
+
+    # ------------------------------------------------------------------ either thread
+
+    def _accept(self, topic: str | None, payload: bytes | bytearray) -> None:
+        """Parse one message and queue it for the supervisor; never raises."""
         self.stats.messages_in += 1
         try:
-            parsed = parse(msg.topic, msg.payload)
+            if topic is None:
+                raise ProtocolError("topic is not UTF-8")
+            parsed = parse(topic, payload)
         except ProtocolError as exc:
             self.stats.malformed += 1
             n = self.stats.malformed
             if n <= 10 or n % 1000 == 0:
-                log.warning("dropping malformed message #%d on %r: %s", n, msg.topic[:200], exc)
+                log.warning("dropping malformed message #%d on %r: %s", n, (topic or "")[:200], exc)
             return
-        except Exception:  # a topic paho could not decode, say: never kill the loop
+        except Exception:  # never kill the loop
             self.stats.malformed += 1
             log.exception("dropping undecodable message")
             return

@@ -4,7 +4,9 @@ Listener methods are no-ops by default (Mopidy style): a subscriber overrides
 only what it needs. A :class:`DashboardSubscriber` actor receives every event by
 ``tell`` (EVSE changes in batches, :class:`EvseChangedBatch`) and calls its listener
 once per event, in order, on the subscriber's own thread, so a slow
-listener never slows an EVSE actor.
+listener never slows an EVSE actor. After each message (a whole batch, or a single
+event) it calls ``batch_done()``: a listener that writes to storage can write a batch's
+changes together there (one transaction instead of one per change).
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ class EvseListener:
     def timer_fired(self, token: object) -> None:
         """A :class:`ListenerTimer` this listener scheduled has arrived."""
 
+    def batch_done(self) -> None:
+        """Every event of one message (a batch, or a single event) has been handed over."""
+
     def detached(self) -> None:
         """The subscriber is stopping (after the events queued before the stop): flush now."""
 
@@ -74,6 +79,10 @@ class DashboardSubscriber(pykka.ThreadingActor):
                 self._receive(event)
         else:
             self._receive(message)
+        try:
+            self.listener.batch_done()
+        except Exception:
+            log.exception("dashboard listener failed to finish a batch")
 
     def _receive(self, message: Any) -> None:
         try:

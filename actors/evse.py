@@ -307,13 +307,29 @@ class EvseHost(pykka.ThreadingActor):
             actor.ref._died()
             actor.evse.fail_all(error)
         self._actors.clear()
+        self._fail_queued()
+
+    def _fail_queued(self) -> None:
+        """Answer what is still queued behind the stop: Pykka fails the futures of real
+        asks, not those an :class:`EvseRef` carries inside its tells."""
+        inbox: Any = self.actor_inbox
+        with inbox.mutex:
+            queued = [envelope.message for envelope in inbox.queue]
+        for message in queued:
+            if isinstance(message, ShardBatch):
+                for item in message.items:
+                    if isinstance(item, ToEvse):
+                        _fail_dead(item)
+            elif isinstance(message, ToEvse):
+                _fail_dead(message)
 
     # ------------------------------------------------------------------ hosting
 
     def _host(self, hosted: HostEvse) -> None:
         old = self._actors.get(hosted.ref.evse_id)
-        if old is not None and old.ref is not hosted.ref:
-            old.ref._died()
+        if old is not None:
+            if old.ref is not hosted.ref:
+                old.ref._died()
             old.evse.fail_all(ActorUnavailableError(f"EVSE {old.ref.evse_id} restarted"))
         self._actors[hosted.ref.evse_id] = EvseActor(hosted.ref, hosted.state)
 
@@ -351,12 +367,7 @@ class EvseHost(pykka.ThreadingActor):
         ref, message, reply = envelope.ref, envelope.message, envelope.reply
         actor = self._actors.get(ref.evse_id)
         if actor is None or actor.ref is not ref:
-            if reply is not None:
-                dead = pykka.ActorDeadError(f"{ref.actor_urn} is dead")
-                reply.set_exception((pykka.ActorDeadError, dead, None))
-            elif isinstance(message, SendCommand):
-                error = ActorUnavailableError(f"EVSE {ref.evse_id} is restarting; try again")
-                message.reply.set_exception((ActorUnavailableError, error, None))
+            _fail_dead(envelope)
             return
         try:
             result = self._receive(actor, message)
@@ -457,6 +468,8 @@ class EvseHost(pykka.ThreadingActor):
         pending = evse.pending.pop(cid, None)
         if pending is None:
             return
+        if pending.timer is not None:
+            pending.timer.cancel()
         error = CommandTimeoutError(
             f"station {evse.state.station_id} did not answer {pending.command} "
             f"for EVSE {evse.state.evse_id} in time"
@@ -464,6 +477,17 @@ class EvseHost(pykka.ThreadingActor):
         if self._observe_command is not None:
             self._observe_command(pending.command, None)
         pending.reply.set_exception((CommandTimeoutError, error, None))
+
+
+def _fail_dead(envelope: ToEvse) -> None:
+    """A message for an EVSE actor incarnation that is gone: its caller learns at once."""
+    ref, message = envelope.ref, envelope.message
+    if envelope.reply is not None:
+        dead = pykka.ActorDeadError(f"{ref.actor_urn} is dead")
+        envelope.reply.set_exception((pykka.ActorDeadError, dead, None))
+    if isinstance(message, SendCommand):
+        error = ActorUnavailableError(f"EVSE {ref.evse_id} is restarting; try again")
+        message.reply.set_exception((ActorUnavailableError, error, None))
 
 
 def _tell_timeout(host: pykka.ActorRef[Any], ref: EvseRef, cid: CorrelationId) -> None:

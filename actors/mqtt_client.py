@@ -26,18 +26,21 @@ this client end to end, and :data:`SUPPORTED` says whether it is in use.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
-__all__ = ["SUPPORTED", "BufferedClient", "new_client"]
+__all__ = ["SUPPORTED", "BufferedClient", "new_client", "no_delay"]
 
 _READ_SIZE = 65_536
 
 SUPPORTED = all(
     hasattr(mqtt.Client, name)
-    for name in ("_sock_recv", "_packet_read", "loop_read", "_packet_queue", "_reset_sockets")
+    for name in ("_sock_recv", "_sock_close", "_packet_read", "loop_read", "_reset_sockets")
 )
 """Whether this paho has the read path :class:`BufferedClient` relies on."""
 
@@ -61,12 +64,19 @@ class BufferedClient(mqtt.Client):
         self._rbuf = b""
         self._rpos = 0
         self._wake_up: Any = None  # the real wake-up socket while it is stood in for
+        self.on_read_done: Callable[[], None] | None = None
+        """Called on the network thread after each burst of reads (its ``on_message`` calls):
+        where a caller that batches messages sends its batch."""
+
+    def _sock_close(self) -> None:
+        super()._sock_close()  # every way a connection ends: no old bytes for the next one
+        self._rbuf, self._rpos = b"", 0
 
     def _reset_sockets(self, sockpair_only: bool = False) -> None:
         if self._sockpairW is _NO_WAKE_UP:  # closed inside loop_read: close the real one
             self._sockpairW = self._wake_up
         super()._reset_sockets(sockpair_only)
-        if not sockpair_only:  # a new connection: nothing of the old one may be parsed
+        if not sockpair_only:
             self._rbuf, self._rpos = b"", 0
 
     def _sock_recv(self, bufsize: int) -> bytes:
@@ -94,10 +104,18 @@ class BufferedClient(mqtt.Client):
                 and self._sock is not None
             ):
                 rc = super().loop_read(max_packets)
+            if self.on_read_done is not None:
+                self.on_read_done()
             return rc
         finally:
             if self._sockpairW is _NO_WAKE_UP:
                 self._sockpairW = wake_up
+
+
+def no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    """paho ``on_socket_open``: turn Nagle's algorithm off (it delays small QoS 1 packets)."""
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def new_client(*args: Any, **kwargs: Any) -> mqtt.Client:

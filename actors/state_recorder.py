@@ -66,12 +66,18 @@ def _now_ms() -> int:
 # --------------------------------------------------------------------------- JSON
 
 
+_STATE_FIELDS: Final = tuple(f.name for f in fields(EvseState))
+
+
 def state_to_json(state: EvseState) -> dict[str, Any]:
-    """Every field of the state, JSON-able (enums as their strings)."""
-    return {
-        key: str(value) if isinstance(value, EvseStatus | StopReason) else value
-        for key, value in asdict(state).items()
-    }
+    """Every field of the state, JSON-able (enums as their strings). The fields are flat
+    values, so no ``asdict`` (a deep copy, the recorder's main cost under load)."""
+    data = {key: getattr(state, key) for key in _STATE_FIELDS}
+    for key in ("status", "status_before_offline", "stop_reason"):
+        value = data[key]
+        if value is not None:
+            data[key] = str(value)
+    return data
 
 
 def state_from_json(data: Mapping[str, Any]) -> EvseState:
@@ -175,6 +181,7 @@ class StateRecorder(EvseListener):
         self._timer: TimerHandle | None = None
         self._latest: dict[EvseId, EvseState] = {}
         self._stations: dict[StationId, StationDescriptor] = {}
+        self._station_cache: dict[StationId, tuple[StationDescriptor, dict[str, Any]]] = {}
         for known in last_known:
             self._latest[known.state.evse_id] = known.state
             if known.station is not None:
@@ -267,8 +274,14 @@ class StateRecorder(EvseListener):
         return data
 
     def _station_json(self, station_id: StationId) -> dict[str, Any] | None:
+        """Each station's descriptor, converted once per change (not once per row)."""
         station = self._stations.get(station_id)
-        return None if station is None else descriptor_to_json(station)
+        if station is None:
+            return None
+        cached = self._station_cache.get(station_id)
+        if cached is None or cached[0] is not station:
+            cached = self._station_cache[station_id] = (station, descriptor_to_json(station))
+        return cached[1]
 
     def _flush_soon(self) -> None:
         """Flush once the events already queued are in: a burst of status changes (a fleet

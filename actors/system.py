@@ -33,6 +33,7 @@ from actors.sessions import LiveFeed, Notifier, SessionOwner, SessionOwners, Ses
 from actors.state_recorder import LastKnownEvse, StateRecorder, last_known_fleet
 from actors.supervisor import SupervisorActor
 from actors.timers import Timers
+from storage import Storage
 
 __all__ = ["Csms", "CsmsConfig", "CsmsSystem"]
 
@@ -79,6 +80,9 @@ class CsmsConfig:
     """How long raw EVSE samples are kept (with storage), and the buckets after that."""
     evse_hosts: int = 4
     """Threads running the EVSE actors (stations are spread over them by ``crc32``)."""
+    mqtt_process: bool = True
+    """Run the MQTT client in a child process (:class:`actors.mqtt_link.MqttLink`), off the
+    actors' GIL; ``False`` keeps it in this process."""
 
 
 class CsmsSystem:
@@ -134,6 +138,8 @@ class CsmsSystem:
                     self.owners,
                     self.notifier,
                     resumed=[known.state for known in last_known],
+                    # sessions and notifications in one SQL database (not on Firebase)
+                    transaction=store.transaction if isinstance(store, Storage) else None,
                 )
             )
             listeners.append(
@@ -213,6 +219,7 @@ class CsmsSystem:
                 keepalive=self.config.keepalive,
                 stats=self.bridge_stats,
                 connected=self.mqtt_connected,
+                process=self.config.mqtt_process,
             )
             self._refs.append(bridge)
             self.supervisor = SupervisorActor.start(

@@ -4,18 +4,23 @@ A private Mosquitto (the production config of :class:`gateway.broker.EmbeddedBro
 publisher in its own process (:mod:`bench._publisher`: S stations x 2 EVSEs charging, meter
 values plus a status report every 10th round, QoS 1, nothing retained) and, in this process,
 either a bare paho subscriber (the baseline) or a :class:`actors.system.CsmsSystem` without
-storage whose only extra listener (:class:`Probe`, on its own subscriber actor) counts a
-message as processed when the EVSE actor's change reaches it. Every message must be applied:
+storage, in its production configuration (its MQTT client in a child process, whose CPU is
+counted with this process's in ``cpu_s_per_1k``), whose only extra listener
+(:class:`Probe`, on its own subscriber actor) counts a message as processed when the EVSE
+actor's change reaches it. Every message must be applied:
 the CSMS's count of distinct accepted ``seq`` values must equal what was published, and the
-:class:`FleetView` (written by the supervisor) must end at each EVSE's last ``seq``.
+:class:`FleetView` (written by the EVSE actors) must end at each EVSE's last ``seq``.
 
-Three figures, each against the bare subscriber on the same broker in the same run:
+Four figures, each against the bare subscriber on the same broker in the same run:
 
 - **keep-up** (the headline): ``n`` messages published as fast as the acks allow; messages/s
   = n / (last processed - first published), with the publish-to-processed lag p99;
 - **drain**: both subscribers' persistent sessions are disconnected while the stations
   publish births, a status per EVSE and a backlog; then each connects (for the CSMS: a fresh
   :class:`CsmsSystem`, as after a restart) and the drain is timed to the last message;
+- **keep-up with storage**: the keep-up again, with a CSMS on SQLite (every production
+  listener: sessions, the state recorder, metrics); then every EVSE's last ``seq`` must be in
+  the database (``persisted_after_s``: how long after the last message that took);
 - **latency** at a steady 2,000 msg/s: publish time (``time.time_ns`` in the publisher; the
   payload's ``ts`` field carries the same instant in ms) to the time the listener sees the
   EVSE's new state; p50/p99. ``ts_p99`` is the same from the ms ``ts`` field (up to 1 ms high).
@@ -43,6 +48,7 @@ from actors.system import CsmsConfig, CsmsSystem
 from bench._publisher import Stream, serve
 from bench._support import loadavg, mosquitto, wait_for
 from bench.common import BenchmarkError, Options, Result, benchmark, ms, percentile
+from storage import open_storage
 
 __all__ = ["BareSubscriber", "Probe", "run"]
 
@@ -143,6 +149,26 @@ def _cpu_s() -> float:
     return t.user + t.system
 
 
+def _link_cpu_s() -> float:
+    """CPU seconds of this process's MQTT link children (the CSMS's MQTT client process)."""
+    total, me, tck = 0.0, os.getpid(), os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) != me:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if b"actors.mqtt_link" not in f.read():
+                    continue
+            total += (int(fields[11]) + int(fields[12])) / tck
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
 def _lat_summary(lags_ns: list[int]) -> dict[str, float]:
     return {
         "p50": ms(percentile(lags_ns, 50)),
@@ -183,11 +209,12 @@ def _csms_run(
 ) -> dict[str, Any]:
     probe.times, probe.ts_lag_ms, probe.recording = {}, [], True
     target = probe.applied + n
-    cpu0 = _cpu_s()
+    cpu0, link0 = _cpu_s(), _link_cpu_s()
     sent = pub.call("run", n, rate, True)
     wait_for(lambda: probe.applied >= target, f"{n} messages applied by the CSMS", timeout)
     done_ns = max(probe.times.values())
-    cpu = _cpu_s() - cpu0
+    link_cpu = _link_cpu_s() - link0
+    cpu = _cpu_s() - cpu0 + link_cpu
     probe.recording = False
     if probe.applied != target:
         raise BenchmarkError(f"the CSMS applied {probe.applied - target + n} of {n} messages")
@@ -196,13 +223,28 @@ def _csms_run(
         for (i, seq), t in zip(sent["keys"], sent["times"], strict=True)
     ]
     _check_view(system, stream, sent["last_seq"])
+    stream.seq = list(sent["last_seq"])
     return {
         "rate": round(n / ((done_ns - sent["start_ns"]) / 1e9), 1),
         "publisher_rate": round(n / ((sent["end_ns"] - sent["start_ns"]) / 1e9), 1),
         "lag": _lat_summary(lags),
         "ts_p99": round(percentile(probe.ts_lag_ms, 99), 3),
         "cpu_s_per_1k": round(cpu / n * 1000, 4),
+        "mqtt_process_cpu_s_per_1k": round(link_cpu / n * 1000, 4),
     }
+
+
+def _check_stored(store: Any, stream: Stream, last_seq: list[int]) -> float:
+    """Wait until storage holds every EVSE's last ``seq``; seconds it took."""
+    want = {eid: seq for (_, eid), seq in zip(stream.ids, last_seq, strict=True)}
+    t0 = time.perf_counter()
+
+    def stored() -> bool:
+        rows = {row.evse_id: row.state.get("seq") for row in store.evse_states.all()}
+        return all(rows.get(eid) == seq for eid, seq in want.items())
+
+    wait_for(stored, "storage to hold every EVSE's last seq", 30)
+    return time.perf_counter() - t0
 
 
 def _check_view(system: CsmsSystem, stream: Stream, last_seq: list[int]) -> None:
@@ -216,8 +258,10 @@ def _check_view(system: CsmsSystem, stream: Stream, last_seq: list[int]) -> None
     wait_for(settled, "the FleetView to reach every EVSE's last seq", 30)
 
 
-def _start_csms(url: str, probe: Probe) -> CsmsSystem:
-    config = CsmsConfig(mqtt_url=url, client_id="bench-csms", listeners=(probe,))
+def _start_csms(
+    url: str, probe: Probe, storage: Any = None, client_id: str = "bench-csms"
+) -> CsmsSystem:
+    config = CsmsConfig(mqtt_url=url, client_id=client_id, listeners=(probe,), storage=storage)
     system = CsmsSystem(config).start(wait_connected_s=10)
     if not system.mqtt_connected.is_set():
         system.stop()
@@ -306,12 +350,31 @@ def run(options: Options) -> Result:
             csms_drain_s = (time.perf_counter_ns() - t0) / 1e9
             _check_view(system, stream, stream.seq)
             load["drain_done"] = loadavg()
+            system.stop()
+            system = None
+            # ---- the CSMS with storage (SQLite, WAL): the same keep-up, then every EVSE's
+            # last state must reach the database (the state recorder coalesces, <= 0.5 s)
+            store = open_storage(None, data_dir=Path(tmp) / "db")
+            try:
+                system = _start_csms(url, probe, store, client_id="bench-csms-db")
+                before = probe.applied
+                hello = pub.call("hello")
+                wait_for(lambda: probe.applied >= before + evses, "hello at the CSMS (db)", 30)
+                stream.seq = list(hello["last_seq"])
+                csms_db = _csms_run(system, probe, stream, pub, n_keep, 0, n_keep / 200 + 60)
+                csms_db["persisted_after_s"] = round(_check_stored(store, stream, stream.seq), 3)
+                system.stop()
+                system = None
+            finally:
+                store.close()
+            load["storage_done"] = loadavg()
         finally:
             if system is not None:
                 system.stop()
             pub.close()
 
     keep_ratio = round(csms_keep["rate"] / bare_keep["rate"], 3)
+    storage_ratio = round(csms_db["rate"] / bare_keep["rate"], 3)
     bare_drain_rate = round(total / bare_drain_s, 1)
     csms_drain_rate = round(total / csms_drain_s, 1)
     drain_ratio = round(csms_drain_rate / bare_drain_rate, 3)
@@ -342,6 +405,12 @@ def run(options: Options) -> Result:
             "target_ms": LATENCY_TARGET_MS,
         },
         "keep_up": {"messages": n_keep, "csms": csms_keep, "baseline": bare_keep},
+        "keep_up_storage": {
+            "messages": n_keep,
+            "csms": csms_db,
+            "ratio": storage_ratio,
+            "storage": "SQLite (WAL), every listener of the production CSMS",
+        },
         "drain": {
             "messages": total,
             "figure": csms_drain_rate,
@@ -353,7 +422,7 @@ def run(options: Options) -> Result:
         },
         "stations": stations,
         "evses": stream.evses,
-        "storage": False,
+        "storage": "keep_up, drain and latency without; keep_up_storage with SQLite",
         "loadavg": load,
         "quick": options.quick,
     }

@@ -9,6 +9,7 @@ requests, which only read the :class:`FleetView` or ``ask`` an EVSE actor.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -158,6 +159,10 @@ class GatewayServer(BaseApplication):  # type: ignore[misc,unused-ignore]
         if self._runtime is not None:
             self._runtime.system.start(wait_connected_s=10.0)
             log.info("CSMS actors started in worker %s", worker.pid)
+        # What start-up built (modules, actors, tables, caches) lives as long as the worker:
+        # out of the collector's sight, a full collection no longer stops every thread for
+        # tens of milliseconds to walk it (76 ms seen under load, once every few seconds).
+        gc.freeze()
 
     def _worker_exit(self, server: Any, worker: Any) -> None:
         if self._runtime is not None:

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import case, update
+from sqlalchemy import BindParameter, ColumnElement, bindparam, case, select, update
 
 from storage._engine import Clock, Database
 from storage._errors import DuplicateError
@@ -32,6 +32,11 @@ def _session(row: Mapping[str, Any]) -> Session:
     )
 
 
+def _greatest(column: Any, value: BindParameter[Any]) -> ColumnElement[Any]:
+    """``max(column, value)`` in SQL that SQLite and PostgreSQL both speak."""
+    return case((column < value, value), else_=column)
+
+
 class SessionStore:
     """The ``sessions`` table.
 
@@ -40,12 +45,39 @@ class SessionStore:
     restarted recorder writing again changes nothing. Several sessions may be open on one EVSE
     (a stop missed while the CSMS was down): :meth:`open_for_evse` returns the newest, and
     :meth:`open_sessions` lists them all for reconciliation at start.
+
+    The writes of a running session (one open, a few progress updates, one close per
+    session) use statements built once, with bound parameters: building a ``CASE`` update
+    for every call cost more CPU than executing it (~0.65 ms against ~0.25 ms).
     """
 
     def __init__(self, db: Database, clock_ms: Clock) -> None:
         self._db = db
         self._clock_ms = clock_ms
         self._table = db.table("sessions")
+        t = self._table.table
+        energy = bindparam("energy", type_=t.c.energy_wh.type)
+        power = bindparam("power", type_=t.c.peak_power_w.type)
+        still_open = (t.c.id == bindparam("session_id", type_=t.c.id.type), t.c.ended_at.is_(None))
+        self._select_one = select(t).where(t.c.id == bindparam("session_id", type_=t.c.id.type))
+        self._insert = t.insert()
+        self._raise_progress = (
+            update(t)
+            .where(*still_open)
+            .values(
+                energy_wh=_greatest(t.c.energy_wh, energy),
+                peak_power_w=_greatest(t.c.peak_power_w, power),
+            )
+        )
+        self._close = (
+            update(t)
+            .where(*still_open)
+            .values(  # a bound parameter may not take the name of a column it sets
+                ended_at=bindparam("at", type_=t.c.ended_at.type),
+                end_reason=bindparam("reason", type_=t.c.end_reason.type),
+                energy_wh=_greatest(t.c.energy_wh, energy),
+            )
+        )
 
     def open(
         self,
@@ -73,11 +105,12 @@ class SessionStore:
             reservation_id=reservation_id,
         )
         try:
-            with self._db.write():
-                existing = self._table.find_one(id=session_id)
+            with self._db.write() as conn:
+                existing = conn.execute(self._select_one, {"session_id": session_id}).first()
                 if existing is not None:
-                    return _session(existing)
-                self._table.insert(
+                    return _session(dict(existing._mapping))
+                conn.execute(
+                    self._insert,
                     {
                         "id": session.id,
                         "driver_id": session.driver_id,
@@ -89,7 +122,7 @@ class SessionStore:
                         "peak_power_w": session.peak_power_w,
                         "target_soc": session.target_soc,
                         "reservation_id": session.reservation_id,
-                    }
+                    },
                 )
             return session
         except DuplicateError:  # PostgreSQL: another thread inserted it since our read
@@ -103,35 +136,21 @@ class SessionStore:
 
         Returns False, changing nothing, for an unknown or closed session.
         """
-        t = self._table.table
-        energy, power = float(energy_wh), float(power_w)
-        stmt = (
-            update(t)
-            .where(t.c.id == session_id, t.c.ended_at.is_(None))
-            .values(
-                energy_wh=case((t.c.energy_wh < energy, energy), else_=t.c.energy_wh),
-                peak_power_w=case((t.c.peak_power_w < power, power), else_=t.c.peak_power_w),
-            )
-        )
+        values = {"session_id": session_id, "energy": float(energy_wh), "power": float(power_w)}
         with self._db.write() as conn:
-            return bool(conn.execute(stmt).rowcount == 1)
+            return bool(conn.execute(self._raise_progress, values).rowcount == 1)
 
     def close(self, session_id: str, ended_at: int, energy_wh: float, end_reason: str) -> bool:
         """End an open session (its energy still only grows). True only for the call that
         closed it: closing a closed or unknown session changes nothing and returns False."""
-        t = self._table.table
-        energy = float(energy_wh)
-        stmt = (
-            update(t)
-            .where(t.c.id == session_id, t.c.ended_at.is_(None))
-            .values(
-                ended_at=ended_at,
-                end_reason=end_reason,
-                energy_wh=case((t.c.energy_wh < energy, energy), else_=t.c.energy_wh),
-            )
-        )
+        values = {
+            "session_id": session_id,
+            "at": ended_at,
+            "reason": end_reason,
+            "energy": float(energy_wh),
+        }
         with self._db.write() as conn:
-            return bool(conn.execute(stmt).rowcount == 1)
+            return bool(conn.execute(self._close, values).rowcount == 1)
 
     def get(self, session_id: str) -> Session | None:
         with self._db.read():

@@ -129,7 +129,7 @@ class MetricsStore:
         self._sessions = db.table("sessions")
 
     def add_many(self, samples: Iterable[EvseSample]) -> int:
-        """Insert raw samples in one transaction (``insert_many``); returns how many."""
+        """Insert raw samples in one transaction (one executemany); returns how many."""
         rows = [
             {
                 "evse_id": s.evse_id,
@@ -142,9 +142,9 @@ class MetricsStore:
             }
             for s in samples
         ]
-        if rows:
-            with self._db.write():
-                self._samples.insert_many(rows, chunk_size=1000)
+        if rows:  # Core executemany: dataset's insert_many re-checks the columns per row
+            with self._db.write() as conn:
+                conn.execute(self._samples.table.insert(), rows)
         return len(rows)
 
     def series(self, evse_id: str, since: int, until: int) -> list[EvseSample]:

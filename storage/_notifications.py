@@ -34,6 +34,7 @@ class NotificationStore:
         self._db = db
         self._clock_ms = clock_ms
         self._table = db.table("notifications")
+        self._insert = self._table.table.insert()  # built once: two per charging session
 
     def add(
         self,
@@ -47,16 +48,20 @@ class NotificationStore:
         """Store a notification; ``data`` must be JSON-serializable (raises ``TypeError``)."""
         payload = dict(data or {})
         created_at = self._clock_ms() if at is None else at
-        with self._db.write():
-            new_id = self._table.insert(
+        with self._db.write() as conn:
+            result = conn.execute(
+                self._insert,
                 {
                     "user_id": user_id,
                     "kind": kind,
                     "message": message,
                     "data": json.dumps(payload, separators=(",", ":"), sort_keys=True),
                     "created_at": created_at,
-                }
+                },
             )
+            key = result.inserted_primary_key
+            assert key is not None, "an INSERT of one row has a primary key"
+            new_id = key[0]
         return Notification(
             id=int(new_id),
             user_id=user_id,

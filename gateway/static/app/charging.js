@@ -145,7 +145,9 @@ export function createCharging(ctx) {
         status: data.status,
         target_soc: data.target_soc ?? session.target_soc,
       });
-      if (!data.session_open) {
+      if (!data.session_open && data.status !== "Preparing") {
+        // Preparing comes before the session opens (its events may reach us after the
+        // start's answer): only a later status means it ended.
         finish(`Charging finished: ${formatKwh(data.session_energy_wh)} delivered.`);
       } else {
         render();

@@ -1,0 +1,305 @@
+"""The CSMS's MQTT connection in a process of its own: paho off the actors' GIL.
+
+Under the GIL the MQTT client's own work (framing, PUBACKs, its socket calls) competes
+with every actor for one core; measured here it was over half of the CSMS's CPU per
+station message (``docs/performance.md``). :class:`MqttLink` runs the paho client (a
+:class:`~actors.mqtt_client.BufferedClient`) in a child process (``python -m
+actors.mqtt_link``, a light import) and talks to it over a socket pair with
+:class:`multiprocessing.connection.Connection` framing:
+
+- child -> parent: ``("msgs", [(topic, payload), ...])`` one batch per burst the client
+  read; ``("up", session_present)`` and ``("down", reason, failure)`` as the connection
+  comes and goes; ``("pubfail", topic, error)`` when a publish could not be queued;
+- parent -> child: ``("pub", topic, payload, retain)`` and ``("stop",)``.
+
+The child owns the persistent session (``clean_session=False``) and acknowledges each QoS 1
+message once it has handed it to the parent's socket, as the in-process client acknowledged
+it once it had handed it to the supervisor. Backpressure is the socket: a parent that falls
+behind blocks the child's sends, and the child then stops reading from the broker.
+
+If the child dies, the parent's reader sees the socket close, reports the connection down,
+and starts a new child after a second (the broker kept the session's queued messages).
+If the parent dies, the child's ``recv`` fails and it disconnects and exits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MqttLink"]
+
+log = logging.getLogger(__name__)
+
+_RESTART_DELAY_S = 1.0
+_MAX_RESTART_DELAY_S = 30.0
+
+
+class MqttLink:
+    """Parent side: starts the MQTT child process and reads its batches on a thread.
+
+    ``on_messages(batch)`` gets each batch of ``(topic, payload)`` pairs (``topic`` is
+    ``None`` for one paho could not decode) and ``on_state(up, detail, failure)`` each
+    connection change, both on the reader thread; ``on_publish_failed(topic, error)``
+    likewise.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        client_id: str,
+        keepalive: int,
+        on_messages: Callable[[list[tuple[str | None, bytes]]], None],
+        on_state: Callable[[bool, str, bool], None],
+        on_publish_failed: Callable[[str, str], None],
+    ) -> None:
+        self._config = {
+            "host": host,
+            "port": port,
+            "client_id": client_id,
+            "keepalive": keepalive,
+        }
+        self._on_messages = on_messages
+        self._on_state = on_state
+        self._on_publish_failed = on_publish_failed
+        self._stopping = threading.Event()
+        self._send_lock = threading.Lock()
+        self._spawn_lock = threading.Lock()  # stop() never misses a child being started
+        self._conn: Connection | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
+        self.restarts = 0
+
+    # ------------------------------------------------------------------ parent API
+
+    def start(self) -> None:
+        self._spawn()
+        self._reader = threading.Thread(
+            target=self._read_loop, name=f"mqtt-link-{self._config['client_id']}", daemon=True
+        )
+        self._reader.start()
+
+    def publish(self, topic: str, payload: bytes, retain: bool) -> bool:
+        """Queue a QoS 1 publish in the child; ``False`` if the child is not there."""
+        conn = self._conn
+        if conn is None:
+            return False
+        try:
+            with self._send_lock:
+                conn.send(("pub", topic, payload, retain))
+        except OSError:
+            return False
+        return True
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stopping.set()
+        with self._spawn_lock:
+            conn, proc = self._conn, self._proc
+        if conn is not None:
+            try:
+                with self._send_lock:
+                    conn.send(("stop",))
+            except OSError:
+                pass
+        if proc is not None:
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                log.warning("MQTT process %s did not stop in time; killing it", proc.pid)
+                proc.kill()
+                proc.wait(timeout_s)
+        if conn is not None:
+            conn.close()
+        if self._reader is not None and self._reader is not threading.current_thread():
+            self._reader.join(timeout_s)
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    # ------------------------------------------------------------------ reader thread
+
+    def _spawn(self) -> None:
+        parent_end, child_end = socket.socketpair()
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        self._proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "actors.mqtt_link",
+                json.dumps(self._config),
+                str(child_end.fileno()),
+            ],
+            pass_fds=(child_end.fileno(),),
+            env=env,
+        )
+        child_end.close()
+        self._conn = Connection(parent_end.detach())
+
+    def _read_loop(self) -> None:
+        while not self._stopping.is_set():
+            conn = self._conn
+            try:
+                while conn is not None:
+                    message = conn.recv()
+                    kind = message[0]
+                    if kind == "msgs":
+                        self._on_messages(message[1])
+                    elif kind == "up":
+                        self._on_state(True, f"session present: {message[1]}", False)
+                    elif kind == "down":
+                        self._on_state(False, message[1], message[2])
+                    elif kind == "pubfail":
+                        self._on_publish_failed(message[1], message[2])
+            except (EOFError, OSError):
+                pass
+            except Exception:
+                log.exception("MQTT link reader failed; restarting the MQTT process")
+            if self._stopping.is_set():
+                return
+            self._on_state(False, "the MQTT process exited", True)
+            delay = _RESTART_DELAY_S
+            while True:
+                log.error("MQTT process exited; starting a new one in %.0f s", delay)
+                if self._stopping.wait(delay):
+                    return
+                try:
+                    with self._spawn_lock:
+                        if self._stopping.is_set():
+                            return
+                        self._reap()
+                        self.restarts += 1
+                        self._spawn()
+                    break
+                except (OSError, subprocess.SubprocessError):
+                    log.exception("could not start the MQTT process")
+                    delay = min(delay * 2, _MAX_RESTART_DELAY_S)
+
+    def _reap(self) -> None:
+        conn, proc = self._conn, self._proc
+        self._conn = None
+        if conn is not None:
+            conn.close()
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                log.error("MQTT process %s did not die", proc.pid)
+
+
+# ---------------------------------------------------------------------- the child process
+
+
+def _child(config: dict[str, Any], fd: int) -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from actors.mqtt_client import BufferedClient, new_client, no_delay
+    from actors.protocol import QOS, TOPIC_ROOT
+
+    conn = Connection(fd)
+    send_lock = threading.Lock()
+
+    def send(message: Any) -> None:
+        try:
+            with send_lock:
+                conn.send(message)
+        except OSError:
+            # The parent is gone: exit before paho acknowledges what it could not take
+            # (the broker keeps it for the session's next connection).
+            os._exit(1)
+
+    subscriptions = [
+        (f"{TOPIC_ROOT}/stations/+/{suffix}", QOS)
+        for suffix in ("state", "replies", "evses/+/status", "evses/+/meter")
+    ]
+    pending: list[tuple[str | None, bytes | bytearray]] = []
+
+    def flush() -> None:
+        if pending:
+            batch = pending[:]
+            del pending[:]
+            send(("msgs", batch))
+
+    client = new_client(
+        CallbackAPIVersion.VERSION2,
+        client_id=config["client_id"],
+        clean_session=False,
+        protocol=mqtt.MQTTv311,
+    )
+    batched = isinstance(client, BufferedClient)
+
+    session_present: list[Any] = [None]
+
+    def on_connect(c: mqtt.Client, u: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            send(("down", f"connect refused: {reason}", True))
+            return
+        session_present[0] = getattr(flags, "session_present", None)
+        c.subscribe(subscriptions)
+
+    def on_subscribe(c: mqtt.Client, u: Any, mid: Any, reasons: Any, props: Any) -> None:
+        send(("up", session_present[0]))  # subscribed: messages published from now arrive
+
+    def on_disconnect(c: mqtt.Client, u: Any, flags: Any, reason: Any, props: Any) -> None:
+        send(("down", f"{'lost' if reason.is_failure else 'closed'}: {reason}", reason.is_failure))
+
+    def on_message(c: mqtt.Client, u: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            topic: str | None = msg.topic
+        except UnicodeDecodeError:
+            topic = None
+        pending.append((topic, msg.payload))
+        if not batched:
+            flush()
+
+    client.max_queued_messages_set(60_000)
+    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_disconnect = on_disconnect
+    client.on_message = on_message
+    client.on_socket_open = no_delay
+    if isinstance(client, BufferedClient):
+        client.on_read_done = flush
+    client.connect_async(config["host"], config["port"], keepalive=config["keepalive"])
+    client.loop_start()
+    try:
+        while True:
+            try:
+                request = conn.recv()
+            except (EOFError, OSError):
+                break  # the parent is gone
+            if request[0] == "stop":
+                break
+            _, topic, payload, retain = request
+            info = client.publish(topic, payload, qos=QOS, retain=retain)
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                send(("pubfail", topic, mqtt.error_string(info.rc)))
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+if __name__ == "__main__":
+    # Ctrl-C or a SIGTERM to the whole process group: the parent decides when this child
+    # stops (it sends "stop", or its end of the socket closes when it dies).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING, format="mqtt-link %(levelname)s %(message)s")
+    _child(json.loads(sys.argv[1]), int(sys.argv[2]))
