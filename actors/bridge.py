@@ -201,9 +201,14 @@ class MqttBridgeActor(pykka.ThreadingActor):
     # ------------------------------------------------------------------ link reader thread
 
     def _on_batch(self, batch: list[tuple[str | None, bytes]]) -> None:
-        accept = self._accept
-        for topic, payload in batch:
-            accept(topic, payload)
+        """Parse a batch, then queue it for the supervisor with one notice."""
+        parsed = [m for m in (self._parse(topic, payload) for topic, payload in batch) if m]
+        if self._inbox is None:
+            return
+        try:
+            self._inbox.put_many(parsed)
+        except pykka.ActorDeadError:
+            log.error("supervisor is gone; dropping %d messages", len(parsed))
 
     def _on_link_state(self, up: bool, detail: str, failure: bool) -> None:
         if up:
@@ -225,24 +230,27 @@ class MqttBridgeActor(pykka.ThreadingActor):
 
     def _accept(self, topic: str | None, payload: bytes | bytearray) -> None:
         """Parse one message and queue it for the supervisor; never raises."""
-        self.stats.messages_in += 1
-        try:
-            if topic is None:
-                raise ProtocolError("topic is not UTF-8")
-            parsed = parse(topic, payload)
-        except ProtocolError as exc:
-            self.stats.malformed += 1
-            n = self.stats.malformed
-            if n <= 10 or n % 1000 == 0:
-                log.warning("dropping malformed message #%d on %r: %s", n, (topic or "")[:200], exc)
-            return
-        except Exception:  # never kill the loop
-            self.stats.malformed += 1
-            log.exception("dropping undecodable message")
-            return
-        if self._inbox is None:
+        parsed = self._parse(topic, payload)
+        if parsed is None or self._inbox is None:
             return
         try:
             self._inbox.put(parsed)
         except pykka.ActorDeadError:
             log.error("supervisor is gone; dropping %s", type(parsed).__name__)
+
+    def _parse(self, topic: str | None, payload: bytes | bytearray) -> Any:
+        """The parsed message, or ``None`` (counted and logged) if it is malformed."""
+        self.stats.messages_in += 1
+        try:
+            if topic is None:
+                raise ProtocolError("topic is not UTF-8")
+            return parse(topic, payload)
+        except ProtocolError as exc:
+            self.stats.malformed += 1
+            n = self.stats.malformed
+            if n <= 10 or n % 1000 == 0:
+                log.warning("dropping malformed message #%d on %r: %s", n, (topic or "")[:200], exc)
+        except Exception:  # never kill the loop
+            self.stats.malformed += 1
+            log.exception("dropping undecodable message")
+        return None

@@ -47,6 +47,15 @@ class BatchInbox:
             self._scheduled = True
             self.target.tell(InboundReady(inbox=self))
 
+    def put_many(self, items: list[Any]) -> None:
+        """Producer side: queue ``items`` in order with at most one notice for all of them."""
+        if not items:
+            return
+        self._items.extend(items)
+        if not self._scheduled:
+            self._scheduled = True
+            self.target.tell(InboundReady(inbox=self))
+
     def take(self) -> list[Any]:
         """Receiver side: up to ``limit`` items, oldest first; if more are left, the
         receiver is told again (after what it is already handling)."""

@@ -32,6 +32,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -42,6 +43,7 @@ __all__ = ["MqttLink"]
 log = logging.getLogger(__name__)
 
 _RESTART_DELAY_S = 1.0
+_MAX_BATCH = 5_000
 _MAX_RESTART_DELAY_S = 30.0
 
 
@@ -64,7 +66,11 @@ class MqttLink:
         on_messages: Callable[[list[tuple[str | None, bytes]]], None],
         on_state: Callable[[bool, str, bool], None],
         on_publish_failed: Callable[[str, str], None],
+        linger_s: float = 0.001,
     ) -> None:
+        """``linger_s``: after a batch arrives, how long the reader waits for more before
+        handing them over together (fewer thread wake-ups downstream per message)."""
+        self._linger_s = linger_s
         self._config = {
             "host": host,
             "port": port,
@@ -157,14 +163,13 @@ class MqttLink:
                 while conn is not None:
                     message = conn.recv()
                     kind = message[0]
-                    if kind == "msgs":
-                        self._on_messages(message[1])
-                    elif kind == "up":
-                        self._on_state(True, f"session present: {message[1]}", False)
-                    elif kind == "down":
-                        self._on_state(False, message[1], message[2])
-                    elif kind == "pubfail":
-                        self._on_publish_failed(message[1], message[2])
+                    if kind != "msgs":
+                        self._handle(message)
+                        continue
+                    batch, others = self._gather(conn, message[1])
+                    self._on_messages(batch)
+                    for other in others:
+                        self._handle(other)
             except (EOFError, OSError):
                 pass
             except Exception:
@@ -188,6 +193,35 @@ class MqttLink:
                 except (OSError, subprocess.SubprocessError):
                     log.exception("could not start the MQTT process")
                     delay = min(delay * 2, _MAX_RESTART_DELAY_S)
+
+    def _gather(
+        self, conn: Connection, first: list[tuple[str | None, bytes]]
+    ) -> tuple[list[tuple[str | None, bytes]], list[Any]]:
+        """``first`` and whatever else arrives within the linger window (at most one
+        window per call): one hand-over instead of one per burst the child read."""
+        if self._linger_s <= 0:
+            return first, []
+        batch, others = list(first), []
+        deadline = time.monotonic() + self._linger_s
+        while len(batch) < _MAX_BATCH:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not conn.poll(remaining):
+                break
+            message = conn.recv()
+            if message[0] == "msgs":
+                batch.extend(message[1])
+            else:
+                others.append(message)
+        return batch, others
+
+    def _handle(self, message: Any) -> None:
+        kind = message[0]
+        if kind == "up":
+            self._on_state(True, f"session present: {message[1]}", False)
+        elif kind == "down":
+            self._on_state(False, message[1], message[2])
+        elif kind == "pubfail":
+            self._on_publish_failed(message[1], message[2])
 
     def _reap(self) -> None:
         conn, proc = self._conn, self._proc

@@ -29,7 +29,8 @@ from actors.metrics import CsmsMetrics, supervisor_restarts
 from actors.metrics_recorder import MetricsRecorder, MetricsRecorderSubscriber, SampleRetention
 from actors.protocol import CancelReservationArgs, CommandArgs, CommandName, EvseId
 from actors.reservations import ReservationActor
-from actors.sessions import LiveFeed, Notifier, SessionOwner, SessionOwners, SessionRecorder
+from actors.session_recorder import SessionRecorder
+from actors.sessions import LiveFeed, Notifier, SessionOwner, SessionOwners
 from actors.state_recorder import LastKnownEvse, StateRecorder, last_known_fleet
 from actors.supervisor import SupervisorActor
 from actors.timers import Timers

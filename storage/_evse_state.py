@@ -36,13 +36,26 @@ class EvseStateStore:
     """The ``evse_state`` table: one row per EVSE, replaced on every write (an upsert).
 
     ``state`` and ``station`` are JSON objects the caller defines (the CSMS's ``EvseState``
-    and its station's descriptor); the store only keeps them.
+    and its station's descriptor); the store only keeps them. The upsert is built once:
+    building it (its ``excluded`` columns) cost more CPU than running it, on every flush.
     """
 
     def __init__(self, db: Database, clock_ms: Clock) -> None:
         self._db = db
         self._clock_ms = clock_ms
         self._table = db.table("evse_state")
+        t = self._table.table
+        dialect = postgresql if db.dialect == "postgresql" else sqlite
+        insert = dialect.insert(t)
+        self._upsert = insert.on_conflict_do_update(
+            index_elements=[t.c.evse_id],
+            set_={
+                "station_id": insert.excluded.station_id,
+                "state": insert.excluded.state,
+                "station": insert.excluded.station,
+                "updated_at": insert.excluded.updated_at,
+            },
+        )
 
     def put_many(self, states: Iterable[EvseStateRow]) -> int:
         """Insert or replace these rows in one transaction (one statement); return how many."""
@@ -58,20 +71,8 @@ class EvseStateStore:
         ]
         if not rows:
             return 0
-        t = self._table.table
-        dialect = postgresql if self._db.dialect == "postgresql" else sqlite
-        stmt = dialect.insert(t)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[t.c.evse_id],
-            set_={
-                "station_id": stmt.excluded.station_id,
-                "state": stmt.excluded.state,
-                "station": stmt.excluded.station,
-                "updated_at": stmt.excluded.updated_at,
-            },
-        )
         with self._db.write() as conn:
-            conn.execute(stmt, rows)
+            conn.execute(self._upsert, rows)
         return len(rows)
 
     def all(self) -> list[EvseStateRow]:
@@ -99,6 +100,7 @@ class StatusEventStore:
         self._db = db
         self._clock_ms = clock_ms
         self._table = db.table("status_events")
+        self._insert = self._table.table.insert()  # one executemany per flush
 
     def add_many(self, events: Iterable[StatusEvent]) -> int:
         """Append these events (their ``id`` is ignored: the database numbers them)."""
@@ -113,8 +115,8 @@ class StatusEventStore:
             for e in events
         ]
         if rows:
-            with self._db.write():
-                self._table.insert_many(rows)
+            with self._db.write() as conn:
+                conn.execute(self._insert, rows)
         return len(rows)
 
     def for_evse(

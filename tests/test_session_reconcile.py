@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from actors.evse_state import EvseState
+from actors.evse_state import EvseState, transition
 from actors.live import LiveHub
-from actors.protocol import EvseId, EvseStatus, SessionId, StationId
-from actors.sessions import Notifier, SessionOwners, SessionRecorder
+from actors.messages import EvseChanged
+from actors.protocol import EvseId, EvseStatus, SessionId, StationId, StatusReport
+from actors.session_recorder import SessionRecorder
+from actors.sessions import Notifier, SessionOwners
 from storage import Storage
 from tests import db
 from tests.db import open_test_storage
@@ -68,3 +71,56 @@ def test_a_row_left_open_for_an_evse_that_runs_no_session_is_closed_on_restart(
     elsewhere = sessions.get("s-elsewhere")
     assert elsewhere is not None
     assert elsewhere.ended_at is None, "an EVSE with no known state proves nothing"
+
+
+def preparing_then_charging(storage: Storage) -> tuple[SessionRecorder, EvseState]:
+    """The race a kill can leave: the session recorder wrote the row (the EVSE was
+    Charging) but the state recorder had only saved ``Preparing`` that session."""
+    storage.sessions.open("s-raced", evse_id="st-001-1", station_id=SID, start_energy_wh=0)
+    storage.sessions.update_progress("s-raced", 300.0, 11_000.0)
+    saved = state("st-001-1", EvseStatus.PREPARING, "s-raced")
+    recorder = SessionRecorder(
+        storage.sessions, SessionOwners(), Notifier(None, LiveHub()), resumed=[saved]
+    )
+    recorder.attached(None)
+    return recorder, saved
+
+
+def report(recorder: SessionRecorder, before: EvseState, after: EvseState) -> None:
+    """The station's first report after the restart, as the rebuilt EVSE turns it into effects."""
+    _, effects = transition(
+        before,
+        StatusReport(station_id=SID, info=after.info(), seq=before.seq + 1, ts=before.ts + 1),
+    )
+    recorder.evse_changed(EvseChanged(state=after, effects=effects))
+    recorder.batch_done()
+
+
+def test_a_row_saved_as_still_preparing_stays_open_while_its_station_charges_it(
+    storage: Storage,
+) -> None:
+    recorder, saved = preparing_then_charging(storage)
+    row = storage.sessions.get("s-raced")
+    assert row is not None
+    assert row.ended_at is None, "the saved state was behind the row: not proof of an end"
+
+    charging = replace(saved, status=EvseStatus.CHARGING, power_w=11_000.0, energy_wh=400.0)
+    report(recorder, saved, charging)
+
+    row = storage.sessions.get("s-raced")
+    assert row is not None
+    assert row.ended_at is None
+
+
+def test_a_row_saved_as_still_preparing_closes_when_its_station_runs_no_session(
+    storage: Storage,
+) -> None:
+    recorder, saved = preparing_then_charging(storage)
+
+    report(recorder, saved, state("st-001-1", EvseStatus.AVAILABLE))
+
+    row = storage.sessions.get("s-raced")
+    assert row is not None
+    assert row.ended_at is not None
+    assert row.end_reason == "Other"
+    assert row.energy_wh == pytest.approx(300.0), "the energy it had recorded is kept"

@@ -16,7 +16,8 @@ from actors.evse_state import EvseState, SessionClosed, SessionOpened, StateChan
 from actors.live import LiveEvent, LiveHub
 from actors.messages import EvseChanged, EvseChangedBatch
 from actors.protocol import EvseId, EvseStatus, SessionId, StationId, StopReason
-from actors.sessions import Notifier, SessionOwner, SessionOwners, SessionRecorder
+from actors.session_recorder import SessionRecorder
+from actors.sessions import Notifier, SessionOwner, SessionOwners
 from storage import Role, Storage, StorageUnavailableError
 
 pytest_plugins = ("tests.storage_fixtures",)
