@@ -90,14 +90,17 @@ class SessionRecorder(EvseListener):
         self._resumed = ()
 
     def _close_orphans(self) -> None:
-        """Close rows left open whose EVSE is known to run no such session any more.
+        """Judge rows left open whose EVSE's saved state does not run that session.
 
         The CSMS may die after saving an EVSE as ``Available`` but before closing the
-        session row; that row would stay open for ever. Only EVSEs with a resumed
-        state are judged (an unknown EVSE proves nothing), and the row keeps the energy
-        it had recorded. The two recorders also race the other way: this one may have
-        opened the row (Charging) while the saved state still says ``Preparing`` that
-        session. Such a row waits for the station's next report (:meth:`_judge_unsure`).
+        session row; that row would stay open for ever. But the two recorders write on
+        different threads and race the other way too: this one may have opened the row
+        (Charging) while the saved state still says ``Preparing`` that session, or even
+        ``Available`` from before it. So the saved state decides nothing: such a row waits
+        for the station's first report after the restart (:meth:`_judge_unsure`), which
+        closes it (keeping the energy it had recorded) unless the station still charges it.
+        Only EVSEs with a resumed state are judged (an unknown EVSE proves nothing); a
+        second such row of one EVSE is closed at once (an EVSE runs one session).
         """
         if not self._resumed:
             return
@@ -105,17 +108,22 @@ class SessionRecorder(EvseListener):
         starting = {s.evse_id: s.session_id for s in self._resumed if _preparing(s)}
         known = {s.evse_id for s in self._resumed}
         for row in self._sessions.open_sessions():
-            if starting.get(row.evse_id) == row.id:
+            if row.evse_id not in known or running.get(row.evse_id) == row.id:
+                continue
+            if starting.get(row.evse_id) == row.id or row.evse_id not in self._unsure:
+                previous = self._unsure.get(row.evse_id)
                 self._unsure[row.evse_id] = row.id
-            elif row.evse_id in known and running.get(row.evse_id) != row.id:
-                log.warning(
-                    "closing session %s: %s runs no such session after a restart",
-                    row.id,
-                    row.evse_id,
-                )
-                self._sessions.close(
-                    row.id, ended_at=self._clock_ms(), energy_wh=row.energy_wh, end_reason="Other"
-                )
+                if previous is None:
+                    continue
+                row_id = previous  # the other one of two: close it
+            else:
+                row_id = row.id
+            log.warning(
+                "closing session %s: %s cannot run two sessions after a restart",
+                row_id,
+                row.evse_id,
+            )
+            self._writes.append(partial(self._write_close_unseen, row_id, self._clock_ms()))
 
     def evse_changed(self, event: EvseChanged) -> None:
         state = event.state

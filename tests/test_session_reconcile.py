@@ -42,7 +42,7 @@ def storage(tmp_path: Path, db_url: str | None) -> Iterator[Storage]:
         store.close()
 
 
-def test_a_row_left_open_for_an_evse_that_runs_no_session_is_closed_on_restart(
+def test_a_row_left_open_for_an_evse_that_runs_no_session_is_closed_when_its_station_says_so(
     storage: Storage,
 ) -> None:
     sessions = storage.sessions
@@ -59,6 +59,13 @@ def test_a_row_left_open_for_an_evse_that_runs_no_session_is_closed_on_restart(
     )
 
     recorder.attached(None)
+    recorder.batch_done()
+
+    waiting = sessions.get("s-ended")
+    assert waiting is not None
+    assert waiting.ended_at is None, "a saved state may be behind the row: the station decides"
+
+    report(recorder, resumed[0], state("st-001-1", EvseStatus.AVAILABLE))
 
     ended = sessions.get("s-ended")
     assert ended is not None
@@ -124,3 +131,26 @@ def test_a_row_saved_as_still_preparing_closes_when_its_station_runs_no_session(
     assert row.ended_at is not None
     assert row.end_reason == "Other"
     assert row.energy_wh == pytest.approx(300.0), "the energy it had recorded is kept"
+
+
+def test_a_row_opened_after_the_saved_state_stays_open_while_its_station_charges_it(
+    storage: Storage,
+) -> None:
+    """The race the kill test met: the row was opened (Charging) but the state recorder
+    had last saved the EVSE ``Available``, from before the session."""
+    storage.sessions.open("s-ahead", evse_id="st-001-1", station_id=SID, start_energy_wh=0)
+    saved = state("st-001-1", EvseStatus.AVAILABLE)
+    recorder = SessionRecorder(
+        storage.sessions, SessionOwners(), Notifier(None, LiveHub()), resumed=[saved]
+    )
+    recorder.attached(None)
+    recorder.batch_done()
+
+    charging = replace(
+        saved, status=EvseStatus.CHARGING, session_id=SessionId("s-ahead"), energy_wh=500.0
+    )
+    report(recorder, saved, charging)
+
+    row = storage.sessions.get("s-ahead")
+    assert row is not None
+    assert row.ended_at is None, "the station still charges it"
