@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from actors.dashboard import EvseListener
 from actors.evse_state import EvseState
@@ -135,3 +136,23 @@ class FleetProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+POISON_SEQ = 666_666
+"""A status report with this ``seq`` makes an EVSE actor raise (see :func:`poison_evse_logic`)."""
+
+
+def poison_evse_logic(monkeypatch: Any) -> None:
+    """Make ``Evse.apply`` raise on a status report with ``seq == POISON_SEQ``: a bug in the
+    EVSE logic, simulated, for the supervision tests."""
+    from actors.evse import Evse
+    from actors.protocol import StatusReport
+
+    real_apply = Evse.apply
+
+    def apply(self: Any, event: Any) -> Any:
+        if isinstance(event, StatusReport) and event.seq == POISON_SEQ:
+            raise RuntimeError("simulated bug in the EVSE logic")
+        return real_apply(self, event)
+
+    monkeypatch.setattr(Evse, "apply", apply)

@@ -23,11 +23,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 import actors.mqtt_client
 from actors.errors import ActorUnavailableError
-from actors.evse import Evse, EvseHost, EvseRef, HostEvse, ShardBatch, ToEvse
-from actors.evse_state import EvseEvent, EvseState
+from actors.evse import EvseHost, EvseRef, HostEvse, ShardBatch, ToEvse
+from actors.evse_state import EvseState
 from actors.inbox import BatchInbox
 from actors.messages import (
-    EvseChanged,
     EvseChangedBatch,
     EvseCrashed,
     GetState,
@@ -47,6 +46,7 @@ from actors.protocol import (
     StatusReport,
 )
 from tests.brokers import MqttClientFactory, parse_mqtt_url
+from tests.support import POISON_SEQ, poison_evse_logic
 
 WAIT_S = 20.0
 """Upper bound of every wait in this module (pytest-timeout stops the test anyway)."""
@@ -418,7 +418,6 @@ def test_buffered_client_publishes_from_another_thread_while_it_receives(
 
 SID = StationId("st-ingest")
 A, B = EvseId("st-ingest-1"), EvseId("st-ingest-2")
-POISON_SEQ = 666_666
 
 
 class Flush:
@@ -509,14 +508,7 @@ def rig() -> HostRig:
 @pytest.fixture
 def poisonable(monkeypatch: pytest.MonkeyPatch) -> None:
     """An EVSE actor raises on a report with ``seq == POISON_SEQ`` (a bug, simulated)."""
-    real_apply = Evse.apply
-
-    def apply(self: Evse, event: EvseEvent) -> EvseChanged | None:
-        if isinstance(event, StatusReport) and event.seq == POISON_SEQ:
-            raise RuntimeError("simulated bug in the EVSE logic")
-        return real_apply(self, event)
-
-    monkeypatch.setattr(Evse, "apply", apply)
+    poison_evse_logic(monkeypatch)
 
 
 def status(

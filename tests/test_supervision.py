@@ -11,10 +11,8 @@ import pytest
 
 from actors.dashboard import DashboardSubscriber
 from actors.errors import ActorUnavailableError
-from actors.evse import Evse
-from actors.evse_state import EvseEvent
 from actors.fleet_view import FleetView
-from actors.messages import EvseChanged, GetEvseRef, GetState, Inbound
+from actors.messages import GetEvseRef, GetState, Inbound
 from actors.protocol import (
     EvseDescriptor,
     EvseId,
@@ -28,24 +26,16 @@ from actors.protocol import (
     StatusReport,
 )
 from actors.supervisor import SupervisorActor
-from tests.support import FleetWatcher
+from tests.support import POISON_SEQ, FleetWatcher, poison_evse_logic
 
 SID = StationId("st-001")
 A, B = EvseId("st-001-1"), EvseId("st-001-2")
-POISON_SEQ = 666_666
 
 
 @pytest.fixture
 def poisonable(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make an EVSE actor raise on a report with ``seq == POISON_SEQ`` (a bug, simulated)."""
-    real_apply = Evse.apply
-
-    def apply(self: Evse, event: EvseEvent) -> EvseChanged | None:
-        if isinstance(event, StatusReport) and event.seq == POISON_SEQ:
-            raise RuntimeError("simulated bug in the EVSE logic")
-        return real_apply(self, event)
-
-    monkeypatch.setattr(Evse, "apply", apply)
+    poison_evse_logic(monkeypatch)
 
 
 @pytest.fixture
