@@ -75,9 +75,7 @@ class BufferedClient(mqtt.Client):
     def _reset_sockets(self, sockpair_only: bool = False) -> None:
         if self._sockpairW is _NO_WAKE_UP:  # closed inside loop_read: close the real one
             self._sockpairW = self._wake_up
-        super()._reset_sockets(sockpair_only)
-        if not sockpair_only:
-            self._rbuf, self._rpos = b"", 0
+        super()._reset_sockets(sockpair_only)  # it closes the socket via _sock_close
 
     def _sock_recv(self, bufsize: int) -> bytes:
         buf, pos = self._rbuf, self._rpos
