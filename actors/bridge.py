@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,10 +26,20 @@ import pykka
 from paho.mqtt.enums import CallbackAPIVersion
 
 from actors.inbox import BatchInbox
-from actors.messages import Publish
+from actors.messages import Publish, VersionRefused
 from actors.mqtt_client import new_client, no_delay
 from actors.mqtt_link import MqttLink
-from actors.protocol import QOS, TOPIC_ROOT, ProtocolError, parse
+from actors.protocol import (
+    CSMS_SUBSCRIPTIONS,
+    MAX_FUTURE_SKEW_MS,
+    QOS,
+    MeterValues,
+    ProtocolError,
+    StationBirth,
+    StatusReport,
+    UnsupportedVersion,
+    parse,
+)
 
 __all__ = [
     "BridgeStats",
@@ -40,12 +51,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SUBSCRIPTIONS = (
-    f"{TOPIC_ROOT}/stations/+/state",
-    f"{TOPIC_ROOT}/stations/+/replies",
-    f"{TOPIC_ROOT}/stations/+/evses/+/status",
-    f"{TOPIC_ROOT}/stations/+/evses/+/meter",
-)
+SUBSCRIPTIONS = CSMS_SUBSCRIPTIONS
 
 
 def parse_mqtt_url(url: str) -> tuple[str, int]:
@@ -71,6 +77,9 @@ class BridgeStats:
     malformed: int = 0
     publish_failures: int = 0
     connects: int = 0
+    future_stamped: int = 0
+    """Reports stamped further ahead of the CSMS's clock than ``MAX_FUTURE_SKEW_MS``."""
+    wrong_version: int = 0
 
 
 class MqttBridgeActor(pykka.ThreadingActor):
@@ -244,7 +253,21 @@ class MqttBridgeActor(pykka.ThreadingActor):
         try:
             if topic is None:
                 raise ProtocolError("topic is not UTF-8")
-            return parse(topic, payload)
+            message = parse(topic, payload)
+            if isinstance(message, StatusReport | MeterValues | StationBirth):
+                ahead = message.ts - _wall_ms()
+                if ahead > MAX_FUTURE_SKEW_MS:
+                    self.stats.future_stamped += 1
+                    log.warning(
+                        "refusing a report stamped %.0f s in the future on %r",
+                        ahead / 1000,
+                        topic[:200],
+                    )
+                    return None
+            return message
+        except UnsupportedVersion as exc:
+            self.stats.wrong_version += 1
+            return VersionRefused(station_id=exc.station_id, version=exc.version, why=str(exc))
         except ProtocolError as exc:
             self.stats.malformed += 1
             n = self.stats.malformed
@@ -254,3 +277,7 @@ class MqttBridgeActor(pykka.ThreadingActor):
             self.stats.malformed += 1
             log.exception("dropping undecodable message")
         return None
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)

@@ -176,8 +176,12 @@ class ChargingService:
                     reservation_id=reservation_id,
                 ),
             )
-        except CommandTimeoutError:
-            raise  # the station may still have started: keep the owner for when it reports
+        except CommandTimeoutError as exc:
+            # The driver is told it did not start, and it will not: the command expires at
+            # the station, and should the station report this session anyway, its EVSE
+            # actor stops it. Nobody owns it, so nobody is charged for it.
+            self._owners.forget(session_id)
+            raise CommandTimeoutError(f"{exc}; nothing was started") from None
         except SmartchargeError:
             self._owners.forget(session_id)
             raise

@@ -6,6 +6,7 @@ __all__ = [
     "ActorUnavailableError",
     "CommandTimeoutError",
     "SmartchargeError",
+    "StationOfflineError",
     "UnknownEvseError",
 ]
 
@@ -24,3 +25,8 @@ class CommandTimeoutError(SmartchargeError, TimeoutError):
 
 class ActorUnavailableError(SmartchargeError):
     """The actor that owns an EVSE is down or being restarted (HTTP 503)."""
+
+
+class StationOfflineError(SmartchargeError):
+    """The EVSE's station is not connected: the command was refused at once, never sent
+    (HTTP 409, reason ``offline``), so it cannot run later when the station reconnects."""

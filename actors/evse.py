@@ -38,11 +38,14 @@ from typing import Any
 
 import pykka
 
-from actors.errors import ActorUnavailableError, CommandTimeoutError
+from actors.errors import ActorUnavailableError, CommandTimeoutError, UnknownEvseError
 from actors.evse_state import (
+    SESSION_STATUSES,
     EvseEvent,
     EvseState,
     Ignored,
+    Inconsistent,
+    MeterReset,
     StateChanged,
     StationCameOnline,
     StationWentOffline,
@@ -57,6 +60,7 @@ from actors.messages import (
     EvseCrashed,
     GetState,
     HostCrashed,
+    OperatorAlert,
     Publish,
     SendCommand,
 )
@@ -66,10 +70,15 @@ from actors.protocol import (
     CommandRequest,
     CorrelationId,
     EvseId,
+    EvseStatus,
     MeterValues,
+    RejectReason,
+    SessionId,
+    StartArgs,
     StationBirth,
     StationOffline,
     StatusReport,
+    StopArgs,
     args_dict,
     encode,
 )
@@ -81,6 +90,7 @@ __all__ = [
     "EvseHost",
     "EvseRef",
     "HostEvse",
+    "RetireEvse",
     "ShardBatch",
     "ToEvse",
     "new_correlation_id",
@@ -99,6 +109,8 @@ class _Pending:
     reply: pykka.Future[Any]
     timer: TimerHandle | None
     sent_at: float = 0.0
+    args: Any = None
+    """The command's typed arguments (a timed-out start's session is remembered)."""
     """``time.monotonic()`` when the request went to the bridge (the round trip's start)."""
 
 
@@ -109,6 +121,10 @@ class Evse:
     state: EvseState
     pending: dict[CorrelationId, _Pending] = field(default_factory=dict)
     ignored: int = 0
+    abandoned: dict[SessionId, None] = field(default_factory=dict)
+    """Sessions whose ``start`` timed out: the driver was told it did not start, so if the
+    station reports one of them running after all, the CSMS stops it (oldest dropped
+    first past :data:`_MAX_ABANDONED`)."""
 
     def apply(self, event: EvseEvent) -> EvseChanged | None:
         """Run the pure transition; return the event to fan out, if anything changed."""
@@ -142,12 +158,30 @@ class Evse:
             )
         )
 
+    def abandon(self, session_id: SessionId) -> None:
+        self.abandoned[session_id] = None
+        while len(self.abandoned) > _MAX_ABANDONED:
+            del self.abandoned[next(iter(self.abandoned))]
+
+    def running_abandoned(self) -> SessionId | None:
+        """A session the station runs although its start was given up on (then forgotten)."""
+        state = self.state
+        sid = state.session_id
+        running = state.status in SESSION_STATUSES or state.status is EvseStatus.PREPARING
+        if sid is None or not running or sid not in self.abandoned:
+            return None
+        del self.abandoned[sid]
+        return sid
+
     def fail_all(self, error: Exception) -> None:
         for pending in self.pending.values():
             if pending.timer is not None:
                 pending.timer.cancel()
             pending.reply.set_exception((type(error), error, None))
         self.pending.clear()
+
+
+_MAX_ABANDONED = 64
 
 
 # ---------------------------------------------------------------------- messages to a host
@@ -172,11 +206,18 @@ class ToEvse:
 
 
 @dataclass(frozen=True, slots=True)
+class RetireEvse:
+    """Supervisor -> host: the station no longer announces this EVSE; its actor ends."""
+
+    ref: EvseRef
+
+
+@dataclass(frozen=True, slots=True)
 class ShardBatch:
     """Supervisor -> host, handled in order: ``(evse_id, inbound)`` station messages,
     :class:`HostEvse` and :class:`ToEvse` items."""
 
-    items: Sequence[tuple[EvseId, Any] | HostEvse | ToEvse]
+    items: Sequence[tuple[EvseId, Any] | HostEvse | ToEvse | RetireEvse]
 
 
 class EvseRef:
@@ -273,6 +314,8 @@ class EvseHost(pykka.ThreadingActor):
                         self._inbound(*item)
                     elif isinstance(item, ToEvse):
                         self._to_evse(item)
+                    elif isinstance(item, RetireEvse):
+                        self._retire(item)
                     else:
                         self._host(item)
             case ToEvse() as envelope:
@@ -332,6 +375,14 @@ class EvseHost(pykka.ThreadingActor):
                 old.ref._died()
             old.evse.fail_all(ActorUnavailableError(f"EVSE {old.ref.evse_id} restarted"))
         self._actors[hosted.ref.evse_id] = EvseActor(hosted.ref, hosted.state)
+
+    def _retire(self, retired: RetireEvse) -> None:
+        actor = self._actors.get(retired.ref.evse_id)
+        if actor is None or actor.ref is not retired.ref:
+            return
+        del self._actors[retired.ref.evse_id]
+        actor.ref._died()
+        actor.evse.fail_all(UnknownEvseError(f"EVSE {retired.ref.evse_id} was retired"))
 
     def _crash(self, actor: EvseActor, exc: Exception) -> None:
         """An EVSE actor failed on a ``tell``: it ends here, and the supervisor decides."""
@@ -397,8 +448,10 @@ class EvseHost(pykka.ThreadingActor):
         match inbound:
             case StatusReport() | MeterValues() | CommandReply():
                 event = inbound
-            case StationBirth(ts=ts):
-                event = StationCameOnline(ts=ts)
+            case StationBirth(ts=ts, epoch=epoch, station=station):
+                local = actor.evse.state.local_id
+                descriptor = next((e for e in station.evses if e.id == local), None)
+                event = StationCameOnline(ts=ts, epoch=epoch, descriptor=descriptor)
             case StationOffline(ts=ts, reason=reason):
                 event = StationWentOffline(ts=ts, reason=reason)
             case _:
@@ -410,11 +463,81 @@ class EvseHost(pykka.ThreadingActor):
             if self._view is not None:  # the read model first: whoever hears of it can read it
                 self._view.put_evse(changed.state)
             self._changed.append(changed)
+            for effect in changed.effects:
+                if isinstance(effect, MeterReset):
+                    self._meter_reset(actor, effect)
+                elif isinstance(effect, Inconsistent):
+                    self._inconsistent(actor, effect)
         if isinstance(inbound, CommandReply):
             waiting = evse.pending.get(inbound.id)
             if waiting is not None and self._observe_command is not None:  # before the caller runs
                 self._observe_command(waiting.command, time.monotonic() - waiting.sent_at)
             evse.complete(inbound)
+        late = evse.running_abandoned()
+        if late is not None:
+            self._stop_late_session(actor, late)
+
+    def _meter_reset(self, actor: EvseActor, reset: MeterReset) -> None:
+        state = actor.evse.state
+        message = (
+            f"EVSE {state.evse_id}: energy register went back from {reset.before_wh:.0f} Wh "
+            f"to {reset.after_wh:.0f} Wh (meter reset); the session's energy carries on"
+        )
+        log.warning(message)
+        self._alert(
+            OperatorAlert(
+                kind="meter_reset",
+                evse_id=state.evse_id,
+                station_id=state.station_id,
+                ts=self._clock_ms(),
+                message=message,
+            )
+        )
+
+    def _inconsistent(self, actor: EvseActor, effect: Inconsistent) -> None:
+        state = actor.evse.state
+        message = f"EVSE {state.evse_id}: {effect.why} (applied: the station is the authority)"
+        log.warning(message)
+        self._alert(
+            OperatorAlert(
+                kind="inconsistent_report",
+                evse_id=state.evse_id,
+                station_id=state.station_id,
+                ts=self._clock_ms(),
+                message=message,
+            )
+        )
+
+    def _stop_late_session(self, actor: EvseActor, session_id: SessionId) -> None:
+        """The station started a session after the CSMS stopped waiting for that start: the
+        driver was told it failed, so it is stopped, and recorded with no driver."""
+        state = actor.evse.state
+        message = (
+            f"EVSE {state.evse_id} started session {session_id} after its start timed out; "
+            "stopping it (nobody is charged)"
+        )
+        log.warning(message)
+        stop = SendCommand(
+            command=CommandName.STOP,
+            args=StopArgs(session_id=session_id),
+            reply=pykka.ThreadingFuture(),
+            timeout_s=10.0,
+        )
+        self._send(actor, stop)
+        self._alert(
+            OperatorAlert(
+                kind="late_session_stopped",
+                evse_id=state.evse_id,
+                station_id=state.station_id,
+                ts=self._clock_ms(),
+                message=message,
+            )
+        )
+
+    def _alert(self, alert: OperatorAlert) -> None:
+        for subscriber in list(self._subscribers):
+            with contextlib.suppress(pykka.ActorDeadError):
+                subscriber.tell(alert)
 
     def _fan_out(self) -> None:
         """One batch per subscriber; the supervisor hears only of status/session changes
@@ -438,14 +561,28 @@ class EvseHost(pykka.ThreadingActor):
 
     def _send(self, actor: EvseActor, command: SendCommand) -> None:
         state = actor.evse.state
+        if not state.reachable:
+            # Never queued in the station's session to run when it reconnects: refused now.
+            command.reply.set(
+                CommandOutcome(
+                    command=command.command,
+                    accepted=False,
+                    reason=RejectReason.OFFLINE,
+                    info=None,
+                    state=state,
+                )
+            )
+            return
         cid = self._correlation_ids()
+        now = self._clock_ms()
         request = CommandRequest(
             station_id=state.station_id,
             id=cid,
             command=command.command,
-            evse_id=state.evse_id,
+            evse_id=state.local_id,
+            expires_at=now + int(command.timeout_s * 1000),
             args=args_dict(command.args),
-            ts=self._clock_ms(),
+            ts=now,
         )
         topic, payload, retain = encode(request)
         timer = None
@@ -455,7 +592,11 @@ class EvseHost(pykka.ThreadingActor):
                 command.timeout_s, lambda: _tell_timeout(host, ref, cid)
             )
         actor.evse.pending[cid] = _Pending(
-            command=command.command, reply=command.reply, timer=timer, sent_at=time.monotonic()
+            command=command.command,
+            reply=command.reply,
+            timer=timer,
+            sent_at=time.monotonic(),
+            args=command.args,
         )
         if self._bridge is None:
             self._time_out(actor, cid)
@@ -476,6 +617,8 @@ class EvseHost(pykka.ThreadingActor):
         )
         if self._observe_command is not None:
             self._observe_command(pending.command, None)
+        if isinstance(pending.args, StartArgs):
+            evse.abandon(pending.args.session_id)
         pending.reply.set_exception((CommandTimeoutError, error, None))
 
 

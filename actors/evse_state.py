@@ -5,11 +5,15 @@
 are data (:data:`TRANSITIONS`), read by the docs and by the property tests.
 
 The station is the authority on an EVSE's status: the CSMS follows its reports,
-but refuses reports that are stale (older ``seq`` or ``ts`` than the last one
-accepted from that station since its last birth) or illegal (a status change not
-in the table, a session status without a session id, an energy register going
-backwards). Refused reports are returned as an :class:`Ignored` effect, to be
-logged; they never raise.
+but refuses reports that are stale (an ``(epoch, seq)`` not above the last one
+accepted; a birth announces the epoch, and a new epoch starts the count again) or
+invalid (a session status without a session id, implausible power). A status change
+the table does not expect is applied (the station is the authority; refusing it could
+lock the EVSE) with an :class:`Inconsistent` effect for the operator.
+Refused reports are returned as an :class:`Ignored` effect, to be logged; they never
+raise. An energy register that goes backwards is a meter reset (a new register, e.g.
+a replaced meter), never a reason to refuse a status: :class:`MeterReset` tells the
+operator, and the session's energy carries on from the station's own count.
 
 Status diagram (OCPP 1.6 connector statuses, plus the CSMS-only ``Offline``)::
 
@@ -29,6 +33,7 @@ from typing import Final
 
 from actors.protocol import (
     CommandReply,
+    EvseDescriptor,
     EvseId,
     EvseInfo,
     EvseStatus,
@@ -46,7 +51,9 @@ __all__ = [
     "EvseEvent",
     "EvseState",
     "Ignored",
+    "Inconsistent",
     "MarkFaulted",
+    "MeterReset",
     "SessionClosed",
     "SessionOpened",
     "StateChanged",
@@ -107,13 +114,19 @@ TRANSITIONS: Final[Mapping[EvseStatus, frozenset[EvseStatus]]] = MappingProxyTyp
 """Status changes a station may report, by current status. Staying in a status is always legal."""
 
 
+_POWER_TOLERANCE: Final = 1.1
+"""How far above its ``max_power_w`` an EVSE's reported power may be (meter tolerance)."""
+
+
 def is_legal(current: EvseStatus, new: EvseStatus) -> bool:
     return new == current or new in TRANSITIONS[current]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EvseState:
-    """What the CSMS knows of one EVSE. ``seq``/``ts`` are the last accepted report's."""
+    """What the CSMS knows of one EVSE. ``epoch``/``seq``/``ts`` are the last accepted
+    report's. ``evse_id`` is the CSMS-wide id (:func:`~actors.protocol.evse_key`:
+    ``station.evse``); the station's own id for the EVSE is :attr:`local_id`."""
 
     evse_id: EvseId
     station_id: StationId
@@ -134,6 +147,23 @@ class EvseState:
     seq: int = -1
     ts: int = -1
     faulted_by_csms: bool = False
+    epoch: int = -1
+    station_online: bool = False
+    """The station's birth came after its last offline message (its EVSE may still show
+    ``Offline`` until its first status report)."""
+
+    @property
+    def reachable(self) -> bool:
+        """Commands can reach the station now (else they are refused, never queued)."""
+        return self.status is not S.OFFLINE or self.station_online
+
+    @property
+    def local_id(self) -> EvseId:
+        """The station's own id of this EVSE (what travels on the wire)."""
+        prefix = self.station_id + "."
+        if self.evse_id.startswith(prefix):
+            return EvseId(self.evse_id[len(prefix) :])
+        return self.evse_id
 
     @property
     def session_open(self) -> bool:
@@ -143,7 +173,7 @@ class EvseState:
 
     def info(self) -> EvseInfo:
         return EvseInfo(
-            evse_id=self.evse_id,
+            evse_id=self.local_id,
             status=self.status,
             soc=self.soc,
             power_w=self.power_w,
@@ -163,9 +193,15 @@ class EvseState:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StationCameOnline:
-    """The station published its birth: a new connection, so its sequence restarts."""
+    """The station published its birth (describing this EVSE as ``descriptor``).
+
+    A birth with another ``epoch`` than the current one starts the ``seq`` count again
+    (a reboot, or a station that lost its counter); with the same epoch (a reconnect) the
+    count goes on, so messages the station kept while offline still apply after it."""
 
     ts: int
+    epoch: int = 0
+    descriptor: EvseDescriptor | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -211,13 +247,30 @@ class SessionClosed:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MeterReset:
+    """The energy register went backwards (a new meter, or a station's lost state): the
+    report applied, with ``before_wh`` -> ``after_wh`` as the new register's start."""
+
+    before_wh: float
+    after_wh: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Inconsistent:
+    """A report applied although the transition table does not expect it (an operator
+    should look: a station bug, or reports lost on the way)."""
+
+    why: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Ignored:
     """A report refused as stale or illegal; the state is unchanged."""
 
     why: str
 
 
-Effect = StateChanged | SessionOpened | SessionClosed | Ignored
+Effect = StateChanged | SessionOpened | SessionClosed | MeterReset | Inconsistent | Ignored
 
 
 # --------------------------------------------------------------------------- transition
@@ -226,11 +279,11 @@ Effect = StateChanged | SessionOpened | SessionClosed | Ignored
 def transition(state: EvseState, event: EvseEvent) -> tuple[EvseState, tuple[Effect, ...]]:
     """Apply one event to one EVSE's state. Pure: same inputs, same outputs, no I/O."""
     match event:
-        case StatusReport(info=info, seq=seq, ts=ts):
-            stale = _stale(state, seq, ts)
+        case StatusReport(info=info, seq=seq, ts=ts, epoch=epoch):
+            stale = _stale(state, epoch, seq)
             if stale:
                 return state, (Ignored(why=stale),)
-            return _apply_info(replace(state, seq=seq, ts=ts), info, state)
+            return _apply_info(replace(state, epoch=epoch, seq=seq, ts=ts), info, state)
         case MeterValues() as meter:
             return _apply_meter(state, meter)
         case CommandReply(info=info, ts=ts) if info is not None:
@@ -240,14 +293,34 @@ def transition(state: EvseState, event: EvseEvent) -> tuple[EvseState, tuple[Eff
             return _apply_info(state, info, state)
         case CommandReply():
             return state, ()
-        case StationCameOnline():
-            return _changed(state, replace(state, seq=-1, ts=-1))
+        case StationCameOnline(epoch=epoch, descriptor=descriptor):
+            after = state if state.station_online else replace(state, station_online=True)
+            if epoch != state.epoch:
+                after = replace(after, epoch=epoch, seq=-1)
+            if descriptor is not None and (
+                descriptor.connector != state.connector
+                or descriptor.max_power_w != state.max_power_w
+            ):
+                after = replace(
+                    after, connector=descriptor.connector, max_power_w=descriptor.max_power_w
+                )
+            if after is state:
+                return state, ()
+            return _changed(state, after)
         case StationWentOffline():
-            if state.status is S.OFFLINE:
+            if state.status is S.OFFLINE and not state.station_online:
                 return state, ()
             return _changed(
                 state,
-                replace(state, status=S.OFFLINE, power_w=0.0, status_before_offline=state.status),
+                replace(
+                    state,
+                    status=S.OFFLINE,
+                    power_w=0.0,
+                    status_before_offline=(
+                        state.status_before_offline if state.status is S.OFFLINE else state.status
+                    ),
+                    station_online=False,
+                ),
             )
         case MarkFaulted():
             return _changed(
@@ -264,22 +337,25 @@ def transition(state: EvseState, event: EvseEvent) -> tuple[EvseState, tuple[Eff
     return state, (Ignored(why=f"unexpected event {type(event).__name__}"),)
 
 
-def _stale(state: EvseState, seq: int, ts: int) -> str | None:
-    if seq <= state.seq:
-        return f"stale report: seq {seq} <= {state.seq}"
-    if ts < state.ts:
-        return f"stale report: ts {ts} < {state.ts}"
+def _stale(state: EvseState, epoch: int, seq: int) -> str | None:
+    """Reports are ordered by ``(epoch, seq)``; ``ts`` orders nothing (a station's clock
+    may jump, and the bridge refuses reports stamped in the future)."""
+    if (epoch, seq) <= (state.epoch, state.seq):
+        return f"stale report: (epoch, seq) ({epoch}, {seq}) <= ({state.epoch}, {state.seq})"
     return None
 
 
 def _illegal(state: EvseState, info: EvseInfo) -> str | None:
-    current = state.status
-    if not is_legal(current, info.status):
-        return f"illegal transition {current} -> {info.status}"
     if info.status in SESSION_STATUSES and info.session_id is None:
         return f"{info.status} without a session id"
-    if info.energy_wh < state.energy_wh:
-        return f"energy register went backwards ({info.energy_wh} < {state.energy_wh})"
+    return _implausible(state, info.power_w)
+
+
+def _implausible(state: EvseState, power_w: float) -> str | None:
+    """An EVSE cannot deliver far more than its station says it can (a broken meter or a
+    forged report): refused rather than shown and billed."""
+    if power_w > state.max_power_w * _POWER_TOLERANCE + 100.0:
+        return f"implausible power {power_w:.0f} W for an EVSE of {state.max_power_w:.0f} W"
     return None
 
 
@@ -289,6 +365,11 @@ def _apply_info(
     why = _illegal(before, info)
     if why:
         return before, (Ignored(why=why),)
+    unexpected = None
+    if not is_legal(before.status, info.status):
+        # The station is the authority: a change the table does not expect (reports missed,
+        # a station bug) is applied, never a reason to lock the EVSE, and an operator told.
+        unexpected = Inconsistent(why=f"unexpected change {before.status} -> {info.status}")
     after = replace(
         state,
         status=info.status,
@@ -305,32 +386,43 @@ def _apply_info(
         status_before_offline=None,
         faulted_by_csms=False,
     )
-    return _changed(before, after)
+    state_after, effects = _changed(before, after)
+    if unexpected is not None:
+        effects = (*effects, unexpected)
+    if info.energy_wh < before.energy_wh:
+        effects = (*effects, MeterReset(before_wh=before.energy_wh, after_wh=info.energy_wh))
+    return state_after, effects
 
 
 def _apply_meter(state: EvseState, meter: MeterValues) -> tuple[EvseState, tuple[Effect, ...]]:
-    stale = _stale(state, meter.seq, meter.ts)
+    stale = _stale(state, meter.epoch, meter.seq)
     if stale:
         return state, (Ignored(why=stale),)
     if state.status not in SESSION_STATUSES and state.status is not S.PREPARING:
         return state, (Ignored(why=f"meter values while {state.status}"),)
+    implausible = _implausible(state, meter.power_w)
+    if implausible:
+        return state, (Ignored(why=implausible),)
     if meter.session_id is not None and meter.session_id != state.session_id:
         return state, (
             Ignored(why=f"meter values for session {meter.session_id}, not {state.session_id}"),
         )
-    if meter.energy_wh < state.energy_wh:
-        return state, (Ignored(why="energy register went backwards"),)
-    session_energy = state.session_energy_wh + (meter.energy_wh - state.energy_wh)
+    reset = meter.energy_wh < state.energy_wh  # a new register: this sample adds nothing
+    added = 0.0 if reset else meter.energy_wh - state.energy_wh
     after = replace(
         state,
+        epoch=meter.epoch,
         seq=meter.seq,
         ts=meter.ts,
         power_w=meter.power_w,
         energy_wh=meter.energy_wh,
         soc=meter.soc if meter.soc is not None else state.soc,
-        session_energy_wh=session_energy,
+        session_energy_wh=state.session_energy_wh + added,
     )
-    return _changed(state, after)
+    new_state, effects = _changed(state, after)
+    if reset:
+        effects = (*effects, MeterReset(before_wh=state.energy_wh, after_wh=meter.energy_wh))
+    return new_state, effects
 
 
 def _changed(before: EvseState, after: EvseState) -> tuple[EvseState, tuple[Effect, ...]]:

@@ -22,7 +22,7 @@ from typing import Any
 from actors.evse_state import EvseState
 from actors.geo import GeoIndex, Position
 from actors.geo import nearest as geo_nearest
-from actors.protocol import EvseId, EvseStatus, StationDescriptor, StationId
+from actors.protocol import EvseId, EvseStatus, StationDescriptor, StationId, evse_key
 
 __all__ = ["EvseView", "FleetView", "StationView"]
 
@@ -91,6 +91,12 @@ class FleetView:
             self._evses[state.evse_id] = view
             self._version += 1
 
+    def remove_evse(self, evse_id: str) -> None:
+        """A retired EVSE (its station no longer announces it) leaves the view."""
+        with self._lock:
+            if self._evses.pop(EvseId(evse_id), None) is not None:
+                self._version += 1
+
     def put_reservation(self, evse_id: str, reservation: Any) -> None:
         """Written by the reservation actor only; ``None`` clears it."""
         with self._lock:
@@ -131,7 +137,7 @@ class FleetView:
             evses = dict(self._evses)
         views = []
         for station, online, updated_at in sorted(stations, key=lambda s: s[0].id):
-            members = tuple(evses[e.id] for e in station.evses if e.id in evses)
+            members = _members(station, evses)
             views.append(
                 StationView(station=station, online=online, updated_at=updated_at, evses=members)
             )
@@ -160,7 +166,7 @@ class FleetView:
                     return []
                 station, online, updated_at = known
                 evses = self._evses
-                members = tuple(evses[e.id] for e in station.evses if e.id in evses)
+                members = _members(station, evses)
                 if available_only:
                     keep = [
                         m
@@ -189,3 +195,9 @@ class FleetView:
             index = self._geo[0].updated(pending) if pending else self._geo[0]
             self._geo = (index, version)
             return index
+
+
+def _members(station: StationDescriptor, evses: dict[EvseId, EvseView]) -> tuple[EvseView, ...]:
+    """The views of a station's EVSEs, in the station's order (keys: ``station.evse``)."""
+    keys = (evse_key(station.id, e.id) for e in station.evses)
+    return tuple(evses[k] for k in keys if k in evses)

@@ -39,6 +39,7 @@ __all__ = [
     "Publish",
     "SendCommand",
     "StationChanged",
+    "VersionRefused",
 ]
 
 
@@ -147,6 +148,15 @@ class HostCrashed:
     last_states: tuple[EvseState, ...]
     error: str
     actor_urn: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VersionRefused:
+    """Bridge -> supervisor: a station speaks another protocol version (refused, not read)."""
+
+    station_id: StationId
+    version: object
+    why: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -85,6 +85,8 @@ class _ScrapeTimeCollector:
                 ("received", "MQTT messages received by the CSMS"),
                 ("sent", "MQTT messages published by the CSMS"),
                 ("malformed", "MQTT messages received and dropped as malformed"),
+                ("future_stamped", "MQTT reports refused: stamped too far in the future"),
+                ("wrong_version", "MQTT messages refused: another protocol version"),
             )
         }
         if not empty:
@@ -102,6 +104,8 @@ class _ScrapeTimeCollector:
             traffic["received"].add_metric([], self._bridge.messages_in)
             traffic["sent"].add_metric([], self._bridge.messages_out)
             traffic["malformed"].add_metric([], self._bridge.malformed)
+            traffic["future_stamped"].add_metric([], self._bridge.future_stamped)
+            traffic["wrong_version"].add_metric([], self._bridge.wrong_version)
         yield from (by_status, sessions, streams, restarts, *traffic.values())
 
 

@@ -244,7 +244,7 @@ def _child(config: dict[str, Any], fd: int) -> None:
     from paho.mqtt.enums import CallbackAPIVersion
 
     from actors.mqtt_client import BufferedClient, new_client, no_delay
-    from actors.protocol import QOS, TOPIC_ROOT
+    from actors.protocol import CSMS_SUBSCRIPTIONS, QOS
 
     conn = Connection(fd)
     send_lock = threading.Lock()
@@ -258,10 +258,7 @@ def _child(config: dict[str, Any], fd: int) -> None:
             # (the broker keeps it for the session's next connection).
             os._exit(1)
 
-    subscriptions = [
-        (f"{TOPIC_ROOT}/stations/+/{suffix}", QOS)
-        for suffix in ("state", "replies", "evses/+/status", "evses/+/meter")
-    ]
+    subscriptions = [(topic, QOS) for topic in CSMS_SUBSCRIPTIONS]
     pending: list[tuple[str | None, bytes | bytearray]] = []
 
     def flush() -> None:

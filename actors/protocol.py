@@ -1,4 +1,4 @@
-"""Wire protocol v1: every MQTT topic and payload between stations and the CSMS.
+"""Wire protocol v2: every MQTT topic and payload between stations and the CSMS.
 
 This is the only module that knows topic strings and JSON field names; the
 simulator, the MQTT bridge and the tests all build and parse messages here.
@@ -11,6 +11,11 @@ Design points (see FACTS.md for why):
 - Every receiver checks that a topic is its own (amqtt leaks retained messages
   to unrelated subscribers), and that ids in the payload match ids in the topic.
 - :func:`parse` only ever raises :class:`ProtocolError`, whatever the bytes.
+- Version 2 (``docs/protocol.md``, "changes since version 1"): the CSMS names an EVSE by
+  its station and its own id (:func:`evse_key`), station messages are ordered by
+  ``(epoch, seq)`` where a birth announces the epoch, and every command carries
+  ``expires_at``. A version 1 message raises :class:`UnsupportedVersion`, so the CSMS can
+  refuse the station clearly instead of misreading it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from enum import StrEnum
 from typing import Any, Final, NewType
 
 __all__ = [
+    "CSMS_SUBSCRIPTIONS",
+    "LEGACY_TOPIC_ROOT",
+    "MAX_FUTURE_SKEW_MS",
     "MAX_PAYLOAD_BYTES",
     "PROTOCOL_VERSION",
     "QOS",
@@ -36,6 +44,7 @@ __all__ = [
     "EvseDescriptor",
     "EvseId",
     "EvseInfo",
+    "EvseKey",
     "EvseStatus",
     "MaintenanceArgs",
     "Message",
@@ -52,35 +61,61 @@ __all__ = [
     "StatusReport",
     "StopArgs",
     "StopReason",
+    "UnsupportedVersion",
     "args_dict",
     "command_args",
     "commands_topic",
     "encode",
+    "evse_key",
     "evse_topic_filter",
     "meter_topic",
     "parse",
     "replies_topic",
+    "split_evse_key",
     "state_topic",
     "station_topic_filter",
     "status_topic",
+    "valid_evse_key",
     "valid_id",
+    "valid_station_id",
 ]
 
-PROTOCOL_VERSION: Final = 1
-TOPIC_ROOT: Final = "smartcharge/v1"
+PROTOCOL_VERSION: Final = 2
+TOPIC_ROOT: Final = "smartcharge/v2"
+LEGACY_TOPIC_ROOT: Final = "smartcharge/v1"
+"""Where version 1 stations publish: the CSMS listens there only to refuse them clearly."""
 QOS: Final = 1
 MAX_PAYLOAD_BYTES: Final = 64 * 1024
+MAX_FUTURE_SKEW_MS: Final = 300_000
+"""A report stamped more than this ahead of the CSMS's clock is refused (5 minutes)."""
 
 StationId = NewType("StationId", str)
 EvseId = NewType("EvseId", str)
 SessionId = NewType("SessionId", str)
 CorrelationId = NewType("CorrelationId", str)
+EvseKey = NewType("EvseKey", EvseId)
+"""How the CSMS names an EVSE everywhere (API paths, JSON, events, storage): the station id,
+a dot, the station's own EVSE id (``ST-0042.1``). Station ids hold no dot, so the first dot
+splits it and two stations' EVSEs can never collide."""
 
 _ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+_STATION_ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_:-]{0,63}$")
 
 
 class ProtocolError(ValueError):
-    """A topic or payload that does not follow protocol v1. The only error :func:`parse` raises."""
+    """A topic or payload that does not follow protocol v2. The only error :func:`parse` raises."""
+
+
+class UnsupportedVersion(ProtocolError):
+    """A well-addressed message of another protocol version (a version 1 station).
+
+    ``station_id`` is the station the topic names (already checked to be a valid id), so
+    the CSMS can refuse that station by name and tell an operator."""
+
+    def __init__(self, message: str, *, station_id: StationId, version: object) -> None:
+        super().__init__(message)
+        self.station_id = station_id
+        self.version = version
 
 
 class EvseStatus(StrEnum):
@@ -108,7 +143,9 @@ class CommandName(StrEnum):
 
 
 class RejectReason(StrEnum):
-    """Why a station refused a command (``reason`` of a rejected reply)."""
+    """Why a station refused a command (``reason`` of a rejected reply).
+
+    ``offline`` is the CSMS's own: the station is not connected, so nothing was sent."""
 
     MAINTENANCE = "maintenance"
     BUSY = "busy"
@@ -121,6 +158,8 @@ class RejectReason(StrEnum):
     RESERVATION_MISMATCH = "reservation_mismatch"
     UNKNOWN_EVSE = "unknown_evse"
     INVALID_COMMAND = "invalid_command"
+    EXPIRED = "expired"
+    OFFLINE = "offline"
 
 
 class StopReason(StrEnum):
@@ -141,36 +180,78 @@ def valid_id(value: object) -> bool:
     return isinstance(value, str) and _ID_RE.fullmatch(value) is not None
 
 
+def valid_station_id(value: object) -> bool:
+    """True for station ids: as :func:`valid_id`, without ``.`` (it splits an :data:`EvseKey`)."""
+    return isinstance(value, str) and _STATION_ID_RE.fullmatch(value) is not None
+
+
+def evse_key(station_id: str, evse_id: str) -> EvseKey:
+    """The CSMS-wide name of a station's EVSE: ``ST-0042`` and ``1`` give ``ST-0042.1``."""
+    return EvseKey(EvseId(f"{station_id}.{evse_id}"))
+
+
+def split_evse_key(key: str) -> tuple[StationId, EvseId]:
+    """``ST-0042.1`` -> ``("ST-0042", "1")``; raises :class:`ProtocolError` if it is not one."""
+    station_id, dot, evse_id = key.partition(".") if isinstance(key, str) else ("", "", "")
+    if not dot or not valid_station_id(station_id) or not valid_id(evse_id):
+        raise ProtocolError(f"not an EVSE id (station.evse): {str(key)[:140]!r}")
+    return StationId(station_id), EvseId(evse_id)
+
+
+def valid_evse_key(value: object) -> bool:
+    try:
+        split_evse_key(value)  # type: ignore[arg-type]
+    except ProtocolError:
+        return False
+    return True
+
+
 def _check_id(value: str, what: str) -> str:
     if not valid_id(value):
         raise ProtocolError(f"invalid {what} {value!r}")
     return value
 
 
+def _check_station(value: str) -> str:
+    if not valid_station_id(value):
+        raise ProtocolError(f"invalid station id {value!r}")
+    return value
+
+
 def state_topic(station_id: str) -> str:
     """Retained station birth / last will (online or offline)."""
-    return f"{TOPIC_ROOT}/stations/{_check_id(station_id, 'station id')}/state"
+    return f"{TOPIC_ROOT}/stations/{_check_station(station_id)}/state"
 
 
 def status_topic(station_id: str, evse_id: str) -> str:
     """Retained EVSE status report."""
-    sid = _check_id(station_id, "station id")
+    sid = _check_station(station_id)
     return f"{TOPIC_ROOT}/stations/{sid}/evses/{_check_id(evse_id, 'evse id')}/status"
 
 
 def meter_topic(station_id: str, evse_id: str) -> str:
-    sid = _check_id(station_id, "station id")
+    sid = _check_station(station_id)
     return f"{TOPIC_ROOT}/stations/{sid}/evses/{_check_id(evse_id, 'evse id')}/meter"
 
 
 def commands_topic(station_id: str) -> str:
     """CSMS -> station command requests."""
-    return f"{TOPIC_ROOT}/stations/{_check_id(station_id, 'station id')}/commands"
+    return f"{TOPIC_ROOT}/stations/{_check_station(station_id)}/commands"
 
 
 def replies_topic(station_id: str) -> str:
     """Station -> CSMS command replies."""
-    return f"{TOPIC_ROOT}/stations/{_check_id(station_id, 'station id')}/replies"
+    return f"{TOPIC_ROOT}/stations/{_check_station(station_id)}/replies"
+
+
+CSMS_SUBSCRIPTIONS: Final = (
+    f"{TOPIC_ROOT}/stations/+/state",
+    f"{TOPIC_ROOT}/stations/+/replies",
+    f"{TOPIC_ROOT}/stations/+/evses/+/status",
+    f"{TOPIC_ROOT}/stations/+/evses/+/meter",
+    f"{LEGACY_TOPIC_ROOT}/stations/+/state",  # only to refuse version 1 stations by name
+)
+"""What the CSMS subscribes to (QoS 1)."""
 
 
 def station_topic_filter(station_id: str = "+") -> str:
@@ -206,10 +287,13 @@ class StationDescriptor:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StationBirth:
-    """Retained ``state`` with ``online: true``: the station is up and describes itself."""
+    """Retained ``state`` with ``online: true``: the station is up and describes itself.
+
+    ``epoch`` is the station's boot epoch: its reports are ordered by ``(epoch, seq)``."""
 
     station: StationDescriptor
     ts: int
+    epoch: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -247,6 +331,7 @@ class StatusReport:
     info: EvseInfo
     seq: int
     ts: int
+    epoch: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -261,6 +346,7 @@ class MeterValues:
     soc: float | None
     seq: int
     ts: int
+    epoch: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -269,6 +355,9 @@ class CommandRequest:
     id: CorrelationId
     command: CommandName
     evse_id: EvseId
+    expires_at: int
+    """Epoch ms after which the station must not carry the command out (it replies
+    ``expired``): a command can never run late, e.g. after a reconnect."""
     args: dict[str, Any] = field(default_factory=dict)
     ts: int = 0
 
@@ -300,15 +389,15 @@ def encode(message: Message) -> tuple[str, bytes, bool]:
     body: dict[str, Any]
     retain = False
     match message:
-        case StationBirth(station=st, ts=ts):
+        case StationBirth(station=st, ts=ts, epoch=epoch):
             topic, retain = state_topic(st.id), True
-            body = {"online": True, "ts": ts, "station": asdict(st)}
+            body = {"online": True, "ts": ts, "epoch": epoch, "station": asdict(st)}
         case StationOffline(station_id=sid, ts=ts, reason=reason):
             topic, retain = state_topic(sid), True
             body = {"online": False, "ts": ts, "reason": reason}
-        case StatusReport(station_id=sid, info=info, seq=seq, ts=ts):
+        case StatusReport(station_id=sid, info=info, seq=seq, ts=ts, epoch=epoch):
             topic, retain = status_topic(sid, info.evse_id), True
-            body = {"seq": seq, "ts": ts, **_info_dict(info)}
+            body = {"epoch": epoch, "seq": seq, "ts": ts, **_info_dict(info)}
         case MeterValues() as m:
             topic = meter_topic(m.station_id, m.evse_id)
             body = {k: v for k, v in asdict(m).items() if k != "station_id" and v is not None}
@@ -319,6 +408,7 @@ def encode(message: Message) -> tuple[str, bytes, bool]:
                 "command": c.command,
                 "evse_id": c.evse_id,
                 "ts": c.ts,
+                "expires_at": c.expires_at,
                 "args": c.args,
             }
         case CommandReply() as r:
@@ -468,12 +558,24 @@ def _parse_station(body: Any) -> StationDescriptor:
     )
 
 
+_PREFIX: Final = TOPIC_ROOT + "/stations/"
+_LEGACY_PREFIX: Final = LEGACY_TOPIC_ROOT + "/stations/"
+
+
 def _split_topic(topic: str) -> list[str]:
-    prefix = TOPIC_ROOT + "/stations/"
-    if not topic.startswith(prefix):
-        raise ProtocolError(f"not a protocol v1 topic: {topic[:200]!r}")
-    parts = topic[len(prefix) :].split("/")
-    if not valid_id(parts[0]) or (len(parts) > 2 and not valid_id(parts[2])):
+    if not topic.startswith(_PREFIX):
+        if topic.startswith(_LEGACY_PREFIX):
+            sid = topic[len(_LEGACY_PREFIX) :].split("/")[0]
+            if valid_id(sid):
+                raise UnsupportedVersion(
+                    f"station {sid!r} speaks protocol version 1; this CSMS speaks version "
+                    f"{PROTOCOL_VERSION} (docs/protocol.md, changes since version 1)",
+                    station_id=StationId(sid),
+                    version=1,
+                )
+        raise ProtocolError(f"not a protocol v{PROTOCOL_VERSION} topic: {topic[:200]!r}")
+    parts = topic[len(_PREFIX) :].split("/")
+    if not valid_station_id(parts[0]) or (len(parts) > 2 and not valid_id(parts[2])):
         raise ProtocolError(f"invalid id in topic {topic[:200]!r}")
     return parts
 
@@ -521,9 +623,10 @@ def _fast_meter(sid: StationId, evse_id: str, body: dict[str, Any]) -> MeterValu
     ``float`` values from the decoder are finite (``_finite_float``), and ``type() is``
     excludes booleans."""
     get = body.get
-    seq, ts, power, energy, soc, session = (
+    seq, ts, epoch, power, energy, soc, session = (
         get("seq"),
         get("ts"),
+        get("epoch"),
         get("power_w"),
         get("energy_wh"),
         get("soc"),
@@ -535,6 +638,8 @@ def _fast_meter(sid: StationId, evse_id: str, body: dict[str, Any]) -> MeterValu
         and type(ts) is int
         and 0 <= seq <= _MAX_INT
         and 0 <= ts <= _MAX_INT
+        and type(epoch) is int
+        and 0 <= epoch <= _MAX_INT
         and type(power) is float
         and 0.0 <= power <= 1e7
         and type(energy) is float
@@ -551,6 +656,7 @@ def _fast_meter(sid: StationId, evse_id: str, body: dict[str, Any]) -> MeterValu
             soc=soc,
             seq=seq,
             ts=ts,
+            epoch=epoch,
         )
     return None
 
@@ -564,17 +670,26 @@ def _parse(topic: str, payload: bytes | bytearray) -> Message:
     parts = _split_topic(topic)
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ProtocolError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    if payload[:3] == b"\xef\xbb\xbf":
+        raise ProtocolError("payload starts with a byte-order mark (section 4 forbids it)")
     try:
-        text = payload.decode(json.detect_encoding(payload), "surrogatepass")  # as json.loads
+        text = bytes(payload).decode("utf-8")  # UTF-8 only (section 4), strictly
         body = _DECODER.decode(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProtocolError(f"payload is not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise ProtocolError("payload must be a JSON object")
     version = body.get("v")
-    if type(version) is not int or version != PROTOCOL_VERSION:  # not True, not 1.0
-        raise ProtocolError(f"unsupported protocol version {body.get('v')!r}")
     sid = StationId(parts[0])
+    if type(version) is not int or version != PROTOCOL_VERSION:  # not True, not 1.0
+        if type(version) is int and version == 1:
+            raise UnsupportedVersion(
+                f"station {sid!r} sent a protocol version 1 payload on a version "
+                f"{PROTOCOL_VERSION} topic",
+                station_id=sid,
+                version=version,
+            )
+        raise ProtocolError(f"unsupported protocol version {body.get('v')!r}")
     match parts[1:]:
         case ["state"]:
             online = _get(body, "online", bool)
@@ -585,13 +700,14 @@ def _parse(topic: str, payload: bytes | bytearray) -> Message:
             station = _parse_station(body.get("station"))
             if station.id != sid:
                 raise ProtocolError(f"station id {station.id!r} does not match topic's {sid!r}")
-            return StationBirth(station=station, ts=ts)
+            return StationBirth(station=station, ts=ts, epoch=_int(body, "epoch"))
         case ["evses", evse_id, "status"]:
             return StatusReport(
                 station_id=sid,
                 info=_parse_info(body, evse_id),
                 seq=_int(body, "seq"),
                 ts=_int(body, "ts"),
+                epoch=_int(body, "epoch"),
             )
         case ["evses", evse_id, "meter"]:
             fast = _fast_meter(sid, evse_id, body)
@@ -608,6 +724,7 @@ def _parse(topic: str, payload: bytes | bytearray) -> Message:
                 soc=_number(body, "soc", lo=0, hi=100, optional=True),
                 seq=_int(body, "seq"),
                 ts=_int(body, "ts"),
+                epoch=_int(body, "epoch"),
             )
         case ["commands"]:
             args = _get(body, "args", dict, optional=True, default={})
@@ -616,6 +733,7 @@ def _parse(topic: str, payload: bytes | bytearray) -> Message:
                 id=CorrelationId(_ident(body, "id")),
                 command=_enum(body, "command", CommandName),
                 evse_id=EvseId(_ident(body, "evse_id")),
+                expires_at=_int(body, "expires_at"),
                 args=dict(args),
                 ts=_int(body, "ts") if body.get("ts") is not None else 0,
             )

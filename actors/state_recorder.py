@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Final
 
 import pykka
@@ -35,6 +35,7 @@ from actors.protocol import (
     StationDescriptor,
     StationId,
     StopReason,
+    evse_key,
 )
 from actors.timers import TimerHandle, Timers
 from storage import EvseStateRow, StatusEvent
@@ -133,7 +134,7 @@ def last_known_fleet(rows: Iterable[EvseStateRow]) -> list[LastKnownEvse]:
     out = []
     for row in rows:
         try:
-            state = state_from_json(row.state)
+            state = replace(state_from_json(row.state), evse_id=EvseId(row.evse_id))
             station = None if row.station is None else descriptor_from_json(row.station)
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("ignoring the stored state of EVSE %s: %s", row.evse_id, exc)
@@ -219,11 +220,26 @@ class StateRecorder(EvseListener):
     def station_changed(self, event: StationChanged) -> None:
         if self._stations.get(event.station.id) == event.station:
             return
-        self._stations[event.station.id] = event.station
-        for evse in event.station.evses:  # write the new descriptor along with their states
-            latest = self._latest.get(evse.id)
-            if latest is not None and latest.station_id == event.station.id:
-                self._pending[evse.id] = latest
+        station = event.station
+        self._stations[station.id] = station
+        keys: set[EvseId] = {evse_key(station.id, evse.id) for evse in station.evses}
+        for key in keys:  # write the new descriptor along with their states
+            latest = self._latest.get(key)
+            if latest is not None:
+                self._pending[key] = latest
+        retired = [
+            key
+            for key, state in self._latest.items()
+            if state.station_id == station.id and key not in keys
+        ]
+        if retired:  # the station no longer announces them: a restart must not bring them back
+            for gone in retired:
+                self._latest.pop(gone, None)
+                self._pending.pop(gone, None)
+            try:
+                self._evse_states.remove(retired)
+            except Exception:
+                log.exception("could not forget retired EVSEs %s", retired)
         self._flush_later()
 
     def timer_fired(self, token: object) -> None:

@@ -27,7 +27,15 @@ from typing import Any
 import pykka
 
 from actors.errors import ActorUnavailableError, UnknownEvseError
-from actors.evse import EvseHost, EvseRef, HostEvse, ShardBatch, ToEvse, new_correlation_id
+from actors.evse import (
+    EvseHost,
+    EvseRef,
+    HostEvse,
+    RetireEvse,
+    ShardBatch,
+    ToEvse,
+    new_correlation_id,
+)
 from actors.evse_state import EvseState, MarkFaulted, StationWentOffline, transition
 from actors.fleet_view import FleetView
 from actors.messages import (
@@ -41,6 +49,7 @@ from actors.messages import (
     OperatorAlert,
     SendCommand,
     StationChanged,
+    VersionRefused,
 )
 from actors.protocol import (
     CommandName,
@@ -54,6 +63,7 @@ from actors.protocol import (
     StationId,
     StationOffline,
     StatusReport,
+    evse_key,
 )
 from actors.state_recorder import LastKnownEvse
 from actors.timers import Timers
@@ -63,6 +73,7 @@ __all__ = ["SupervisorActor"]
 log = logging.getLogger(__name__)
 
 _MAX_EARLY_REPORTS = 256
+_MAX_REFUSED = 10_000
 
 
 @dataclass
@@ -118,6 +129,7 @@ class SupervisorActor(pykka.ThreadingActor):
         self._stations: dict[StationId, StationDescriptor] = {}
         self._slots: dict[EvseId, _Slot] = {}
         self._early: dict[StationId, list[Any]] = {}
+        self._refused: set[tuple[StationId, str]] = set()
         self.restart_count = 0
 
     # ------------------------------------------------------------------ messages
@@ -237,6 +249,8 @@ class SupervisorActor(pykka.ThreadingActor):
                 self._on_offline(inbound, sid)
             case StatusReport(station_id=sid, info=info):
                 self._to_evse(sid, info.evse_id, inbound)
+            case VersionRefused() as refused:
+                self._refuse_version(refused)
             case (
                 MeterValues(station_id=sid, evse_id=evse_id)
                 | CommandReply(station_id=sid, evse_id=evse_id)
@@ -248,27 +262,22 @@ class SupervisorActor(pykka.ThreadingActor):
     def _on_birth(self, birth: StationBirth, station: StationDescriptor) -> None:
         known = self._stations.get(station.id)
         self._stations[station.id] = station
+        if known is not None:
+            self._retire_missing(known, station)
         self._view.put_station(station, online=True)
         for evse in station.evses:
-            slot = self._slots.get(evse.id)
+            key = evse_key(station.id, evse.id)
+            slot = self._slots.get(key)
             if slot is None:
                 state = EvseState(
-                    evse_id=evse.id,
+                    evse_id=key,
                     station_id=station.id,
                     max_power_w=evse.max_power_w,
                     connector=evse.connector,
                 )
-                slot = self._slots[evse.id] = _Slot(state=state, host=self._host_of(station.id))
+                slot = self._slots[key] = _Slot(state=state, host=self._host_of(station.id))
                 self._view.put_evse(state)
                 self._start(slot)
-            elif slot.state.station_id != station.id:
-                log.warning(
-                    "EVSE %s claimed by %s but belongs to %s",
-                    evse.id,
-                    station.id,
-                    slot.state.station_id,
-                )
-                continue
             self._deliver(slot, birth)
             if slot.reconcile:
                 slot.reconcile = False
@@ -278,6 +287,23 @@ class SupervisorActor(pykka.ThreadingActor):
             log.info("Station %s announced itself with %d EVSEs", station.id, len(station.evses))
         for early in self._early.pop(station.id, []):
             self._route(early)
+
+    def _refuse_version(self, refused: VersionRefused) -> None:
+        """A station speaking another protocol version: told once per station and version."""
+        key = (refused.station_id, repr(refused.version))
+        if key in self._refused:
+            return
+        if len(self._refused) < _MAX_REFUSED:
+            self._refused.add(key)
+        log.error("Refusing station %s: %s", refused.station_id, refused.why)
+        self._broadcast(
+            OperatorAlert(
+                kind="protocol_version",
+                station_id=refused.station_id,
+                ts=_wall_ms(),
+                message=f"Station {refused.station_id} was refused: {refused.why}",
+            )
+        )
 
     def _ask_info(self, slot: _Slot) -> None:
         """Fire and forget: nobody waits on the future; the reply's info is what counts."""
@@ -291,14 +317,39 @@ class SupervisorActor(pykka.ThreadingActor):
         )
         self._to_host(slot.host, ToEvse(slot.ref, command))
 
+    def _retire_missing(self, before: StationDescriptor, now: StationDescriptor) -> None:
+        """EVSEs a station no longer lists are retired: their actor stops, the read model
+        forgets them (the API answers 404) and commands to them are refused."""
+        kept = {e.id for e in now.evses}
+        for evse in before.evses:
+            if evse.id in kept:
+                continue
+            key = evse_key(before.id, evse.id)
+            slot = self._slots.pop(key, None)
+            if slot is None:
+                continue
+            if slot.ref is not None:
+                self._to_host(slot.host, RetireEvse(slot.ref))
+            self._view.remove_evse(key)
+            log.info("Station %s no longer has EVSE %s: retired", now.id, evse.id)
+            self._broadcast(
+                OperatorAlert(
+                    kind="evse_retired",
+                    station_id=now.id,
+                    evse_id=key,
+                    ts=_wall_ms(),
+                    message=f"EVSE {key} is no longer announced by its station: retired",
+                )
+            )
+
     def _on_offline(self, offline: StationOffline, sid: StationId) -> None:
         station = self._stations.get(sid)
         if station is None:
             return
         self._view.set_online(sid, online=False)
         for evse in station.evses:
-            slot = self._slots.get(evse.id)
-            if slot is not None and slot.state.station_id == sid:
+            slot = self._slots.get(evse_key(sid, evse.id))
+            if slot is not None:
                 self._deliver(slot, offline)
         self._broadcast(StationChanged(station=station, online=False, ts=offline.ts))
         self._broadcast(
@@ -316,9 +367,9 @@ class SupervisorActor(pykka.ThreadingActor):
             if len(early) < _MAX_EARLY_REPORTS:
                 early.append(inbound)
             return
-        slot = self._slots.get(evse_id)
-        if slot is None or slot.state.station_id != sid:
-            log.warning("Station %s reported on EVSE %s that is not its own", sid, evse_id)
+        slot = self._slots.get(evse_key(sid, evse_id))
+        if slot is None:
+            log.warning("Station %s reported on EVSE %s that it did not announce", sid, evse_id)
             return
         self._deliver(slot, inbound)
 

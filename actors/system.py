@@ -20,14 +20,25 @@ import pykka
 from actors.bridge import BridgeStats, Connect, MqttBridgeActor
 from actors.charging import ChargingService
 from actors.dashboard import DashboardSubscriber, EvseListener
-from actors.errors import ActorUnavailableError, CommandTimeoutError, SmartchargeError
+from actors.errors import (
+    ActorUnavailableError,
+    CommandTimeoutError,
+    SmartchargeError,
+    StationOfflineError,
+)
 from actors.evse import EvseRef
 from actors.fleet_view import FleetView
 from actors.live import LiveHub
 from actors.messages import CommandOutcome, GetEvseRef, SendCommand
 from actors.metrics import CsmsMetrics, supervisor_restarts
 from actors.metrics_recorder import MetricsRecorder, MetricsRecorderSubscriber, SampleRetention
-from actors.protocol import CancelReservationArgs, CommandArgs, CommandName, EvseId
+from actors.protocol import (
+    CancelReservationArgs,
+    CommandArgs,
+    CommandName,
+    EvseId,
+    RejectReason,
+)
 from actors.reservations import ReservationActor
 from actors.session_recorder import SessionRecorder
 from actors.sessions import LiveFeed, Notifier, SessionOwner, SessionOwners
@@ -295,4 +306,8 @@ class CsmsSystem:
             outcome: CommandOutcome = reply.get(timeout=timeout + 2.0)
         except pykka.Timeout:
             raise CommandTimeoutError(f"no answer for {command} on EVSE {evse_id}") from None
+        if not outcome.accepted and outcome.reason == RejectReason.OFFLINE:
+            raise StationOfflineError(
+                f"offline: the station of EVSE {evse_id} is not connected; {command} was not sent"
+            )
         return outcome

@@ -34,11 +34,11 @@ __all__ = ["STATUS_EVERY", "Stream", "serve"]
 STATUS_EVERY: Final = 10
 MAX_IN_FLIGHT: Final = 1_000
 _METER = (
-    '{"v":1,"evse_id":"%s","session_id":"%s","power_w":11000.0,"energy_wh":%d.0,'
-    '"soc":50.0,"seq":%d,"ts":%d}'
+    '{"v":2,"evse_id":"%s","session_id":"%s","power_w":11000.0,"energy_wh":%d.0,'
+    '"soc":50.0,"epoch":1,"seq":%d,"ts":%d}'
 )
 _STATUS = (
-    '{"v":1,"seq":%d,"ts":%d,"evse_id":"%s","status":"%s","soc":50.0,"power_w":11000.0,'
+    '{"v":2,"epoch":1,"seq":%d,"ts":%d,"evse_id":"%s","status":"%s","soc":50.0,"power_w":11000.0,'
     '"energy_wh":%d.0,"session_id":"%s","session_energy_wh":0.0}'
 )
 
@@ -49,16 +49,18 @@ class Stream:
 
     stations: int
     evses_per_station: int = 2
-    ids: list[tuple[str, str]] = field(default_factory=list)  # (station id, evse id)
+    ids: list[tuple[str, str]] = field(default_factory=list)  # (station id, its evse id)
+    keys: list[str] = field(default_factory=list)  # the CSMS's ids: station.evse
     seq: list[int] = field(default_factory=list)
     suspended: list[bool] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.ids = [
-            (f"bs{s:05d}", f"bs{s:05d}-{j}")
+            (f"bs{s:05d}", str(j))
             for s in range(self.stations)
             for j in range(1, self.evses_per_station + 1)
         ]
+        self.keys = [f"{sid}.{eid}" for sid, eid in self.ids]
         self.seq = [0] * len(self.ids)
         self.suspended = [False] * len(self.ids)
 
@@ -71,11 +73,10 @@ class Stream:
         for s in range(self.stations):
             sid = StationId(f"bs{s:05d}")
             evses = tuple(
-                EvseDescriptor(id=EvseId(f"{sid}-{j}"))
-                for j in range(1, self.evses_per_station + 1)
+                EvseDescriptor(id=EvseId(str(j))) for j in range(1, self.evses_per_station + 1)
             )
             station = StationDescriptor(id=sid, name=sid, lat=45.0, lon=9.0, evses=evses)
-            topic, payload, _ = encode(StationBirth(station=station, ts=_now_ms()))
+            topic, payload, _ = encode(StationBirth(station=station, ts=_now_ms(), epoch=1))
             out.append((topic, payload))
         return out
 
@@ -83,7 +84,7 @@ class Stream:
         sid, eid = self.ids[i]
         self.seq[i] += 1
         seq = self.seq[i]
-        payload = _STATUS % (seq, ts, eid, status, seq * 10, f"s-{eid}")
+        payload = _STATUS % (seq, ts, eid, status, seq * 10, f"s-{sid}-{eid}")
         topic = f"{TOPIC_ROOT}/stations/{sid}/evses/{eid}/status"
         return topic, payload.encode(), seq
 
@@ -98,7 +99,7 @@ class Stream:
         sid, eid = self.ids[i]
         self.seq[i] += 1
         seq = self.seq[i]
-        payload = (_METER % (eid, f"s-{eid}", seq * 10, seq, ts)).encode()
+        payload = (_METER % (eid, f"s-{sid}-{eid}", seq * 10, seq, ts)).encode()
         return f"{TOPIC_ROOT}/stations/{sid}/evses/{eid}/meter", payload, i, seq
 
 

@@ -219,7 +219,7 @@ def _csms_run(
     if probe.applied != target:
         raise BenchmarkError(f"the CSMS applied {probe.applied - target + n} of {n} messages")
     lags = [
-        probe.times[(stream.ids[i][1], seq)] - t
+        probe.times[(stream.keys[i], seq)] - t
         for (i, seq), t in zip(sent["keys"], sent["times"], strict=True)
     ]
     _check_view(system, stream, sent["last_seq"])
@@ -236,7 +236,7 @@ def _csms_run(
 
 def _check_stored(store: Any, stream: Stream, last_seq: list[int]) -> float:
     """Wait until storage holds every EVSE's last ``seq``; seconds it took."""
-    want = {eid: seq for (_, eid), seq in zip(stream.ids, last_seq, strict=True)}
+    want = {eid: seq for eid, seq in zip(stream.keys, last_seq, strict=True)}
     t0 = time.perf_counter()
 
     def stored() -> bool:
@@ -249,7 +249,7 @@ def _check_stored(store: Any, stream: Stream, last_seq: list[int]) -> float:
 
 def _check_view(system: CsmsSystem, stream: Stream, last_seq: list[int]) -> None:
     def settled() -> bool:
-        for (_, eid), seq in zip(stream.ids, last_seq, strict=True):
+        for eid, seq in zip(stream.keys, last_seq, strict=True):
             view = system.view.evse(eid)
             if view is None or view.state.seq != seq:
                 return False

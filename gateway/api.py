@@ -49,7 +49,7 @@ def outcome_json(outcome: CommandOutcome) -> dict[str, Any]:
         "evse": None
         if info is None
         else {
-            "id": info.evse_id,
+            "id": outcome.state.evse_id,  # the CSMS's id (station.evse), not the station's own
             "status": str(info.status),
             "soc": info.soc,
             "power_w": info.power_w,

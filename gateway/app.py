@@ -19,6 +19,7 @@ from actors.errors import (
     ActorUnavailableError,
     CommandTimeoutError,
     SmartchargeError,
+    StationOfflineError,
     UnknownEvseError,
 )
 from actors.system import Csms
@@ -166,6 +167,7 @@ def create_app(
     app.add_error_handler(NotFound, _map(falcon.HTTPNotFound))
     app.add_error_handler(Forbidden, _map(falcon.HTTPForbidden))
     app.add_error_handler(Conflict, _map(falcon.HTTPConflict))
+    app.add_error_handler(StationOfflineError, _map(falcon.HTTPConflict))
     app.add_error_handler(ActorUnavailableError, _map(falcon.HTTPServiceUnavailable))
     app.add_error_handler(CommandTimeoutError, _map(falcon.HTTPGatewayTimeout))
     app.add_error_handler(AuthError, _map_auth)

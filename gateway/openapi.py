@@ -22,8 +22,11 @@ from gateway.security import MAX_BODY_BYTES
 __all__ = ["OPENAPI", "OpenApiResource"]
 
 API = "/api/v1"
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
-"""Station and EVSE ids, as protocol v1 allows them (``actors.protocol.valid_id``)."""
+STATION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_:-]{0,63}$"
+"""Station ids, as protocol v2 allows them (``actors.protocol.valid_station_id``): no dot."""
+EVSE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_:-]{0,63}\.[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+"""EVSE ids: the station's id, a dot, the station's own EVSE id (``actors.protocol.evse_key``),
+so two stations that both name an EVSE ``1`` never collide."""
 
 HTTPS_SERVER = {
     "url": "https://127.0.0.1:8443",
@@ -377,14 +380,14 @@ def _id_param(name: str, description: str) -> dict[str, Any]:
         "in": "path",
         "required": True,
         "description": description,
-        "schema": {"type": "string", "pattern": ID_PATTERN, "example": "st-001-1"},
+        "schema": {"type": "string", "pattern": EVSE_ID_PATTERN, "example": "st-001.1"},
     }
 
 
-EVSE_ID = _id_param("evse_id", "an EVSE id, e.g. st-001-1")
+EVSE_ID = _id_param("evse_id", "an EVSE id: station id, a dot, the station's EVSE id (st-001.1)")
 STATION_ID = {
     **_id_param("station_id", "a station id, e.g. st-001"),
-    "schema": {"type": "string", "pattern": ID_PATTERN, "example": "st-001"},
+    "schema": {"type": "string", "pattern": STATION_ID_PATTERN, "example": "st-001"},
 }
 
 

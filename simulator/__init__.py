@@ -1,4 +1,4 @@
-"""Charging-station simulator: stations that speak protocol v1 over MQTT.
+"""Charging-station simulator: stations that speak protocol v2 over MQTT.
 
 Layers, from pure to I/O: :mod:`~simulator.physics` (battery curves),
 :mod:`~simulator.evse` (one EVSE's state machine), :class:`StationSimulator`
@@ -8,7 +8,7 @@ Layers, from pure to I/O: :mod:`~simulator.physics` (battery curves),
 cleanly). The simulator knows only :mod:`actors.protocol`.
 """
 
-from simulator.clock import Clock, ManualClock, SimClock
+from simulator.clock import Clock, ManualClock, SimClock, WallClock
 from simulator.evse import EvseSpec, EvseState
 from simulator.fleet_config import (
     DEFAULT_CENTRE,
@@ -19,6 +19,7 @@ from simulator.fleet_config import (
     parse_fleet_config,
 )
 from simulator.mqtt_station import BrokerAddress, MqttStation
+from simulator.outbox import Keep, Outbox
 from simulator.persistence import SnapshotError, StationStore
 from simulator.physics import Car, charge, power_at
 from simulator.runner import StationRunner
@@ -32,13 +33,16 @@ __all__ = [
     "EvseSpec",
     "EvseState",
     "FleetConfigError",
+    "Keep",
     "ManualClock",
     "MqttStation",
+    "Outbox",
     "SimClock",
     "SnapshotError",
     "StationRunner",
     "StationSimulator",
     "StationStore",
+    "WallClock",
     "charge",
     "generate_fleet",
     "load_fleet_config",

@@ -1,8 +1,11 @@
 """Clocks the simulator reads time from: injected, so a run can be fast or replayable.
 
 The station logic never calls :func:`time.time`; it asks a :class:`Clock`.
-:class:`SimClock` runs the fleet (optionally accelerated with ``--speed``) and
-:class:`ManualClock` lets tests move time by hand, with no sleeps.
+A station reads two: the simulated clock for its physics (:class:`SimClock`,
+optionally accelerated with ``--speed``) and the real wall clock for what the
+CSMS compares with its own clock: wire timestamps, the boot epoch and command
+expiry (:class:`WallClock`). :class:`ManualClock` lets tests move either by
+hand, with no sleeps.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import threading
 import time
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "ManualClock", "SimClock"]
+__all__ = ["Clock", "ManualClock", "SimClock", "WallClock"]
 
 
 @runtime_checkable
@@ -42,6 +45,13 @@ class SimClock:
     def real_seconds(self, sim_seconds: float) -> float:
         """How long ``sim_seconds`` of simulated time take in real time."""
         return sim_seconds / self.speed
+
+
+class WallClock:
+    """The real wall clock (:func:`time.time`): what the CSMS's clock also reads."""
+
+    def now(self) -> float:
+        return time.time()
 
 
 class ManualClock:

@@ -10,7 +10,9 @@ SIGTERM and shuts them down; each station has its own paho network thread (its
 commands); one shared :class:`FleetTicker` thread drives the physics of every
 station, so 200 stations cost 201 threads, not 400. Station state survives a
 restart in ``<data-dir>/stations/<id>.json``; the fleet's :class:`SimClock`
-resumes from the latest saved time so timestamps never go backwards.
+resumes from the latest saved time so simulated time never goes backwards.
+Wire timestamps, boot epochs and command expiry use the real wall clock
+(:class:`WallClock`), so ``--speed`` never stamps a report in the CSMS's future.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from actors.protocol import StationDescriptor
-from simulator.clock import SimClock
+from simulator.clock import SimClock, WallClock
 from simulator.fleet_config import (
     DEFAULT_CENTRE,
     FleetConfigError,
@@ -145,12 +147,14 @@ def _build_stations(
     snapshots = [_load_snapshot(s) for s in stores]
     saved_at = [float(s["saved_at"]) for s in snapshots if s and "saved_at" in s]
     clock = SimClock(args.speed, start=max([time.time(), *saved_at]))
+    wall = WallClock()
     stations = []
     for descriptor, store, snapshot in zip(descriptors, stores, snapshots, strict=True):
         try:
             sim = StationSimulator(
                 descriptor,
                 clock=clock,
+                wall_clock=wall,
                 seed=args.seed,
                 meter_interval=args.meter_interval,
                 snapshot=snapshot,
@@ -158,7 +162,11 @@ def _build_stations(
         except SnapshotError as exc:
             log.error("Station %s cannot resume (%s): starting afresh", descriptor.id, exc)
             sim = StationSimulator(
-                descriptor, clock=clock, seed=args.seed, meter_interval=args.meter_interval
+                descriptor,
+                clock=clock,
+                wall_clock=wall,
+                seed=args.seed,
+                meter_interval=args.meter_interval,
             )
         stations.append(MqttStation(sim, broker, store=store, keepalive=args.keepalive))
     return stations, clock

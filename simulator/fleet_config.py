@@ -9,19 +9,22 @@ Config file format (``--config fleet.json``; see ``docs/fleet.example.json``)::
     {
       "stations": [
         {
-          "id": "bo-centrale",              # protocol id: 1-64 of A-Z a-z 0-9 _ . : -
+          "id": "bo-centrale",              # station id: 1-64 of A-Z a-z 0-9 _ : - (no dot)
           "name": "Bologna Centrale",       # optional, defaults to the id
           "lat": 44.5058, "lon": 11.3426,   # degrees
           "evses": [
-            {"id": "bo-centrale-1", "max_power_w": 150000, "connector": "CCS"},
-            {"id": "bo-centrale-2", "max_power_w": 22000}   # connector defaults to Type2
+            {"id": "1", "max_power_w": 150000, "connector": "CCS"},
+            {"id": "2", "max_power_w": 22000}   # connector defaults to Type2
           ]
         }
       ]
     }
 
-Station ids and EVSE ids must be unique across the whole file; a station has
-1 to 64 EVSEs. ``connector`` is free text; ``CCS``, ``CCS2`` and ``CHAdeMO`` are DC.
+Station ids must be unique across the file; EVSE ids are the station's own
+(protocol version 2), unique within their station only: two stations may both
+have EVSE ``1``, which the CSMS shows as ``bo-centrale.1`` and ``bo-maggiore.1``.
+A station has 1 to 64 EVSEs. ``connector`` is free text; ``CCS``, ``CCS2`` and
+``CHAdeMO`` are DC.
 """
 
 from __future__ import annotations
@@ -32,7 +35,14 @@ import random
 from pathlib import Path
 from typing import Any, Final
 
-from actors.protocol import EvseDescriptor, EvseId, StationDescriptor, StationId, valid_id
+from actors.protocol import (
+    EvseDescriptor,
+    EvseId,
+    StationDescriptor,
+    StationId,
+    valid_id,
+    valid_station_id,
+)
 
 __all__ = [
     "DEFAULT_CENTRE",
@@ -80,7 +90,7 @@ def generate_fleet(
     radius_km: float = 3.0,
     prefix: str = "st",
 ) -> tuple[StationDescriptor, ...]:
-    """``stations`` stations ``<prefix>-001``... with EVSEs ``<prefix>-001-1``..."""
+    """``stations`` stations ``<prefix>-001``... with EVSEs ``1``, ``2``... each."""
     if not 1 <= evses_per_station <= 64 or stations < 1:
         raise FleetConfigError("need at least one station, and 1 to 64 EVSEs per station")
     rng = random.Random(f"fleet:{seed}")
@@ -88,12 +98,12 @@ def generate_fleet(
     out = []
     for n in range(1, stations + 1):
         sid = f"{prefix}-{n:0{width}d}"
-        if not valid_id(f"{sid}-{evses_per_station}"):
-            raise FleetConfigError(f"{sid!r} is not a valid protocol id (check --station-prefix)")
+        if not valid_station_id(sid):
+            raise FleetConfigError(f"{sid!r} is not a valid station id (check --station-prefix)")
         lat, lon = _position(rng, centre, radius_km)
         power, connector, _ = rng.choices(EVSE_TYPES, weights=[t[2] for t in EVSE_TYPES])[0]
         evses = tuple(
-            EvseDescriptor(id=EvseId(f"{sid}-{k}"), connector=connector, max_power_w=power)
+            EvseDescriptor(id=EvseId(str(k)), connector=connector, max_power_w=power)
             for k in range(1, evses_per_station + 1)
         )
         name = f"{rng.choice(SITE_KINDS)} {n:0{width}d}"
@@ -139,10 +149,10 @@ def parse_fleet_config(data: Any) -> tuple[StationDescriptor, ...]:
     if not data["stations"]:
         raise FleetConfigError("the config has no stations")
     stations = tuple(_station(raw, i) for i, raw in enumerate(data["stations"]))
-    ids = [s.id for s in stations] + [e.id for s in stations for e in s.evses]
+    ids = [s.id for s in stations]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
-        raise FleetConfigError(f"duplicate ids: {', '.join(duplicates)}")
+        raise FleetConfigError(f"duplicate station ids: {', '.join(duplicates)}")
     return stations
 
 
@@ -150,19 +160,26 @@ def _station(raw: Any, index: int) -> StationDescriptor:
     where = f"stations[{index}]"
     if not isinstance(raw, dict):
         raise FleetConfigError(f"{where} must be an object")
-    sid = _ident(raw.get("id"), f"{where}.id")
+    sid = str(raw.get("id"))
+    if not valid_station_id(raw.get("id")):
+        raise FleetConfigError(f"{where}.id must be a station id of 1-64 of A-Z a-z 0-9 _ : -")
     evses = raw.get("evses")
     if not isinstance(evses, list) or not 1 <= len(evses) <= 64:
         raise FleetConfigError(f"{where}.evses must list 1 to 64 EVSEs")
     name = raw.get("name", sid)
     if not isinstance(name, str):
         raise FleetConfigError(f"{where}.name must be a string")
+    descriptors = tuple(_evse(e, f"{where}.evses[{k}]") for k, e in enumerate(evses))
+    evse_ids = [e.id for e in descriptors]
+    duplicates = sorted({i for i in evse_ids if evse_ids.count(i) > 1})
+    if duplicates:
+        raise FleetConfigError(f"{where}: duplicate EVSE ids: {', '.join(duplicates)}")
     return StationDescriptor(
         id=StationId(sid),
         name=name[:120],
         lat=_number(raw.get("lat"), f"{where}.lat", -90, 90),
         lon=_number(raw.get("lon"), f"{where}.lon", -180, 180),
-        evses=tuple(_evse(e, f"{where}.evses[{k}]") for k, e in enumerate(evses)),
+        evses=descriptors,
     )
 
 

@@ -112,6 +112,7 @@ class MqttStation:
     def stop(self, timeout: float = 5.0) -> None:
         """Publish the retained offline state, disconnect, stop the thread, save for good."""
         if self._connected.is_set():
+            self.runner.wait_delivered(timeout)  # what the outbox kept, before saying goodbye
             topic, payload, retain = encode(self.runner.shutdown_message())
             info = self._client.publish(topic, payload, qos=QOS, retain=retain)
             try:
@@ -124,12 +125,16 @@ class MqttStation:
         self._client.loop_stop()
         self.runner.save()
 
-    def publish(self, message: Message) -> None:
-        """Queue one message (QoS 1); failures are logged, not raised (the loop retries)."""
+    def publish(self, message: Message) -> mqtt.MQTTMessageInfo | None:
+        """Queue one message (QoS 1); failures are logged, not raised (the loop retries).
+
+        Returns paho's handle, whose ``is_published()`` turns true at the PUBACK (the
+        runner's outbox waits for it), or ``None`` if paho refused the message."""
         topic, payload, retain = encode(message)
-        rc = self._client.publish(topic, payload, qos=QOS, retain=retain).rc
+        info = self._client.publish(topic, payload, qos=QOS, retain=retain)
+        rc = info.rc
         if rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):  # NO_CONN: sent on reconnect
-            return
+            return info
         self._failed_publishes += 1
         if self._failed_publishes in (1, 10) or self._failed_publishes % 1000 == 0:
             log.warning(
@@ -139,6 +144,7 @@ class MqttStation:
                 mqtt.error_string(rc),
                 self._failed_publishes,
             )
+        return None
 
     # ------------------------------------------------------------------ paho thread
 
@@ -172,6 +178,7 @@ class MqttStation:
         properties: Any,
     ) -> None:
         self._connected.clear()
+        self.runner.disconnected()  # from now on, only the outbox keeps what matters
         if reason_code.is_failure:
             log.warning("Station %s disconnected (%s), reconnecting", self.station_id, reason_code)
 
@@ -189,4 +196,4 @@ class MqttStation:
         except UnicodeDecodeError:
             log.warning("Station %s: dropping a message with a non-UTF-8 topic", self.station_id)
             return
-        self.runner.received(topic, bytes(message.payload))
+        self.runner.received(topic, bytes(message.payload), retained=bool(message.retain))

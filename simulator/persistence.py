@@ -9,8 +9,10 @@ flush, fsync, ``os.replace``, fsync the directory).
 File format (``format`` 1)::
 
     {"format": 1, "station_id": "st-001", "seed": 42, "seq": 11000,
-     "saved_at": 1712000000.0,
-     "evses": {"st-001-1": {"status": "Charging", "soc": 54.21,
+     "epoch": 1735689600000, "saved_at": 1712000000.0,
+     "outbox": [{"level": "session_end", "topic": "smartcharge/v2/stations/st-001/evses/1/status",
+                 "payload": "{\"v\":2,\"epoch\":1735689600000,\"seq\":10412,...}"}],
+     "evses": {"1": {"status": "Charging", "soc": 54.21,
                             "car": {"capacity_wh": 62000.0, "max_power_w": 11000.0},
                             "power_w": 11000.0, "energy_wh": 123456.7,
                             "session_id": "s-1", "session_energy_wh": 4321.0,
@@ -21,6 +23,11 @@ File format (``format`` 1)::
 
 Times that the simulation schedules are stored relative to ``saved_at``
 (``unplug_in``), so a restart resumes them whatever the clock says then.
+``epoch`` is the boot epoch of the process that saved the file (the next one
+uses a greater one) and ``outbox`` the session-critical messages not yet
+acknowledged by the broker (:mod:`simulator.outbox`). Both are absent from
+files written before protocol version 2, and so are local EVSE ids: such a file
+names its EVSEs ``st-001-1``, and :func:`adopt_saved_evse_ids` keeps those names.
 """
 
 from __future__ import annotations
@@ -29,15 +36,23 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
-from actors.protocol import EvseId, EvseStatus, SessionId, StopReason
+from actors.protocol import EvseId, EvseStatus, SessionId, StationDescriptor, StopReason
 from simulator.evse import IN_SESSION, EvseState
 from simulator.physics import Car
 
-__all__ = ["FORMAT", "SnapshotError", "StationStore", "state_from_json", "state_to_json"]
+__all__ = [
+    "FORMAT",
+    "SnapshotError",
+    "StationStore",
+    "adopt_saved_evse_ids",
+    "state_from_json",
+    "state_to_json",
+]
 
 FORMAT: Final = 1
 
@@ -98,6 +113,31 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def adopt_saved_evse_ids(
+    descriptor: StationDescriptor, snapshot: Mapping[str, Any]
+) -> StationDescriptor:
+    """The saved file wins for an existing EVSE: keep the name it was saved under.
+
+    Before protocol version 2 generated and example EVSE ids repeated the station id
+    (``st-001-1``); now they are local (``1``). A station whose file still has
+    ``st-001-1`` but not ``1`` keeps ``st-001-1``, with its session, register and
+    random draws, instead of losing them to a fresh EVSE ``1``.
+    """
+    saved = snapshot.get("evses")
+    if not isinstance(saved, dict):
+        return descriptor
+    ids = {e.id for e in descriptor.evses}
+
+    def legacy(evse_id: str) -> str | None:
+        old = f"{descriptor.id}-{evse_id}"
+        return old if evse_id not in saved and old in saved and old not in ids else None
+
+    evses = tuple(
+        e if (old := legacy(e.id)) is None else replace(e, id=EvseId(old)) for e in descriptor.evses
+    )
+    return descriptor if evses == descriptor.evses else replace(descriptor, evses=evses)
 
 
 def state_to_json(state: EvseState, now: float) -> dict[str, Any]:

@@ -6,6 +6,13 @@ transport (:mod:`simulator.mqtt_station`) and its persistence
 (:mod:`simulator.runner`) are separate so tests drive it directly with a
 :class:`~simulator.clock.ManualClock`. It is not thread-safe: whoever shares
 it between threads (the paho thread and the fleet ticker) holds a lock.
+
+Protocol version 2 on the station side: each process start takes a new boot
+``epoch`` (greater than the saved one) carried by the birth and every status and
+meter message; wire timestamps, the epoch and command expiry read the *wall*
+clock, as the CSMS does, while the physics runs on the simulated one (``--speed``);
+an expired command is refused with ``expired``; session-critical messages wait
+in an :class:`~simulator.outbox.Outbox` until the broker acknowledges them.
 """
 
 from __future__ import annotations
@@ -37,7 +44,14 @@ from actors.protocol import (
 from simulator import evse
 from simulator.clock import Clock
 from simulator.evse import EventKind, EvseEvent, EvseSpec, EvseState
-from simulator.persistence import FORMAT, SnapshotError, state_from_json, state_to_json
+from simulator.outbox import Outbox, OutboxKey
+from simulator.persistence import (
+    FORMAT,
+    SnapshotError,
+    adopt_saved_evse_ids,
+    state_from_json,
+    state_to_json,
+)
 
 __all__ = ["SEQ_LEASE", "StationSimulator"]
 
@@ -57,7 +71,10 @@ class StationSimulator:
 
     ``seed`` makes every random draw (cars, unplug delays) replayable; ``snapshot``
     (from :meth:`checkpoint`, via a :class:`~simulator.persistence.StationStore`)
-    resumes a previous run: statuses, sessions, energy registers and ``seq``.
+    resumes a previous run: statuses, sessions, energy registers, ``seq``, the
+    last boot epoch and the outbox. ``clock`` drives the physics; ``wall_clock``
+    (default: ``clock``, right for a clock at real speed) stamps what the CSMS
+    compares with its own clock.
     """
 
     def __init__(
@@ -65,14 +82,18 @@ class StationSimulator:
         descriptor: StationDescriptor,
         *,
         clock: Clock,
+        wall_clock: Clock | None = None,
         seed: int = 0,
         meter_interval: float = 5.0,
         snapshot: Mapping[str, Any] | None = None,
     ) -> None:
         if not meter_interval > 0:
             raise ValueError(f"meter_interval must be positive, not {meter_interval!r}")
+        if snapshot is not None:
+            descriptor = adopt_saved_evse_ids(descriptor, snapshot)
         self._descriptor = descriptor
         self._clock = clock
+        self._wall = clock if wall_clock is None else wall_clock
         self._last_ts = 0
         self._seed = seed
         self._commands_topic = commands_topic(descriptor.id)
@@ -91,8 +112,11 @@ class StationSimulator:
         self._seq_leased = 0
         self._status_dirty = True
         self._progress_dirty = False
+        self._outbox = Outbox()
+        saved_epoch = -1
         if snapshot is not None:
-            self._restore(snapshot)
+            saved_epoch = self._restore(snapshot)
+        self._epoch = max(saved_epoch + 1, _ms(self._wall.now()))
 
     # ------------------------------------------------------------------ queries
 
@@ -110,8 +134,21 @@ class StationSimulator:
         return self._seq
 
     @property
+    def epoch(self) -> int:
+        """This process's boot epoch: greater than any earlier run's (it is saved)."""
+        return self._epoch
+
+    @property
+    def outbox(self) -> Outbox:
+        """Session-critical messages the broker has not acknowledged yet."""
+        return self._outbox
+
+    @property
     def needs_save(self) -> bool:
-        """A status changed (or the ``seq`` lease ran out) since the last checkpoint."""
+        """A status changed (or the ``seq`` lease ran out) since the last checkpoint.
+
+        True before the first checkpoint too, so the boot epoch is on disk before any
+        message carries it."""
         return self._status_dirty or self._seq >= self._seq_leased
 
     @property
@@ -128,23 +165,35 @@ class StationSimulator:
     # ------------------------------------------------------------------ inputs
 
     def online_messages(self) -> list[Message]:
-        """What to publish on every (re)connection: the birth, then every EVSE's status."""
-        now = self._clock.now()
-        birth: list[Message] = [StationBirth(station=self._descriptor, ts=self._stamp(now))]
-        return birth + [self._status(state, now) for state in self._states.values()]
+        """What to publish on every (re)connection: what the outbox kept (oldest first,
+        with their own epoch and seq), then the birth, then every EVSE's status."""
+        birth = StationBirth(station=self._descriptor, ts=self._stamp(), epoch=self._epoch)
+        fresh = [self._status(state) for state in self._states.values()]
+        return [*self._outbox.messages(), birth, *fresh]
+
+    def delivered(self, key: OutboxKey) -> None:
+        """The broker acknowledged the message ``(epoch, seq)``: the outbox forgets it."""
+        if self._outbox.delivered(key):
+            self._progress_dirty = True
 
     def offline_message(self, reason: str = "shutdown") -> StationOffline:
         """The retained ``state`` for a clean shutdown (or, with the default of
         :class:`StationOffline`, the last will)."""
-        return StationOffline(station_id=self.station_id, ts=_ms(self._clock.now()), reason=reason)
+        return StationOffline(station_id=self.station_id, ts=self._wall_ms(), reason=reason)
 
     def last_will(self) -> StationOffline:
-        return StationOffline(station_id=self.station_id, ts=_ms(self._clock.now()))
+        return StationOffline(station_id=self.station_id, ts=self._wall_ms())
 
-    def handle_payload(self, topic: str, payload: bytes) -> list[Message]:
-        """An MQTT message: ours only if it is on our own commands topic; bad ones are dropped."""
+    def handle_payload(
+        self, topic: str, payload: bytes, *, retained: bool = False
+    ) -> list[Message]:
+        """An MQTT message: ours only if it is on our own commands topic and not retained
+        (the CSMS never retains a command: a retained one is stale or forged)."""
         if topic != self._commands_topic:
             log.debug("Ignoring a message on %s: not our commands topic", topic[:200])
+            return []
+        if retained:
+            log.warning("Ignoring a retained command on %s", topic)
             return []
         try:
             request = parse(topic, payload)
@@ -164,14 +213,20 @@ class StationSimulator:
         now = self._clock.now()
         spec = self._specs.get(request.evse_id)
         if spec is None:
-            return [self._reply(request, now, RejectReason.UNKNOWN_EVSE, None)]
+            return [self._reply(request, RejectReason.UNKNOWN_EVSE, None)]
         caught_up = self._advance(spec, now)  # e.g. a driver who left a moment ago
         state = self._states[spec.evse_id]
+        if self._wall_ms() > request.expires_at:  # on the CSMS's clock: never run late
+            log.warning(
+                "Refusing %s for Evse %s: it expired at %d", request.command, spec.evse_id,
+                request.expires_at,
+            )  # fmt: skip
+            return [*caught_up, self._reply(request, RejectReason.EXPIRED, state.info())]
         try:
             args = command_args(request)
         except ProtocolError as exc:
             log.warning("Rejecting %s for Evse %s: %s", request.command, spec.evse_id, exc)
-            reply = self._reply(request, now, RejectReason.INVALID_COMMAND, state.info())
+            reply = self._reply(request, RejectReason.INVALID_COMMAND, state.info())
             return [*caught_up, reply]
         if isinstance(args, ReserveArgs):
             args = self._on_our_clock(args, request.ts, now)
@@ -179,7 +234,7 @@ class StationSimulator:
         self._states[spec.evse_id] = outcome.state
         if outcome.reason is not None:
             log.info("Evse %s rejected %s: %s", spec.evse_id, request.command, outcome.reason)
-        reply = self._reply(request, now, outcome.reason, outcome.state.info())
+        reply = self._reply(request, outcome.reason, outcome.state.info())
         return [*caught_up, reply, *self._messages(outcome.events)]
 
     def tick(self, now: float | None = None) -> list[Message]:
@@ -202,11 +257,14 @@ class StationSimulator:
             "station_id": self.station_id,
             "seed": self._seed,
             "seq": self._seq_leased,
+            "epoch": self._epoch,
             "saved_at": now,
+            "outbox": self._outbox.to_json(),
             "evses": {eid: state_to_json(st, now) for eid, st in self._states.items()},
         }
 
-    def _restore(self, snapshot: Mapping[str, Any]) -> None:
+    def _restore(self, snapshot: Mapping[str, Any]) -> int:
+        """Resume from a checkpoint; returns the saved boot epoch (-1 before version 2)."""
         if snapshot.get("station_id") != self.station_id:
             raise SnapshotError(
                 f"snapshot of {snapshot.get('station_id')!r}, not {self.station_id}"
@@ -219,6 +277,11 @@ class StationSimulator:
             if evse_id in self._specs:  # EVSEs removed from the config are forgotten
                 self._states[evse_id] = state_from_json(evse_id, raw, now)
         self._seq = self._seq_leased = int(snapshot["seq"])
+        epoch, outbox = snapshot.get("epoch", -1), snapshot.get("outbox", [])
+        if not isinstance(epoch, int) or not isinstance(outbox, list):
+            raise SnapshotError("snapshot with a bad 'epoch' or 'outbox'")
+        self._outbox = Outbox.from_json(outbox, self.station_id)
+        return epoch
 
     # ------------------------------------------------------------------ messages
 
@@ -239,26 +302,35 @@ class StationSimulator:
         length_ms = max(0, args.expires_at - sent_ms) * speed
         return replace(args, expires_at=int(now * 1000 + length_ms))
 
-    def _stamp(self, at: float) -> int:
-        """Epoch ms, never earlier than anything this station already sent (protocol rule)."""
-        self._last_ts = max(self._last_ts, _ms(at))
+    def _wall_ms(self) -> int:
+        return _ms(self._wall.now())
+
+    def _stamp(self) -> int:
+        """Wall-clock epoch ms (what the CSMS's clock says, whatever ``--speed``), never
+        earlier than anything this station already sent."""
+        self._last_ts = max(self._last_ts, self._wall_ms())
         return self._last_ts
 
     def _next_seq(self) -> int:
         self._seq += 1
         return self._seq
 
-    def _status(self, state: EvseState, at: float) -> StatusReport:
+    def _status(self, state: EvseState) -> StatusReport:
         self._status_dirty = True
         return StatusReport(
-            station_id=self.station_id, info=state.info(), seq=self._next_seq(), ts=self._stamp(at)
+            station_id=self.station_id,
+            info=state.info(),
+            seq=self._next_seq(),
+            ts=self._stamp(),
+            epoch=self._epoch,
         )
 
     def _messages(self, events: Iterable[EvseEvent]) -> list[Message]:
+        """The messages for these events; the session-critical ones also enter the outbox."""
         out: list[Message] = []
         for event in events:
             if event.kind is EventKind.STATUS:
-                out.append(self._status(event.state, event.at))
+                out.append(self._status(event.state))
                 continue
             self._progress_dirty = True
             info = event.state.info()
@@ -271,17 +343,15 @@ class StationSimulator:
                     energy_wh=info.energy_wh,
                     soc=info.soc,
                     seq=self._next_seq(),
-                    ts=self._stamp(event.at),
+                    ts=self._stamp(),
+                    epoch=self._epoch,
                 )
             )
+        self._outbox.add_batch(out)
         return out
 
     def _reply(
-        self,
-        request: CommandRequest,
-        now: float,
-        reason: RejectReason | None,
-        info: EvseInfo | None,
+        self, request: CommandRequest, reason: RejectReason | None, info: EvseInfo | None
     ) -> CommandReply:
         return CommandReply(
             station_id=self.station_id,
@@ -291,5 +361,5 @@ class StationSimulator:
             accepted=reason is None,
             reason=None if reason is None else str(reason),
             info=info,
-            ts=self._stamp(now),
+            ts=self._stamp(),
         )

@@ -75,6 +75,16 @@ class EvseStateStore:
             conn.execute(self._upsert, rows)
         return len(rows)
 
+    def remove(self, evse_ids: Iterable[str]) -> int:
+        """Forget these EVSEs (retired by their station); return how many rows went."""
+        ids = list(evse_ids)
+        if not ids:
+            return 0
+        t = self._table.table
+        with self._db.write() as conn:
+            result = conn.execute(t.delete().where(t.c.evse_id.in_(ids)))
+        return int(result.rowcount or 0)
+
     def all(self) -> list[EvseStateRow]:
         """Every EVSE's row, by EVSE id."""
         with self._db.read():

@@ -202,10 +202,33 @@ def _v3_evse_samples_and_session_time_indexes(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX ix_sessions_ended_at ON sessions (ended_at)"))
 
 
+_EVSE_ID_TABLES: Final = ("sessions", "reservations", "status_events", "evse_samples")
+
+
+def _v4_evse_ids_per_station(conn: Connection) -> None:
+    """Protocol v2 names an EVSE by its station: ``st-001`` + ``1`` is ``st-001.1``.
+
+    Every stored EVSE id becomes ``station_id.evse_id`` (its station from ``evse_state``),
+    in every table that holds one. Ids already in that form are left alone; rows of EVSEs
+    ``evse_state`` does not know (no station to name) keep their id."""
+    known = conn.execute(text("SELECT evse_id, station_id FROM evse_state")).all()
+    renames = [
+        {"old": old, "new": f"{station}.{old}"}
+        for old, station in known
+        if not str(old).startswith(f"{station}.")
+    ]
+    if not renames:
+        return
+    conn.execute(text("UPDATE evse_state SET evse_id = :new WHERE evse_id = :old"), renames)
+    for table in _EVSE_ID_TABLES:  # constants above, never input
+        conn.execute(text(f"UPDATE {table} SET evse_id = :new WHERE evse_id = :old"), renames)
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v1_users_sessions_reservations_notifications,
     _v2_evse_state_and_status_events,
     _v3_evse_samples_and_session_time_indexes,
+    _v4_evse_ids_per_station,
 )
 LATEST_VERSION: Final = len(MIGRATIONS)
 

@@ -25,7 +25,7 @@ from tests.support import FleetProcess, FleetWatcher
 HTTPS_BASE = "https://127.0.0.1:8443"
 PASSWORD = "correct horse battery"
 STATIONS, EVSES = 2, 2
-EVSE_IDS = [f"ap-{s:03d}-{e}" for s in range(1, STATIONS + 1) for e in range(1, EVSES + 1)]
+EVSE_IDS = [f"ap-{s:03d}.{e}" for s in range(1, STATIONS + 1) for e in range(1, EVSES + 1)]
 
 
 @dataclass

@@ -14,8 +14,14 @@ from typing import Any
 from actors.dashboard import EvseListener
 from actors.evse_state import EvseState
 from actors.messages import EvseChanged, OperatorAlert, StationChanged
+from actors.protocol import EvseId, split_evse_key
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def wire_id(key: str) -> EvseId:
+    """The station's own id of an EVSE the CSMS names ``key`` (``st-001.1`` -> ``1``)."""
+    return split_evse_key(key)[1]
 
 
 class FleetWatcher(EvseListener):

@@ -20,8 +20,8 @@ from tests.support import REPO_ROOT, FleetProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.needs_db, pytest.mark.timeout(180)]
 
-EVSES = ["ad-001-1", "ad-001-2", "ad-002-1", "ad-002-2"]
-PAIR = ("ad-001-1", "ad-001-2")
+EVSES = ["ad-001.1", "ad-001.2", "ad-002.1", "ad-002.2"]
+PAIR = ("ad-001.1", "ad-001.2")
 
 
 def free_port() -> int:
@@ -152,8 +152,8 @@ def test_maintenance_on_then_off_takes_evses_out_of_service_and_back(
 ) -> None:
     done = csms.admin("maintenance", *PAIR, "on", login=operator)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[0].startswith("ad-001-1: maintenance on")
-    assert done.stdout.splitlines()[1].startswith("ad-001-2: maintenance on")
+    assert done.stdout.splitlines()[0].startswith("ad-001.1: maintenance on")
+    assert done.stdout.splitlines()[1].startswith("ad-001.2: maintenance on")
     wait_until(lambda: csms.statuses(PAIR) == ["Unavailable"] * 2, "both EVSEs Unavailable")
 
     done = csms.admin("maintenance", *PAIR, "off", login=operator)
@@ -164,24 +164,24 @@ def test_maintenance_on_then_off_takes_evses_out_of_service_and_back(
 def test_info_asks_the_station_for_the_live_state_of_an_evse(
     csms: Csms, operator: dict[str, str]
 ) -> None:
-    outcome = csms.admin_json("info", "ad-002-2", login=operator)
+    outcome = csms.admin_json("info", "ad-002.2", login=operator)
     assert outcome["accepted"] is True
-    assert outcome["evse"]["id"] == "ad-002-2"
+    assert outcome["evse"]["id"] == "ad-002.2"
 
 
 def test_a_drivers_login_is_refused_on_operator_commands_with_the_reason(csms: Csms) -> None:
-    for command in (["maintenance", "ad-001-2", "on"], ["stop", "ad-001-2"], ["info", "ad-001-2"]):
+    for command in (["maintenance", "ad-001.2", "on"], ["stop", "ad-001.2"], ["info", "ad-001.2"]):
         done = csms.admin(*command, login=csms.logins["driver"])
         assert done.returncode == 1
         assert "is a driver account: admin commands need an operator" in done.stderr
         assert done.stdout == ""
-    assert csms.public_status("ad-001-2") == "Available"
+    assert csms.public_status("ad-001.2") == "Available"
 
 
 def test_a_wrong_password_fails_with_the_servers_reason(csms: Csms) -> None:
     done = csms.admin(
         "info",
-        "ad-001-2",
+        "ad-001.2",
         "--email",
         csms.logins["operator"]["email"],
         "--password",
@@ -200,7 +200,7 @@ def test_an_unknown_evse_fails_with_the_servers_reason(
 
 
 def test_operator_commands_without_a_login_say_how_to_give_one(csms: Csms) -> None:
-    done = csms.admin("stop", "ad-001-2")
+    done = csms.admin("stop", "ad-001.2")
     assert done.returncode == 1
     assert "--email/--password, or SMARTCHARGE_ADMIN_EMAIL/SMARTCHARGE_ADMIN_PASSWORD" in (
         done.stderr
@@ -217,10 +217,10 @@ def test_create_operator_makes_an_account_that_can_run_operator_commands(csms: C
     assert users["ops@example.com"] == "operator"
 
     done = csms.admin(
-        "info", "ad-002-1", "--email", "ops@example.com", "--password", password, "--json"
+        "info", "ad-002.1", "--email", "ops@example.com", "--password", password, "--json"
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["evse"]["id"] == "ad-002-1"
+    assert json.loads(done.stdout)["evse"]["id"] == "ad-002.1"
 
 
 def test_create_operator_refuses_a_taken_email_and_a_weak_password(csms: Csms) -> None:
@@ -247,7 +247,7 @@ def test_users_lists_every_account_with_its_role(csms: Csms) -> None:
 def test_an_operator_starts_and_stops_a_session_that_sessions_then_lists(
     csms: Csms, operator: dict[str, str]
 ) -> None:
-    started = csms.admin_json("start", "ad-002-1", "--target-soc", "90", login=operator)
+    started = csms.admin_json("start", "ad-002.1", "--target-soc", "90", login=operator)
     session_id = started["session_id"]
 
     def listed(*flags: str) -> dict[str, Any] | None:
@@ -255,12 +255,12 @@ def test_an_operator_starts_and_stops_a_session_that_sessions_then_lists(
         return next((s for s in sessions if s["id"] == session_id), None)
 
     running = wait_until(lambda: listed("--open"), "the session among the open ones")
-    assert running["evse_id"] == "ad-002-1"
+    assert running["evse_id"] == "ad-002.1"
     assert running["driver"] == operator["email"]
 
-    done = csms.admin("stop", "ad-002-1", login=operator)
+    done = csms.admin("stop", "ad-002.1", login=operator)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("ad-002-1: stopped")
+    assert done.stdout.startswith("ad-002.1: stopped")
 
     ended = wait_until(
         lambda: (s := listed()) is not None and not s["open"] and s, "the session ended"

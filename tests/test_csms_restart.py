@@ -38,7 +38,7 @@ STATIONS, EVSES = 100, 2
 SPEED, METER_S = 10.0, 5.0
 STOPPED_WHILE_DOWN = 20
 PREFIX = "rs"
-EVSE_IDS = [f"{PREFIX}-{s:03d}-{e}" for s in range(1, STATIONS + 1) for e in range(1, EVSES + 1)]
+EVSE_IDS = [f"{PREFIX}-{s:03d}.{e}" for s in range(1, STATIONS + 1) for e in range(1, EVSES + 1)]
 SESSION_STATUSES = {"Preparing", "Charging", "SuspendedEV", "SuspendedEVSE"}
 
 
@@ -62,8 +62,9 @@ class StationTruth:
 def station_truth(fleet_dir: Path) -> dict[str, StationTruth]:
     truth = {}
     for path in (fleet_dir / "stations").glob("*.json"):
-        for evse_id, raw in json.loads(path.read_text())["evses"].items():
-            truth[evse_id] = StationTruth(
+        data = json.loads(path.read_text())
+        for evse_id, raw in data["evses"].items():
+            truth[f"{data['station_id']}.{evse_id}"] = StationTruth(
                 status=raw["status"],
                 session_id=raw.get("session_id"),
                 session_energy_wh=float(raw.get("session_energy_wh") or 0.0),

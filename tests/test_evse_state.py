@@ -20,15 +20,16 @@ from actors.evse_state import (
     TRANSITIONS,
     EvseState,
     Ignored,
+    MeterReset,
     SessionClosed,
     SessionOpened,
     StationCameOnline,
     StationWentOffline,
-    is_legal,
     transition,
 )
 from actors.messages import GetState
 from actors.protocol import (
+    EvseDescriptor,
     EvseId,
     EvseInfo,
     EvseStatus,
@@ -39,14 +40,16 @@ from actors.protocol import (
     StationId,
     StationOffline,
     StatusReport,
+    evse_key,
 )
 
-SID, EID = StationId("st-001"), EvseId("st-001-1")
+SID, EID = StationId("st-001"), EvseId("1")
+KEY = evse_key(SID, EID)
 STATION_STATUSES = [s for s in EvseStatus if s is not EvseStatus.OFFLINE]
 
 
 def fresh_state() -> EvseState:
-    return EvseState(evse_id=EID, station_id=SID)
+    return EvseState(evse_id=KEY, station_id=SID)
 
 
 class _Model:
@@ -57,8 +60,9 @@ class _Model:
         self.before_offline: EvseStatus | None = None
         self.energy = 0.0
         self.session: SessionId | None = None
+        self.epoch = -1
         self.seq = -1
-        self.ts = -1
+        self.resets = 0
 
 
 class EvseRules(RuleBasedStateMachine):
@@ -68,6 +72,7 @@ class EvseRules(RuleBasedStateMachine):
         super().__init__()
         self.model = _Model()
         self.clock = 1_000
+        self.epoch = 0
         self.next_seq = 0
         self.sessions = 0
 
@@ -82,12 +87,17 @@ class EvseRules(RuleBasedStateMachine):
         self.next_seq += 1
         return self.next_seq, self.clock
 
-    @rule()
-    def station_comes_online(self) -> None:
+    @rule(reboot=st.booleans(), lost_counter=st.booleans())
+    def station_comes_online(self, reboot: bool, lost_counter: bool) -> None:
+        """A reconnect keeps the epoch (the count goes on); a reboot starts a new epoch; a
+        station that lost its storage may even start over at a lower one."""
+        if reboot:
+            self.epoch = 0 if lost_counter else self.epoch + 1
+            self.next_seq = 0
         station = StationDescriptor(id=SID, name="S", lat=0, lon=0, evses=())
-        self.deliver(StationBirth(station=station, ts=self.clock))
-        self.model.seq = self.model.ts = -1
-        self.next_seq = 0  # a station that lost its counter starts over after a birth
+        self.deliver(StationBirth(station=station, ts=self.clock, epoch=self.epoch))
+        if self.epoch != self.model.epoch:
+            self.model.epoch, self.model.seq = self.epoch, -1
 
     @rule()
     def station_goes_offline(self) -> None:
@@ -102,50 +112,57 @@ class EvseRules(RuleBasedStateMachine):
         new_session=st.booleans(),
         energy=st.floats(0, 5_000),
         stale=st.booleans(),
+        meter_swapped=st.booleans(),
     )
     def station_reports_status(
-        self, status: EvseStatus, with_session: bool, new_session: bool, energy: float, stale: bool
+        self,
+        status: EvseStatus,
+        with_session: bool,
+        new_session: bool,
+        energy: float,
+        stale: bool,
+        meter_swapped: bool,
     ) -> None:
+        epoch = self.epoch
         if stale and self.model.seq >= 0:
-            seq, ts = self.model.seq, self.clock - 5_000
+            epoch, seq, ts = self.model.epoch, self.model.seq, self.clock + 5_000
         else:
             seq, ts = self._tick()
         # A station never reuses a session id once that session has closed.
         if new_session or self.model.session is None or self.model.status not in SESSION_STATUSES:
             self.sessions += 1
         session = SessionId(f"s{self.sessions}") if with_session else None
-        total = self.model.energy + energy
+        total = energy if meter_swapped else self.model.energy + energy
         info = EvseInfo(evse_id=EID, status=status, energy_wh=total, session_id=session)
-        self.deliver(StatusReport(station_id=SID, info=info, seq=seq, ts=ts))
+        self.deliver(StatusReport(station_id=SID, info=info, seq=seq, ts=ts, epoch=epoch))
+        # Fresh and well-formed is enough: an unexpected change is applied (and flagged).
         accepted = (
-            seq > self.model.seq
-            and ts >= self.model.ts
-            and is_legal(self.model.status, status)
-            and (status not in SESSION_STATUSES or session is not None)
-        )
-        if accepted:
+            epoch > self.model.epoch or (epoch == self.model.epoch and seq > self.model.seq)
+        ) and (status not in SESSION_STATUSES or session is not None)
+        if accepted:  # a register that went back (a new meter) is applied, never refused
             m = self.model
-            m.status, m.energy, m.session, m.seq, m.ts = status, total, session, seq, ts
+            m.status, m.energy, m.session, m.epoch, m.seq = status, total, session, epoch, seq
             m.before_offline = None
 
     @precondition(lambda self: self.model.status in SESSION_STATUSES)
     @rule(energy=st.floats(0, 2_000), backwards=st.booleans())
     def station_sends_meter_values(self, energy: float, backwards: bool) -> None:
         seq, ts = self._tick()
-        total = self.model.energy - 1 if backwards else self.model.energy + energy
+        total = max(self.model.energy - 1, 0) if backwards else self.model.energy + energy
         meter = MeterValues(
             station_id=SID,
             evse_id=EID,
             session_id=self.model.session,
             power_w=7_000,
-            energy_wh=max(total, 0),
+            energy_wh=total,
             soc=50,
             seq=seq,
             ts=ts,
+            epoch=self.epoch,
         )
         self.deliver(meter)
-        if not backwards or self.model.energy == 0:
-            self.model.energy, self.model.seq, self.model.ts = max(total, 0), seq, ts
+        if (self.epoch, seq) > (self.model.epoch, self.model.seq):
+            self.model.energy, self.model.epoch, self.model.seq = total, self.epoch, seq
 
     @invariant()
     def status_is_what_the_model_says(self) -> None:
@@ -164,7 +181,7 @@ class EvseRules(RuleBasedStateMachine):
             assert s.session_id is not None
 
     @invariant()
-    def energy_register_never_decreases(self) -> None:
+    def energy_register_is_what_the_model_says(self) -> None:
         s = self.current()
         assert s.energy_wh == pytest.approx(self.model.energy)
 
@@ -177,7 +194,7 @@ class PureTransitionMachine(EvseRules):
 
     def deliver(self, event: Any) -> EvseState:
         if isinstance(event, StationBirth):
-            event = StationCameOnline(ts=event.ts)
+            event = StationCameOnline(ts=event.ts, epoch=event.epoch)
         elif isinstance(event, StationOffline):
             event = StationWentOffline(ts=event.ts)
         before = self.state
@@ -283,7 +300,91 @@ def test_a_session_survives_the_station_going_offline() -> None:
     assert not any(isinstance(e, SessionClosed) for e in effects)
 
 
+def _report(state: EvseState, status: EvseStatus, *, seq: int, epoch: int = 1, **info: Any) -> Any:
+    report = StatusReport(
+        station_id=SID,
+        info=EvseInfo(evse_id=EID, status=status, **info),
+        seq=seq,
+        ts=seq,
+        epoch=epoch,
+    )
+    return transition(state, report)
+
+
+def test_a_register_that_goes_back_is_a_meter_reset_not_a_refusal() -> None:
+    state, _ = _report(fresh_state(), EvseStatus.AVAILABLE, seq=1, energy_wh=50_000.0)
+    after, effects = _report(state, EvseStatus.AVAILABLE, seq=2, energy_wh=12.0)
+    assert after.energy_wh == 12.0
+    assert not any(isinstance(e, Ignored) for e in effects)
+    assert MeterReset(before_wh=50_000.0, after_wh=12.0) in effects
+
+
+def test_a_meter_value_after_a_reset_adds_nothing_and_becomes_the_new_baseline() -> None:
+    session = SessionId("s1")
+    state, _ = _report(
+        fresh_state(), EvseStatus.CHARGING, seq=1, energy_wh=1_000.0, session_id=session
+    )
+
+    def meter(seq: int, energy: float) -> tuple[EvseState, Any]:
+        values = MeterValues(
+            station_id=SID,
+            evse_id=EID,
+            session_id=session,
+            power_w=7_000.0,
+            energy_wh=energy,
+            soc=None,
+            seq=seq,
+            ts=seq,
+            epoch=1,
+        )
+        return transition(state, values)
+
+    state, _ = meter(2, 1_500.0)
+    state, effects = meter(3, 100.0)  # the meter was swapped
+    assert any(isinstance(e, MeterReset) for e in effects)
+    state, _ = meter(4, 160.0)
+    assert state.session_energy_wh == pytest.approx(560.0)
+    assert state.energy_wh == 160.0
+
+
+def test_a_birth_of_the_same_epoch_keeps_the_count_so_kept_messages_still_apply() -> None:
+    state, _ = _report(fresh_state(), EvseStatus.AVAILABLE, seq=300)
+    state, _ = transition(state, StationWentOffline(ts=1))
+    state, _ = transition(state, StationCameOnline(ts=2, epoch=1))
+    assert (state.epoch, state.seq) == (1, 300)
+    state, effects = _report(state, EvseStatus.FAULTED, seq=301)  # kept while offline
+    assert state.status is EvseStatus.FAULTED
+    state, effects = _report(state, EvseStatus.AVAILABLE, seq=299)  # a duplicate from before
+    assert isinstance(effects[0], Ignored)
+
+
+def test_a_birth_of_a_new_epoch_starts_the_count_again_even_a_lower_one() -> None:
+    state, _ = _report(fresh_state(), EvseStatus.AVAILABLE, seq=2**63 - 1, epoch=5)
+    state, _ = transition(state, StationCameOnline(ts=2, epoch=1))  # the station lost its storage
+    state, _ = _report(state, EvseStatus.FAULTED, seq=1, epoch=1)
+    assert state.status is EvseStatus.FAULTED
+
+
+def test_a_birth_updates_the_evse_description() -> None:
+    described = EvseDescriptor(id=EID, connector="CCS2", max_power_w=150_000.0)
+    state, effects = transition(
+        fresh_state(), StationCameOnline(ts=1, epoch=0, descriptor=described)
+    )
+    assert (state.connector, state.max_power_w) == ("CCS2", 150_000.0)
+    assert effects
+
+
 @pytest.fixture(autouse=True)
 def _stop_actors() -> Any:
     yield
     pykka.ActorRegistry.stop_all()
+
+
+def test_a_report_of_far_more_power_than_the_evse_has_is_refused() -> None:
+    state, _ = _report(fresh_state(), EvseStatus.AVAILABLE, seq=1)  # 22 kW by default
+    after, effects = _report(
+        state, EvseStatus.CHARGING, seq=2, session_id=SessionId("s"), power_w=10_000_000.0
+    )
+    assert after == state
+    assert isinstance(effects[0], Ignored)
+    assert "implausible" in effects[0].why

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from actors.protocol import valid_id
+from actors.protocol import evse_key, valid_evse_key, valid_id, valid_station_id
 from simulator import (
     DEFAULT_CENTRE,
     BrokerAddress,
@@ -27,11 +27,21 @@ from simulator.fleet_config import EVSE_TYPES, KM_PER_DEGREE
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "fleet.example.json"
 
 
-def test_generated_ids_follow_the_prefix_and_are_protocol_ids() -> None:
+def test_generated_ids_follow_the_prefix_and_evse_ids_are_local_to_their_station() -> None:
     fleet = generate_fleet(stations=3, evses_per_station=2, seed=1)
     assert [s.id for s in fleet] == ["st-001", "st-002", "st-003"]
-    assert [e.id for e in fleet[0].evses] == ["st-001-1", "st-001-2"]
+    assert all([e.id for e in s.evses] == ["1", "2"] for s in fleet)
+    assert all(valid_station_id(s.id) for s in fleet)
     assert all(valid_id(e.id) for s in fleet for e in s.evses)
+    keys = [evse_key(s.id, e.id) for s in fleet for e in s.evses]
+    assert keys[:3] == ["st-001.1", "st-001.2", "st-002.1"]  # as the CSMS names them
+    assert len(set(keys)) == len(keys)
+    assert all(valid_evse_key(k) for k in keys)
+
+
+def test_a_station_prefix_with_a_dot_is_refused() -> None:
+    with pytest.raises(FleetConfigError, match="station id"):
+        generate_fleet(stations=1, evses_per_station=1, prefix="st.x")
 
 
 def test_a_generated_fleet_is_the_same_for_the_same_seed_only() -> None:
@@ -68,10 +78,18 @@ def test_the_shipped_example_config_parses() -> None:
     assert [s.id for s in fleet] == ["bo-centrale", "bo-maggiore"]
     assert fleet[1].evses[2].connector == "Type2"  # the default
     assert fleet[0].evses[0].max_power_w == 150_000.0
+    assert [e.id for e in fleet[1].evses] == ["1", "2", "3"]
+
+
+def test_two_stations_may_both_have_evse_1_and_2() -> None:
+    evses = [{"id": "1", "max_power_w": 11000}, {"id": "2", "max_power_w": 11000}]
+    base = {"lat": 1.0, "lon": 2.0, "evses": evses}
+    fleet = parse_fleet_config({"stations": [{"id": "a", **base}, {"id": "b", **base}]})
+    assert [[e.id for e in s.evses] for s in fleet] == [["1", "2"], ["1", "2"]]
 
 
 def _config(**station: Any) -> dict[str, Any]:
-    base = {"id": "a", "lat": 1.0, "lon": 2.0, "evses": [{"id": "a-1", "max_power_w": 11000}]}
+    base = {"id": "a", "lat": 1.0, "lon": 2.0, "evses": [{"id": "1", "max_power_w": 11000}]}
     return {"stations": [base | station]}
 
 
@@ -81,13 +99,15 @@ def _config(**station: Any) -> dict[str, Any]:
         [],
         {"stations": []},
         _config(id="bad id"),
+        _config(id="a.b"),  # a dot would make "a.b.1" ambiguous
         _config(lat=91),
         _config(lon="2"),
         _config(evses=[]),
-        _config(evses=[{"id": "a-1"}]),
-        _config(evses=[{"id": "a-1", "max_power_w": True}]),
-        _config(evses=[{"id": "a-1", "max_power_w": 1, "connector": 3}]),
-        _config(evses=[{"id": "a", "max_power_w": 11000}]),
+        _config(evses=[{"id": "1"}]),
+        _config(evses=[{"id": "1", "max_power_w": True}]),
+        _config(evses=[{"id": "1", "max_power_w": 1, "connector": 3}]),
+        _config(evses=[{"id": "1", "max_power_w": 11000}, {"id": "1", "max_power_w": 22000}]),
+        _config(evses=[{"id": "a/1", "max_power_w": 11000}]),
         {"stations": [_config()["stations"][0], _config()["stations"][0]]},
     ],
 )

@@ -80,8 +80,7 @@ def station(station_id: str, evses: int = 2, name: str | None = None) -> Station
         lat=52.52,
         lon=13.405,
         evses=tuple(
-            EvseDescriptor(id=EvseId(f"{station_id}-{n}"), max_power_w=11_000.0)
-            for n in range(1, evses + 1)
+            EvseDescriptor(id=EvseId(str(n)), max_power_w=11_000.0) for n in range(1, evses + 1)
         ),
     )
 
@@ -108,10 +107,10 @@ def csms(clock: FakeClock) -> CsmsSystem:
     system.view = FleetView(clock=clock)
     system.view.put_station(station("st-002"), online=False)
     system.view.put_station(station("st-001"), online=True)
-    system.view.put_evse(evse("st-001-1", "st-001", EvseStatus.AVAILABLE))
+    system.view.put_evse(evse("st-001.1", "st-001", EvseStatus.AVAILABLE))
     system.view.put_evse(
         evse(
-            "st-001-2",
+            "st-001.2",
             "st-001",
             EvseStatus.CHARGING,
             soc=41.2345,
@@ -122,9 +121,9 @@ def csms(clock: FakeClock) -> CsmsSystem:
             target_soc=80.0,
         )
     )
-    system.view.put_evse(evse("st-002-1", "st-002", EvseStatus.OFFLINE))
+    system.view.put_evse(evse("st-002.1", "st-002", EvseStatus.OFFLINE))
     system.view.put_evse(
-        evse("st-002-2", "st-002", EvseStatus.FAULTED), alert="restarted too often"
+        evse("st-002.2", "st-002", EvseStatus.FAULTED), alert="restarted too often"
     )
     return system
 
@@ -172,8 +171,8 @@ def test_stations_lists_every_station_sorted_by_id_with_its_evses(
     assert (first["lat"], first["lon"]) == (52.52, 13.405)
     assert first["online"] is True
     assert second["online"] is False
-    assert [e["id"] for e in first["evses"]] == ["st-001-1", "st-001-2"]
-    assert [e["id"] for e in second["evses"]] == ["st-002-1", "st-002-2"]
+    assert [e["id"] for e in first["evses"]] == ["st-001.1", "st-001.2"]
+    assert [e["id"] for e in second["evses"]] == ["st-002.1", "st-002.2"]
 
 
 def test_every_evse_has_the_documented_keys_and_an_ocpp_status(
@@ -190,10 +189,10 @@ def test_every_evse_has_the_documented_keys_and_an_ocpp_status(
 
 
 def test_an_idle_evse_reads_as_plain_json_values(client: falcon.testing.TestClient) -> None:
-    idle = client.simulate_get("/api/v1/evses/st-001-1").json
+    idle = client.simulate_get("/api/v1/evses/st-001.1").json
 
     assert idle == {
-        "id": "st-001-1",
+        "id": "st-001.1",
         "station_id": "st-001",
         "status": "Available",
         "soc": None,
@@ -214,7 +213,7 @@ def test_an_idle_evse_reads_as_plain_json_values(client: falcon.testing.TestClie
 def test_a_charging_evse_shows_its_rounded_meter_values_and_its_session(
     client: falcon.testing.TestClient,
 ) -> None:
-    charging = client.simulate_get("/api/v1/evses/st-001-2").json
+    charging = client.simulate_get("/api/v1/evses/st-001.2").json
 
     assert charging["status"] == "Charging"
     assert charging["soc"] == 41.23
@@ -230,7 +229,7 @@ def test_a_charging_evse_shows_its_rounded_meter_values_and_its_session(
 
 
 def test_an_evse_alert_is_shown(client: falcon.testing.TestClient) -> None:
-    assert client.simulate_get("/api/v1/evses/st-002-2").json["alert"] == "restarted too often"
+    assert client.simulate_get("/api/v1/evses/st-002.2").json["alert"] == "restarted too often"
 
 
 def test_an_evse_reads_the_same_alone_and_inside_its_station(
@@ -274,11 +273,11 @@ def test_an_empty_fleet_lists_no_stations() -> None:
 def test_a_new_report_replaces_what_the_gateway_shows(
     csms: CsmsSystem, client: falcon.testing.TestClient
 ) -> None:
-    before = csms.view.evse("st-001-1")
+    before = csms.view.evse("st-001.1")
     assert before is not None
     csms.view.put_evse(replace(before.state, status=EvseStatus.PREPARING))
 
-    assert client.simulate_get("/api/v1/evses/st-001-1").json["status"] == "Preparing"
+    assert client.simulate_get("/api/v1/evses/st-001.1").json["status"] == "Preparing"
 
 
 def test_the_fleet_listing_never_serves_a_change_late(
@@ -286,11 +285,11 @@ def test_the_fleet_listing_never_serves_a_change_late(
 ) -> None:
     def status_in_listing() -> str:
         stations = client.simulate_get("/api/v1/stations").json["stations"]
-        return next(e["status"] for s in stations for e in s["evses"] if e["id"] == "st-001-1")
+        return next(e["status"] for s in stations for e in s["evses"] if e["id"] == "st-001.1")
 
     assert status_in_listing() == "Available"
     assert status_in_listing() == "Available"  # served again (from its cache)
-    before = csms.view.evse("st-001-1")
+    before = csms.view.evse("st-001.1")
     assert before is not None
     csms.view.put_evse(replace(before.state, status=EvseStatus.PREPARING))
 
@@ -303,11 +302,11 @@ def test_the_fleet_listing_never_serves_a_change_late(
 def test_last_report_age_grows_with_the_clock(
     clock: FakeClock, client: falcon.testing.TestClient
 ) -> None:
-    assert client.simulate_get("/api/v1/evses/st-001-1").json["last_report_age_s"] == 0.0
+    assert client.simulate_get("/api/v1/evses/st-001.1").json["last_report_age_s"] == 0.0
 
     clock.advance(12.34)
 
-    assert client.simulate_get("/api/v1/evses/st-001-1").json["last_report_age_s"] == 12.3
+    assert client.simulate_get("/api/v1/evses/st-001.1").json["last_report_age_s"] == 12.3
     stations = client.simulate_get("/api/v1/stations").json["stations"]
     assert {e["last_report_age_s"] for s in stations for e in s["evses"]} == {12.3}
 
@@ -316,14 +315,14 @@ def test_last_report_age_restarts_at_zero_on_a_new_report(
     clock: FakeClock, csms: CsmsSystem, client: falcon.testing.TestClient
 ) -> None:
     clock.advance(30)
-    view = csms.view.evse("st-001-1")
+    view = csms.view.evse("st-001.1")
     assert view is not None
 
     csms.view.put_evse(view.state)
     clock.advance(2)
 
-    assert client.simulate_get("/api/v1/evses/st-001-1").json["last_report_age_s"] == 2.0
-    assert client.simulate_get("/api/v1/evses/st-001-2").json["last_report_age_s"] == 32.0
+    assert client.simulate_get("/api/v1/evses/st-001.1").json["last_report_age_s"] == 2.0
+    assert client.simulate_get("/api/v1/evses/st-001.2").json["last_report_age_s"] == 32.0
 
 
 def test_last_report_age_is_never_negative(
@@ -331,7 +330,7 @@ def test_last_report_age_is_never_negative(
 ) -> None:
     clock.advance(-5)  # the wall clock stepped back (NTP)
 
-    assert client.simulate_get("/api/v1/evses/st-001-1").json["last_report_age_s"] == 0.0
+    assert client.simulate_get("/api/v1/evses/st-001.1").json["last_report_age_s"] == 0.0
 
 
 # -- not found -------------------------------------------------------------------------------
@@ -421,9 +420,9 @@ def client_whose_commands_raise(error: Exception) -> falcon.testing.TestClient:
 @pytest.mark.parametrize(
     ("error", "status"),
     [
-        (UnknownEvseError("unknown EVSE 'st-404-1'"), 404),
-        (ActorUnavailableError("EVSE st-001-1 is restarting; try again"), 503),
-        (CommandTimeoutError("no answer for info on EVSE st-001-1"), 504),
+        (UnknownEvseError("unknown EVSE 'st-404.1'"), 404),
+        (ActorUnavailableError("EVSE st-001.1 is restarting; try again"), 503),
+        (CommandTimeoutError("no answer for info on EVSE st-001.1"), 504),
         (SmartchargeError("something the CSMS did not expect"), 500),
     ],
     ids=["unknown-evse-404", "actor-unavailable-503", "command-timeout-504", "other-500"],
@@ -433,7 +432,7 @@ def test_a_domain_error_becomes_its_http_status_with_the_message_as_reason(
 ) -> None:
     client = client_whose_commands_raise(error)
 
-    result = client.simulate_post("/test/evses/st-001-1/info")
+    result = client.simulate_post("/test/evses/st-001.1/info")
 
     assert result.status_code == status
     assert result.headers["content-type"].startswith("application/json")

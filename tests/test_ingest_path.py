@@ -37,6 +37,7 @@ from actors.messages import (
 from actors.mqtt_client import BufferedClient, new_client
 from actors.protocol import (
     CommandName,
+    CommandRequest,
     EvseId,
     EvseInfo,
     EvseStatus,
@@ -44,9 +45,10 @@ from actors.protocol import (
     SessionId,
     StationId,
     StatusReport,
+    parse,
 )
 from tests.brokers import MqttClientFactory, parse_mqtt_url
-from tests.support import POISON_SEQ, poison_evse_logic
+from tests.support import POISON_SEQ, poison_evse_logic, wire_id
 
 WAIT_S = 20.0
 """Upper bound of every wait in this module (pytest-timeout stops the test anyway)."""
@@ -417,7 +419,7 @@ def test_buffered_client_publishes_from_another_thread_while_it_receives(
 # ============================================================================ EvseHost
 
 SID = StationId("st-ingest")
-A, B = EvseId("st-ingest-1"), EvseId("st-ingest-2")
+A, B = EvseId("st-ingest.1"), EvseId("st-ingest.2")  # the CSMS's ids; the station says 1, 2
 
 
 class Flush:
@@ -485,9 +487,11 @@ class HostRig:
     bridge: Recorder
 
     def evse(self, evse_id: EvseId, state: EvseState | None = None) -> EvseRef:
-        """Host a new incarnation of ``evse_id`` (from ``state``, else a fresh Offline one)."""
+        """Host a new incarnation of ``evse_id`` (from ``state``, else a fresh Available one
+        of an online station)."""
         ref = EvseRef(evse_id, self.host)
-        self.host.tell(HostEvse(ref, state or EvseState(evse_id=evse_id, station_id=SID)))
+        fresh = EvseState(evse_id=evse_id, station_id=SID, status=EvseStatus.AVAILABLE)
+        self.host.tell(HostEvse(ref, state or fresh))
         return ref
 
     def batches(self) -> list[EvseChangedBatch]:
@@ -515,7 +519,7 @@ def status(
     evse: EvseId, st: EvseStatus, seq: int, energy: float = 0.0, session: str | None = None
 ) -> StatusReport:
     info = EvseInfo(
-        evse_id=evse,
+        evse_id=wire_id(evse),
         status=st,
         energy_wh=energy,
         session_id=SessionId(session) if session else None,
@@ -526,7 +530,7 @@ def status(
 def meter(evse: EvseId, seq: int, energy: float, session: str) -> MeterValues:
     return MeterValues(
         station_id=SID,
-        evse_id=evse,
+        evse_id=wire_id(evse),
         session_id=SessionId(session),
         power_w=11_000,
         energy_wh=energy,
@@ -627,6 +631,30 @@ def test_a_restarted_evse_leaves_its_old_handle_dead(rig: HostRig) -> None:
     # Station messages now reach the new incarnation only.
     rig.host.tell(ShardBatch(items=[(A, status(A, EvseStatus.PREPARING, 2))]))
     assert new.ask(GetState(), timeout=WAIT_S).status == EvseStatus.PREPARING
+
+
+def test_a_command_to_an_offline_evse_is_refused_at_once_and_never_published(
+    rig: HostRig,
+) -> None:
+    ref = rig.evse(A, EvseState(evse_id=A, station_id=SID))  # Offline until its station speaks
+    reply: pykka.Future[Any] = pykka.ThreadingFuture()
+    ref.tell(info_command(reply))
+    outcome = reply.get(timeout=WAIT_S)
+    assert (outcome.accepted, outcome.reason) == (False, "offline")
+    rig.bridge.flush()
+    assert rig.bridge.log.of_type(Publish) == []
+
+
+def test_a_command_names_the_stations_own_evse_id_and_expires(rig: HostRig) -> None:
+    ref = rig.evse(A)
+    ref.tell(info_command(pykka.ThreadingFuture()))
+    ref.ask(GetState(), timeout=WAIT_S)
+    published = rig.bridge.log.wait_for(Publish, "the command")
+    request = parse(published.topic, published.payload)
+    assert isinstance(request, CommandRequest)
+    assert (request.station_id, request.evse_id) == (SID, "1")
+    assert request.expires_at - request.ts == 10_000  # the command's time-out
+    assert not published.retain
 
 
 def test_a_restart_fails_the_old_incarnations_pending_commands(rig: HostRig) -> None:

@@ -47,7 +47,7 @@ def test_fleet_announces_itself_and_is_driven_by_commands(
     csms: tuple[CsmsSystem, FleetWatcher], broker_url: str, tmp_path: Path
 ) -> None:
     system, watcher = csms
-    ids = [f"st-{s:03d}-{e}" for s in range(1, STATIONS + 1) for e in range(1, EVSES + 1)]
+    ids = [f"st-{s:03d}.{e}" for s in range(1, STATIONS + 1) for e in range(1, EVSES + 1)]
     with FleetProcess(
         broker_url,
         tmp_path / "fleet",
@@ -115,9 +115,9 @@ def test_killed_station_goes_offline_and_resumes_from_its_file(
     station = FleetProcess(
         broker_url, data_dir, stations=1, evses=2, speed=30, prefix="kx", keepalive=KEEPALIVE
     )
-    evse = "kx-001-1"
+    evse = "kx-001.1"
     with station:
-        watcher.wait_for(lambda: _all_available(watcher, [evse, "kx-001-2"]), "station up", 30)
+        watcher.wait_for(lambda: _all_available(watcher, [evse, "kx-001.2"]), "station up", 30)
         assert system.command(evse, CommandName.START, StartArgs(session_id="keep-me")).accepted
         watcher.wait_for(
             lambda: (
@@ -130,7 +130,7 @@ def test_killed_station_goes_offline_and_resumes_from_its_file(
         watcher.wait_for(
             lambda: (
                 watcher.latest[evse].status == "Offline"
-                and watcher.latest["kx-001-2"].status == "Offline"
+                and watcher.latest["kx-001.2"].status == "Offline"
             ),
             "both EVSEs Offline",
             timeout=1.5 * KEEPALIVE,

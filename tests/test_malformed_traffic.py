@@ -23,31 +23,40 @@ from tests.support import FleetProcess, FleetWatcher
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 N_MALFORMED = 10_000
-SID, EID = "mf-001", "mf-001-1"
-EVSES = ["mf-001-1", "mf-001-2", "mf-002-1", "mf-002-2"]
+SID, EID = "mf-001", "mf-001.1"  # EID: the CSMS's id; on the wire the station says "1"
+EVSES = ["mf-001.1", "mf-001.2", "mf-002.1", "mf-002.2"]
 
 
 def malformed_payloads(rng: random.Random) -> Iterator[tuple[str, bytes]]:
     """Every kind of bad message a broken or hostile client could send, on real topics."""
-    topics = [status_t(SID, EID), meter_topic(SID, EID), state_topic(SID), replies_topic(SID)]
-    valid_status = {"v": 1, "evse_id": EID, "status": "Available", "seq": 10**9, "ts": 10**13}
+    topics = [status_t(SID, "1"), meter_topic(SID, "1"), state_topic(SID), replies_topic(SID)]
+    valid_status = {
+        "v": 2,
+        "epoch": 2**62,
+        "evse_id": "1",
+        "status": "Available",
+        "seq": 10**9,
+        "ts": 10**12,
+    }
     shapes: list[Callable[[], bytes]] = [
         lambda: rng.randbytes(rng.randint(0, 64)),
         lambda: b"{" + rng.randbytes(8),
         lambda: b"[1, 2, 3]",
         lambda: b"null",
-        lambda: json.dumps({**valid_status, "v": 2}).encode(),
+        lambda: json.dumps({**valid_status, "v": 3}).encode(),
+        lambda: b"\xef\xbb\xbf" + json.dumps(valid_status).encode(),  # a byte-order mark
         lambda: json.dumps({**valid_status, "status": "Exploded"}).encode(),
         lambda: json.dumps({**valid_status, "status": "Offline"}).encode(),
         lambda: json.dumps({**valid_status, "seq": "one"}).encode(),
         lambda: json.dumps({**valid_status, "soc": 250}).encode(),
         lambda: json.dumps({**valid_status, "energy_wh": -5}).encode(),
         lambda: json.dumps({**valid_status, "power_w": True}).encode(),
-        lambda: json.dumps({**valid_status, "evse_id": "mf-002-1"}).encode(),
-        lambda: b'{"v": 1, "evse_id": "mf-001-1", "status": "Available", "soc": NaN}',
-        lambda: b'{"v": 1, "seq": 1' + b"0" * 500 + b"}",
+        lambda: json.dumps({**valid_status, "evse_id": "2"}).encode(),
+        lambda: json.dumps({**valid_status, "epoch": None}).encode(),
+        lambda: b'{"v": 2, "evse_id": "1", "status": "Available", "soc": NaN}',
+        lambda: b'{"v": 2, "seq": 1' + b"0" * 500 + b"}",
         lambda: b"[" * 5000 + b"]" * 5000,
-        lambda: b'{"v":1,"pad":"' + b"x" * 70_000 + b'"}',
+        lambda: b'{"v":2,"pad":"' + b"x" * 70_000 + b'"}',
     ]
     for n in range(N_MALFORMED):
         shape = shapes[n % len(shapes)]

@@ -134,17 +134,17 @@ def summary_app(store: Storage) -> tuple[falcon.testing.TestClient, dict[str, st
 def record_sessions(store: Storage, now: int) -> None:
     """Sessions today, yesterday, a week ago, 40 days ago (outside), and one still open."""
     layout = [
-        ("s-today", "ap-001-1", "ap-001", now - 2 * 3600_000, 45 * MINUTE_MS, 7_000.0),
-        ("s-today-2", "ap-001-2", "ap-001", now - 30 * MINUTE_MS, 20 * MINUTE_MS, 1_500.0),
-        ("s-yesterday", "ap-002-1", "ap-002", now - DAY_MS - 3600_000, 90 * MINUTE_MS, 12_000.0),
-        ("s-week", "ap-002-1", "ap-002", now - 7 * DAY_MS, 60 * MINUTE_MS, 9_000.0),
-        ("s-old", "ap-001-1", "ap-001", now - 40 * DAY_MS, 60 * MINUTE_MS, 50_000.0),
+        ("s-today", "ap-001.1", "ap-001", now - 2 * 3600_000, 45 * MINUTE_MS, 7_000.0),
+        ("s-today-2", "ap-001.2", "ap-001", now - 30 * MINUTE_MS, 20 * MINUTE_MS, 1_500.0),
+        ("s-yesterday", "ap-002.1", "ap-002", now - DAY_MS - 3600_000, 90 * MINUTE_MS, 12_000.0),
+        ("s-week", "ap-002.1", "ap-002", now - 7 * DAY_MS, 60 * MINUTE_MS, 9_000.0),
+        ("s-old", "ap-001.1", "ap-001", now - 40 * DAY_MS, 60 * MINUTE_MS, 50_000.0),
     ]
     for sid, evse, station, started, duration, energy in layout:
         store.sessions.open(sid, evse_id=evse, station_id=station, started_at=started)
         store.sessions.close(sid, ended_at=started + duration, energy_wh=energy, end_reason="Local")
     store.sessions.open(
-        "s-open", evse_id="ap-002-2", station_id="ap-002", started_at=now - 3 * 3600_000
+        "s-open", evse_id="ap-002.2", station_id="ap-002", started_at=now - 3 * 3600_000
     )
     store.sessions.update_progress("s-open", 4_000.0, 11_000.0)
 
@@ -192,10 +192,10 @@ def test_the_summary_matches_the_stored_sessions(store: Storage, clock: FakeCloc
     busy = {u["evse_id"]: u["percent"] for u in body["utilisation"]}
     assert busy == pytest.approx(
         {
-            "ap-001-1": 100 * 45 / 1440,
-            "ap-001-2": 100 * 20 / 1440,
-            "ap-002-1": 100 * 30 / 1440,  # ran from 25 h to 23.5 h ago: 30 min in the window
-            "ap-002-2": 100 * 180 / 1440,  # still open: three hours so far
+            "ap-001.1": 100 * 45 / 1440,
+            "ap-001.2": 100 * 20 / 1440,
+            "ap-002.1": 100 * 30 / 1440,  # ran from 25 h to 23.5 h ago: 30 min in the window
+            "ap-002.2": 100 * 180 / 1440,  # still open: three hours so far
         },
         abs=0.01,
     )

@@ -44,6 +44,7 @@ from actors.protocol import (
     StatusReport,
     commands_topic,
     encode,
+    evse_key,
     meter_topic,
     parse,
     status_topic,
@@ -57,7 +58,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 WAIT_S = 20.0
 """Upper bound of every wait in this module (pytest-timeout stops the test anyway)."""
 
-SID, EID = StationId("lk-001"), EvseId("lk-001-1")
+SID, EID = StationId("lk-001"), EvseId("1")  # EID: the station's own id
+KEY = evse_key(SID, EID)  # the CSMS's
 TOPIC = meter_topic(SID, EID)
 PROBE_TOPIC = meter_topic("lk-probe", "lk-probe-1")
 Batch = list[tuple[str | None, bytes]]
@@ -206,7 +208,7 @@ def raw_payloads(n: int, seed: int) -> list[bytes]:
         match i % 6:
             case 0:
                 out.append(
-                    b'{"v":1,"evse_id":"lk-001-1","session_id":"s1","power_w":11000.0,'
+                    b'{"v":2,"evse_id":"1","session_id":"s1","power_w":11000.0,"epoch":1,'
                     b'"energy_wh":%d.0,"soc":50.0,"seq":%d,"ts":%d}' % (i, i, 1_700_000_000_000 + i)
                 )
             case 1:
@@ -423,8 +425,8 @@ def test_csms_sees_stations_answers_commands_and_drops_malformed_payloads(
     station.subscribe(commands_topic(SID))
     for topic, payload, retain in (station_birth(), status_report(EvseStatus.AVAILABLE, 1)):
         station.publish(topic, payload, retain=retain)
-    watcher.wait_for(watcher.status_is(EID, "Available"), f"{EID} Available")
-    view = system.view.evse(EID)
+    watcher.wait_for(watcher.status_is(KEY, "Available"), f"{KEY} Available")
+    view = system.view.evse(KEY)
     assert view is not None
     assert view.state.status == EvseStatus.AVAILABLE
 
@@ -433,7 +435,7 @@ def test_csms_sees_stations_answers_commands_and_drops_malformed_payloads(
 
     def ask() -> None:
         try:
-            outcome.put(system.command(EID, CommandName.INFO))
+            outcome.put(system.command(KEY, CommandName.INFO))
         except Exception as exc:  # reported on the test thread
             outcome.put(exc)
 
@@ -463,7 +465,7 @@ def test_csms_sees_stations_answers_commands_and_drops_malformed_payloads(
     bad = [
         (status_topic(SID, EID), b"{not json"),
         (status_topic(SID, EID), b"\xff\xfe\x00"),
-        (TOPIC, b'{"v":1,"evse_id":"lk-001-1","seq":"one"}'),
+        (TOPIC, b'{"v":2,"evse_id":"1","seq":"one"}'),
     ]
     for topic, payload in bad:
         station.publish(topic, payload)
@@ -475,8 +477,8 @@ def test_csms_sees_stations_answers_commands_and_drops_malformed_payloads(
 
     topic, payload, retain = status_report(EvseStatus.UNAVAILABLE, 2)
     station.publish(topic, payload, retain=retain)
-    watcher.wait_for(watcher.status_is(EID, "Unavailable"), f"{EID} Unavailable after the garbage")
-    view = system.view.evse(EID)
+    watcher.wait_for(watcher.status_is(KEY, "Unavailable"), f"{KEY} Unavailable after the garbage")
+    view = system.view.evse(KEY)
     assert view is not None
     assert view.state.status == EvseStatus.UNAVAILABLE
     assert system.supervisor is not None

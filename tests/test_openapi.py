@@ -3,7 +3,7 @@
 The fuzzing half runs schemathesis against the real Falcon app in-process (WSGI), backed by a
 started CSMS on a real Mosquitto, SQLite storage, and one fake station that announces itself
 over MQTT but never answers a command: every command comes back as a real 504 within
-``command_timeout_s``. Its ids are the document's examples (``st-001``, ``st-001-1``), so the
+``command_timeout_s``. Its ids are the document's examples (``st-001``, ``st-001.1``), so the
 examples phase reaches a live EVSE and not only 404s.
 """
 
@@ -59,7 +59,7 @@ STATION = StationDescriptor(
     name="Fuzzing depot",
     lat=44.4949,
     lon=11.3426,
-    evses=(EvseDescriptor(id=EvseId("st-001-1")), EvseDescriptor(id=EvseId("st-001-2"))),
+    evses=(EvseDescriptor(id=EvseId("st-001.1")), EvseDescriptor(id=EvseId("st-001.2"))),
 )
 PASSWORD = "correct horse battery"
 SSE_PATHS = ("/api/v1/me/events", "/api/v1/events")

@@ -1,4 +1,4 @@
-"""Wire protocol v1 (``actors/protocol.py``): round trips, validation and fuzzing.
+"""Wire protocol v2 (``actors/protocol.py``): round trips, validation and fuzzing.
 
 The parser faces bytes from any station on the broker, so besides round trips these tests
 prove that :func:`protocol.parse` only ever raises :class:`protocol.ProtocolError`, and that
@@ -31,6 +31,7 @@ ids = st.builds(
     st.sampled_from(ALNUM),
     st.text(alphabet=ALNUM + "_.:-", max_size=63),
 )
+station_ids = ids.filter(lambda s: "." not in s)
 timestamps = st.integers(min_value=0, max_value=2**63 - 1)
 
 
@@ -46,7 +47,7 @@ evse_descriptors = st.builds(
 )
 stations = st.builds(
     p.StationDescriptor,
-    id=ids,
+    id=station_ids,
     name=st.text(max_size=120),
     lat=numbers(-90, 90),
     lon=numbers(-180, 180),
@@ -84,14 +85,21 @@ json_values = st.recursive(
     max_leaves=8,
 )
 
-births = st.builds(p.StationBirth, station=stations, ts=timestamps)
-offlines = st.builds(p.StationOffline, station_id=ids, ts=timestamps, reason=st.text(max_size=64))
+births = st.builds(p.StationBirth, station=stations, ts=timestamps, epoch=timestamps)
+offlines = st.builds(
+    p.StationOffline, station_id=station_ids, ts=timestamps, reason=st.text(max_size=64)
+)
 status_reports = st.builds(
-    p.StatusReport, station_id=ids, info=evse_infos(), seq=timestamps, ts=timestamps
+    p.StatusReport,
+    station_id=station_ids,
+    info=evse_infos(),
+    seq=timestamps,
+    ts=timestamps,
+    epoch=timestamps,
 )
 meter_values = st.builds(
     p.MeterValues,
-    station_id=ids,
+    station_id=station_ids,
     evse_id=ids,
     session_id=st.none() | ids,
     power_w=numbers(0, 1e7),
@@ -99,13 +107,15 @@ meter_values = st.builds(
     soc=st.none() | percent,
     seq=timestamps,
     ts=timestamps,
+    epoch=timestamps,
 )
 command_requests = st.builds(
     p.CommandRequest,
-    station_id=ids,
+    station_id=station_ids,
     id=ids,
     command=st.sampled_from(p.CommandName),
     evse_id=ids,
+    expires_at=timestamps,
     args=st.dictionaries(st.text(max_size=12), json_values, max_size=4),
     ts=timestamps,
 )
@@ -117,7 +127,7 @@ def command_replies(draw: st.DrawFn) -> p.CommandReply:
     accepted = draw(st.booleans())
     reason = None if accepted else draw(st.sampled_from(p.RejectReason) | st.text(max_size=200))
     return p.CommandReply(
-        station_id=draw(ids),
+        station_id=draw(station_ids),
         id=draw(ids),
         command=draw(st.sampled_from(p.CommandName)),
         evse_id=evse_id,
@@ -173,9 +183,10 @@ INFO = {
 }
 VALID_BODIES: dict[str, dict[str, Any]] = {
     "birth": {
-        "v": 1,
+        "v": 2,
         "online": True,
         "ts": 1,
+        "epoch": 7,
         "station": {
             "id": "ST-1",
             "name": "Depot",
@@ -184,10 +195,11 @@ VALID_BODIES: dict[str, dict[str, Any]] = {
             "evses": [{"id": "E1", "connector": "CCS2", "max_power_w": 50000.0}],
         },
     },
-    "offline": {"v": 1, "online": False, "ts": 1, "reason": "shutdown"},
-    "status": {"v": 1, "seq": 3, "ts": 1, **INFO},
+    "offline": {"v": 2, "online": False, "ts": 1, "reason": "shutdown"},
+    "status": {"v": 2, "epoch": 7, "seq": 3, "ts": 1, **INFO},
     "meter": {
-        "v": 1,
+        "v": 2,
+        "epoch": 7,
         "seq": 4,
         "ts": 1,
         "evse_id": "E1",
@@ -197,15 +209,16 @@ VALID_BODIES: dict[str, dict[str, Any]] = {
         "soc": 41.0,
     },
     "command": {
-        "v": 1,
+        "v": 2,
         "id": "c-1",
         "command": "start",
         "evse_id": "E1",
         "ts": 1,
+        "expires_at": 10_001,
         "args": {"session_id": "S-1"},
     },
     "reply": {
-        "v": 1,
+        "v": 2,
         "id": "c-1",
         "command": "start",
         "evse_id": "E1",
@@ -298,11 +311,11 @@ def test_every_message_survives_encode_then_parse(message: p.Message) -> None:
 
 @FAST
 @given(messages)
-def test_encoded_payloads_start_with_version_one_and_fit_the_size_limit(
+def test_encoded_payloads_start_with_version_two_and_fit_the_size_limit(
     message: p.Message,
 ) -> None:
     _, payload, _ = p.encode(message)
-    assert payload.startswith(b'{"v":1,')
+    assert payload.startswith(b'{"v":2,')
     assert len(payload) <= p.MAX_PAYLOAD_BYTES
 
 
@@ -314,17 +327,17 @@ def test_only_state_and_status_are_retained(message: p.Message) -> None:
 
 
 def test_topics_follow_the_documented_tree() -> None:
-    assert p.state_topic("ST-1") == "smartcharge/v1/stations/ST-1/state"
-    assert p.status_topic("ST-1", "E1") == "smartcharge/v1/stations/ST-1/evses/E1/status"
-    assert p.meter_topic("ST-1", "E1") == "smartcharge/v1/stations/ST-1/evses/E1/meter"
-    assert p.commands_topic("ST-1") == "smartcharge/v1/stations/ST-1/commands"
-    assert p.replies_topic("ST-1") == "smartcharge/v1/stations/ST-1/replies"
-    assert p.station_topic_filter() == "smartcharge/v1/stations/+/+"
-    assert p.evse_topic_filter("ST-1") == "smartcharge/v1/stations/ST-1/evses/+/+"
+    assert p.state_topic("ST-1") == "smartcharge/v2/stations/ST-1/state"
+    assert p.status_topic("ST-1", "E1") == "smartcharge/v2/stations/ST-1/evses/E1/status"
+    assert p.meter_topic("ST-1", "E1") == "smartcharge/v2/stations/ST-1/evses/E1/meter"
+    assert p.commands_topic("ST-1") == "smartcharge/v2/stations/ST-1/commands"
+    assert p.replies_topic("ST-1") == "smartcharge/v2/stations/ST-1/replies"
+    assert p.station_topic_filter() == "smartcharge/v2/stations/+/+"
+    assert p.evse_topic_filter("ST-1") == "smartcharge/v2/stations/ST-1/evses/+/+"
 
 
 def test_a_station_offline_without_reason_means_the_connection_was_lost() -> None:
-    message = p.parse(STATE, b'{"v":1,"online":false,"ts":5}')
+    message = p.parse(STATE, b'{"v":2,"online":false,"ts":5}')
     assert message == p.StationOffline(station_id="ST-1", ts=5, reason="connection_lost")
 
 
@@ -359,10 +372,74 @@ def test_topic_builders_reject_any_invalid_id(bad: str) -> None:
 
 
 @FAST
-@given(ids)
+@given(station_ids)
 def test_valid_ids_have_up_to_64_safe_characters(good: str) -> None:
     assert p.valid_id(good)
+    assert p.valid_station_id(good)
     assert p.state_topic(good).split("/")[3] == good
+
+
+STATION_BUILDERS = [
+    lambda bad: p.state_topic(bad),
+    lambda bad: p.status_topic(bad, "E1"),
+    lambda bad: p.meter_topic(bad, "E1"),
+    lambda bad: p.commands_topic(bad),
+    lambda bad: p.replies_topic(bad),
+]
+
+
+@pytest.mark.parametrize("bad", ["ST.1", "a.", "a.b.c"])
+def test_a_station_id_may_not_hold_a_dot_but_an_evse_id_may(bad: str) -> None:
+    assert p.valid_id(bad)
+    assert not p.valid_station_id(bad)
+    for build in STATION_BUILDERS:
+        with pytest.raises(p.ProtocolError):
+            build(bad)
+    assert p.status_topic("ST-1", bad).endswith(f"/evses/{bad}/status")
+
+
+# --------------------------------------------------------------------------- EVSE keys
+
+
+def test_the_csms_names_an_evse_by_its_station_and_its_own_id() -> None:
+    assert p.evse_key("ST-0042", "1") == "ST-0042.1"
+    assert p.split_evse_key("ST-0042.1") == ("ST-0042", "1")
+    assert p.split_evse_key("ST-0042.bay.2") == ("ST-0042", "bay.2")  # the first dot splits
+
+
+@FAST
+@given(station_id=station_ids, evse_id=ids)
+def test_an_evse_key_splits_back_into_its_station_and_evse(station_id: str, evse_id: str) -> None:
+    key = p.evse_key(station_id, evse_id)
+    assert p.valid_evse_key(key)
+    assert p.split_evse_key(key) == (station_id, evse_id)
+
+
+@FAST
+@given(a=st.tuples(station_ids, ids), b=st.tuples(station_ids, ids))
+def test_two_evses_share_a_key_only_if_they_are_the_same(
+    a: tuple[str, str], b: tuple[str, str]
+) -> None:
+    assert (p.evse_key(*a) == p.evse_key(*b)) == (a == b)
+
+
+@pytest.mark.parametrize(
+    "key", ["", "ST-1", "ST-1.", ".1", "ST 1.1", "ST-1.a/b", "é.1", None, 42, "a" * 65 + ".1"]
+)
+def test_what_is_not_an_evse_key_is_refused(key: Any) -> None:
+    assert not p.valid_evse_key(key)
+    with pytest.raises(p.ProtocolError):
+        p.split_evse_key(key)
+
+
+@FUZZ
+@given(st.text(max_size=140))
+def test_split_evse_key_only_raises_protocol_error(key: str) -> None:
+    try:
+        station_id, evse_id = p.split_evse_key(key)
+    except p.ProtocolError:
+        return
+    assert p.evse_key(station_id, evse_id) == key
 
 
 def test_valid_id_accepts_the_longest_id_and_refuses_non_strings() -> None:
@@ -374,14 +451,16 @@ def test_valid_id_accepts_the_longest_id_and_refuses_non_strings() -> None:
 @pytest.mark.parametrize(
     "topic",
     [
-        "smartcharge/v1/stations/ST-1/unknown",
-        "smartcharge/v1/stations/ST-1/evses/E1/unknown",
-        "smartcharge/v1/stations/ST-1/state/extra",
-        "smartcharge/v1/stations/ST-1",
-        "smartcharge/v2/stations/ST-1/state",
-        "smartcharge/v1/stations/+/state",
-        "smartcharge/v1/stations/ST-1/evses/#/status",
-        "smartcharge/v1/stations//state",
+        "smartcharge/v2/stations/ST-1/unknown",
+        "smartcharge/v2/stations/ST-1/evses/E1/unknown",
+        "smartcharge/v2/stations/ST-1/state/extra",
+        "smartcharge/v2/stations/ST-1",
+        "smartcharge/v1/stations/ST-1/state",
+        "smartcharge/v3/stations/ST-1/state",
+        "smartcharge/v2/stations/+/state",
+        "smartcharge/v2/stations/ST-1/evses/#/status",
+        "smartcharge/v2/stations//state",
+        "smartcharge/v2/stations/ST.1/state",
     ],
 )
 def test_parse_rejects_topics_outside_the_tree(topic: str) -> None:
@@ -419,6 +498,8 @@ def test_parse_only_raises_protocol_error_on_any_json_value(topic: str, value: A
                 {
                     "online",
                     "ts",
+                    "epoch",
+                    "expires_at",
                     "station",
                     "reason",
                     "seq",
@@ -440,10 +521,10 @@ def test_parse_only_raises_protocol_error_on_any_json_value(topic: str, value: A
         json_values,
     ),
 )
-def test_parse_only_raises_protocol_error_on_any_version_one_object(
+def test_parse_only_raises_protocol_error_on_any_version_two_object(
     topic: str, fields: dict[str, Any]
 ) -> None:
-    parse_or_reject(topic, body_bytes({"v": 1, **fields}))
+    parse_or_reject(topic, body_bytes({"v": 2, **fields}))
 
 
 @FUZZ
@@ -525,26 +606,82 @@ def test_a_station_reporting_offline_is_rejected() -> None:
 
 
 @pytest.mark.parametrize("kind", sorted(VALID_BODIES))
-@pytest.mark.parametrize("version", [None, 0, 2, "1", 1.0, True, [1]])
-def test_every_payload_must_carry_version_one(kind: str, version: Any) -> None:
+@pytest.mark.parametrize("version", [None, 0, 1, 3, "2", 2.0, True, [2]])
+def test_every_payload_must_carry_version_two(kind: str, version: Any) -> None:
     body = {k: v for k, v in VALID_BODIES[kind].items() if k != "v"}
     if version is not None:
         body["v"] = version
     assert_rejected(TOPIC_OF[kind], body_bytes(body))
 
 
+@pytest.mark.parametrize("kind", sorted(VALID_BODIES))
+def test_a_version_1_payload_is_refused_as_unsupported_naming_its_station(kind: str) -> None:
+    with pytest.raises(p.UnsupportedVersion) as refused:
+        p.parse(TOPIC_OF[kind], body_bytes({**VALID_BODIES[kind], "v": 1}))
+    assert (refused.value.station_id, refused.value.version) == ("ST-1", 1)
+
+
+@pytest.mark.parametrize("kind", sorted(VALID_BODIES))
+def test_a_version_1_topic_is_refused_as_unsupported_naming_its_station(kind: str) -> None:
+    legacy = TOPIC_OF[kind].replace("smartcharge/v2/", "smartcharge/v1/")
+    with pytest.raises(p.UnsupportedVersion) as refused:
+        p.parse(legacy, body_bytes({**VALID_BODIES[kind], "v": 1}))
+    assert (refused.value.station_id, refused.value.version) == ("ST-1", 1)
+    assert "version 1" in str(refused.value)
+
+
+def test_the_csms_listens_on_version_1_state_topics_only_to_refuse_them() -> None:
+    assert "smartcharge/v1/stations/+/state" in p.CSMS_SUBSCRIPTIONS
+    assert all(t.startswith("smartcharge/v2/") for t in p.CSMS_SUBSCRIPTIONS[:-1])
+
+
+@pytest.mark.parametrize("kind", sorted(VALID_BODIES))
+def test_a_payload_with_a_byte_order_mark_is_refused(kind: str) -> None:
+    assert_rejected(TOPIC_OF[kind], b"\xef\xbb\xbf" + body_bytes(VALID_BODIES[kind]))
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+def test_a_payload_in_another_encoding_than_utf_8_is_refused(encoding: str) -> None:
+    assert_rejected(STATUS, json.dumps(VALID_BODIES["status"]).encode(encoding))
+
+
+@pytest.mark.parametrize(
+    ("kind", "field"),
+    [("birth", "epoch"), ("status", "epoch"), ("meter", "epoch"), ("command", "expires_at")],
+)
+def test_the_epoch_and_expires_at_are_required(kind: str, field: str) -> None:
+    body = {k: v for k, v in VALID_BODIES[kind].items() if k != field}
+    assert_rejected(TOPIC_OF[kind], body_bytes(body))
+    assert_rejected(TOPIC_OF[kind], body_bytes({**body, field: None}))
+
+
+def test_a_station_offline_message_needs_no_epoch() -> None:
+    assert isinstance(p.parse(STATE, body_bytes(VALID_BODIES["offline"])), p.StationOffline)
+
+
 NUMBER_FIELDS = [
     ("birth", "ts"),
+    ("birth", "epoch"),
     ("birth", "station.lat"),
     ("birth", "station.lon"),
     ("birth", "station.evses.0.max_power_w"),
     ("offline", "ts"),
     *[
         ("status", f)
-        for f in ("seq", "ts", "soc", "power_w", "energy_wh", "session_energy_wh", "target_soc")
+        for f in (
+            "epoch",
+            "seq",
+            "ts",
+            "soc",
+            "power_w",
+            "energy_wh",
+            "session_energy_wh",
+            "target_soc",
+        )
     ],
-    *[("meter", f) for f in ("seq", "ts", "soc", "power_w", "energy_wh")],
+    *[("meter", f) for f in ("epoch", "seq", "ts", "soc", "power_w", "energy_wh")],
     ("command", "ts"),
+    ("command", "expires_at"),
     ("reply", "ts"),
     ("reply", "evse.soc"),
     ("reply", "evse.power_w"),
@@ -583,7 +720,10 @@ def test_nan_infinity_and_huge_numbers_in_number_fields_are_rejected(
     assert_rejected(TOPIC_OF[kind], text.replace(f'"{marker}"', literal).encode())
 
 
-@pytest.mark.parametrize(("kind", "path"), [(k, f) for k, f in NUMBER_FIELDS if f in ("ts", "seq")])
+@pytest.mark.parametrize(
+    ("kind", "path"),
+    [(k, f) for k, f in NUMBER_FIELDS if f in ("ts", "seq", "epoch", "expires_at")],
+)
 def test_times_and_sequence_numbers_must_be_json_integers(kind: str, path: str) -> None:
     assert_rejected(TOPIC_OF[kind], body_bytes(set_path(VALID_BODIES[kind], path, 5.0)))
 
@@ -598,6 +738,7 @@ def test_encode_refuses_a_message_holding_nan() -> None:
         soc=None,
         seq=1,
         ts=1,
+        epoch=1,
     )
     with pytest.raises(p.ProtocolError):
         p.encode(meter)
@@ -620,7 +761,12 @@ def test_null_is_the_same_as_an_absent_optional_field() -> None:
 
 def request(command: str, args: dict[str, Any]) -> p.CommandRequest:
     return p.CommandRequest(
-        station_id="ST-1", id="c-1", command=p.CommandName(command), evse_id="E1", args=args
+        station_id="ST-1",
+        id="c-1",
+        command=p.CommandName(command),
+        evse_id="E1",
+        expires_at=1,
+        args=args,
     )
 
 

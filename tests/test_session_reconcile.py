@@ -46,13 +46,13 @@ def test_a_row_left_open_for_an_evse_that_runs_no_session_is_closed_when_its_sta
     storage: Storage,
 ) -> None:
     sessions = storage.sessions
-    sessions.open("s-ended", evse_id="st-001-1", station_id=SID, start_energy_wh=0)
+    sessions.open("s-ended", evse_id="st-001.1", station_id=SID, start_energy_wh=0)
     sessions.update_progress("s-ended", 4_200.0, 11_000.0)
-    sessions.open("s-running", evse_id="st-001-2", station_id=SID)
-    sessions.open("s-elsewhere", evse_id="zz-009-1", station_id="zz-009")
+    sessions.open("s-running", evse_id="st-001.2", station_id=SID)
+    sessions.open("s-elsewhere", evse_id="zz-009.1", station_id="zz-009")
     resumed = [
-        state("st-001-1", EvseStatus.AVAILABLE),
-        state("st-001-2", EvseStatus.CHARGING, "s-running"),
+        state("st-001.1", EvseStatus.AVAILABLE),
+        state("st-001.2", EvseStatus.CHARGING, "s-running"),
     ]
     recorder = SessionRecorder(
         sessions, SessionOwners(), Notifier(None, LiveHub()), resumed=resumed
@@ -65,7 +65,7 @@ def test_a_row_left_open_for_an_evse_that_runs_no_session_is_closed_when_its_sta
     assert waiting is not None
     assert waiting.ended_at is None, "a saved state may be behind the row: the station decides"
 
-    report(recorder, resumed[0], state("st-001-1", EvseStatus.AVAILABLE))
+    report(recorder, resumed[0], state("st-001.1", EvseStatus.AVAILABLE))
 
     ended = sessions.get("s-ended")
     assert ended is not None
@@ -83,9 +83,9 @@ def test_a_row_left_open_for_an_evse_that_runs_no_session_is_closed_when_its_sta
 def preparing_then_charging(storage: Storage) -> tuple[SessionRecorder, EvseState]:
     """The race a kill can leave: the session recorder wrote the row (the EVSE was
     Charging) but the state recorder had only saved ``Preparing`` that session."""
-    storage.sessions.open("s-raced", evse_id="st-001-1", station_id=SID, start_energy_wh=0)
+    storage.sessions.open("s-raced", evse_id="st-001.1", station_id=SID, start_energy_wh=0)
     storage.sessions.update_progress("s-raced", 300.0, 11_000.0)
-    saved = state("st-001-1", EvseStatus.PREPARING, "s-raced")
+    saved = state("st-001.1", EvseStatus.PREPARING, "s-raced")
     recorder = SessionRecorder(
         storage.sessions, SessionOwners(), Notifier(None, LiveHub()), resumed=[saved]
     )
@@ -124,7 +124,7 @@ def test_a_row_saved_as_still_preparing_closes_when_its_station_runs_no_session(
 ) -> None:
     recorder, saved = preparing_then_charging(storage)
 
-    report(recorder, saved, state("st-001-1", EvseStatus.AVAILABLE))
+    report(recorder, saved, state("st-001.1", EvseStatus.AVAILABLE))
 
     row = storage.sessions.get("s-raced")
     assert row is not None
@@ -138,8 +138,8 @@ def test_a_row_opened_after_the_saved_state_stays_open_while_its_station_charges
 ) -> None:
     """The race the kill test met: the row was opened (Charging) but the state recorder
     had last saved the EVSE ``Available``, from before the session."""
-    storage.sessions.open("s-ahead", evse_id="st-001-1", station_id=SID, start_energy_wh=0)
-    saved = state("st-001-1", EvseStatus.AVAILABLE)
+    storage.sessions.open("s-ahead", evse_id="st-001.1", station_id=SID, start_energy_wh=0)
+    saved = state("st-001.1", EvseStatus.AVAILABLE)
     recorder = SessionRecorder(
         storage.sessions, SessionOwners(), Notifier(None, LiveHub()), resumed=[saved]
     )

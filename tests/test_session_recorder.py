@@ -24,7 +24,7 @@ pytest_plugins = ("tests.storage_fixtures",)
 
 S = EvseStatus
 SID = SessionId("s-1")
-IDLE = EvseState(evse_id=EvseId("st-001-1"), station_id=StationId("st-001"), status=S.AVAILABLE)
+IDLE = EvseState(evse_id=EvseId("st-001.1"), station_id=StationId("st-001"), status=S.AVAILABLE)
 
 
 @pytest.fixture

@@ -45,14 +45,19 @@ from actors.state_recorder import (
 from actors.supervisor import SupervisorActor
 from actors.timers import Timers
 from storage import EvseStateRow, StatusEvent, Storage
+from tests.support import wire_id
 
 pytest_plugins = ("tests.storage_fixtures",)
 
 S = EvseStatus
 SID = StationId("st-001")
-A = EvseId("st-001-1")
+A = EvseId("st-001.1")  # the CSMS's id; the station calls it "1"
 STATION = StationDescriptor(
-    id=SID, name="Piazza", lat=44.49, lon=11.34, evses=(EvseDescriptor(id=A, max_power_w=22e3),)
+    id=SID,
+    name="Piazza",
+    lat=44.49,
+    lon=11.34,
+    evses=(EvseDescriptor(id=wire_id(A), max_power_w=22e3),),
 )
 CHARGING = EvseState(
     evse_id=A,
@@ -71,7 +76,7 @@ CHARGING = EvseState(
 
 def finishing(session: str, session_energy: float, energy: float, seq: int = 50) -> StatusReport:
     info = EvseInfo(
-        evse_id=A,
+        evse_id=wire_id(A),
         status=S.FINISHING,
         energy_wh=energy,
         session_id=SessionId(session),
@@ -210,7 +215,7 @@ def test_meter_progress_is_coalesced_into_one_write_and_a_status_change_is_logge
         for n in range(50):
             meter = MeterValues(
                 station_id=SID,
-                evse_id=A,
+                evse_id=wire_id(A),
                 power_w=11e3,
                 energy_wh=1_500.0 + n,
                 seq=42 + n,

@@ -589,3 +589,31 @@ def test_an_unreachable_database_is_reported_as_unavailable(tmp_path: Path) -> N
 def test_in_memory_sqlite_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="per thread"):
         open_storage("sqlite://", data_dir=tmp_path)
+
+
+def test_evse_ids_of_version_1_data_become_station_dot_evse(open_store: OpenStore) -> None:
+    """Migration 4: stored ids of the old global form are renamed after their station."""
+    from storage import EvseStateRow, StatusEvent
+    from storage._migrations import MIGRATIONS
+
+    store = open_store()
+    old, new = "st-001-1", "st-001.st-001-1"
+    store.evse_states.put_many(
+        [
+            EvseStateRow(evse_id=old, station_id="st-001", state={"evse_id": old}, updated_at=1),
+            EvseStateRow(evse_id="st-002.1", station_id="st-002", state={}, updated_at=1),
+        ]
+    )
+    store.sessions.open("s-old", evse_id=old, station_id="st-001")
+    store.status_events.add_many(
+        [StatusEvent(evse_id=old, ts=1, from_status="Available", to_status="Charging")]
+    )
+    with store.engine.begin() as conn:
+        MIGRATIONS[3](conn)  # as on a database written by version 1
+
+    assert sorted(row.evse_id for row in store.evse_states.all()) == [new, "st-002.1"]
+    session = store.sessions.get("s-old")
+    assert session is not None
+    assert session.evse_id == new
+    assert [e.to_status for e in store.status_events.for_evse(new)] == ["Charging"]
+    assert store.status_events.for_evse(old) == []

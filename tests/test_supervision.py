@@ -26,10 +26,10 @@ from actors.protocol import (
     StatusReport,
 )
 from actors.supervisor import SupervisorActor
-from tests.support import POISON_SEQ, FleetWatcher, poison_evse_logic
+from tests.support import POISON_SEQ, FleetWatcher, poison_evse_logic, wire_id
 
 SID = StationId("st-001")
-A, B = EvseId("st-001-1"), EvseId("st-001-2")
+A, B = EvseId("st-001.1"), EvseId("st-001.2")  # the CSMS's ids; the station says 1 and 2
 
 
 @pytest.fixture
@@ -51,7 +51,10 @@ def fleet(poisonable: None) -> Iterator[tuple[pykka.ActorRef[Any], FleetWatcher,
         name="Piazza",
         lat=44.49,
         lon=11.34,
-        evses=(EvseDescriptor(id=A, max_power_w=22_000), EvseDescriptor(id=B, max_power_w=50_000)),
+        evses=(
+            EvseDescriptor(id=wire_id(A), max_power_w=22_000),
+            EvseDescriptor(id=wire_id(B), max_power_w=50_000),
+        ),
     )
     supervisor.tell(Inbound(message=StationBirth(station=station, ts=1)))
     try:
@@ -64,7 +67,7 @@ def report(
     evse: EvseId, status: EvseStatus, seq: int, energy: float = 0.0, session: str | None = None
 ) -> Inbound:
     info = EvseInfo(
-        evse_id=evse,
+        evse_id=wire_id(evse),
         status=status,
         energy_wh=energy,
         session_id=SessionId(session) if session else None,
@@ -108,7 +111,7 @@ def test_crashed_evse_actor_restarts_from_its_last_state_and_neighbours_never_no
         Inbound(
             message=MeterValues(
                 station_id=SID,
-                evse_id=A,
+                evse_id=wire_id(A),
                 session_id=SessionId("s-1"),
                 power_w=22_000,
                 energy_wh=1_500,
