@@ -202,10 +202,26 @@ def _v3_evse_samples_and_session_time_indexes(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX ix_sessions_ended_at ON sessions (ended_at)"))
 
 
+def _v4_station_credentials(conn: Connection) -> None:
+    """Station identity on the broker: each station's MQTT password hash (``storage._stations``)."""
+    md = MetaData()
+    Table(
+        "station_credentials",
+        md,
+        Column("station_id", Text, primary_key=True),
+        Column("name", Text, nullable=False),
+        Column("password_hash", Text, nullable=False),
+        _epoch_ms("created_at"),
+        _epoch_ms("revoked_at", nullable=True),
+    )
+    md.create_all(conn, checkfirst=False)
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v1_users_sessions_reservations_notifications,
     _v2_evse_state_and_status_events,
     _v3_evse_samples_and_session_time_indexes,
+    _v4_station_credentials,
 )
 LATEST_VERSION: Final = len(MIGRATIONS)
 
