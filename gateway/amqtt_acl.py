@@ -132,3 +132,64 @@ class StationAclPlugin(BaseTopicPlugin):
         if not ok and action != Action.RECEIVE:
             log.warning("denied %s of %r to %r", self._ACTIONS[action], topic, session.username)
         return ok
+
+
+def authenticate_first_broker() -> type:
+    """amqtt's ``Broker`` with authentication moved before any session is touched.
+
+    amqtt 0.12.1 (measured) deletes the session of a clean-session client id, and takes over a
+    connected client with that id, *before* it looks at the authentication result: an
+    unauthenticated client using the CSMS's client id knocked the CSMS off (and wiped its
+    session) even though its own CONNECT was refused. This subclass reads the CONNECT,
+    authenticates, and refuses (CONNACK "not authorised", close) before amqtt's own session
+    handling runs. Imported lazily: amqtt is slow to import and only its process needs it.
+    """
+    from amqtt.broker import Broker
+    from amqtt.errors import AMQTTError, MQTTError, NoDataError
+    from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+    from amqtt.utils import gen_client_id
+
+    class AuthenticateFirstBroker(Broker):
+        """amqtt 0.12.1's ``_initialize_client_session`` with authentication first (the rest
+        is its code, shortened: the version is pinned below 0.13 in setup.cfg)."""
+
+        async def _initialize_client_session(
+            self, reader: Any, writer: Any, remote_address: str, remote_port: int
+        ) -> tuple[Any, Any]:
+            try:
+                handler, session = await BrokerProtocolHandler.init_from_connect(
+                    reader, writer, self.plugins_manager
+                )
+            except (AMQTTError, NoDataError) as exc:
+                raise AMQTTError(exc) from exc
+            except MQTTError:
+                await writer.close()
+                raise
+            if not await self._authenticate(session, None):
+                handler.attach(session, reader, writer)
+                session.parent = 0
+                await handler.mqtt_connack_authorize(False)
+                await writer.close()
+                raise MQTTError(f"client {session.client_id!r} not authorised")
+            if session.clean_session:
+                if session.client_id:
+                    await self._delete_session(session.client_id)
+                else:
+                    session.client_id = gen_client_id()
+                session.parent = 0
+            elif session.client_id in self._sessions:
+                existing, _ = self._sessions[session.client_id]
+                for name in ("will_flag", "will_message", "will_topic", "will_qos"):
+                    setattr(existing, name, getattr(session, name))
+                for name in ("keep_alive", "username", "password"):
+                    setattr(existing, name, getattr(session, name))
+                session = existing
+                session.parent = 1
+            else:
+                session.parent = 0
+            delay = self.config.get("timeout-disconnect-delay", 0)
+            if session.keep_alive > 0 and isinstance(delay, int):
+                session.keep_alive += delay
+            return handler, session
+
+    return AuthenticateFirstBroker

@@ -96,7 +96,12 @@ async def serve(host: str, port: int, *, exit_on_stdin_eof: bool = False, **opti
     if exit_on_stdin_eof:
         _watch_stdin(loop, stop)
 
-    broker = Broker(build_config(host, port, **options), loop=loop)
+    broker_class = Broker
+    if options.get("auth_dir") is not None:
+        from gateway.amqtt_acl import authenticate_first_broker
+
+        broker_class = authenticate_first_broker()
+    broker = broker_class(build_config(host, port, **options), loop=loop)
     try:
         await broker.start()
     except Exception as exc:

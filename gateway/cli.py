@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("broker", help="run the embedded MQTT broker alone", add_help=False)
     sub.add_parser("admin", help="operator commands (see 'smartcharge admin -h')", add_help=False)
+    sub.add_parser(
+        "stations", help="station credentials: add, list, revoke (see -h)", add_help=False
+    )
     return parser
 
 
@@ -141,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.broker import main as broker_main
 
         return broker_main(argv[1:])
+    if argv and argv[0] == "stations":
+        from gateway.stations import main as stations_main
+
+        return stations_main(argv[1:])
     if argv and argv[0] == "admin":
         from gateway.admin import main as admin_main
 
