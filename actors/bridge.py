@@ -82,6 +82,10 @@ class MqttBridgeActor(pykka.ThreadingActor):
         ``process``: run the MQTT client in a child process (see the module docstring)."""
         super().__init__()
         settings = url if isinstance(url, MqttSettings) else parse_mqtt_url(url)
+        if settings.username is not None:
+            # A broker with identities ties the client id to the user name
+            # (docs/broker-security.md): the CSMS's session is its account's.
+            client_id = settings.username
         self._host, self._port = settings.host, settings.port
         self._keepalive = keepalive
         self._inbox: BatchInbox | None = None

@@ -52,6 +52,7 @@ Preference = Literal["auto", "mosquitto", "amqtt"]
 
 DEFAULT_PORT: Final = 1883
 DEFAULT_DATA_DIR: Final = Path("var/broker")
+DEFAULT_AUTH_DIR: Final = Path("var/csms/mqtt")
 MOSQUITTO_MISSING: Final = "mosquitto binary not found: apt-get install mosquitto"
 
 _MOSQUITTO_FALLBACK_PATHS: Final = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
@@ -498,6 +499,21 @@ def main(argv: list[str] | None = None) -> int:
         help=f"config, persistence and log directory (default: {DEFAULT_DATA_DIR})",
     )
     parser.add_argument("--kind", choices=("auto", "mosquitto", "amqtt"), default="auto")
+    parser.add_argument(
+        "--auth-dir",
+        type=Path,
+        default=DEFAULT_AUTH_DIR,
+        help="password file and ACL written by 'smartcharge stations' (default:"
+        f" {DEFAULT_AUTH_DIR}, what 'smartcharge up' and 'smartcharge stations' use)",
+    )
+    parser.add_argument(
+        "--anonymous",
+        action="store_true",
+        help="let any client in with no ACL (never on a network: for tests and experiments)",
+    )
+    parser.add_argument(
+        "--tls-port", type=int, default=None, help="also listen with TLS on this port (0: free)"
+    )
     args = parser.parse_args(argv)
 
     stop = threading.Event()
@@ -508,12 +524,22 @@ def main(argv: list[str] | None = None) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
-            broker = EmbeddedBroker(port=args.port, data_dir=args.data_dir, prefer=args.kind)
+            broker = EmbeddedBroker(
+                port=args.port,
+                data_dir=args.data_dir,
+                prefer=args.kind,
+                auth_dir=None if args.anonymous else args.auth_dir,
+                tls_port=args.tls_port,
+            )
             broker.start()
         except BrokerError as exc:
             print(f"smartcharge broker: {exc}", file=sys.stderr, flush=True)
             return 1
         print(f"{broker.kind} broker listening on {broker.url}", flush=True)
+        if broker.tls_url is not None:
+            print(f"TLS listener on {broker.tls_url} (CA: {broker.ca_file})", flush=True)
+        if broker.auth_dir is not None:
+            print(f"clients authenticate against {broker.auth_dir}", flush=True)
         print(f"log: {broker.log_path}", flush=True)
         try:
             # Wake up twice a second to notice a broker that died on its own.
