@@ -312,6 +312,7 @@ def _provision(args: argparse.Namespace, data_dir: Path) -> Path:
         provisioner.sync()
     if added:
         log.info("provisioned broker credentials for %d stations", len(added))
+    assert provisioner.auth_dir is not None
     return provisioner.auth_dir
 
 

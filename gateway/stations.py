@@ -30,12 +30,13 @@ class ProvisionedStation:
 
 
 class StationProvisioner:
-    """Credentials in ``storage``; the broker files in ``<csms_data_dir>/mqtt``."""
+    """Credentials in ``storage``; the broker files in ``<csms_data_dir>/mqtt``
+    (``csms_data_dir=None``: the database only, no broker files: tests of the API)."""
 
-    def __init__(self, storage: Storage, csms_data_dir: Path) -> None:
+    def __init__(self, storage: Storage, csms_data_dir: Path | None) -> None:
         self.storage = storage
         self.csms_data_dir = csms_data_dir
-        self.auth_dir = accounts.auth_dir_for(csms_data_dir)
+        self.auth_dir = None if csms_data_dir is None else accounts.auth_dir_for(csms_data_dir)
 
     def add(self, station_id: str, name: str | None = None) -> ProvisionedStation:
         """Raises ``ValueError`` for a bad id, :class:`storage.DuplicateError` if it exists."""
@@ -79,11 +80,15 @@ class StationProvisioner:
         return self.storage.station_credentials.list()
 
     def csms_password_file(self) -> Path:
+        if self.csms_data_dir is None:
+            raise ValueError("this provisioner has no data dir")
         return accounts.ensure_csms_password(self.csms_data_dir)
 
     def sync(self) -> bool:
         """Write ``passwd`` and ``acl`` again from the database; signal the running broker.
         True if a broker was signalled."""
+        if self.auth_dir is None:
+            return False
         csms_password = accounts.read_password_file(self.csms_password_file())
         users = [(accounts.CSMS_USER, accounts.hash_password(csms_password))]
         users += [
