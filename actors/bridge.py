@@ -19,7 +19,6 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 import pykka
@@ -29,6 +28,7 @@ from actors.inbox import BatchInbox
 from actors.messages import Publish, VersionRefused
 from actors.mqtt_client import new_client, no_delay
 from actors.mqtt_link import MqttLink
+from actors.mqtt_settings import BACKOFF_MAX_S, BACKOFF_MIN_S, MqttSettings, parse_mqtt_url
 from actors.protocol import (
     CSMS_SUBSCRIPTIONS,
     MAX_FUTURE_SKEW_MS,
@@ -52,14 +52,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SUBSCRIPTIONS = CSMS_SUBSCRIPTIONS
-
-
-def parse_mqtt_url(url: str) -> tuple[str, int]:
-    """``mqtt://host:port`` -> ``(host, port)``; the port defaults to 1883."""
-    parts = urlsplit(url if "://" in url else f"mqtt://{url}")
-    if parts.scheme not in ("mqtt", "tcp"):
-        raise ValueError(f"unsupported MQTT URL scheme {parts.scheme!r} (use mqtt://host:port)")
-    return parts.hostname or "127.0.0.1", parts.port or 1883
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,7 +79,7 @@ class MqttBridgeActor(pykka.ThreadingActor):
 
     def __init__(
         self,
-        url: str,
+        url: str | MqttSettings,
         *,
         client_id: str = "smartcharge-csms",
         keepalive: int = 10,
@@ -95,9 +87,15 @@ class MqttBridgeActor(pykka.ThreadingActor):
         connected: threading.Event | None = None,
         process: bool = True,
     ) -> None:
-        """``process``: run the MQTT client in a child process (see the module docstring)."""
+        """``url``: ``mqtt://host:port`` or full :class:`MqttSettings` (credentials, TLS);
+        ``process``: run the MQTT client in a child process (see the module docstring)."""
         super().__init__()
-        self._host, self._port = parse_mqtt_url(url)
+        settings = url if isinstance(url, MqttSettings) else parse_mqtt_url(url)
+        if settings.username is not None:
+            # A broker with identities ties the client id to the user name
+            # (docs/broker-security.md): the CSMS's session is its account's.
+            client_id = settings.username
+        self._host, self._port = settings.host, settings.port
         self._keepalive = keepalive
         self._inbox: BatchInbox | None = None
         self.stats = stats if stats is not None else BridgeStats()
@@ -106,8 +104,7 @@ class MqttBridgeActor(pykka.ThreadingActor):
         self._link: MqttLink | None = None
         if process:
             self._link = MqttLink(
-                self._host,
-                self._port,
+                settings,
                 client_id=client_id,
                 keepalive=keepalive,
                 on_messages=self._on_batch,
@@ -120,8 +117,9 @@ class MqttBridgeActor(pykka.ThreadingActor):
             clean_session=False,
             protocol=mqtt.MQTTv311,
         )
+        settings.apply_to(self._client)
         self._client.max_queued_messages_set(60_000)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.reconnect_delay_set(min_delay=BACKOFF_MIN_S, max_delay=BACKOFF_MAX_S)  # type: ignore[arg-type]
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_socket_open = no_delay

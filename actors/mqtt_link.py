@@ -38,6 +38,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from actors.mqtt_settings import BACKOFF_MAX_S, BACKOFF_MIN_S, MqttSettings
+
 __all__ = ["MqttLink"]
 
 log = logging.getLogger(__name__)
@@ -58,8 +60,8 @@ class MqttLink:
 
     def __init__(
         self,
-        host: str,
-        port: int,
+        host: str | MqttSettings,
+        port: int | None = None,
         *,
         client_id: str,
         keepalive: int,
@@ -71,9 +73,12 @@ class MqttLink:
         """``linger_s``: after a batch arrives, how long the reader waits for more before
         handing them over together (fewer thread wake-ups downstream per message)."""
         self._linger_s = linger_s
+        settings = (
+            host if isinstance(host, MqttSettings) else MqttSettings(host=host, port=port or 1883)
+        )
+        # Handed to the child on its stdin, never on its command line (``ps`` shows that).
         self._config = {
-            "host": host,
-            "port": port,
+            "settings": settings.with_client_id(client_id).to_json(),
             "client_id": client_id,
             "keepalive": keepalive,
         }
@@ -143,17 +148,18 @@ class MqttLink:
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         self._proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "actors.mqtt_link",
-                json.dumps(self._config),
-                str(child_end.fileno()),
-            ],
+            [sys.executable, "-m", "actors.mqtt_link", str(child_end.fileno())],
             pass_fds=(child_end.fileno(),),
+            stdin=subprocess.PIPE,
             env=env,
         )
         child_end.close()
+        assert self._proc.stdin is not None
+        try:  # the settings, password included, go through a pipe: not in argv, not in a log
+            self._proc.stdin.write(json.dumps(self._config).encode() + b"\n")
+            self._proc.stdin.close()
+        except OSError:
+            log.error("could not hand the MQTT process its settings (it exited at once)")
         self._conn = Connection(parent_end.detach())
 
     def _read_loop(self) -> None:
@@ -267,12 +273,14 @@ def _child(config: dict[str, Any], fd: int) -> None:
             del pending[:]
             send(("msgs", batch))
 
+    settings = MqttSettings.from_json(config["settings"])
     client = new_client(
         CallbackAPIVersion.VERSION2,
         client_id=config["client_id"],
         clean_session=False,
         protocol=mqtt.MQTTv311,
     )
+    settings.apply_to(client)
     batched = isinstance(client, BufferedClient)
 
     session_present: list[Any] = [None]
@@ -300,7 +308,7 @@ def _child(config: dict[str, Any], fd: int) -> None:
             flush()
 
     client.max_queued_messages_set(60_000)
-    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    client.reconnect_delay_set(min_delay=BACKOFF_MIN_S, max_delay=BACKOFF_MAX_S)  # type: ignore[arg-type]
     client.on_connect = on_connect
     client.on_subscribe = on_subscribe
     client.on_disconnect = on_disconnect
@@ -308,7 +316,7 @@ def _child(config: dict[str, Any], fd: int) -> None:
     client.on_socket_open = no_delay
     if isinstance(client, BufferedClient):
         client.on_read_done = flush
-    client.connect_async(config["host"], config["port"], keepalive=config["keepalive"])
+    client.connect_async(settings.host, settings.port, keepalive=config["keepalive"])
     client.loop_start()
     try:
         while True:
@@ -333,4 +341,4 @@ if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="mqtt-link %(levelname)s %(message)s")
-    _child(json.loads(sys.argv[1]), int(sys.argv[2]))
+    _child(json.loads(sys.stdin.readline()), int(sys.argv[1]))

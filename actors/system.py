@@ -32,6 +32,7 @@ from actors.live import LiveHub
 from actors.messages import CommandOutcome, GetEvseRef, SendCommand
 from actors.metrics import CsmsMetrics, supervisor_restarts
 from actors.metrics_recorder import MetricsRecorder, MetricsRecorderSubscriber, SampleRetention
+from actors.mqtt_settings import MqttSettings
 from actors.protocol import (
     CancelReservationArgs,
     CommandArgs,
@@ -78,7 +79,8 @@ class Csms(Protocol):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CsmsConfig:
-    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_url: str | MqttSettings = "mqtt://127.0.0.1:1883"
+    """A URL without credentials, or :class:`MqttSettings` (user, password, TLS)."""
     client_id: str = "smartcharge-csms"
     keepalive: int = 10
     command_timeout_s: float = 10.0

@@ -112,7 +112,7 @@ class _Publisher:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
-        from actors.bridge import parse_mqtt_url
+        from actors.mqtt_settings import parse_mqtt_url
 
         self.stream = stream
         self.window = threading.Semaphore(MAX_IN_FLIGHT)
@@ -123,8 +123,9 @@ class _Publisher:
         self.client.on_publish = lambda *_: self.window.release()
         connected = threading.Event()
         self.client.on_connect = lambda *_: connected.set()
-        host, port = parse_mqtt_url(url)
-        self.client.connect(host, port, keepalive=30)
+        settings = parse_mqtt_url(url)
+        settings.apply_to(self.client)
+        self.client.connect(settings.host, settings.port, keepalive=30)
         self.client.loop_start()
         if not connected.wait(10):
             raise RuntimeError("publisher could not connect")

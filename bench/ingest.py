@@ -40,9 +40,10 @@ from typing import Any, Final
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from actors.bridge import SUBSCRIPTIONS, parse_mqtt_url
+from actors.bridge import SUBSCRIPTIONS
 from actors.dashboard import EvseListener
 from actors.messages import EvseChanged
+from actors.mqtt_settings import parse_mqtt_url
 from actors.protocol import MeterValues, StatusReport, parse
 from actors.system import CsmsConfig, CsmsSystem
 from bench._publisher import Stream, serve
@@ -99,7 +100,9 @@ class BareSubscriber:
         self.client.max_queued_messages_set(60_000)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
-        self.host, self.port = parse_mqtt_url(url)
+        settings = parse_mqtt_url(url)
+        settings.apply_to(self.client)
+        self.host, self.port = settings.host, settings.port
 
     def _on_connect(self, client: mqtt.Client, *_: Any) -> None:
         client.subscribe([(topic, 1) for topic in SUBSCRIPTIONS])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import falcon
@@ -34,12 +35,14 @@ from gateway.api import (
     ReservationResource,
 )
 from gateway.auth import Authenticator, AuthError
+from gateway.credentials_api import StationCredentialResource, StationCredentialsResource
 from gateway.events import EventStreamResource
 from gateway.metrics import MetricsSummaryResource, PrometheusResource
 from gateway.openapi import OpenApiResource
 from gateway.ratelimit import SlidingWindowLimiter
 from gateway.security import Authentication, TransportPolicy
 from gateway.static import add_static_routes
+from gateway.stations import StationProvisioner
 from gateway.views import evse_json, station_json
 
 __all__ = ["create_app"]
@@ -154,6 +157,7 @@ def create_app(
     storage: Any = None,
     https_base: str | None = None,
     login_limits: tuple[int, int] = (30, 5),
+    csms_data_dir: Path | None = None,
 ) -> falcon.App:
     """The WSGI app. Without ``auth`` only the public reads are served."""
     middleware: list[Any] = [TransportPolicy(https_base)]
@@ -197,6 +201,13 @@ def create_app(
         app.add_route(f"{API}/me/sessions", MySessionsResource(storage.sessions))
         app.add_route(f"{API}/me/notifications", MyNotificationsResource(storage.notifications))
         app.add_route(f"{API}/metrics/summary", MetricsSummaryResource(storage.metrics, csms.view))
+    if hasattr(storage, "station_credentials"):  # SQL storage (not Firebase's user data)
+        # The broker's files are rewritten only with a data dir (where the broker reads them).
+        provisioner = StationProvisioner(storage, csms_data_dir)
+        app.add_route(f"{API}/station-credentials", StationCredentialsResource(provisioner))
+        app.add_route(
+            f"{API}/station-credentials/{{station_id}}", StationCredentialResource(provisioner)
+        )
     app.add_route(f"{API}/me/events", EventStreamResource(csms.hub, everything=False))
     app.add_route(f"{API}/events", EventStreamResource(csms.hub, everything=True))
     return app

@@ -3,7 +3,9 @@
 :class:`EmbeddedBroker` runs a broker as a child process bound to loopback:
 
 - **Mosquitto** when the ``mosquitto`` binary exists (PATH, ``/usr/sbin``, ``/usr/local/sbin``),
-  with a generated config in ``data_dir``: persistence saved on every change (a crash loses
+  with a generated config in ``data_dir``: with an ``auth_dir``, no anonymous clients, the
+  password file and ACL of ``gateway.broker_accounts``, client id = user name, and optionally a
+  TLS listener (``docs/broker-security.md``); persistence saved on every change (a crash loses
   nothing that was queued), ``max_queued_messages`` raised to 100,000 (the default 1,000
   silently drops messages for a subscriber that falls behind), no daemonizing.
 - **amqtt** otherwise, in its own process (``python -m gateway.amqtt_runner``): zero setup but
@@ -30,6 +32,8 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, Final, Literal, Self
 
+from gateway import broker_accounts as accounts
+
 __all__ = [
     "DEFAULT_DATA_DIR",
     "DEFAULT_PORT",
@@ -48,6 +52,7 @@ Preference = Literal["auto", "mosquitto", "amqtt"]
 
 DEFAULT_PORT: Final = 1883
 DEFAULT_DATA_DIR: Final = Path("var/broker")
+DEFAULT_AUTH_DIR: Final = Path("var/csms/mqtt")
 MOSQUITTO_MISSING: Final = "mosquitto binary not found: apt-get install mosquitto"
 
 _MOSQUITTO_FALLBACK_PATHS: Final = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
@@ -77,8 +82,15 @@ def find_mosquitto() -> str | None:
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """True when nothing listens on host:port (checked by binding it, without SO_REUSEADDR)."""
+    """True when nothing listens on host:port.
+
+    Checked by binding it with ``SO_REUSEADDR``, as Mosquitto and amqtt bind their listeners:
+    connections left in TIME_WAIT by a broker that just died (or by our own readiness probe)
+    do not stop a new broker from listening, so they must not stop us either. Without it a
+    broker killed under load could not be started again on its port for ~60 s (TIME_WAIT).
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -95,7 +107,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _mqtt_probe(host: str, port: int, timeout: float) -> bool:
-    """Open a TCP connection, send an MQTT 3.1.1 CONNECT, expect a CONNACK 'accepted'."""
+    """Open a TCP connection, send an MQTT 3.1.1 CONNECT, expect a CONNACK (any return code)."""
     client_id = f"smartcharge-probe-{os.getpid()}".encode()
     variable_header = b"\x00\x04MQTT\x04\x02\x00\x0a"  # protocol 4, clean session, keepalive 10 s
     payload = len(client_id).to_bytes(2, "big") + client_id
@@ -110,7 +122,9 @@ def _mqtt_probe(host: str, port: int, timeout: float) -> bool:
                 if not chunk:
                     return False
                 reply += chunk
-            if reply != b"\x20\x02\x00\x00":
+            # Any CONNACK counts: a secure broker refuses this anonymous probe (return code 5,
+            # not authorised), but it is serving.
+            if reply[:3] != b"\x20\x02\x00":
                 return False
             sock.sendall(b"\xe0\x00")  # DISCONNECT
             return True
@@ -141,7 +155,13 @@ class EmbeddedBroker:
         start_timeout: float = 20.0,
         stop_timeout: float = 10.0,
         save_every_change: bool = False,
+        auth_dir: Path | str | None = None,
+        tls_port: int | None = None,
     ) -> None:
+        """``auth_dir``: enforce identity and the ACL from the files there
+        (``gateway.broker_accounts``); ``None`` lets anyone in (tests that are not about
+        security). ``tls_port``: also listen with TLS there (0: a free port), with a
+        certificate made on first run in ``<auth_dir or data_dir>/tls``."""
         if prefer not in ("auto", "mosquitto", "amqtt"):
             raise ValueError(f"prefer must be 'auto', 'mosquitto' or 'amqtt', not {prefer!r}")
         self.host = host
@@ -150,6 +170,9 @@ class EmbeddedBroker:
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.save_every_change = save_every_change
+        self.auth_dir = None if auth_dir is None else Path(auth_dir).resolve()
+        self.requested_tls_port = tls_port
+        self._tls_port: int | None = None
         self._mosquitto = find_mosquitto() if prefer in ("auto", "mosquitto") else None
         if prefer == "mosquitto" and self._mosquitto is None:
             raise BrokerNotFoundError(MOSQUITTO_MISSING)
@@ -175,6 +198,27 @@ class EmbeddedBroker:
         return f"mqtt://{self.host}:{self.port}"
 
     @property
+    def secure(self) -> bool:
+        """True when clients must authenticate (an ``auth_dir`` was given)."""
+        return self.auth_dir is not None
+
+    @property
+    def tls_port(self) -> int | None:
+        return self._tls_port
+
+    @property
+    def tls_url(self) -> str | None:
+        return None if self._tls_port is None else f"mqtts://{self.host}:{self._tls_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The certificate clients verify the TLS listener with (self-signed: pinned)."""
+        return self._tls_dir_root() / "tls" / "cert.pem"
+
+    def _tls_dir_root(self) -> Path:
+        return self.auth_dir if self.auth_dir is not None else self.data_dir
+
+    @property
     def log_path(self) -> Path:
         return self.data_dir / f"{self._kind}.log"
 
@@ -198,12 +242,14 @@ class EmbeddedBroker:
         if self.running:
             raise BrokerError(f"the {self._kind} broker is already running at {self.url}")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._prepare_auth()
         explicit = self.requested_port not in (None, 0)
         attempts = 1 if explicit else _PORT_ATTEMPTS
         last_error: BrokerError | None = None
         for _ in range(attempts):
             port = self._choose_port()
             try:
+                self._tls_port = self._choose_tls_port(port)
                 self._spawn(port)
                 self._wait_ready(port)
             except BrokerError as exc:
@@ -213,6 +259,8 @@ class EmbeddedBroker:
                 last_error = exc
                 continue
             self._port = port
+            if self.auth_dir is not None and self.pid is not None:
+                accounts.write_pid_file(self.auth_dir, self.pid)
             return self
         assert last_error is not None
         raise last_error
@@ -236,7 +284,31 @@ class EmbeddedBroker:
         state = f"running at {self.url}" if self.running else "stopped"
         return f"<EmbeddedBroker {self._kind} {state}>"
 
+    def reload(self) -> bool:
+        """Make the broker read its password file again (after a station was added/revoked)."""
+        return self.auth_dir is not None and accounts.signal_broker(self.auth_dir)
+
     # -- internals -------------------------------------------------------------------------
+
+    def _prepare_auth(self) -> None:
+        """Make sure the files the broker will read exist (an empty password file: nobody)."""
+        if self.auth_dir is not None and not (self.auth_dir / accounts.PASSWD).exists():
+            accounts.write_auth_files(self.auth_dir, [])
+        if self.requested_tls_port is not None:
+            from gateway.tls import ensure_self_signed_cert
+
+            ensure_self_signed_cert(self._tls_dir_root(), hostnames=("localhost",))
+
+    def _choose_tls_port(self, port: int) -> int | None:
+        if self.requested_tls_port is None:
+            return None
+        if self.requested_tls_port == 0:
+            while (tls := free_port(self.host)) == port:
+                pass
+            return tls
+        if not port_is_free(self.requested_tls_port, self.host):
+            raise BrokerError(f"port {self.requested_tls_port} on {self.host} is already in use")
+        return self.requested_tls_port
 
     def _choose_port(self) -> int:
         if self.requested_port is None:
@@ -266,6 +338,13 @@ class EmbeddedBroker:
                 str(port),
                 "--exit-on-stdin-eof",
             ]
+            if self.auth_dir is not None:
+                cmd += ["--auth-dir", str(self.auth_dir)]
+            if self._tls_port is not None:
+                cert_dir = self.ca_file.parent
+                cmd += ["--tls-port", str(self._tls_port)]
+                cmd += ["--certfile", str(cert_dir / "cert.pem")]
+                cmd += ["--keyfile", str(cert_dir / "key.pem")]
             stdin = subprocess.PIPE  # the child exits when this pipe closes, i.e. when we die
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join(
@@ -293,12 +372,15 @@ class EmbeddedBroker:
         lines = [
             "# Generated by smartcharge (gateway/broker.py); rewritten on every start.",
             f"listener {port} {self.host}",
-            "allow_anonymous true",
+            *self._listener_lines(),
+            *self._tls_lines(),
+            *self._auth_lines(),
             "persistence true",
             f"persistence_location {persistence_dir}/",
             # With autosave_on_changes, the interval counts changes instead of seconds.
             f"autosave_on_changes {'true' if self.save_every_change else 'false'}",
             "autosave_interval 1",
+            # The CSMS acknowledges after applying (manual acks): let it have many in flight.
             "max_queued_messages 100000",
             "max_inflight_messages 1000",
             # Nagle's algorithm adds ~40 ms per hop to a request/reply (bench/command):
@@ -317,6 +399,35 @@ class EmbeddedBroker:
             # directory made by root (nor a pytest tmp_path, mode 0700). Stay root instead.
             lines.append("user root")
         self.config_path.write_text("\n".join(lines) + "\n")
+
+    def _auth_lines(self) -> list[str]:
+        if self.auth_dir is None:
+            return ["allow_anonymous true"]
+        return [
+            "allow_anonymous false",
+            f"password_file {self.auth_dir / accounts.PASSWD}",
+            f"acl_file {self.auth_dir / accounts.ACL}",
+        ]
+
+    def _listener_lines(self) -> list[str]:
+        """Options of the listener just above (Mosquitto scopes them to it)."""
+        if self.auth_dir is None:
+            return []
+        # The client id is the user name: nobody can take the CSMS's (or a station's) client
+        # id, hence its session, without its password. A listener option: without it on a
+        # listener, a station connecting there as "csms" knocked the real CSMS off (measured).
+        return ["use_username_as_clientid true"]
+
+    def _tls_lines(self) -> list[str]:
+        if self._tls_port is None:
+            return []
+        cert_dir = self.ca_file.parent
+        return [
+            f"listener {self._tls_port} {self.host}",
+            *self._listener_lines(),
+            f"certfile {cert_dir / 'cert.pem'}",
+            f"keyfile {cert_dir / 'key.pem'}",
+        ]
 
     def _wait_ready(self, port: int) -> None:
         deadline = time.monotonic() + self.start_timeout
@@ -388,6 +499,21 @@ def main(argv: list[str] | None = None) -> int:
         help=f"config, persistence and log directory (default: {DEFAULT_DATA_DIR})",
     )
     parser.add_argument("--kind", choices=("auto", "mosquitto", "amqtt"), default="auto")
+    parser.add_argument(
+        "--auth-dir",
+        type=Path,
+        default=DEFAULT_AUTH_DIR,
+        help="password file and ACL written by 'smartcharge stations' (default:"
+        f" {DEFAULT_AUTH_DIR}, what 'smartcharge up' and 'smartcharge stations' use)",
+    )
+    parser.add_argument(
+        "--anonymous",
+        action="store_true",
+        help="let any client in with no ACL (never on a network: for tests and experiments)",
+    )
+    parser.add_argument(
+        "--tls-port", type=int, default=None, help="also listen with TLS on this port (0: free)"
+    )
     args = parser.parse_args(argv)
 
     stop = threading.Event()
@@ -398,12 +524,22 @@ def main(argv: list[str] | None = None) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
-            broker = EmbeddedBroker(port=args.port, data_dir=args.data_dir, prefer=args.kind)
+            broker = EmbeddedBroker(
+                port=args.port,
+                data_dir=args.data_dir,
+                prefer=args.kind,
+                auth_dir=None if args.anonymous else args.auth_dir,
+                tls_port=args.tls_port,
+            )
             broker.start()
         except BrokerError as exc:
             print(f"smartcharge broker: {exc}", file=sys.stderr, flush=True)
             return 1
         print(f"{broker.kind} broker listening on {broker.url}", flush=True)
+        if broker.tls_url is not None:
+            print(f"TLS listener on {broker.tls_url} (CA: {broker.ca_file})", flush=True)
+        if broker.auth_dir is not None:
+            print(f"clients authenticate against {broker.auth_dir}", flush=True)
         print(f"log: {broker.log_path}", flush=True)
         try:
             # Wake up twice a second to notice a broker that died on its own.

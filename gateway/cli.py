@@ -24,6 +24,8 @@ import urllib.request
 from pathlib import Path
 from types import FrameType
 
+from gateway.broker_accounts import CSMS_PASSWORD_FILE, CSMS_USER
+
 __all__ = ["main"]
 
 log = logging.getLogger("smartcharge")
@@ -113,7 +115,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_csms_args(up)
 
     csms = sub.add_parser("csms", help="run the CSMS and its gateway against a broker")
-    csms.add_argument("--mqtt-url", default="mqtt://127.0.0.1:1883")
+    csms.add_argument(
+        "--mqtt-url",
+        default="mqtt://127.0.0.1:1883",
+        help="mqtt[s]://[user@]host:port (never a password: see --mqtt-password-file)",
+    )
+    csms.add_argument(
+        "--mqtt-password-file",
+        type=Path,
+        default=None,
+        help="the broker password (first line); else env SMARTCHARGE_MQTT_PASSWORD",
+    )
+    csms.add_argument("--mqtt-ca-file", type=Path, default=None, help="CA of an mqtts:// broker")
     csms.add_argument("--data-dir", type=Path, default=Path("./var"))
     csms.add_argument(
         "--demo-users",
@@ -127,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("broker", help="run the embedded MQTT broker alone", add_help=False)
     sub.add_parser("admin", help="operator commands (see 'smartcharge admin -h')", add_help=False)
+    sub.add_parser(
+        "stations", help="station credentials: add, list, revoke (see -h)", add_help=False
+    )
     return parser
 
 
@@ -141,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.broker import main as broker_main
 
         return broker_main(argv[1:])
+    if argv and argv[0] == "stations":
+        from gateway.stations import main as stations_main
+
+        return stations_main(argv[1:])
     if argv and argv[0] == "admin":
         from gateway.admin import main as admin_main
 
@@ -157,12 +177,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_csms(args: argparse.Namespace) -> int:
+    from actors.mqtt_settings import parse_mqtt_url
     from actors.system import CsmsConfig
     from gateway.server import GatewaySettings, serve
 
     if (args.certfile is None) != (args.keyfile is None):
         raise SystemExit("smartcharge csms: give both --certfile and --keyfile, or neither")
-    config = CsmsConfig(mqtt_url=args.mqtt_url, keepalive=args.keepalive)
+    try:
+        mqtt = parse_mqtt_url(
+            args.mqtt_url, password_file=args.mqtt_password_file, ca_file=args.mqtt_ca_file
+        )
+    except (ValueError, OSError) as exc:
+        raise SystemExit(f"smartcharge csms: {exc}") from None
+    config = CsmsConfig(mqtt_url=mqtt, keepalive=args.keepalive)
     serve(
         config,
         GatewaySettings(
@@ -220,12 +247,29 @@ def run_up(args: argparse.Namespace) -> int:
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
         url = args.mqtt_url
+        csms_mqtt: list[str] = []
         if url is None:
-            broker = EmbeddedBroker(port=None, data_dir=data_dir / "broker", prefer=args.broker)
+            auth_dir = _provision(args, data_dir)
+            broker = EmbeddedBroker(
+                port=None,
+                data_dir=data_dir / "broker",
+                prefer=args.broker,
+                auth_dir=auth_dir,
+                tls_port=_tls_port(args.http_host),
+            )
             broker.start()
             url = broker.url
-            log.info("embedded %s broker listening at %s", broker.kind, url)
-        children.append(("csms", _spawn_csms(args, url, data_dir)))
+            log.info(
+                "embedded %s broker listening at %s and %s (TLS), no anonymous clients",
+                broker.kind,
+                url,
+                broker.tls_url,
+            )
+            csms_url = f"mqtt://{CSMS_USER}@{broker.host}:{broker.port}"
+            csms_mqtt = ["--mqtt-password-file", str(data_dir / "csms" / CSMS_PASSWORD_FILE)]
+        else:
+            csms_url = url
+        children.append(("csms", _spawn_csms(args, csms_url, data_dir, csms_mqtt)))
         base = f"http://{args.http_host}:{args.http_port}"
         if not _wait_http(f"{base}/healthz", children[-1][1], stop.event, timeout_s=60.0):
             return 0  # stopped while the CSMS was starting
@@ -245,6 +289,38 @@ def run_up(args: argparse.Namespace) -> int:
         log.info("smartcharge stopped")
 
 
+def _provision(args: argparse.Namespace, data_dir: Path) -> Path:
+    """First run of ``up``: the CSMS's broker account and every demo station's (their
+    passwords in ``<data-dir>/fleet/stations/<id>.password``); later runs reuse them. Returns
+    the broker's auth dir."""
+    from gateway.stations import StationProvisioner
+    from simulator.fleet_config import generate_fleet
+    from simulator.mqtt_station import password_path
+    from storage import open_storage
+
+    csms_dir = data_dir / "csms"
+    stations = generate_fleet(
+        stations=args.stations, evses_per_station=args.evses_per_station, seed=args.seed
+    )
+    with open_storage(args.db_url, data_dir=csms_dir) as storage:
+        provisioner = StationProvisioner(storage, csms_dir)
+        added = [
+            s.id
+            for s in stations
+            if provisioner.ensure(s.id, password_path(data_dir / "fleet", s.id))
+        ]
+        provisioner.sync()
+    if added:
+        log.info("provisioned broker credentials for %d stations", len(added))
+    assert provisioner.auth_dir is not None
+    return provisioner.auth_dir
+
+
+def _tls_port(host: str) -> int:
+    """8883 when free, else any free port."""
+    return 8883 if _can_listen(host, 8883) else 0
+
+
 def _can_listen(host: str, port: int) -> bool:
     """True when nothing listens on host:port (SO_REUSEADDR, as gunicorn: TIME_WAIT is fine)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -262,7 +338,9 @@ def _spawn(cmd: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(cmd, process_group=0)
 
 
-def _spawn_csms(args: argparse.Namespace, url: str, data_dir: Path) -> subprocess.Popen[bytes]:
+def _spawn_csms(
+    args: argparse.Namespace, url: str, data_dir: Path, mqtt_options: list[str]
+) -> subprocess.Popen[bytes]:
     return _spawn(
         [
             sys.executable,
@@ -271,6 +349,7 @@ def _spawn_csms(args: argparse.Namespace, url: str, data_dir: Path) -> subproces
             "csms",
             "--mqtt-url",
             url,
+            *mqtt_options,
             "--http-host",
             args.http_host,
             "--http-port",

@@ -312,6 +312,37 @@ SCHEMAS: dict[str, Any] = {
     ),
     "NotificationList": _obj({"notifications": {"type": "array", "items": _ref("Notification")}}),
     "MetricsSummary": METRICS_SUMMARY,
+    "StationCredential": _obj(
+        {
+            "station_id": STRING,
+            "name": STRING,
+            "created_at": EPOCH_MS,
+            "revoked_at": _nullable(EPOCH_MS),
+        }
+    ),
+    "StationCredentialList": _obj(
+        {"stations": {"type": "array", "items": _ref("StationCredential")}}
+    ),
+    "NewStationCredential": _obj(
+        {
+            "station_id": STRING,
+            "name": STRING,
+            "mqtt_username": {"type": "string", "description": "the station id"},
+            "password": {"type": "string", "description": "shown this once, never again"},
+        }
+    ),
+    "StationCredentialRequest": {
+        "type": "object",
+        "required": ["station_id"],
+        "properties": {
+            "station_id": {
+                "type": "string",
+                "description": "1-64 of A-Z a-z 0-9 . _ -, starting alphanumeric; not 'csms'",
+                "example": "st-042",
+            },
+            "name": STRING,
+        },
+    },
 }
 
 
@@ -732,6 +763,46 @@ PATHS: dict[str, Any] = {
             tags=["operators"],
             parameters=[EVSE_ID],
             requestBody=_body(_ref("MaintenanceRequest")),
+        )
+    },
+    f"{API}/station-credentials": {
+        "get": _secure(
+            "listStationCredentials",
+            "Every station's broker credentials, revoked ones too, never a password (operators)",
+            {
+                "200": _json(_ref("StationCredentialList"), "The stations."),
+                "401": _r("Unauthorized"),
+                "403": _error("'HTTPS required', or the caller is not an operator."),
+            },
+            tags=["operators"],
+        ),
+        "post": _secure(
+            "addStationCredentials",
+            "Provision a station on the broker; its password is in this answer only (operators)",
+            {
+                "201": _json(_ref("NewStationCredential"), "Provisioned."),
+                **BODY_ERRORS,
+                "401": _r("Unauthorized"),
+                "403": _error("'HTTPS required', or the caller is not an operator."),
+                "409": _error("The station already has credentials: revoke them first."),
+                "422": _r("Invalid"),
+            },
+            tags=["operators"],
+            requestBody=_body(_ref("StationCredentialRequest")),
+        ),
+    },
+    f"{API}/station-credentials/{{station_id}}": {
+        "delete": _secure(
+            "revokeStationCredentials",
+            "Revoke a station's credentials: the broker refuses it from now on (operators)",
+            {
+                "204": {"description": "Revoked."},
+                "401": _r("Unauthorized"),
+                "403": _error("'HTTPS required', or the caller is not an operator."),
+                "404": _error("The station has no active credentials."),
+            },
+            tags=["operators"],
+            parameters=[STATION_ID],
         )
     },
     f"{API}/me/sessions": {

@@ -96,6 +96,7 @@ class Runtime:
             auth=self.auth,
             storage=self.storage,
             https_base=settings.https_base,
+            csms_data_dir=settings.data_dir.resolve(),
         )
 
     def close(self) -> None:

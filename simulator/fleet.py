@@ -28,6 +28,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from actors.mqtt_settings import MqttSettings, parse_mqtt_url
 from actors.protocol import StationDescriptor
 from simulator.clock import SimClock, WallClock
 from simulator.fleet_config import (
@@ -37,7 +38,7 @@ from simulator.fleet_config import (
     load_fleet_config,
     parse_centre,
 )
-from simulator.mqtt_station import BrokerAddress, MqttStation
+from simulator.mqtt_station import MqttStation, station_settings
 from simulator.persistence import SnapshotError, StationStore
 from simulator.station import StationSimulator
 
@@ -56,7 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="smartcharge fleet", description=__doc__.split("\n")[0])
     p.add_argument("--stations", type=int, default=10, help="stations to generate (default 10)")
     p.add_argument("--evses-per-station", type=int, default=2, help="EVSEs each (default 2)")
-    p.add_argument("--mqtt-url", default="mqtt://localhost:1883", help="mqtt://host:port")
+    p.add_argument(
+        "--mqtt-url",
+        default="mqtt://localhost:1883",
+        help="mqtt://host:port or mqtts://host:8883; each station's user is its id and its"
+        " password is read from <data-dir>/stations/<id>.password",
+    )
+    p.add_argument("--mqtt-ca-file", default=None, help="CA to verify an mqtts:// broker with")
     p.add_argument("--data-dir", default="var/simulator", help="where station state is saved")
     p.add_argument("--config", help="fleet JSON (see simulator.fleet_config); overrides --stations")
     p.add_argument(
@@ -141,7 +148,7 @@ def _load_snapshot(store: StationStore) -> dict[str, Any] | None:
 
 
 def _build_stations(
-    args: argparse.Namespace, descriptors: Sequence[StationDescriptor], broker: BrokerAddress
+    args: argparse.Namespace, descriptors: Sequence[StationDescriptor], broker: MqttSettings
 ) -> tuple[list[MqttStation], SimClock]:
     stores = [StationStore(args.data_dir, d.id) for d in descriptors]
     snapshots = [_load_snapshot(s) for s in stores]
@@ -168,7 +175,8 @@ def _build_stations(
                 seed=args.seed,
                 meter_interval=args.meter_interval,
             )
-        stations.append(MqttStation(sim, broker, store=store, keepalive=args.keepalive))
+        settings = station_settings(broker, descriptor.id, args.data_dir)
+        stations.append(MqttStation(sim, settings, store=store, keepalive=args.keepalive))
     return stations, clock
 
 
@@ -211,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.speed > 0 or not args.meter_interval > 0:
             raise FleetConfigError("--speed and --meter-interval must be positive")
-        broker = BrokerAddress.from_url(args.mqtt_url)
+        broker = parse_mqtt_url(args.mqtt_url, ca_file=args.mqtt_ca_file, env={})
         descriptors = _descriptors(args)
     except (FleetConfigError, ValueError) as exc:
         log.error("%s", exc)

@@ -16,18 +16,25 @@ import logging
 import socket
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
+from actors.mqtt_settings import (
+    BACKOFF_MAX_S,
+    BACKOFF_MIN_S,
+    MqttSettings,
+    parse_mqtt_url,
+    read_password_file,
+)
 from actors.protocol import QOS, Message, commands_topic, encode
 from simulator.persistence import StationStore
 from simulator.runner import StationRunner
 from simulator.station import StationSimulator
 
-__all__ = ["BrokerAddress", "MqttStation"]
+__all__ = ["BrokerAddress", "MqttStation", "password_path", "station_settings"]
 
 log = logging.getLogger("simulator.mqtt")
 
@@ -43,10 +50,36 @@ class BrokerAddress:
     @classmethod
     def from_url(cls, url: str) -> BrokerAddress:
         """``mqtt://host:port`` (``tcp://`` is accepted too; the port defaults to 1883)."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+        if "://" not in url:
             raise ValueError(f"expected mqtt://host:port, not {url!r}")
-        return cls(host=parts.hostname, port=parts.port or 1883)
+        settings = parse_mqtt_url(url, env={})
+        return cls(host=settings.host, port=settings.port)
+
+    def settings(self) -> MqttSettings:
+        return MqttSettings(host=self.host, port=self.port)
+
+
+def password_path(data_dir: str | Path, station_id: str) -> Path:
+    """Where a simulated station keeps its MQTT password: ``<data-dir>/stations/<id>.password``
+    (mode 0600, written by whoever provisioned the station)."""
+    return Path(data_dir) / "stations" / f"{station_id}.password"
+
+
+def station_settings(base: MqttSettings, station_id: str, data_dir: str | Path) -> MqttSettings:
+    """A station's own connection: user name and client id = its station id, its password
+    from :func:`password_path` (no password file: no credentials, for an open broker)."""
+    path = password_path(data_dir, station_id)
+    if not path.exists():
+        return base.with_client_id(station_id)
+    return MqttSettings(
+        host=base.host,
+        port=base.port,
+        username=station_id,
+        password=read_password_file(path),
+        tls=base.tls,
+        ca_file=base.ca_file,
+        client_id=station_id,
+    )
 
 
 def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
@@ -61,14 +94,14 @@ class MqttStation:
     def __init__(
         self,
         simulator: StationSimulator,
-        broker: BrokerAddress,
+        broker: BrokerAddress | MqttSettings,
         *,
         store: StationStore | None = None,
         keepalive: int = 10,
         save_every: float = 2.0,
     ) -> None:
         self.runner = StationRunner(simulator, self.publish, store=store, save_every=save_every)
-        self.broker = broker
+        self.broker = broker if isinstance(broker, MqttSettings) else broker.settings()
         self.keepalive = keepalive
         self._connected = threading.Event()
         self._failed_publishes = 0
@@ -80,8 +113,9 @@ class MqttStation:
             clean_session=False,
             protocol=mqtt.MQTTv311,
         )
+        self.broker.apply_to(self._client)
         self._client.max_queued_messages_set(MAX_QUEUED_MESSAGES)
-        self._client.reconnect_delay_set(min_delay=0.5, max_delay=10)  # type: ignore[arg-type]
+        self._client.reconnect_delay_set(min_delay=BACKOFF_MIN_S, max_delay=BACKOFF_MAX_S)  # type: ignore[arg-type]
         self._client.on_connect = self._on_connect
         self._client.on_socket_open = _no_delay
         self._client.on_disconnect = self._on_disconnect

@@ -51,6 +51,7 @@ from storage._records import (
     StatusEvent,
     User,
 )
+from storage._stations import StationCredential, StationCredentialStore
 from storage._storage import DB_FILENAME, Storage, open_storage, sqlite_url
 
 __all__ = [
@@ -77,6 +78,8 @@ __all__ = [
     "Role",
     "Session",
     "SessionStore",
+    "StationCredential",
+    "StationCredentialStore",
     "StationTotal",
     "StatusEvent",
     "StatusEventStore",

@@ -224,11 +224,27 @@ def _v4_evse_ids_per_station(conn: Connection) -> None:
         conn.execute(text(f"UPDATE {table} SET evse_id = :new WHERE evse_id = :old"), renames)
 
 
+def _v5_station_credentials(conn: Connection) -> None:
+    """Station identity on the broker: each station's MQTT password hash (``storage._stations``)."""
+    md = MetaData()
+    Table(
+        "station_credentials",
+        md,
+        Column("station_id", Text, primary_key=True),
+        Column("name", Text, nullable=False),
+        Column("password_hash", Text, nullable=False),
+        _epoch_ms("created_at"),
+        _epoch_ms("revoked_at", nullable=True),
+    )
+    md.create_all(conn, checkfirst=False)
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v1_users_sessions_reservations_notifications,
     _v2_evse_state_and_status_events,
     _v3_evse_samples_and_session_time_indexes,
     _v4_evse_ids_per_station,
+    _v5_station_credentials,
 )
 LATEST_VERSION: Final = len(MIGRATIONS)
 

@@ -17,6 +17,7 @@ from storage._evse_state import EvseStateStore, StatusEventStore
 from storage._metrics import MetricsStore
 from storage._migrations import current_version, migrate
 from storage._notifications import NotificationStore
+from storage._stations import StationCredentialStore
 
 __all__ = ["DB_FILENAME", "Storage", "open_storage", "sqlite_url"]
 
@@ -49,6 +50,7 @@ class Storage:
         self.evse_states = EvseStateStore(database, clock_ms)
         self.status_events = StatusEventStore(database, clock_ms)
         self.metrics = MetricsStore(database, clock_ms)
+        self.station_credentials = StationCredentialStore(database, clock_ms)
 
     @property
     def dialect(self) -> str:

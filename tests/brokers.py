@@ -13,25 +13,26 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from actors.mqtt_settings import MqttSettings
+from actors.mqtt_settings import parse_mqtt_url as parse_settings
+
 DEFAULT_TIMEOUT = 10.0
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def parse_mqtt_url(url: str) -> tuple[str, int]:
-    """``mqtt://host:port`` -> (host, port)."""
-    parts = urlsplit(url)
-    if parts.scheme != "mqtt" or not parts.hostname:
-        raise ValueError(f"not an mqtt:// url: {url!r}")
-    return parts.hostname, parts.port or 1883
+    """``mqtt[s]://[user@]host:port`` -> (host, port) (a thin compatibility over
+    :func:`actors.mqtt_settings.parse_mqtt_url`)."""
+    settings = parse_settings(url, env={})
+    return settings.host, settings.port
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,19 @@ class MqttTestClient:
         clean_session: bool = True,
         keepalive: int = 30,
         will: tuple[str, bytes | str, int, bool] | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        ca_file: str | Path | None = None,
+        settings: MqttSettings | None = None,
     ) -> None:
-        self.host, self.port = parse_mqtt_url(url)
+        """``username``/``password``/``ca_file`` (or whole ``settings``): the credentials and
+        TLS trust; the URL gives the host, port and scheme."""
+        if settings is None:
+            settings = parse_settings(url, ca_file=ca_file, env={})
+            if username is not None:
+                settings = replace(settings, username=username, password=password)
+        self.settings = settings
+        self.host, self.port = settings.host, settings.port
         self.client_id = client_id or f"test-{uuid.uuid4().hex[:12]}"
         self.keepalive = keepalive
         self.messages: queue.Queue[Received] = queue.Queue()
@@ -79,6 +91,7 @@ class MqttTestClient:
         if will is not None:
             topic, payload, qos, retain = will
             self.client.will_set(topic, payload, qos=qos, retain=retain)
+        settings.apply_to(self.client)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message

@@ -10,6 +10,10 @@ Fixtures
     the ``mqtt://127.0.0.1:PORT`` url of the above.
 ``any_broker`` / ``broker_url``
     parametrized over both (test ids ``[mosquitto]`` and ``[amqtt]``).
+``secure_broker``
+    parametrized over both brokers, enforcing identity and the ACL (``auth_dir``), with a TLS
+    listener: a :class:`SecureBroker` whose ``station(id)`` provisions a station and returns its
+    password and whose ``csms_password`` is the CSMS's.
 ``mqtt_client``
     a factory ``mqtt_client(url, client_id=None, *, clean_session=True, keepalive=30, will=None,
     connect=True) -> MqttTestClient``; every client is closed at teardown.
@@ -32,6 +36,9 @@ if str(REPO_ROOT) not in sys.path:  # the project need not be pip-installed to r
     sys.path.insert(0, str(REPO_ROOT))
 
 from gateway.broker import BrokerNotFoundError, EmbeddedBroker  # noqa: E402
+from gateway.broker_accounts import CSMS_USER, read_password_file  # noqa: E402
+from gateway.stations import StationProvisioner  # noqa: E402
+from storage import open_storage  # noqa: E402
 from tests.brokers import MqttClientFactory, MqttTestClient  # noqa: E402
 
 REQUIRE_ALL_ENV = "SMARTCHARGE_REQUIRE_ALL"
@@ -161,6 +168,71 @@ def any_broker(request: pytest.FixtureRequest) -> EmbeddedBroker:
 def broker_url(any_broker: EmbeddedBroker) -> str:
     """The url of each broker in turn (test ids ``[mosquitto]``, ``[amqtt]``)."""
     return any_broker.url
+
+
+class SecureBroker:
+    """A broker that enforces identity and the ACL, with its provisioner (tests/conftest.py)."""
+
+    def __init__(self, broker: EmbeddedBroker, provisioner: StationProvisioner) -> None:
+        self.broker = broker
+        self.provisioner = provisioner
+
+    @property
+    def kind(self) -> str:
+        return self.broker.kind
+
+    @property
+    def url(self) -> str:
+        return self.broker.url
+
+    @property
+    def csms_user(self) -> str:
+        return CSMS_USER
+
+    @property
+    def csms_password(self) -> str:
+        return read_password_file(self.provisioner.csms_password_file())
+
+    def station(self, station_id: str) -> str:
+        """Provision ``station_id`` (the broker reloads); its password."""
+        return self.provisioner.add(station_id).password
+
+
+def start_secure_broker(kind: str, root: Path, *, tls: bool = True) -> SecureBroker:
+    """A broker of ``kind`` whose files live in ``root/csms/mqtt``, its database in
+    ``root/csms``; the caller stops ``.broker`` and closes ``.provisioner.storage``."""
+    csms_dir = root / "csms"
+    storage = open_storage(None, data_dir=csms_dir)
+    provisioner = StationProvisioner(storage, csms_dir)
+    provisioner.sync()
+    try:
+        broker = EmbeddedBroker(
+            port=0,
+            data_dir=root / kind,
+            prefer=kind,  # type: ignore[arg-type]
+            auth_dir=provisioner.auth_dir,
+            tls_port=0 if tls else None,
+        )
+    except BrokerNotFoundError as exc:
+        storage.close()
+        pytest.skip(str(exc))
+    try:
+        broker.start()
+    except BaseException:
+        storage.close()
+        raise
+    return SecureBroker(broker, provisioner)
+
+
+@pytest.fixture(params=["mosquitto", "amqtt"], ids=["mosquitto", "amqtt"])
+def secure_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SecureBroker]:
+    """Each broker in turn, enforcing identity and the ACL, with a TLS listener."""
+    secure = start_secure_broker(request.param, tmp_path)
+    try:
+        yield secure
+    finally:
+        secure.broker.stop()
+        secure.provisioner.storage.close()
 
 
 # -- MQTT test clients -----------------------------------------------------------------------

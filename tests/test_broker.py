@@ -274,6 +274,7 @@ def test_broker_command_runs_until_sigterm(
             str(tmp_path),
             "--kind",
             kind,
+            "--anonymous",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

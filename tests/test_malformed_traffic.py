@@ -14,10 +14,10 @@ import pykka
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from actors.bridge import parse_mqtt_url
 from actors.protocol import CommandName, commands_topic, meter_topic, replies_topic, state_topic
 from actors.protocol import status_topic as status_t
 from actors.system import CsmsConfig, CsmsSystem
+from tests.brokers import parse_mqtt_url
 from tests.support import FleetProcess, FleetWatcher
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]

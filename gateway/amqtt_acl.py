@@ -1,0 +1,195 @@
+"""Identity and ACL for the amqtt fallback broker: the same rules Mosquitto enforces.
+
+amqtt 0.12.1's own plugins fall short (measured, ``docs/broker-security.md``): its
+``FileAuthPlugin`` reads only argon2 and sha512-crypt hashes, not the ``$7$`` lines of our
+Mosquitto password file, and does not tie the client id to the user; its
+``TopicAccessControlListPlugin`` takes fixed per-user topic lists (no ``%u`` pattern), so every
+provisioned station would need its own entries. These two plugins, on amqtt's documented plugin
+interface (``BaseAuthPlugin.authenticate``, ``BaseTopicPlugin.topic_filtering``), read the
+files of :mod:`gateway.broker_accounts`:
+
+- :class:`PasswordFileAuthPlugin`: a user name and a matching password are required
+  (anonymous clients are refused), and the client id must equal the user name (nobody takes the
+  CSMS's client id, hence its session). ``passwd`` is read again when it changes (checked at each
+  connection: a revoked station is refused at its next connect).
+- :class:`StationAclPlugin`: the CSMS's user may use ``smartcharge/#``; a station may publish
+  and receive only its own topics (:data:`~gateway.broker_accounts.ACL_PATTERNS`) and subscribe
+  only to filters inside them. amqtt asks on PUBLISH, SUBSCRIBE and each delivery (RECEIVE).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from amqtt.contexts import Action
+from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
+
+from gateway.broker_accounts import ACL_PATTERNS, CSMS_USER, PASSWD, verify_password
+
+__all__ = ["PasswordFileAuthPlugin", "StationAclPlugin", "allowed"]
+
+log = logging.getLogger(__name__)
+
+
+def _matches(filter_levels: list[str], pattern_levels: list[str], *, subscribe: bool) -> bool:
+    """Does a topic (or, when ``subscribe``, a whole topic filter) lie inside the pattern?"""
+    if len(filter_levels) != len(pattern_levels):
+        return False
+    for level, allowed_level in zip(filter_levels, pattern_levels, strict=True):
+        if level == "#" or ("#" in level) or ("+" in level and level != "+"):
+            return False
+        if allowed_level == "+":
+            continue  # any single level, '+' included, stays inside
+        if level != allowed_level:
+            return False
+    return True
+
+
+def allowed(username: str | None, topic: str, action: str, csms_user: str = CSMS_USER) -> bool:
+    """The ACL as a pure function: ``action`` is ``"publish"``, ``"subscribe"`` or ``"receive"``."""
+    if not username:
+        return False
+    levels = topic.split("/")
+    if username == csms_user:
+        return levels[0] == "smartcharge"
+    if any(c in username for c in "+#/"):
+        return False
+    wanted = "write" if action == "publish" else "read"
+    for access, pattern in ACL_PATTERNS:
+        if access != wanted:
+            continue
+        pattern_levels = pattern.replace("%u", username).split("/")
+        if _matches(levels, pattern_levels, subscribe=action == "subscribe"):
+            return True
+    return False
+
+
+class PasswordFileAuthPlugin(BaseAuthPlugin):
+    """Authenticate against ``<auth_dir>/passwd`` (Mosquitto's format); client id = user."""
+
+    @dataclass
+    class Config:
+        auth_dir: str = ""
+
+    def __init__(self, context: Any) -> None:
+        super().__init__(context)
+        self._path = Path(self._get_config_option("auth_dir", "")) / PASSWD
+        self._stamp: tuple[int, int] | None = None
+        self._users: dict[str, str] = {}
+
+    def _reload_if_changed(self) -> None:
+        try:
+            st = os.stat(self._path)
+        except OSError:
+            self._users, self._stamp = {}, None
+            return
+        stamp = (st.st_mtime_ns, st.st_ino)
+        if stamp == self._stamp:
+            return
+        users = {}
+        for line in self._path.read_text(encoding="utf-8").splitlines():
+            user, sep, hashed = line.strip().partition(":")
+            if sep and not user.startswith("#"):
+                users[user] = hashed
+        self._users, self._stamp = users, stamp
+
+    async def authenticate(self, *, session: Any) -> bool:
+        self._reload_if_changed()
+        username, password = session.username, session.password
+        hashed = self._users.get(username or "")
+        if not username or password is None or hashed is None:
+            log.warning("refused %r: unknown user or no password", session.client_id)
+            return False
+        if not verify_password(password, hashed):
+            log.warning("refused %r: wrong password for %r", session.client_id, username)
+            return False
+        if session.client_id != username:
+            log.warning("refused user %r with client id %r", username, session.client_id)
+            return False
+        return True
+
+
+class StationAclPlugin(BaseTopicPlugin):
+    """Each station on its own topics; the CSMS on all ``smartcharge/`` topics."""
+
+    @dataclass
+    class Config:
+        csms_user: str = CSMS_USER
+
+    _ACTIONS = {Action.PUBLISH: "publish", Action.SUBSCRIBE: "subscribe", Action.RECEIVE: "receive"}
+
+    async def topic_filtering(
+        self, *, session: Any = None, topic: str | None = None, action: Any = None
+    ) -> bool:
+        if session is None or topic is None or action not in self._ACTIONS:
+            return False
+        csms_user = self._get_config_option("csms_user", CSMS_USER)
+        ok = allowed(session.username, topic, self._ACTIONS[action], csms_user)
+        if not ok and action != Action.RECEIVE:
+            log.warning("denied %s of %r to %r", self._ACTIONS[action], topic, session.username)
+        return ok
+
+
+def authenticate_first_broker() -> type:
+    """amqtt's ``Broker`` with authentication moved before any session is touched.
+
+    amqtt 0.12.1 (measured) deletes the session of a clean-session client id, and takes over a
+    connected client with that id, *before* it looks at the authentication result: an
+    unauthenticated client using the CSMS's client id knocked the CSMS off (and wiped its
+    session) even though its own CONNECT was refused. This subclass reads the CONNECT,
+    authenticates, and refuses (CONNACK "not authorised", close) before amqtt's own session
+    handling runs. Imported lazily: amqtt is slow to import and only its process needs it.
+    """
+    from amqtt.broker import Broker
+    from amqtt.errors import AMQTTError, MQTTError, NoDataError
+    from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+    from amqtt.utils import gen_client_id
+
+    class AuthenticateFirstBroker(Broker):
+        """amqtt 0.12.1's ``_initialize_client_session`` with authentication first (the rest
+        is its code, shortened: the version is pinned below 0.13 in setup.cfg)."""
+
+        async def _initialize_client_session(
+            self, reader: Any, writer: Any, remote_address: str, remote_port: int
+        ) -> tuple[Any, Any]:
+            try:
+                handler, session = await BrokerProtocolHandler.init_from_connect(
+                    reader, writer, self.plugins_manager
+                )
+            except (AMQTTError, NoDataError) as exc:
+                raise AMQTTError(exc) from exc
+            except MQTTError:
+                await writer.close()
+                raise
+            if not await self._authenticate(session, None):
+                handler.attach(session, reader, writer)
+                session.parent = 0
+                await handler.mqtt_connack_authorize(False)
+                await writer.close()
+                raise MQTTError(f"client {session.client_id!r} not authorised")
+            if session.clean_session:
+                if session.client_id:
+                    await self._delete_session(session.client_id)
+                else:
+                    session.client_id = gen_client_id()
+                session.parent = 0
+            elif session.client_id in self._sessions:
+                existing, _ = self._sessions[session.client_id]
+                for name in ("will_flag", "will_message", "will_topic", "will_qos"):
+                    setattr(existing, name, getattr(session, name))
+                for name in ("keep_alive", "username", "password"):
+                    setattr(existing, name, getattr(session, name))
+                session = existing
+                session.parent = 1
+            else:
+                session.parent = 0
+            delay = self.config.get("timeout-disconnect-delay", 0)
+            if session.keep_alive > 0 and isinstance(delay, int):
+                session.keep_alive += delay
+            return handler, session
+
+    return AuthenticateFirstBroker
