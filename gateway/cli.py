@@ -158,10 +158,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_csms(args: argparse.Namespace) -> int:
     from actors.system import CsmsConfig
+    from gateway.lease import CsmsLeaseRefused, take_csms_lease
     from gateway.server import GatewaySettings, serve
 
     if (args.certfile is None) != (args.keyfile is None):
         raise SystemExit("smartcharge csms: give both --certfile and --keyfile, or neither")
+    try:  # before anything connects to the broker (gateway/lease.py)
+        lease = take_csms_lease(args.db_url, args.data_dir)
+    except CsmsLeaseRefused as exc:
+        print(f"smartcharge csms: refusing to start: {exc}", file=sys.stderr)
+        return 3
     config = CsmsConfig(mqtt_url=args.mqtt_url, keepalive=args.keepalive)
     serve(
         config,
@@ -181,6 +187,7 @@ def run_csms(args: argparse.Namespace) -> int:
             firebase_project=args.firebase_project,
             firebase_api_key=args.firebase_api_key,
             firebase_database_url=args.firebase_database_url,
+            lease=lease,
         ),
     )
     return 0
