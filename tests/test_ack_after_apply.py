@@ -31,6 +31,7 @@ import pytest
 
 from actors.acks import AppliedLatch
 from actors.bridge import MqttBridgeActor
+from actors.messages import Publish
 from actors.mqtt_link import MqttLink
 from actors.protocol import (
     EvseDescriptor,
@@ -223,6 +224,15 @@ def bridge_of(system: CsmsSystem) -> MqttBridgeActor:
     return bridge
 
 
+def fence(system: CsmsSystem, subscriber: MqttTestClient) -> None:
+    """Returns once every acknowledgement counted so far is written to the broker: a
+    publish the CSMS queues after them goes out after them (one queue, in order)."""
+    refs = pykka.ActorRegistry.get_by_class(MqttBridgeActor)
+    payload = uuid.uuid4().hex.encode()
+    refs[0].tell(Publish(topic="ack/fence", payload=payload))
+    assert subscriber.get_on("ack/fence", timeout=WAIT_S).payload == payload
+
+
 def drop_connection(system: CsmsSystem) -> None:
     """The CSMS's MQTT connection dies: its child killed, or (in-process) its socket cut."""
     bridge = bridge_of(system)
@@ -279,6 +289,9 @@ def test_every_applied_message_is_acknowledged_exactly_once(
         watcher.wait_for(lambda: watcher.state(EID).seq == 40, "the 40th report applied")
         wait_until(lambda: system.bridge_stats.acked >= 41, "41 acknowledgements")
         assert system.bridge_stats.messages_in == 41
+        subscriber = mqtt_client(mosquitto_url)
+        subscriber.subscribe("ack/fence")
+        fence(system, subscriber)
 
         drop_connection(system)
         publish(station, status(41, EvseStatus.AVAILABLE))
@@ -333,6 +346,9 @@ def test_a_session_start_is_acknowledged_after_its_write_and_redelivered_if_the_
             assert held.entered.wait(WAIT_S), "the session recorder never wrote the session"
             assert system.bridge_stats.acked == 2, "acknowledged before the session row"
 
+            subscriber = mqtt_client(mosquitto_url)
+            subscriber.subscribe("ack/fence")
+            fence(system, subscriber)  # the 2 acks are at the broker; the 3rd is not sent
             in_before = system.bridge_stats.messages_in
             drop_connection(system)
             wait_until(
