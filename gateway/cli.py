@@ -158,11 +158,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_csms(args: argparse.Namespace) -> int:
     from actors.system import CsmsConfig
+    from gateway.firebase_auth import EmulatorOutsideTests, refuse_emulators_outside_tests
     from gateway.lease import CsmsLeaseRefused, take_csms_lease
     from gateway.server import GatewaySettings, serve
 
     if (args.certfile is None) != (args.keyfile is None):
         raise SystemExit("smartcharge csms: give both --certfile and --keyfile, or neither")
+    try:  # before the lease creates the database (the worker checks again)
+        refuse_emulators_outside_tests()
+    except EmulatorOutsideTests as exc:
+        print(f"smartcharge csms: {exc}", file=sys.stderr)
+        return 3
     try:  # before anything connects to the broker (gateway/lease.py)
         lease = take_csms_lease(args.db_url, args.data_dir)
     except CsmsLeaseRefused as exc:

@@ -90,16 +90,19 @@ def csms_keeper(
 ) -> LeaseKeeper:
     """The renewal of ``lease`` in the worker; by default a lost lease stops the server
     (SIGTERM to the gunicorn master, whose pid the lease names)."""
+
+    def stop_the_server(error: StorageError) -> None:
+        log.error("the CSMS lost its lease and stops: %s", error)
+        master = os.getppid()
+        # Only our own master: an orphaned worker's parent is init (or a subreaper).
+        target = master if lease.holder == holder_id(master) else os.getpid()
+        os.kill(target, signal.SIGTERM)
+
     return LeaseKeeper(
         leases,
         lease,
         ttl_ms=TTL_S * 1000,
         every_s=RENEW_S,
-        on_lost=on_lost or _stop_the_server,
+        on_lost=on_lost or stop_the_server,
         clock_ms=system_clock_ms,
     )
-
-
-def _stop_the_server(error: StorageError) -> None:
-    log.error("the CSMS lost its lease and stops: %s", error)
-    os.kill(os.getppid(), signal.SIGTERM)
