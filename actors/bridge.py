@@ -10,6 +10,12 @@ loop; the actor's own thread runs :class:`Publish` messages. Subscriptions are m
 every connect so a reconnect restores them, and the session is persistent
 (``clean_session=False``) so QoS 1 messages queued by the broker while the CSMS was
 away are delivered when it comes back.
+
+Either way QoS 1 messages are acknowledged after they are applied (paho ``manual_ack``):
+each raw batch gets an :class:`~actors.acks.AppliedLatch` that travels with its parsed
+messages through the inbox to the supervisor, the EVSE hosts and, for session starts and
+ends, the session recorder's write (:mod:`actors.acks`). A malformed message is
+acknowledged with its batch: it will never apply, and redelivering it would not help.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,9 +31,10 @@ import paho.mqtt.client as mqtt
 import pykka
 from paho.mqtt.enums import CallbackAPIVersion
 
+from actors.acks import AppliedLatch
 from actors.inbox import BatchInbox
 from actors.messages import Publish, VersionRefused
-from actors.mqtt_client import new_client, no_delay
+from actors.mqtt_client import BufferedClient, ack_many, new_client, no_delay
 from actors.mqtt_link import MqttLink
 from actors.mqtt_settings import BACKOFF_MAX_S, BACKOFF_MIN_S, MqttSettings, parse_mqtt_url
 from actors.protocol import (
@@ -72,6 +80,8 @@ class BridgeStats:
     future_stamped: int = 0
     """Reports stamped further ahead of the CSMS's clock than ``MAX_FUTURE_SKEW_MS``."""
     wrong_version: int = 0
+    acked: int = 0
+    """QoS 1 messages acknowledged to the broker (after they were applied)."""
 
 
 class MqttBridgeActor(pykka.ThreadingActor):
@@ -110,14 +120,24 @@ class MqttBridgeActor(pykka.ThreadingActor):
                 on_messages=self._on_batch,
                 on_state=self._on_link_state,
                 on_publish_failed=self._on_publish_failed,
+                on_acked=self._on_acked,
             )
         self._client = new_client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             clean_session=False,
             protocol=mqtt.MQTTv311,
+            manual_ack=True,
         )
         settings.apply_to(self._client)
+        # In-process client (paho's network thread): a batch per socket read, its ids, and
+        # the connection they belong to (see actors.mqtt_link for why).
+        self._pending: list[tuple[str | None, bytes | bytearray]] = []
+        self._pending_mids: list[int] = []
+        self._generation = 0
+        self._generation_lock = threading.Lock()
+        if isinstance(self._client, BufferedClient):
+            self._client.on_read_done = self._flush_pending
         self._client.max_queued_messages_set(60_000)
         self._client.reconnect_delay_set(min_delay=BACKOFF_MIN_S, max_delay=BACKOFF_MAX_S)  # type: ignore[arg-type]
         self._client.on_connect = self._on_connect
@@ -190,6 +210,9 @@ class MqttBridgeActor(pykka.ThreadingActor):
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
     ) -> None:
+        self._flush_pending()
+        with self._generation_lock:
+            self._generation += 1
         self.connected.clear()
         if not reason_code.is_failure:
             log.info("CSMS disconnected from MQTT")
@@ -203,19 +226,49 @@ class MqttBridgeActor(pykka.ThreadingActor):
             topic: str | None = msg.topic
         except UnicodeDecodeError:
             topic = None
-        self._accept(topic, msg.payload)
+        self._pending.append((topic, msg.payload))
+        if msg.qos == 1:
+            self._pending_mids.append(msg.mid)
+        if not isinstance(client, BufferedClient):
+            self._flush_pending()
+
+    def _flush_pending(self) -> None:
+        """After a socket read (paho's thread): the batch goes on like the link's batches."""
+        if not self._pending:
+            return
+        batch, mids = self._pending, self._pending_mids
+        self._pending, self._pending_mids = [], []
+        generation = self._generation
+        self._on_batch(batch, AppliedLatch(lambda: self._ack_in_process(generation, mids)))
+
+    def _ack_in_process(self, generation: int, mids: list[int]) -> None:
+        """The batch is applied (any thread): acknowledge it unless its connection ended."""
+        with self._generation_lock:
+            if generation != self._generation or not mids:
+                return
+            ack_many(self._client, mids)
+        self._on_acked(len(mids))
 
     # ------------------------------------------------------------------ link reader thread
 
-    def _on_batch(self, batch: list[tuple[str | None, bytes]]) -> None:
-        """Parse a batch, then queue it for the supervisor with one notice."""
+    def _on_batch(
+        self, batch: Sequence[tuple[str | None, bytes | bytearray]], latch: AppliedLatch
+    ) -> None:
+        """Parse a batch, then queue it for the supervisor with one notice; ``latch`` goes
+        with it (left unreleased if the supervisor is gone: the broker keeps the batch)."""
         parsed = [m for m in (self._parse(topic, payload) for topic, payload in batch) if m]
         if self._inbox is None:
             return
+        if not parsed:  # only malformed messages: they will never apply
+            latch.release()
+            return
         try:
-            self._inbox.put_many(parsed)
+            self._inbox.put_many(parsed, latch)
         except pykka.ActorDeadError:
             log.error("supervisor is gone; dropping %d messages", len(parsed))
+
+    def _on_acked(self, n: int) -> None:
+        self.stats.acked += n
 
     def _on_link_state(self, up: bool, detail: str, failure: bool) -> None:
         if up:
@@ -234,16 +287,6 @@ class MqttBridgeActor(pykka.ThreadingActor):
         log.error("publish to %s failed: %s", topic, error)
 
     # ------------------------------------------------------------------ either thread
-
-    def _accept(self, topic: str | None, payload: bytes | bytearray) -> None:
-        """Parse one message and queue it for the supervisor; never raises."""
-        parsed = self._parse(topic, payload)
-        if parsed is None or self._inbox is None:
-            return
-        try:
-            self._inbox.put(parsed)
-        except pykka.ActorDeadError:
-            log.error("supervisor is gone; dropping %s", type(parsed).__name__)
 
     def _parse(self, topic: str | None, payload: bytes | bytearray) -> Any:
         """The parsed message, or ``None`` (counted and logged) if it is malformed."""

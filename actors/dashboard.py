@@ -6,7 +6,10 @@ only what it needs. A :class:`DashboardSubscriber` actor receives every event by
 once per event, in order, on the subscriber's own thread, so a slow
 listener never slows an EVSE actor. After each message (a whole batch, or a single
 event) it calls ``batch_done()``: a listener that writes to storage can write a batch's
-changes together there (one transaction instead of one per change).
+changes together there (one transaction instead of one per change). An
+:class:`~actors.acks.AppliedLatch` told to a subscriber is released when its turn comes,
+that is after the ``batch_done()`` of every batch told before it (how the session
+recorder's write gates the broker's acknowledgement: :mod:`actors.acks`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 import pykka
 
+from actors.acks import AppliedLatch
 from actors.messages import EvseChanged, EvseChangedBatch, OperatorAlert, StationChanged
 
 __all__ = ["DashboardSubscriber", "EvseListener", "ListenerTimer"]
@@ -74,6 +78,9 @@ class DashboardSubscriber(pykka.ThreadingActor):
             log.exception("dashboard listener failed to detach")
 
     def on_receive(self, message: Any) -> None:
+        if isinstance(message, AppliedLatch):  # what came before it is written
+            message.release()
+            return
         if isinstance(message, EvseChangedBatch):
             for event in message.events:  # one failing event must not cost the others
                 self._receive(event)

@@ -38,6 +38,7 @@ from typing import Any
 
 import pykka
 
+from actors.acks import AppliedLatch
 from actors.errors import ActorUnavailableError, CommandTimeoutError, UnknownEvseError
 from actors.evse_state import (
     SESSION_STATUSES,
@@ -46,6 +47,8 @@ from actors.evse_state import (
     Ignored,
     Inconsistent,
     MeterReset,
+    SessionClosed,
+    SessionOpened,
     StateChanged,
     StationCameOnline,
     StationWentOffline,
@@ -215,9 +218,10 @@ class RetireEvse:
 @dataclass(frozen=True, slots=True)
 class ShardBatch:
     """Supervisor -> host, handled in order: ``(evse_id, inbound)`` station messages,
-    :class:`HostEvse` and :class:`ToEvse` items."""
+    :class:`HostEvse` and :class:`ToEvse` items, and the :class:`AppliedLatch` of a raw
+    MQTT batch after its last message for this host (:mod:`actors.acks`)."""
 
-    items: Sequence[tuple[EvseId, Any] | HostEvse | ToEvse | RetireEvse]
+    items: Sequence[tuple[EvseId, Any] | HostEvse | ToEvse | RetireEvse | AppliedLatch]
 
 
 class EvseRef:
@@ -287,9 +291,11 @@ class EvseHost(pykka.ThreadingActor):
         observe_command: Callable[[CommandName, float | None], None] | None = None,
         view: FleetView | None = None,
         index: int = 0,
+        session_writer: pykka.ActorRef[Any] | None = None,
     ) -> None:
         """``observe_command(command, seconds)`` gets each command's round trip (``None``: it
-        timed out), on this host's thread (the metrics)."""
+        timed out), on this host's thread (the metrics); ``session_writer``: see
+        :meth:`_release_latches`."""
         super().__init__()
         self.index = index
         self._actors: dict[EvseId, EvseActor] = {}
@@ -302,6 +308,8 @@ class EvseHost(pykka.ThreadingActor):
         self._timers = timers
         self._correlation_ids = correlation_ids
         self._clock_ms = clock_ms or _wall_ms
+        self._session_writer = session_writer
+        self._latches: list[AppliedLatch] = []
 
     # ------------------------------------------------------------------ Pykka side
 
@@ -316,6 +324,8 @@ class EvseHost(pykka.ThreadingActor):
                         self._to_evse(item)
                     elif isinstance(item, RetireEvse):
                         self._retire(item)
+                    elif isinstance(item, AppliedLatch):
+                        self._latches.append(item)
                     else:
                         self._host(item)
             case ToEvse() as envelope:
@@ -324,7 +334,9 @@ class EvseHost(pykka.ThreadingActor):
                 self._host(hosted)
             case _:
                 log.warning("EvseHost %d: unexpected message %r", self.index, message)
+        changed = self._changed
         self._fan_out()
+        self._release_latches(changed)
         return None
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
@@ -557,6 +569,29 @@ class EvseHost(pykka.ThreadingActor):
                 log.info("dropping dead subscriber %s", subscriber)
                 self._subscribers.remove(subscriber)
 
+    # ------------------------------------------------------------------ acks (actors.acks)
+
+    def _release_latches(self, changed: Sequence[EvseChanged]) -> None:
+        """The batches whose latches arrived are applied here (state changed, changes fanned
+        out). If these changes open or close a session, the session writer finishes them:
+        the latches follow the changes into its mailbox, and it releases them after the
+        batch's write (:class:`~actors.dashboard.DashboardSubscriber`). A host that crashes
+        or stops before this point never releases them: the batch is not acknowledged,
+        and the broker delivers it again on the session's next connection."""
+        latches, self._latches = self._latches, []
+        if not latches:
+            return
+        writer = self._session_writer
+        if writer is not None and any(map(_opens_or_closes_a_session, changed)):
+            try:
+                while latches:
+                    writer.tell(latches[0])
+                    latches.pop(0)
+            except pykka.ActorDeadError:
+                log.warning("the session writer is gone; acknowledging without its write")
+        for latch in latches:
+            latch.release()
+
     # ------------------------------------------------------------------ commands
 
     def _send(self, actor: EvseActor, command: SendCommand) -> None:
@@ -647,6 +682,17 @@ def _notable(changed: EvseChanged) -> bool:
             if before.status != after.status or before.session_id != after.session_id:
                 return True
         elif not isinstance(effect, Ignored):
+            return True
+    return False
+
+
+def _opens_or_closes_a_session(changed: EvseChanged) -> bool:
+    """A session-critical change: the session row is opened or closed (or the EVSE takes
+    up or leaves a session), so it is applied only once the session writer has written."""
+    for effect in changed.effects:
+        if isinstance(effect, SessionOpened | SessionClosed):
+            return True
+        if isinstance(effect, StateChanged) and effect.before.session_id != effect.after.session_id:
             return True
     return False
 

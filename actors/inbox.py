@@ -11,6 +11,10 @@ No lock: ``deque.append``/``popleft`` are atomic, and the receiver clears the
 ``scheduled`` flag *before* it takes, so an item appended after the last take always
 finds the flag clear and sends a new notice (at worst one notice too many, which
 finds an empty deque).
+
+``put_many(items, latch)`` queues a batch's :class:`~actors.acks.AppliedLatch` right
+after its items: the receiver meets it once it has taken the whole batch (which may span
+several takes) and hands the latch on behind the batch (:mod:`actors.acks`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 
 import pykka
 
+from actors.acks import AppliedLatch
 from actors.messages import InboundReady
 
 __all__ = ["BatchInbox"]
@@ -47,11 +52,14 @@ class BatchInbox:
             self._scheduled = True
             self.target.tell(InboundReady(inbox=self))
 
-    def put_many(self, items: list[Any]) -> None:
-        """Producer side: queue ``items`` in order with at most one notice for all of them."""
-        if not items:
+    def put_many(self, items: list[Any], latch: AppliedLatch | None = None) -> None:
+        """Producer side: queue ``items`` in order with at most one notice for all of them,
+        then ``latch`` (if any), which the receiver takes as an item of its own."""
+        if not items and latch is None:
             return
         self._items.extend(items)
+        if latch is not None:
+            self._items.append(latch)
         if not self._scheduled:
             self._scheduled = True
             self.target.tell(InboundReady(inbox=self))

@@ -28,19 +28,27 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
-__all__ = ["SUPPORTED", "BufferedClient", "new_client", "no_delay"]
+__all__ = ["SUPPORTED", "BufferedClient", "ack_many", "new_client", "no_delay"]
 
 _READ_SIZE = 65_536
 
 SUPPORTED = all(
     hasattr(mqtt.Client, name)
-    for name in ("_sock_recv", "_sock_close", "_packet_read", "loop_read", "_reset_sockets")
+    for name in (
+        "_sock_recv",
+        "_sock_close",
+        "_packet_read",
+        "loop_read",
+        "_reset_sockets",
+        "_packet_queue",
+    )
 )
 """Whether this paho has the read path :class:`BufferedClient` relies on."""
 
@@ -108,6 +116,28 @@ class BufferedClient(mqtt.Client):
         finally:
             if self._sockpairW is _NO_WAKE_UP:
                 self._sockpairW = wake_up
+
+
+def ack_many(client: mqtt.Client, mids: Sequence[int]) -> None:
+    """Acknowledge the QoS 1 messages ``mids`` (``manual_ack``), from any thread.
+
+    paho's ``ack(mid, 1)`` queues one PUBACK and, called from another thread than the
+    network loop's, writes a wake-up byte for it: one system call per message. Here, on a
+    :class:`BufferedClient`, the PUBACKs of a batch go out as one queued write with one
+    wake-up (a PUBACK is four bytes, ``0x40 0x02 mid``: MQTT 3.1.1, section 3.4). A PUBACK
+    queued while the connection is down is dropped by paho's ``reconnect()``.
+    """
+    if not mids:
+        return
+    if isinstance(client, BufferedClient):
+        packet = b"".join(_PUBACK.pack(mqtt.PUBACK, 2, mid) for mid in mids)
+        client._packet_queue(mqtt.PUBACK, packet, 0, 1)
+        return
+    for mid in mids:
+        client.ack(mid, 1)
+
+
+_PUBACK = struct.Struct("!BBH")
 
 
 def no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:

@@ -7,15 +7,24 @@ station message (``docs/performance.md``). :class:`MqttLink` runs the paho clien
 actors.mqtt_link``, a light import) and talks to it over a socket pair with
 :class:`multiprocessing.connection.Connection` framing:
 
-- child -> parent: ``("msgs", [(topic, payload), ...])`` one batch per burst the client
-  read; ``("up", session_present)`` and ``("down", reason, failure)`` as the connection
-  comes and goes; ``("pubfail", topic, error)`` when a publish could not be queued;
-- parent -> child: ``("pub", topic, payload, retain)`` and ``("stop",)``.
+- child -> parent: ``("msgs", [(topic, payload), ...], (generation, [mid, ...]))`` one
+  batch per burst the client read, with the ids of its QoS 1 messages and the connection
+  they came on; ``("up", session_present)`` and ``("down", reason, failure)`` as the
+  connection comes and goes; ``("pubfail", topic, error)`` when a publish could not be
+  queued;
+- parent -> child: ``("pub", topic, payload, retain)``, ``("ack", [(generation, [mid,
+  ...]), ...])`` once a batch is applied, and ``("stop",)``.
 
-The child owns the persistent session (``clean_session=False``) and acknowledges each QoS 1
-message once it has handed it to the parent's socket, as the in-process client acknowledged
-it once it had handed it to the supervisor. Backpressure is the socket: a parent that falls
-behind blocks the child's sends, and the child then stops reading from the broker.
+The child owns the persistent session (``clean_session=False``) and acknowledges a QoS 1
+message only when the parent says it was applied (paho ``manual_ack``; see
+:mod:`actors.acks`): ``on_messages(batch, latch)`` gets an
+:class:`~actors.acks.AppliedLatch` whose release sends the batch's ids back, one small
+message per batch. Message ids are per connection: the child counts its connections
+(``generation``, bumped when one ends) and drops acks for an older one; the broker
+redelivers those messages to the new connection, and the CSMS ignores what it already
+applied (``seq``). Unacknowledged messages are bounded by the broker's
+``max_inflight_messages`` (``docs/performance.md``). Backpressure is the socket: a parent
+that falls behind blocks the child's sends, and the child then stops reading from the broker.
 
 If the child dies, the parent's reader sees the socket close, reports the connection down,
 and starts a new child after a second (the broker kept the session's queued messages).
@@ -24,6 +33,7 @@ If the parent dies, the child's ``recv`` fails and it disconnects and exits.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -38,6 +48,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from actors.acks import AppliedLatch
 from actors.mqtt_settings import BACKOFF_MAX_S, BACKOFF_MIN_S, MqttSettings
 
 __all__ = ["MqttLink"]
@@ -48,14 +59,20 @@ _RESTART_DELAY_S = 1.0
 _MAX_BATCH = 5_000
 _MAX_RESTART_DELAY_S = 30.0
 
+Batch = list[tuple[str | None, bytes]]
+Acks = list[tuple[int, list[int]]]
+"""``[(generation, [mid, ...]), ...]``: QoS 1 message ids by the child's connection."""
+
 
 class MqttLink:
     """Parent side: starts the MQTT child process and reads its batches on a thread.
 
-    ``on_messages(batch)`` gets each batch of ``(topic, payload)`` pairs (``topic`` is
-    ``None`` for one paho could not decode) and ``on_state(up, detail, failure)`` each
-    connection change, both on the reader thread; ``on_publish_failed(topic, error)``
-    likewise.
+    ``on_messages(batch, latch)`` gets each batch of ``(topic, payload)`` pairs (``topic``
+    is ``None`` for one paho could not decode) and an :class:`AppliedLatch` to release
+    once the batch is applied (then its QoS 1 messages are acknowledged to the broker);
+    ``on_state(up, detail, failure)`` each connection change, both on the reader thread;
+    ``on_publish_failed(topic, error)`` likewise. ``acked`` counts the messages whose
+    acknowledgement went to the child.
     """
 
     def __init__(
@@ -65,9 +82,10 @@ class MqttLink:
         *,
         client_id: str,
         keepalive: int,
-        on_messages: Callable[[list[tuple[str | None, bytes]]], None],
+        on_messages: Callable[[Batch, AppliedLatch], None],
         on_state: Callable[[bool, str, bool], None],
         on_publish_failed: Callable[[str, str], None],
+        on_acked: Callable[[int], None] | None = None,
         linger_s: float = 0.001,
     ) -> None:
         """``linger_s``: after a batch arrives, how long the reader waits for more before
@@ -85,6 +103,7 @@ class MqttLink:
         self._on_messages = on_messages
         self._on_state = on_state
         self._on_publish_failed = on_publish_failed
+        self._on_acked = on_acked
         self._stopping = threading.Event()
         self._send_lock = threading.Lock()
         self._spawn_lock = threading.Lock()  # stop() never misses a child being started
@@ -92,6 +111,7 @@ class MqttLink:
         self._proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self.restarts = 0
+        self.acked = 0
 
     # ------------------------------------------------------------------ parent API
 
@@ -172,8 +192,8 @@ class MqttLink:
                     if kind != "msgs":
                         self._handle(message)
                         continue
-                    batch, others = self._gather(conn, message[1])
-                    self._on_messages(batch)
+                    batch, acks, others = self._gather(conn, message[1], message[2])
+                    self._on_messages(batch, AppliedLatch(functools.partial(self._ack, conn, acks)))
                     for other in others:
                         self._handle(other)
             except (EOFError, OSError):
@@ -201,12 +221,13 @@ class MqttLink:
                     delay = min(delay * 2, _MAX_RESTART_DELAY_S)
 
     def _gather(
-        self, conn: Connection, first: list[tuple[str | None, bytes]]
-    ) -> tuple[list[tuple[str | None, bytes]], list[Any]]:
+        self, conn: Connection, first: Batch, first_acks: tuple[int, list[int]]
+    ) -> tuple[Batch, Acks, list[Any]]:
         """``first`` and whatever else arrives within the linger window (at most one
         window per call): one hand-over instead of one per burst the child read."""
+        acks: Acks = [first_acks]
         if self._linger_s <= 0:
-            return first, []
+            return first, acks, []
         batch, others = list(first), []
         deadline = time.monotonic() + self._linger_s
         while len(batch) < _MAX_BATCH:
@@ -216,9 +237,31 @@ class MqttLink:
             message = conn.recv()
             if message[0] == "msgs":
                 batch.extend(message[1])
+                generation, mids = message[2]
+                if generation == acks[-1][0]:
+                    acks[-1][1].extend(mids)
+                else:
+                    acks.append((generation, list(mids)))
             else:
                 others.append(message)
-        return batch, others
+        return batch, acks, others
+
+    def _ack(self, conn: Connection, acks: Acks) -> None:
+        """The batch is applied (on the thread that released its latch last): send its
+        ids to the child that received them. If that child is gone (``conn`` closed), the
+        broker redelivers them to the next one."""
+        acks = [(generation, mids) for generation, mids in acks if mids]
+        if not acks:
+            return
+        try:
+            with self._send_lock:
+                conn.send(("ack", acks))
+        except OSError:
+            return
+        n = sum(len(mids) for _, mids in acks)
+        self.acked += n
+        if self._on_acked is not None:
+            self._on_acked(n)
 
     def _handle(self, message: Any) -> None:
         kind = message[0]
@@ -249,7 +292,7 @@ def _child(config: dict[str, Any], fd: int) -> None:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from actors.mqtt_client import BufferedClient, new_client, no_delay
+    from actors.mqtt_client import BufferedClient, ack_many, new_client, no_delay
     from actors.protocol import CSMS_SUBSCRIPTIONS, QOS
 
     conn = Connection(fd)
@@ -266,12 +309,18 @@ def _child(config: dict[str, Any], fd: int) -> None:
 
     subscriptions = [(topic, QOS) for topic in CSMS_SUBSCRIPTIONS]
     pending: list[tuple[str | None, bytes | bytearray]] = []
+    pending_mids: list[int] = []
+    # The connection a message id belongs to: bumped (under the lock) when one ends, so an
+    # ack checked against it is either queued before paho's reconnect() clears the output
+    # queue, or dropped.
+    generation = [0]
+    generation_lock = threading.Lock()
 
     def flush() -> None:
         if pending:
-            batch = pending[:]
-            del pending[:]
-            send(("msgs", batch))
+            batch, mids = pending[:], pending_mids[:]
+            del pending[:], pending_mids[:]
+            send(("msgs", batch, (generation[0], mids)))
 
     settings = MqttSettings.from_json(config["settings"])
     client = new_client(
@@ -279,6 +328,7 @@ def _child(config: dict[str, Any], fd: int) -> None:
         client_id=config["client_id"],
         clean_session=False,
         protocol=mqtt.MQTTv311,
+        manual_ack=True,
     )
     settings.apply_to(client)
     batched = isinstance(client, BufferedClient)
@@ -296,6 +346,9 @@ def _child(config: dict[str, Any], fd: int) -> None:
         send(("up", session_present[0]))  # subscribed: messages published from now arrive
 
     def on_disconnect(c: mqtt.Client, u: Any, flags: Any, reason: Any, props: Any) -> None:
+        flush()  # what this connection delivered goes out with its generation
+        with generation_lock:
+            generation[0] += 1
         send(("down", f"{'lost' if reason.is_failure else 'closed'}: {reason}", reason.is_failure))
 
     def on_message(c: mqtt.Client, u: Any, msg: mqtt.MQTTMessage) -> None:
@@ -304,6 +357,8 @@ def _child(config: dict[str, Any], fd: int) -> None:
         except UnicodeDecodeError:
             topic = None
         pending.append((topic, msg.payload))
+        if msg.qos == 1:
+            pending_mids.append(msg.mid)
         if not batched:
             flush()
 
@@ -326,6 +381,12 @@ def _child(config: dict[str, Any], fd: int) -> None:
                 break  # the parent is gone
             if request[0] == "stop":
                 break
+            if request[0] == "ack":
+                with generation_lock:
+                    for of_generation, mids in request[1]:
+                        if of_generation == generation[0]:
+                            ack_many(client, mids)
+                continue
             _, topic, payload, retain = request
             info = client.publish(topic, payload, qos=QOS, retain=retain)
             if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):

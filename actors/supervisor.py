@@ -26,6 +26,7 @@ from typing import Any
 
 import pykka
 
+from actors.acks import AppliedLatch
 from actors.errors import ActorUnavailableError, UnknownEvseError
 from actors.evse import (
     EvseHost,
@@ -105,16 +106,22 @@ class SupervisorActor(pykka.ThreadingActor):
         last_known: Sequence[LastKnownEvse] = (),
         reconcile_timeout_s: float = 10.0,
         hosts: int = 4,
+        session_writer: pykka.ActorRef[Any] | None = None,
     ) -> None:
         """``last_known``: the stored states to rebuild the EVSE actors from (see
         :meth:`on_start`); ``reconcile_timeout_s`` bounds their ``info`` round trips;
-        ``hosts``: how many :class:`EvseHost` threads run the EVSE actors."""
+        ``hosts``: how many :class:`EvseHost` threads run the EVSE actors;
+        ``session_writer``: the subscriber that writes session rows, after whose write a
+        batch that opens or closes a session counts as applied (:mod:`actors.acks`)."""
         super().__init__()
         if hosts < 1:
             raise ValueError("an EVSE fleet needs at least one host")
         self._n_hosts = hosts
         self._hosts: list[pykka.ActorRef[Any]] = []
         self._outbox: dict[int, list[Any]] = {}
+        self._session_writer = session_writer
+        self._touched: set[int] = set()
+        """Hosts sent anything since the last batch's latch (acks: :meth:`_pass_latch`)."""
         self._last_known = tuple(last_known)
         self._reconcile_timeout_s = reconcile_timeout_s
         self._bridge = bridge
@@ -171,7 +178,10 @@ class SupervisorActor(pykka.ThreadingActor):
             match message:
                 case InboundReady(inbox=inbox):
                     for inbound in inbox.take():
-                        self._route_safely(inbound)
+                        if isinstance(inbound, AppliedLatch):
+                            self._pass_latch(inbound)
+                        else:
+                            self._route_safely(inbound)
                 case Inbound(message=inbound):
                     self._route_safely(inbound)
                 case EvseChangedBatch(events=events):
@@ -210,6 +220,7 @@ class SupervisorActor(pykka.ThreadingActor):
             observe_command=self._observe_command,
             view=self._view,
             index=index,
+            session_writer=self._session_writer,
         )
 
     def _host_of(self, station_id: StationId) -> int:
@@ -218,6 +229,7 @@ class SupervisorActor(pykka.ThreadingActor):
 
     def _to_host(self, index: int, item: Any) -> None:
         """Queue ``item`` for host ``index``; :meth:`_flush` sends each host its batch."""
+        self._touched.add(index)
         box = self._outbox.get(index)
         if box is None:
             self._outbox[index] = [item]
@@ -231,6 +243,20 @@ class SupervisorActor(pykka.ThreadingActor):
                 self._hosts[index].tell(ShardBatch(items=items))
             except pykka.ActorDeadError:
                 log.warning("EVSE host %d is down; dropped %d messages", index, len(items))
+
+    # ------------------------------------------------------------------ acks (actors.acks)
+
+    def _pass_latch(self, latch: AppliedLatch) -> None:
+        """A raw batch is routed: its latch goes behind it to every host it reached (each
+        releases its part once it has applied what came before); the bridge's part ends
+        here. Reports parked until their station's birth (``_early``) are acknowledged
+        with their batch: the station's retained birth and next reports supersede them."""
+        touched, self._touched = self._touched, set()
+        for index in touched:
+            latch.hold()
+            self._to_host(index, latch)
+        self._touched.clear()
+        latch.release()
 
     # ------------------------------------------------------------------ routing
 

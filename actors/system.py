@@ -206,9 +206,12 @@ class CsmsSystem:
         try:
             self._timers = Timers()
             last_known = self._last_known_fleet()
-            subscribers: list[pykka.ActorRef[Any]] = [
-                DashboardSubscriber.start(listener) for listener in self._listeners(last_known)
-            ]
+            subscribers: list[pykka.ActorRef[Any]] = []
+            session_writer = None
+            for listener in self._listeners(last_known):
+                subscribers.append(DashboardSubscriber.start(listener))
+                if isinstance(listener, SessionRecorder):
+                    session_writer = subscribers[-1]
             if self.config.storage is not None:  # its own subscriber: it also gets timer ticks
                 recorder = MetricsRecorder(
                     self.config.storage.metrics, retention=self.config.sample_retention
@@ -247,6 +250,7 @@ class CsmsSystem:
                 last_known=last_known,
                 reconcile_timeout_s=self.config.command_timeout_s,
                 hosts=self.config.evse_hosts,
+                session_writer=session_writer,
             )
             self._refs.append(self.supervisor)
             bridge.tell(Connect(target=self.supervisor))

@@ -179,10 +179,22 @@ def main(argv: list[str] | None = None) -> int:
 def run_csms(args: argparse.Namespace) -> int:
     from actors.mqtt_settings import parse_mqtt_url
     from actors.system import CsmsConfig
+    from gateway.firebase_auth import EmulatorOutsideTests, refuse_emulators_outside_tests
+    from gateway.lease import CsmsLeaseRefused, take_csms_lease
     from gateway.server import GatewaySettings, serve
 
     if (args.certfile is None) != (args.keyfile is None):
         raise SystemExit("smartcharge csms: give both --certfile and --keyfile, or neither")
+    try:  # before the lease creates the database (the worker checks again)
+        refuse_emulators_outside_tests()
+    except EmulatorOutsideTests as exc:
+        print(f"smartcharge csms: {exc}", file=sys.stderr)
+        return 3
+    try:  # before anything connects to the broker (gateway/lease.py)
+        lease = take_csms_lease(args.db_url, args.data_dir)
+    except CsmsLeaseRefused as exc:
+        print(f"smartcharge csms: refusing to start: {exc}", file=sys.stderr)
+        return 3
     try:
         mqtt = parse_mqtt_url(
             args.mqtt_url, password_file=args.mqtt_password_file, ca_file=args.mqtt_ca_file
@@ -208,6 +220,7 @@ def run_csms(args: argparse.Namespace) -> int:
             firebase_project=args.firebase_project,
             firebase_api_key=args.firebase_api_key,
             firebase_database_url=args.firebase_database_url,
+            lease=lease,
         ),
     )
     return 0

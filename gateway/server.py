@@ -26,9 +26,10 @@ from gateway.app import create_app
 from gateway.auth import Authenticator, EmailTaken, LocalAuthenticator, load_or_create_secret
 from gateway.firebase_auth import refuse_emulators_outside_tests
 from gateway.firebase_backend import FirebaseUserData, firebase_backends
+from gateway.lease import csms_keeper
 from gateway.tls import ensure_self_signed_cert
 from gateway.worker import gunicorn_options
-from storage import DuplicateError, Storage, open_storage
+from storage import DuplicateError, Lease, LeaseKeeper, Storage, open_storage
 
 __all__ = ["GatewayServer", "GatewaySettings", "Runtime", "serve"]
 
@@ -56,6 +57,9 @@ class GatewaySettings:
     firebase_project: str | None = None
     firebase_api_key: str | None = None
     firebase_database_url: str | None = None
+    lease: Lease | None = None
+    """The CSMS's lease, taken before the server starts (``gateway.lease``): the worker
+    renews it while the actors run and releases it when they stop."""
 
     @property
     def https_base(self) -> str | None:
@@ -71,6 +75,7 @@ class Runtime:
     storage: Storage | FirebaseUserData
     system: CsmsSystem
     auth: Authenticator
+    lease_keeper: LeaseKeeper | None = None
 
     @classmethod
     def build(cls, config: CsmsConfig, settings: GatewaySettings) -> Runtime:
@@ -87,7 +92,16 @@ class Runtime:
         )
         if settings.demo_users:
             ensure_demo_users(auth, storage, settings.data_dir)
-        return cls(storage=storage, system=system, auth=auth)
+        keeper = None if settings.lease is None else csms_keeper(sql.leases, settings.lease)
+        return cls(storage=storage, system=system, auth=auth, lease_keeper=keeper)
+
+    def start(self) -> None:
+        """Renew the lease once (a CSMS that lost it must not connect), then run."""
+        if self.lease_keeper is not None:
+            if not self.lease_keeper.renew_once():
+                return
+            self.lease_keeper.start()
+        self.system.start(wait_connected_s=10.0)
 
     def app(self, settings: GatewaySettings) -> falcon.App:
         return create_app(
@@ -101,6 +115,8 @@ class Runtime:
 
     def close(self) -> None:
         self.system.stop()
+        if self.lease_keeper is not None:  # after the actors: a successor starts at once
+            self.lease_keeper.stop(release=True)
         self.storage.close()
 
 
@@ -158,7 +174,7 @@ class GatewayServer(BaseApplication):  # type: ignore[misc,unused-ignore]
 
     def _post_worker_init(self, worker: Any) -> None:
         if self._runtime is not None:
-            self._runtime.system.start(wait_connected_s=10.0)
+            self._runtime.start()
             log.info("CSMS actors started in worker %s", worker.pid)
         # What start-up built (modules, actors, tables, caches) lives as long as the worker:
         # out of the collector's sight, a full collection no longer stops every thread for

@@ -30,6 +30,7 @@ from storage._errors import (
     StorageUnavailableError,
 )
 from storage._evse_state import EvseStateStore, StatusEventStore
+from storage._leases import Lease, LeaseHeldError, LeaseKeeper, LeaseLostError, LeaseStore
 from storage._metrics import (
     DayTotal,
     EvseSample,
@@ -65,6 +66,11 @@ __all__ = [
     "EvseStateRow",
     "EvseStateStore",
     "EvseUtilisation",
+    "Lease",
+    "LeaseHeldError",
+    "LeaseKeeper",
+    "LeaseLostError",
+    "LeaseStore",
     "MetricsStore",
     "MetricsSummary",
     "MigrationError",

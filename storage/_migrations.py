@@ -239,12 +239,29 @@ def _v5_station_credentials(conn: Connection) -> None:
     md.create_all(conn, checkfirst=False)
 
 
+def _v6_leases(conn: Connection) -> None:
+    """Leases with an epoch: one CSMS per partition of the stations (``storage._leases``)."""
+    md = MetaData()
+    Table(
+        "leases",
+        md,
+        Column("name", Text, primary_key=True),
+        Column("holder", Text, nullable=False),
+        Column("epoch", BigInteger, nullable=False),
+        _epoch_ms("expires_at"),
+        _epoch_ms("acquired_at"),
+        CheckConstraint("epoch >= 1", name="ck_leases_epoch"),
+    )
+    md.create_all(conn, checkfirst=False)
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v1_users_sessions_reservations_notifications,
     _v2_evse_state_and_status_events,
     _v3_evse_samples_and_session_time_indexes,
     _v4_evse_ids_per_station,
     _v5_station_credentials,
+    _v6_leases,
 )
 LATEST_VERSION: Final = len(MIGRATIONS)
 

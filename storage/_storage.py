@@ -14,6 +14,7 @@ from storage._accounts import RefreshTokenStore, UserStore
 from storage._charging import ReservationStore, SessionStore
 from storage._engine import Clock, Database, system_clock_ms, translated_errors
 from storage._evse_state import EvseStateStore, StatusEventStore
+from storage._leases import LeaseStore
 from storage._metrics import MetricsStore
 from storage._migrations import current_version, migrate
 from storage._notifications import NotificationStore
@@ -51,6 +52,7 @@ class Storage:
         self.status_events = StatusEventStore(database, clock_ms)
         self.metrics = MetricsStore(database, clock_ms)
         self.station_credentials = StationCredentialStore(database, clock_ms)
+        self.leases = LeaseStore(database, clock_ms)
 
     @property
     def dialect(self) -> str:

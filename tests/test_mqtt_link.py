@@ -29,6 +29,7 @@ import pykka
 import pytest
 
 import actors.mqtt_client
+from actors.acks import AppliedLatch
 from actors.mqtt_link import MqttLink
 from actors.protocol import (
     CommandName,
@@ -95,7 +96,9 @@ class LinkRecorder:
     pubfails: list[tuple[str, str]] = field(default_factory=list)
     callback_threads: set[str] = field(default_factory=set)
 
-    def on_messages(self, batch: Batch) -> None:
+    def on_messages(self, batch: Batch, latch: AppliedLatch) -> None:
+        """Records the batch and counts it as applied (the child then acknowledges it)."""
+        latch.release()
         with self.cond:
             self.batches.append(batch)
             self.callback_threads.add(threading.current_thread().name)
@@ -497,7 +500,7 @@ from actors.mqtt_link import MqttLink
 up = threading.Event()
 link = MqttLink(
     sys.argv[1], int(sys.argv[2]), client_id="lk-orphan", keepalive=10,
-    on_messages=lambda batch: None,
+    on_messages=lambda batch, latch: None,
     on_state=lambda is_up, detail, failure: up.set() if is_up else None,
     on_publish_failed=lambda topic, error: None,
 )
