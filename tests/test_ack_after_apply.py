@@ -55,7 +55,8 @@ from tests.test_mqtt_link import WAIT_S, now_ms, publish_burst, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-SID, EID = StationId("ack-001"), EvseId("ack-001-1")
+SID, EID = StationId("ack-001"), EvseId("1")  # the station's own id
+KEY = f"{SID}.{EID}"  # the CSMS's
 TOPIC = meter_topic(SID, EID)
 db_url = db.db_url  # the fixture: SQLite, or a fresh PostgreSQL database (SMARTCHARGE_DB_URL)
 
@@ -285,8 +286,8 @@ def test_every_applied_message_is_acknowledged_exactly_once(
         statuses = [EvseStatus.AVAILABLE, EvseStatus.UNAVAILABLE]
         for seq in range(1, 41):
             publish(station, status(seq, statuses[seq % 2]))
-        watcher.wait_for(lambda: watcher.latest.get(EID, None) is not None, "the EVSE")
-        watcher.wait_for(lambda: watcher.state(EID).seq == 40, "the 40th report applied")
+        watcher.wait_for(lambda: watcher.latest.get(KEY, None) is not None, "the EVSE")
+        watcher.wait_for(lambda: watcher.state(KEY).seq == 40, "the 40th report applied")
         wait_until(lambda: system.bridge_stats.acked >= 41, "41 acknowledgements")
         assert system.bridge_stats.messages_in == 41
         subscriber = mqtt_client(mosquitto_url)
@@ -295,7 +296,7 @@ def test_every_applied_message_is_acknowledged_exactly_once(
 
         drop_connection(system)
         publish(station, status(41, EvseStatus.AVAILABLE))
-        watcher.wait_for(lambda: watcher.state(EID).seq == 41, "a report after the reconnect")
+        watcher.wait_for(lambda: watcher.state(KEY).seq == 41, "a report after the reconnect")
         wait_until(lambda: system.bridge_stats.acked >= 42, "its acknowledgement")
         # Nothing came back: each of the 41 was acknowledged (once: never twice either).
         assert system.bridge_stats.messages_in == 42
@@ -338,11 +339,11 @@ def test_a_session_start_is_acknowledged_after_its_write_and_redelivered_if_the_
             station = mqtt_client(mosquitto_url)
             publish(station, birth())
             publish(station, status(1, EvseStatus.AVAILABLE))
-            watcher.wait_for(watcher.status_is(EID, "Available"), "Available")
+            watcher.wait_for(watcher.status_is(KEY, "Available"), "Available")
             wait_until(lambda: system.bridge_stats.acked == 2, "birth and Available acked")
 
             publish(station, status(2, EvseStatus.CHARGING, session="s-ack-1"))
-            watcher.wait_for(watcher.status_is(EID, "Charging"), "Charging (the EVSE applied it)")
+            watcher.wait_for(watcher.status_is(KEY, "Charging"), "Charging (the EVSE applied it)")
             assert held.entered.wait(WAIT_S), "the session recorder never wrote the session"
             assert system.bridge_stats.acked == 2, "acknowledged before the session row"
 
@@ -359,10 +360,10 @@ def test_a_session_start_is_acknowledged_after_its_write_and_redelivered_if_the_
             held.go_on.set()  # the first delivery's write ends: its connection is gone
 
             publish(station, status(3, EvseStatus.FINISHING, session="s-ack-1"))
-            watcher.wait_for(watcher.status_is(EID, "Finishing"), "Finishing")
+            watcher.wait_for(watcher.status_is(KEY, "Finishing"), "Finishing")
             wait_until(lambda: system.bridge_stats.acked == 4, "the session end acked")
             assert system.bridge_stats.messages_in == in_before + 2
-            assert watcher.state(EID).seq == 3
+            assert watcher.state(KEY).seq == 3
         assert held.opened == ["s-ack-1"], "the session was opened twice"
         session = storage.sessions.get("s-ack-1")
         assert session is not None
