@@ -109,14 +109,16 @@ def start_everywhere(api: Api, token: str) -> dict[str, str]:
 
 
 def stop_at_the_station(mqtt: Any, evse_id: str, session_id: str) -> None:
-    station = evse_id.rsplit("-", 1)[0]
+    station, local = evse_id.split(".", 1)  # the CSMS's id: station.evse
+    now = int(time.time() * 1000)
     request = CommandRequest(
         station_id=StationId(station),
         id=CorrelationId(f"local-stop-{evse_id}"),
         command=CommandName.STOP,
-        evse_id=EvseId(evse_id),
+        evse_id=EvseId(local),
         args={"session_id": session_id},
-        ts=int(time.time() * 1000),
+        ts=now,
+        expires_at=now + 60_000,
     )
     topic, payload, _ = encode(request)
     mqtt.publish(topic, payload)

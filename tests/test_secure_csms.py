@@ -48,7 +48,7 @@ def station(secure_broker: SecureBroker, tmp_path: Path) -> Iterator[MqttStation
     """A simulated station whose password sits in its data dir, as the fleet keeps it."""
     data_dir = tmp_path / "fleet"
     write_secret(password_path(data_dir, SID), secure_broker.station(SID) + "\n")
-    evses = (EvseDescriptor(id=EvseId(f"{SID}-1"), connector="Type2", max_power_w=11_000.0),)
+    evses = (EvseDescriptor(id=EvseId("1"), connector="Type2", max_power_w=11_000.0),)
     descriptor = StationDescriptor(id=StationId(SID), name="S", lat=44.5, lon=11.3, evses=evses)
     sim = StationSimulator(descriptor, clock=SimClock(1.0), seed=1)
     settings = station_settings(parse_mqtt_url(secure_broker.url, env={}), SID, data_dir)
@@ -86,7 +86,7 @@ def test_csms_and_station_meet_on_a_secure_broker_and_the_password_stays_hidden(
 
         station.start()
         assert station.wait_connected(20), "the station could not log in to the broker"
-        watcher.wait_for(lambda: f"{SID}-1" in watcher.latest, "the station's EVSE")
+        watcher.wait_for(lambda: f"{SID}.1" in watcher.latest, "the station's EVSE")
     finally:
         system.stop()
         pykka.ActorRegistry.stop_all()
