@@ -138,7 +138,7 @@ def test_status_is_a_table_of_every_evse_with_its_station_and_status(csms: Csms)
     header, *rows = done.stdout.splitlines()
     assert header.split() == ["STATION", "EVSE", "STATUS", "SOC", "%", "KW", "KWH", "SESSION"]
     assert sorted(row.split()[1] for row in rows) == EVSES
-    assert all(row.split()[0] == row.split()[1].rsplit("-", 1)[0] for row in rows)
+    assert all(row.split()[0] == row.split()[1].split(".", 1)[0] for row in rows)
     assert all("Available" in row for row in rows)
 
 
