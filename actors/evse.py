@@ -495,30 +495,12 @@ class EvseHost(pykka.ThreadingActor):
             f"EVSE {state.evse_id}: energy register went back from {reset.before_wh:.0f} Wh "
             f"to {reset.after_wh:.0f} Wh (meter reset); the session's energy carries on"
         )
-        log.warning(message)
-        self._alert(
-            OperatorAlert(
-                kind="meter_reset",
-                evse_id=state.evse_id,
-                station_id=state.station_id,
-                ts=self._clock_ms(),
-                message=message,
-            )
-        )
+        self._alert_about(state, "meter_reset", message)
 
     def _inconsistent(self, actor: EvseActor, effect: Inconsistent) -> None:
         state = actor.evse.state
         message = f"EVSE {state.evse_id}: {effect.why} (applied: the station is the authority)"
-        log.warning(message)
-        self._alert(
-            OperatorAlert(
-                kind="inconsistent_report",
-                evse_id=state.evse_id,
-                station_id=state.station_id,
-                ts=self._clock_ms(),
-                message=message,
-            )
-        )
+        self._alert_about(state, "inconsistent_report", message)
 
     def _stop_late_session(self, actor: EvseActor, session_id: SessionId) -> None:
         """The station started a session after the CSMS stopped waiting for that start: the
@@ -528,7 +510,6 @@ class EvseHost(pykka.ThreadingActor):
             f"EVSE {state.evse_id} started session {session_id} after its start timed out; "
             "stopping it (nobody is charged)"
         )
-        log.warning(message)
         stop = SendCommand(
             command=CommandName.STOP,
             args=StopArgs(session_id=session_id),
@@ -536,9 +517,14 @@ class EvseHost(pykka.ThreadingActor):
             timeout_s=10.0,
         )
         self._send(actor, stop)
+        self._alert_about(state, "late_session_stopped", message)
+
+    def _alert_about(self, state: EvseState, kind: str, message: str) -> None:
+        """Log ``message`` and tell every subscriber, as an operator alert about this EVSE."""
+        log.warning(message)
         self._alert(
             OperatorAlert(
-                kind="late_session_stopped",
+                kind=kind,
                 evse_id=state.evse_id,
                 station_id=state.station_id,
                 ts=self._clock_ms(),
