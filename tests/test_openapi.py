@@ -42,6 +42,7 @@ from actors.protocol import (
     StationId,
     StatusReport,
     encode,
+    evse_key,
 )
 from actors.system import CsmsConfig, CsmsSystem
 from gateway.app import create_app
@@ -59,8 +60,10 @@ STATION = StationDescriptor(
     name="Fuzzing depot",
     lat=44.4949,
     lon=11.3426,
-    evses=(EvseDescriptor(id=EvseId("st-001.1")), EvseDescriptor(id=EvseId("st-001.2"))),
+    evses=(EvseDescriptor(id=EvseId("1")), EvseDescriptor(id=EvseId("2"))),
 )
+# The CSMS names an EVSE station.evse (the document's example is st-001.1).
+EVSE_KEYS = tuple(evse_key(STATION.id, evse.id) for evse in STATION.evses)
 PASSWORD = "correct horse battery"
 SSE_PATHS = ("/api/v1/me/events", "/api/v1/events")
 # 503 and 504 are documented answers (the CSMS is down, the station is silent), not crashes:
@@ -162,13 +165,14 @@ class Gateway:
 def announce_fake_station(url: str) -> MqttTestClient:
     """Birth and Available status reports, retained; the station then never answers."""
     station = MqttTestClient(url, "fake-station-st-001").connect()
-    messages: list[StationBirth | StatusReport] = [StationBirth(station=STATION, ts=1)]
+    messages: list[StationBirth | StatusReport] = [StationBirth(station=STATION, ts=1, epoch=1)]
     messages += [
         StatusReport(
             station_id=STATION.id,
             info=EvseInfo(evse_id=evse.id, status=EvseStatus.AVAILABLE, soc=None),
             seq=1,
             ts=1,
+            epoch=1,
         )
         for evse in STATION.evses
     ]
@@ -208,9 +212,7 @@ def gateway(
     station = announce_fake_station(module_mosquitto_url)
     try:
         watcher.wait_for(
-            lambda: all(
-                watcher.status_is(evse.id, EvseStatus.AVAILABLE)() for evse in STATION.evses
-            ),
+            lambda: all(watcher.status_is(key, EvseStatus.AVAILABLE)() for key in EVSE_KEYS),
             "the fake station's EVSEs to be Available",
         )
         auth.create_user("operator@example.com", PASSWORD, "operator")

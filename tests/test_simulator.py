@@ -592,7 +592,9 @@ def test_a_fleet_at_speed_stamps_real_time_even_when_its_simulation_runs_ahead(
     ahead.save({**station()[0].checkpoint(), "saved_at": time.time() + 86_400})
     args = build_parser().parse_args(["--speed", "60", "--data-dir", str(tmp_path)])
     before = int(time.time() * 1000)
-    stations, clock = _build_stations(args, [descriptor()], BrokerAddress("127.0.0.1", 1))
+    stations, clock = _build_stations(
+        args, [descriptor()], BrokerAddress("127.0.0.1", 1).settings()
+    )
     birth = stations[0].runner.simulator.online_messages()[0]
     after = int(time.time() * 1000)
     assert clock.now() > time.time() + 86_000  # simulated time resumed a day ahead
