@@ -1,0 +1,11 @@
+"""The fault suite (issue 10): the station link under crashes, partitions and hostile clients.
+
+Every test here runs on loopback against real parts (Mosquitto, ``smartcharge csms`` and the fleet
+simulator in their own processes where a kill is the point), is bounded in time (pytest-timeout)
+and in traffic, and checks what survives: messages applied, sessions lost or duplicated, energy
+against the stations' own JSON files, time to recover. CI runs it in the normal SQLite pass;
+the tests that open storage run again on PostgreSQL (``needs_db``).
+
+- ``test_csms_kill``: ``kill -9`` of the CSMS with 200 sessions charging.
+- ``test_malformed_from_station``: 10,000 malformed payloads from an authenticated station.
+"""
