@@ -99,7 +99,7 @@ a dot, the station's own EVSE id (``ST-0042.1``). Station ids hold no dot, so th
 splits it and two stations' EVSEs can never collide."""
 
 _ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-_STATION_ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_:-]{0,63}$")
+_STATION_ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 class ProtocolError(ValueError):
@@ -181,7 +181,8 @@ def valid_id(value: object) -> bool:
 
 
 def valid_station_id(value: object) -> bool:
-    """True for station ids: as :func:`valid_id`, without ``.`` (it splits an :data:`EvseKey`)."""
+    """True for station ids: as :func:`valid_id`, without ``.`` (it splits an :data:`EvseKey`)
+    and without ``:`` (a station id is its MQTT user name, and ``:`` ends one in password files)."""
     return isinstance(value, str) and _STATION_ID_RE.fullmatch(value) is not None
 
 

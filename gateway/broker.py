@@ -382,7 +382,7 @@ class EmbeddedBroker:
             "autosave_interval 1",
             # The CSMS acknowledges after applying (manual acks): let it have many in flight.
             "max_queued_messages 100000",
-            "max_inflight_messages 1000",
+            "max_inflight_messages 10000",
             # Nagle's algorithm adds ~40 ms per hop to a request/reply (bench/command):
             # QoS 1 messages are small and latency-sensitive.
             "set_tcp_nodelay true",

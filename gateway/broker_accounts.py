@@ -24,13 +24,14 @@ import contextlib
 import hashlib
 import hmac
 import os
-import re
 import secrets
 import signal
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
+
+from actors.protocol import valid_station_id
 
 __all__ = [
     "ACL_PATTERNS",
@@ -57,7 +58,6 @@ CSMS_PASSWORD_FILE: Final = "mqtt.password"
 
 _ITERATIONS: Final = 101  # what mosquitto_passwd 2.0 uses
 _SALT_BYTES: Final = 12
-_STATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 ACL_PATTERNS: Final = (
     ("write", "smartcharge/+/stations/%u/state"),
@@ -72,9 +72,9 @@ the CSMS hear stations of an older protocol version, so it can refuse them clear
 
 def check_station_id(station_id: str) -> str:
     """A station id usable as a user name and a topic level (no ``+ # /``), not the CSMS's."""
-    if not _STATION_ID.fullmatch(station_id) or station_id == CSMS_USER:
+    if not valid_station_id(station_id) or station_id == CSMS_USER:
         raise ValueError(
-            f"invalid station id {station_id!r}: 1-64 of A-Z a-z 0-9 . _ -, starting with a "
+            f"invalid station id {station_id!r}: 1-64 of A-Z a-z 0-9 _ -, starting with a "
             f"letter or digit, and not {CSMS_USER!r}"
         )
     return station_id

@@ -61,6 +61,10 @@ log = logging.getLogger("simulator.station")
 #: ``seq`` already published, so a crash between two saves never reuses one.
 SEQ_LEASE: Final = 10_000
 
+#: Command ids remembered to ignore a QoS 1 redelivery (docs/protocol.md section 6.3: at
+#: least 256). Not saved: after a restart, ``expires_at`` stops a redelivered command.
+REMEMBERED_COMMANDS: Final = 1024
+
 
 def _ms(seconds: float) -> int:
     return int(seconds * 1000)
@@ -113,6 +117,7 @@ class StationSimulator:
         self._status_dirty = True
         self._progress_dirty = False
         self._outbox = Outbox()
+        self._handled: dict[str, None] = {}  # command ids, oldest first
         saved_epoch = -1
         if snapshot is not None:
             saved_epoch = self._restore(snapshot)
@@ -210,6 +215,12 @@ class StationSimulator:
         if request.station_id != self.station_id:
             log.warning("Ignoring a command for station %s", request.station_id)
             return []
+        if request.id in self._handled:  # QoS 1 delivered it twice: no second run or reply
+            log.info("Ignoring command %s: already handled", request.id)
+            return []
+        self._handled[request.id] = None
+        if len(self._handled) > REMEMBERED_COMMANDS:
+            del self._handled[next(iter(self._handled))]
         now = self._clock.now()
         spec = self._specs.get(request.evse_id)
         if spec is None:

@@ -67,12 +67,16 @@ def station(seed: int = 1, **kwargs: Any) -> tuple[StationSimulator, ManualClock
     return StationSimulator(descriptor(), clock=clock, seed=seed, **kwargs), clock
 
 
+_command_ids = itertools.count(1)
+
+
 def command(
     name: str, evse: str = EVSE, *, sent: float = 1_700_000_000.0, **args: Any
 ) -> CommandRequest:
-    """A command as the CSMS sends it at ``sent`` (seconds), expiring 10 s later."""
+    """A command as the CSMS sends it at ``sent`` (seconds), expiring 10 s later; a new id."""
     return CommandRequest(
-        station_id=SID, id=CorrelationId("c-1"), command=CommandName(name), evse_id=EvseId(evse),
+        station_id=SID, id=CorrelationId(f"c-{next(_command_ids)}"), command=CommandName(name),
+        evse_id=EvseId(evse),
         ts=int(sent * 1000), expires_at=int(sent * 1000) + LIFETIME_MS, args=args,
     )  # fmt: skip
 
@@ -367,6 +371,19 @@ def test_a_command_on_the_commands_topic_is_handled_from_raw_bytes() -> None:
     assert reply(out).accepted
 
 
+def test_a_command_delivered_twice_runs_and_is_answered_once() -> None:
+    sim, clock = station()
+    start = command("start", sent=clock.now(), session_id="s-1")
+    first = sim.handle_command(start)
+    assert reply(first).accepted
+    assert sim.handle_command(start) == []  # QoS 1 redelivery: no second run, no second reply
+    stop = command("stop", sent=clock.now())
+    assert reply(sim.handle_command(stop)).accepted
+    assert sim.handle_command(start) == []  # still remembered: the session does not restart
+    assert sim.evse_info(EVSE).session_id in (None, "s-1")
+    assert sim.evse_info(EVSE).status is not EvseStatus.PREPARING
+
+
 def test_a_retained_command_is_ignored() -> None:
     sim, clock = station()
     topic, payload, _ = encode(command("start", sent=clock.now(), session_id="s-1"))
@@ -409,6 +426,8 @@ def test_foreign_topics_and_bad_commands_are_ignored(topic: str, body: dict[str,
 
 
 def _scripted_run(seed: int) -> list[tuple[str, bytes, bool]]:
+    global _command_ids
+    _command_ids = itertools.count(1)  # the same command ids in every run
     sim, clock = station(seed=seed)
     out = sim.online_messages() + send(sim, "start", session_id="s-1", target_soc=90)
     out += send(sim, "start", evse=OTHER, session_id="s-2")
