@@ -129,7 +129,12 @@ def test_two_stations_that_both_name_their_evses_1_and_2_never_collide(csms: Csm
     csms.tell(status("ST-A", "1", EvseStatus.AVAILABLE, 1))
     csms.tell(status("ST-B", "1", EvseStatus.FAULTED, 1))
     csms.tell(status("ST-B", "2", EvseStatus.AVAILABLE, 2))
-    csms.watcher.wait_for(csms.watcher.status_is("ST-B.2", "Available"), "ST-B.2 Available")
+    for key, status_now in (
+        ("ST-A.1", "Available"),
+        ("ST-B.1", "Faulted"),
+        ("ST-B.2", "Available"),
+    ):
+        csms.watcher.wait_for(csms.watcher.status_is(key, status_now), f"{key} {status_now}")
 
     assert sorted(csms.keys()) == ["ST-A.1", "ST-A.2", "ST-B.1", "ST-B.2"]
     assert csms.watcher.state("ST-A.1").status is EvseStatus.AVAILABLE

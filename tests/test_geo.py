@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 from actors.evse_state import EvseState
 from actors.fleet_view import FleetView
 from actors.geo import EARTH_RADIUS_KM, GeoIndex, haversine_km
-from actors.protocol import EvseDescriptor, EvseId, EvseStatus, StationDescriptor, StationId
+from actors.protocol import (
+    EvseDescriptor,
+    EvseId,
+    EvseStatus,
+    StationDescriptor,
+    StationId,
+    evse_key,
+)
 
 STATUSES = list(EvseStatus)
 Answer = list[tuple[float, EvseId, StationId]]
@@ -92,8 +99,9 @@ def put_evses(
         if rng.random() < p_missing:
             continue  # described but never reported: not in the read model yet
         status = EvseStatus.AVAILABLE if rng.random() < 0.6 else rng.choice(STATUSES)
-        view.put_evse(EvseState(evse_id=e.id, station_id=desc.id, status=status))
-        view.put_reservation(e.id, 1 if rng.random() < 0.1 else None)
+        key = evse_key(desc.id, e.id)
+        view.put_evse(EvseState(evse_id=key, station_id=desc.id, status=status))
+        view.put_reservation(key, 1 if rng.random() < 0.1 else None)
 
 
 # ---------------------------------------------------------------------- property test
@@ -188,8 +196,8 @@ def test_empty_fleet_and_zero_limit() -> None:
     desc = station("a", 1.0, 1.0, 1)
     view.put_station(desc, online=True)
     assert view.nearest(0.0, 0.0, 10, False) == []  # described EVSE never reported
-    view.put_evse(EvseState(evse_id=desc.evses[0].id, station_id=desc.id))
-    assert [e.state.evse_id for _, _, e in view.nearest(0.0, 0.0, 10, False)] == ["a-e0"]
+    view.put_evse(EvseState(evse_id=evse_key(desc.id, desc.evses[0].id), station_id=desc.id))
+    assert [e.state.evse_id for _, _, e in view.nearest(0.0, 0.0, 10, False)] == ["a.a-e0"]
     assert view.nearest(0.0, 0.0, 10, True) == []  # Offline
     assert view.nearest(0.0, 0.0, 0, False) == []
 
