@@ -8,4 +8,6 @@ the tests that open storage run again on PostgreSQL (``needs_db``).
 
 - ``test_csms_kill``: ``kill -9`` of the CSMS with 200 sessions charging.
 - ``test_malformed_from_station``: 10,000 malformed payloads from an authenticated station.
+- ``test_station_faults``: a station behind a blackholed link (``proxy.FaultProxy``), killed
+  mid-session, frozen while a start is on its way, and gone when a driver starts.
 """
