@@ -36,6 +36,12 @@ class RestartableBroker:
         self.url = self.broker.url
         self.data_dir = data_dir
 
+    @property
+    def pid(self) -> int:
+        pid = self.broker.pid
+        assert pid is not None, "the broker is not running"
+        return pid
+
     def kill(self) -> None:
         """SIGKILL the mosquitto process: no will, no final snapshot, no goodbye."""
         pid = self.broker.pid

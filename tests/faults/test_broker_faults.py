@@ -10,6 +10,8 @@ right soon after the broker is back.
 
 from __future__ import annotations
 
+import os
+import resource
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -224,3 +226,99 @@ def test_a_broker_killed_under_load_loses_no_acknowledged_message_and_no_session
         f"{publisher.connects - 1}; test {time.monotonic() - began:.0f} s"
     )
     assert not missing, f"acknowledged status changes never applied: {missing}"
+
+
+CROWD, CROWD_PROCESSES = 500, 2
+PER_PROCESS = CROWD // CROWD_PROCESSES
+CROWD_PREFIXES = [f"c{n}" for n in range(CROWD_PROCESSES)]
+CROWD_IDS = [f"{p}-{s:03d}.1" for p in CROWD_PREFIXES for s in range(1, PER_PROCESS + 1)]
+CROWD_BACK_S = 60.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def enough_descriptors(needed: int) -> int:
+    """Raise this process's soft ``RLIMIT_NOFILE`` (the broker and fleet inherit it) to
+    ``needed`` when the hard limit allows; the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed and (hard == resource.RLIM_INFINITY or hard >= needed):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+        soft = needed
+    return soft
+
+
+@pytest.mark.timeout(150)
+def test_five_hundred_stations_are_back_within_a_minute_of_a_broker_restart(
+    tmp_path: Path,
+) -> None:
+    began = time.monotonic()
+    # Mosquitto has no connection cap by default; a descriptor each is the limit (plus the
+    # CSMS, the probe and its persistence): 500 stations need more than a 1,024 soft limit.
+    nofile = enough_descriptors(4096)
+    assert nofile >= CROWD + 100, f"ulimit -n is {nofile}: too low for {CROWD} stations"
+    broker = RestartableBroker(tmp_path / "broker")
+    data_dir, fleet_dir = tmp_path / "csms", tmp_path / "fleet"
+    # Two fleet processes: one cannot hold ~340 stations or more (paho's select() and its
+    # three descriptors per client; the 1,024 descriptors of FD_SETSIZE).
+    fleets = [
+        FleetProcess(
+            broker.url,
+            fleet_dir,
+            stations=PER_PROCESS,
+            evses=1,
+            speed=1.0,
+            prefix=prefix,
+            meter_interval=60,
+        )
+        for prefix in CROWD_PREFIXES
+    ]
+    ports = (free_port(), free_port())
+    try:
+        with (
+            fleets[0],
+            fleets[1],
+            csms_process(broker.url, data_dir, *ports, tmp_path / "csms.log") as proc,
+        ):
+            api = connect_api(data_dir, *ports)
+
+            def all_back(since: float) -> bool:
+                asked = time.time()
+                evses = evses_over_http(api)
+                return evses is not None and all(
+                    (e := evses.get(i)) is not None
+                    and e["online"]
+                    and e["status"] == "Available"
+                    and reported_since(e, since, asked)
+                    for i in CROWD_IDS
+                )
+
+            launched = time.time()
+            wait_until(lambda: all_back(launched - 60), f"{CROWD} stations online", 90)
+            launch_s = time.time() - launched
+            pids = [f.proc.pid for f in fleets if f.proc is not None]
+            fleet_cpu = sum(cpu_seconds(pid) for pid in pids)
+
+            broker.kill()
+            killed_at = time.time()
+            back_at = broker.restart()
+            wait_until(lambda: all_back(back_at), f"all {CROWD} stations back", CROWD_BACK_S)
+            back_s = time.time() - back_at
+            fleet_cpu = sum(cpu_seconds(pid) for pid in pids) - fleet_cpu
+            broker_cpu = cpu_seconds(broker.pid)
+            assert proc.poll() is None, "the CSMS died"
+            assert all(f.proc is not None and f.proc.poll() is None for f in fleets), "fleet died"
+            truth = station_truth(fleet_dir)
+            assert all(truth[i].status == "Available" for i in CROWD_IDS)
+    finally:
+        broker.stop()
+    print(
+        f"\n{CROWD} stations: all online {launch_s:.1f} s after the API was up; broker down "
+        f"{back_at - killed_at:.2f} s; all {CROWD} back online and reported "
+        f"{back_s:.1f} s after the restart (limit {CROWD_BACK_S:.0f} s); CPU during the "
+        f"reconnect: fleet {fleet_cpu:.1f} s, new broker {broker_cpu:.2f} s; load average "
+        f"{os.getloadavg()[0]:.1f}; ulimit -n {nofile}; test {time.monotonic() - began:.0f} s"
+    )
