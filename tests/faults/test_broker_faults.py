@@ -10,6 +10,7 @@ right soon after the broker is back.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import time
@@ -109,8 +110,13 @@ def test_a_broker_killed_under_load_loses_no_acknowledged_message_and_no_session
     csms = csms_process(
         broker.url, data_dir, *ports, tmp_path / "csms.log", extra=("--demo-users",)
     )
-    with fleet, csms as proc:
+    # The CSMS listens before the stations open hundreds of connections on ephemeral ports
+    # (one of which could be the port free_port() picked for it).
+    with contextlib.ExitStack() as cleanup, csms as proc:
         api = connect_api(data_dir, *ports)
+        wait_until(lambda: evses_over_http(api) is not None, "the CSMS's API", 60)
+        fleet.start()
+        cleanup.callback(fleet.__exit__)  # killed if still running
         wait_until(
             lambda: (
                 (e := evses_over_http(api)) is not None
@@ -278,12 +284,11 @@ def test_five_hundred_stations_are_back_within_a_minute_of_a_broker_restart(
     ]
     ports = (free_port(), free_port())
     try:
-        with (
-            fleets[0],
-            fleets[1],
-            csms_process(broker.url, data_dir, *ports, tmp_path / "csms.log") as proc,
-        ):
-            api = connect_api(data_dir, *ports)
+        with csms_process(broker.url, data_dir, *ports, tmp_path / "csms.log") as proc:
+            api = connect_api(data_dir, *ports)  # listening before the stations take ports
+            wait_until(lambda: evses_over_http(api) is not None, "the CSMS's API", 60)
+            for crowd in fleets:
+                crowd.start()
 
             def all_back(since: float) -> bool:
                 asked = time.time()
@@ -314,6 +319,8 @@ def test_five_hundred_stations_are_back_within_a_minute_of_a_broker_restart(
             truth = station_truth(fleet_dir)
             assert all(truth[i].status == "Available" for i in CROWD_IDS)
     finally:
+        for crowd in fleets:
+            crowd.__exit__()
         broker.stop()
     print(
         f"\n{CROWD} stations: all online {launch_s:.1f} s after the API was up; broker down "
