@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import time
@@ -43,10 +44,19 @@ SESSION_STATUSES = {"Preparing", "Charging", "SuspendedEV", "SuspendedEVSE"}
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A free port below Linux's ephemeral range (32768-60999): the kernel's pick for port 0
+    lies inside it, where the fleet's 100 outgoing connections can take it before the CSMS
+    binds it (seen: gunicorn "Address already in use" for 60 s on a loaded machine)."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20_000, 32_000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 @dataclass(frozen=True)
