@@ -458,6 +458,12 @@ class EvseHost(pykka.ThreadingActor):
     def _on_inbound(self, actor: EvseActor, inbound: Any) -> None:
         event: EvseEvent
         match inbound:
+            case CommandReply(id=cid) if cid not in actor.evse.pending:
+                # No command of ours (forged, or late after its time-out): its info stands
+                # outside the (epoch, seq) order, so it must not open a session or move a status.
+                actor.evse.ignored += 1
+                log.warning("Evse %s: reply %s matches no pending command", actor.ref.evse_id, cid)
+                return
             case StatusReport() | MeterValues() | CommandReply():
                 event = inbound
             case StationBirth(ts=ts, epoch=epoch, station=station):

@@ -151,7 +151,8 @@ def authenticate_first_broker() -> type:
 
     class AuthenticateFirstBroker(Broker):
         """amqtt 0.12.1's ``_initialize_client_session`` with authentication first (the rest
-        is its code, shortened: the version is pinned below 0.13 in setup.cfg)."""
+        is its code, shortened: the version is pinned below 0.13 in setup.cfg), and retained
+        messages sent only for a client's own subscriptions."""
 
         async def _initialize_client_session(
             self, reader: Any, writer: Any, remote_address: str, remote_port: int
@@ -191,5 +192,20 @@ def authenticate_first_broker() -> type:
             if session.keep_alive > 0 and isinstance(delay, int):
                 session.keep_alive += delay
             return handler, session
+
+        async def _publish_retained_messages_for_subscription(
+            self, subscription: tuple[str, int], session: Any
+        ) -> None:
+            """Retained messages only for a filter this client itself holds.
+
+            amqtt 0.12.1 (measured) calls this at every CONNECT for *every* client's filters:
+            a station that merely connected received every station's retained birth, because
+            the CSMS subscribes to all of them (and retained deliveries skip the RECEIVE check).
+            """
+            topic_filter, _ = subscription
+            holders = self._subscriptions.get(topic_filter, [])
+            if not any(holder is session for holder, _ in holders):
+                return
+            await super()._publish_retained_messages_for_subscription(subscription, session)
 
     return AuthenticateFirstBroker

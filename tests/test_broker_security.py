@@ -104,6 +104,21 @@ def test_a_station_never_receives_another_stations_commands(
     x.assert_nothing(QUIET_S)
 
 
+def test_a_station_that_connects_receives_no_other_stations_retained_messages(
+    secure_broker: SecureBroker, mqtt_client: MqttClientFactory
+) -> None:
+    """amqtt 0.12.1 sent every retained message matching *anyone's* filter at each CONNECT."""
+    pw_x, pw_y = secure_broker.station("st-x"), secure_broker.station("st-y")
+    listener = csms(mqtt_client, secure_broker)
+    listener.subscribe(f"{ROOT}/+/state")  # the CSMS's filter covers every station's birth
+    y = connect_as(mqtt_client, secure_broker, "st-y", pw_y)
+    y.publish(f"{ROOT}/st-y/state", b'{"birth": "y"}', retain=True)
+    assert listener.get_on(f"{ROOT}/st-y/state").payload == b'{"birth": "y"}'
+    x = connect_as(mqtt_client, secure_broker, "st-x", pw_x)
+    x.subscribe(f"{ROOT}/st-x/commands")
+    x.assert_nothing(QUIET_S)
+
+
 def test_a_station_cannot_take_the_csms_client_id(
     secure_broker: SecureBroker, mqtt_client: MqttClientFactory
 ) -> None:

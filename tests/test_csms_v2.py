@@ -19,7 +19,9 @@ from actors.fleet_view import FleetView
 from actors.messages import GetEvseRef, GetState, Inbound, Publish, SendCommand, VersionRefused
 from actors.protocol import (
     CommandName,
+    CommandReply,
     CommandRequest,
+    CorrelationId,
     EvseDescriptor,
     EvseId,
     EvseInfo,
@@ -255,3 +257,28 @@ def test_the_bridge_turns_a_version_1_message_into_a_refusal_not_a_malformed_cou
     v1_on_v2 = bridge._parse(status_topic("OLD-2", "1"), b'{"v": 1}')
     assert isinstance(v1_on_v2, VersionRefused)
     assert (bridge.stats.wrong_version, bridge.stats.malformed) == (2, 0)
+
+
+def test_a_reply_to_no_command_of_ours_changes_nothing(csms: Csms) -> None:
+    """A forged reply (or one after its time-out) must not open a session on its EVSE."""
+    csms.tell(station("ST-A", evse("1")))
+    csms.tell(status("ST-A", "1", EvseStatus.AVAILABLE, 1))
+    csms.watcher.wait_for(csms.watcher.status_is("ST-A.1", "Available"), "ST-A.1 Available")
+    forged = EvseInfo(
+        evse_id=EvseId("1"), status=EvseStatus.CHARGING, session_id=SessionId("forged")
+    )
+    csms.tell(
+        CommandReply(
+            station_id=StationId("ST-A"),
+            id=CorrelationId("never-sent"),
+            command=CommandName.START,
+            evse_id=EvseId("1"),
+            accepted=True,
+            info=forged,
+            ts=10**13,
+        )
+    )
+    csms.sync()
+    state = csms.view.evse("ST-A.1")
+    assert state is not None
+    assert (state.state.status, state.state.session_id) == (EvseStatus.AVAILABLE, None)

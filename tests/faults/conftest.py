@@ -12,4 +12,7 @@ the tests that open storage run again on PostgreSQL (``needs_db``).
   mid-session, frozen while a start is on its way, and gone when a driver starts.
 - ``test_broker_faults``: ``kill -9`` of the broker under ~1,000 msg/s with 80 sessions, and 500
   stations reconnecting at once after a broker restart.
+- ``test_hostile_clients``: on a broker that enforces identity (Mosquitto and amqtt), clients
+  without their own credentials, a station on another station's topics, a client taking the
+  CSMS's client id, forged command replies, huge and future-stamped reports.
 """
