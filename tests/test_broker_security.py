@@ -9,6 +9,7 @@ from __future__ import annotations
 import queue
 import ssl
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -195,3 +196,74 @@ def test_refusals_are_quick_not_timeouts(
         client.close()
     with pytest.raises(queue.Empty):
         client.get(timeout=0.01)
+
+
+def test_every_acknowledged_message_is_delivered_when_its_publisher_disconnects_at_once(
+    secure_broker: SecureBroker, mqtt_client: MqttClientFactory
+) -> None:
+    """amqtt 0.12.1 dropped what it had acknowledged but not yet delivered when the publisher
+    disconnected (503 of 1,000 arrived): a station's last meter before a shutdown."""
+    pw = secure_broker.station("st-q")
+    listener = csms(mqtt_client, secure_broker)
+    listener.subscribe(f"{ROOT}/st-q/#")
+    station = mqtt_client(secure_broker.url, "st-q", connect=False, username="st-q", password=pw)
+    station.client.max_inflight_messages_set(200)
+    station.connect()
+    topics = [f"{ROOT}/st-q/state", f"{ROOT}/st-q/replies", f"{ROOT}/st-q/evses/1/meter"]
+    infos = [station.client.publish(topics[n % 3], str(n).encode(), qos=1) for n in range(1000)]
+    for info in infos:
+        info.wait_for_publish(30)
+        assert info.is_published()
+    station.close()  # DISCONNECT right after the last PUBACK
+    got = [listener.get(10) for _ in range(1000)]
+    assert sorted(int(m.payload) for m in got) == list(range(1000))
+    # ... and in order on each topic.
+    for topic in topics:
+        on_topic = [int(m.payload) for m in got if m.topic == topic]
+        assert on_topic == sorted(on_topic)
+
+
+def test_every_message_is_delivered_while_other_clients_subscribe_and_unsubscribe(
+    secure_broker: SecureBroker, mqtt_client: MqttClientFactory
+) -> None:
+    """Subscriptions coming and going (stations reconnecting) cost no other client a message.
+
+    amqtt 0.12.1 iterates its subscription table across ``await`` points; a run of the fault
+    suite logged "dictionary changed size during iteration" in its broadcast (a session was
+    deleted meanwhile) and lost that message. This churn has not reproduced the race on this
+    machine; ``gateway.amqtt_acl.SnapshotDict`` removes it by construction."""
+    pw = secure_broker.station("st-q")
+    churners = {sid: secure_broker.station(sid) for sid in ("st-c1", "st-c2", "st-c3")}
+    listener = csms(mqtt_client, secure_broker)
+    listener.subscribe(f"{ROOT}/+/evses/+/meter")
+    station = mqtt_client(secure_broker.url, "st-q", connect=False, username="st-q", password=pw)
+    station.client.max_inflight_messages_set(100)
+    station.connect()
+    clients = [connect_as(mqtt_client, secure_broker, sid, p) for sid, p in churners.items()]
+    done = threading.Event()
+
+    def churn(client: MqttTestClient, sid: str) -> None:
+        while not done.is_set():  # each SUBSCRIBE adds a filter, each UNSUBSCRIBE removes it
+            client.subscribe(f"{ROOT}/{sid}/commands")
+            client.client.unsubscribe(f"{ROOT}/{sid}/commands")
+
+    threads = [
+        threading.Thread(target=churn, args=(c, sid), daemon=True)
+        for c, sid in zip(clients, churners, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        infos = [
+            station.client.publish(f"{ROOT}/st-q/evses/1/meter", str(n).encode(), qos=1)
+            for n in range(3000)
+        ]
+        for info in infos:
+            info.wait_for_publish(30)
+            assert info.is_published()
+        got = sorted(int(listener.get(10).payload) for _ in range(3000))
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(10)
+    assert got == list(range(3000))

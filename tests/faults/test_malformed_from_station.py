@@ -1,4 +1,10 @@
-"""10,000 malformed payloads over MQTT leave every actor alive and every state unchanged."""
+"""10,000 malformed payloads from an authenticated station leave every actor alive and every
+state unchanged, on both brokers enforcing identity and the ACL.
+
+The fuzzer is station ``mz-001`` with its own credentials (its birth and statuses are valid,
+then it turns hostile on its own topics: the only ones the ACL lets it use); the fleet's
+stations ``mf-001`` and ``mf-002`` keep running and answering commands beside it.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +13,47 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pykka
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
-from actors.protocol import CommandName, commands_topic, meter_topic, replies_topic, state_topic
+from actors.bridge import MqttBridgeActor
+from actors.messages import Publish
+from actors.mqtt_settings import parse_mqtt_url
+from actors.protocol import (
+    CommandName,
+    EvseDescriptor,
+    EvseId,
+    EvseInfo,
+    EvseStatus,
+    StationBirth,
+    StationDescriptor,
+    StationId,
+    StatusReport,
+    commands_topic,
+    encode,
+    meter_topic,
+    replies_topic,
+    state_topic,
+)
 from actors.protocol import status_topic as status_t
 from actors.system import CsmsConfig, CsmsSystem
-from tests.brokers import parse_mqtt_url
+from gateway.broker_accounts import write_secret
+from simulator.mqtt_station import password_path
+from tests.conftest import SecureBroker
 from tests.support import FleetProcess, FleetWatcher
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 N_MALFORMED = 10_000
-SID, EID = "mf-001", "mf-001.1"  # EID: the CSMS's id; on the wire the station says "1"
-EVSES = ["mf-001.1", "mf-001.2", "mf-002.1", "mf-002.2"]
+SID, EID = "mz-001", "mz-001.1"  # EID: the CSMS's id; on the wire the station says "1"
+FLEET_EVSES = ["mf-001.1", "mf-001.2", "mf-002.1", "mf-002.2"]
+EVSES = [*FLEET_EVSES, "mz-001.1", "mz-001.2"]
 
 
 def malformed_payloads(rng: random.Random) -> Iterator[tuple[str, bytes]]:
@@ -63,16 +92,24 @@ def malformed_payloads(rng: random.Random) -> Iterator[tuple[str, bytes]]:
         yield topics[rng.randrange(len(topics))], shape()
 
 
-def publish_all(url: str, messages: Iterator[tuple[str, bytes]]) -> int:
-    host, port = parse_mqtt_url(url)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="fuzzer", protocol=mqtt.MQTTv311)
+def publish_all(
+    broker: SecureBroker, user: str, password: str, messages: Iterator[tuple[str, bytes]]
+) -> int:
+    settings = parse_mqtt_url(broker.url, env={})
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=user, protocol=mqtt.MQTTv311)
+    client.username_pw_set(user, password)
     client.max_inflight_messages_set(200)
     connected = threading.Event()
-    client.on_connect = lambda *a: connected.set()
-    client.connect(host, port)
+
+    def on_connect(_c: object, _u: object, _f: object, rc: ReasonCode, _p: object) -> None:
+        if not rc.is_failure:
+            connected.set()
+
+    client.on_connect = on_connect
+    client.connect(settings.host, settings.port)
     client.loop_start()
     try:
-        assert connected.wait(10)
+        assert connected.wait(10), f"{user} could not log in"
         infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
         for info in infos:
             info.wait_for_publish(60)
@@ -91,49 +128,91 @@ def wait_for_count(read: Callable[[], int], target: int, timeout: float) -> None
         tick.wait(0.02)
 
 
+def scripted_birth() -> list[tuple[str, bytes]]:
+    """``mz-001``'s valid birth and first statuses (before it turns hostile)."""
+    now = int(time.time() * 1000)
+    evses = tuple(
+        EvseDescriptor(id=EvseId(e), connector="Type2", max_power_w=22_000.0) for e in ("1", "2")
+    )
+    descriptor = StationDescriptor(id=StationId(SID), name="mz", lat=45.0, lon=9.0, evses=evses)
+    messages = [encode(StationBirth(station=descriptor, ts=now, epoch=1))]
+    for n, e in enumerate(("1", "2")):
+        info = EvseInfo(evse_id=EvseId(e), status=EvseStatus.AVAILABLE)
+        report = StatusReport(station_id=StationId(SID), info=info, seq=n + 1, ts=now, epoch=1)
+        messages.append(encode(report))
+    return [(topic, payload) for topic, payload, _retain in messages]
+
+
+@dataclass
+class Running:
+    broker: SecureBroker
+    system: CsmsSystem
+    fuzzer_password: str
+
+
 @pytest.fixture
-def running(broker_url: str, tmp_path: Path) -> Iterator[tuple[CsmsSystem, FleetWatcher]]:
+def running(secure_broker: SecureBroker, tmp_path: Path) -> Iterator[Running]:
+    fleet_dir = tmp_path / "fleet"
+    for sid in ("mf-001", "mf-002"):
+        write_secret(password_path(fleet_dir, sid), secure_broker.station(sid) + "\n")
+    fuzzer_password = secure_broker.station(SID)
+    port = secure_broker.broker.port
+    settings = parse_mqtt_url(
+        f"mqtt://csms@127.0.0.1:{port}",
+        password_file=secure_broker.provisioner.csms_password_file(),
+    )
     watcher = FleetWatcher()
-    system = CsmsSystem(CsmsConfig(mqtt_url=broker_url, listeners=(watcher,))).start()
+    system = CsmsSystem(CsmsConfig(mqtt_url=settings, listeners=(watcher,)))
     fleet = FleetProcess(
-        broker_url, tmp_path / "fleet", stations=2, evses=2, speed=1, prefix="mf"
-    ).start()
+        f"mqtt://127.0.0.1:{port}", fleet_dir, stations=2, evses=2, speed=1, prefix="mf"
+    )
     try:
+        system.start(wait_connected_s=20)
+        assert system.mqtt_connected.is_set(), "the CSMS could not log in"
+        fleet.start()
+        publish_all(secure_broker, SID, fuzzer_password, iter(scripted_birth()))
         watcher.wait_for(
-            lambda: all(watcher.status_is(e, "Available")() for e in EVSES), "4 EVSEs Available", 30
+            lambda: all(watcher.status_is(e, "Available")() for e in EVSES),
+            "6 EVSEs Available",
+            30,
         )
-        yield system, watcher
+        yield Running(secure_broker, system, fuzzer_password)
     finally:
-        fleet.terminate()
+        if fleet.proc is not None:
+            fleet.terminate()
         system.stop()
         pykka.ActorRegistry.stop_all()
 
 
 def test_ten_thousand_malformed_payloads_change_nothing_and_kill_nothing(
-    running: tuple[CsmsSystem, FleetWatcher], broker_url: str
+    running: Running,
 ) -> None:
-    system, _watcher = running
+    system = running.system
     system.evse_ref(EID)  # barrier: the supervisor has applied every event seen so far
     before = {e: system.view.evse(e).state for e in EVSES}  # type: ignore[union-attr]
     refs = {e: system.evse_ref(e) for e in EVSES}
     malformed_before = system.bridge_stats.malformed
 
     rng = random.Random(2024)
-    sent = publish_all(broker_url, malformed_payloads(rng))
-    # Garbage for the stations too: their command topics.
-    publish_all(
-        broker_url,
-        ((commands_topic(s), rng.randbytes(20)) for s in ("mf-001", "mf-002") for _ in range(500)),
-    )
+    sent = publish_all(running.broker, SID, running.fuzzer_password, malformed_payloads(rng))
     assert sent == N_MALFORMED
+    # Garbage for the stations too, on their command topics, from the CSMS's own connection
+    # (only its user may publish there: a bug of ours; a second connection would take over
+    # its client id).
+    bridge = pykka.ActorRegistry.get_by_class(MqttBridgeActor)[0]
+    for sid in ("mf-001", "mf-002"):
+        for _ in range(500):
+            bridge.tell(Publish(topic=commands_topic(sid), payload=rng.randbytes(20)))
 
     wait_for_count(lambda: system.bridge_stats.malformed - malformed_before, N_MALFORMED, 60)
-    # Every actor is the same live actor, and every station still answers.
+    # Every actor is the same live actor, and every fleet station still answers (after the
+    # garbage: one connection, in order).
     for evse_id in EVSES:
-        outcome = system.command(evse_id, CommandName.INFO)
-        assert outcome.accepted
         assert system.evse_ref(evse_id) is refs[evse_id]
         assert refs[evse_id].is_alive()
+    for evse_id in FLEET_EVSES:
+        outcome = system.command(evse_id, CommandName.INFO)
+        assert outcome.accepted
     assert {e: system.view.evse(e).state for e in EVSES} == before  # type: ignore[union-attr]
     assert system.bridge_stats.malformed - malformed_before == N_MALFORMED
     assert system.supervisor is not None
