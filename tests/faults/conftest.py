@@ -15,4 +15,6 @@ the tests that open storage run again on PostgreSQL (``needs_db``).
 - ``test_hostile_clients``: on a broker that enforces identity (Mosquitto and amqtt), clients
   without their own credentials, a station on another station's topics, a client taking the
   CSMS's client id, forged command replies, huge and future-stamped reports.
+- ``test_replay_property``: a recorded session replayed duplicated and shuffled (hypothesis):
+  the station's last state, every session once with the station's own energy.
 """
