@@ -1,4 +1,4 @@
-"""The CSMS core: one actor per EVSE (many to an EvseHost thread), a supervisor, the
+"""The CSMS core: one actor per EVSE (a Pykka thread each), a supervisor, the
 MQTT bridge, the read model.
 
 ``actors.protocol`` is the wire protocol v1 (the only module the simulator uses).
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
         SmartchargeError,
         UnknownEvseError,
     )
-    from actors.evse import Evse, EvseActor, EvseHost, EvseRef
+    from actors.evse import Evse, EvseActor
     from actors.evse_state import EvseState, transition
     from actors.fleet_view import EvseView, FleetView, StationView
     from actors.messages import CommandOutcome, EvseChanged, OperatorAlert, StationChanged
@@ -40,9 +40,7 @@ _EXPORTS = {
     "Evse": "actors.evse",
     "EvseActor": "actors.evse",
     "EvseChanged": "actors.messages",
-    "EvseHost": "actors.evse",
     "EvseListener": "actors.dashboard",
-    "EvseRef": "actors.evse",
     "EvseState": "actors.evse_state",
     "EvseView": "actors.fleet_view",
     "FleetView": "actors.fleet_view",
@@ -67,9 +65,7 @@ __all__ = [
     "Evse",
     "EvseActor",
     "EvseChanged",
-    "EvseHost",
     "EvseListener",
-    "EvseRef",
     "EvseState",
     "EvseView",
     "FleetView",

@@ -10,12 +10,12 @@ One latch per raw batch the client handed over, a countdown shared by every thre
 batch fans out to::
 
     bridge (reader thread)      latch = AppliedLatch(ack)       count 1 (the bridge's part)
-      -> supervisor             latch.hold() per EVSE host the batch reached, then
+      -> supervisor             latch.hold() per EVSE actor the batch reached, then
                                 latch.release() (the bridge's part)
-      -> EvseHost, per host     after the batch's messages went through their EVSE actors
-                                and their changes were fanned out: release(), unless the
-                                changes open or close a session and a session writer
-                                exists: then the host's part goes with the changes to
+      -> EvseActor, per EVSE    after the batch's messages for it were applied and their
+                                changes fanned out: release(), unless the changes open or
+                                close a session and a session writer exists: then the
+                                actor's part goes with the changes to
       -> SessionRecorder        its subscriber releases it after ``batch_done()`` (the
                                 batch's database transaction)
 

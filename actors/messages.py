@@ -32,7 +32,6 @@ __all__ = [
     "EvseCrashed",
     "GetEvseRef",
     "GetState",
-    "HostCrashed",
     "Inbound",
     "InboundReady",
     "OperatorAlert",
@@ -132,20 +131,10 @@ class StationChanged:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EvseCrashed:
-    """Event: an EVSE actor died of an exception (sent by its host)."""
+    """Event: an EVSE actor died of an exception (sent by the actor as it ends)."""
 
     evse_id: EvseId
     last_state: EvseState
-    error: str
-    actor_urn: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HostCrashed:
-    """Event: an :class:`actors.evse.EvseHost` itself died; its EVSE actors ended with it."""
-
-    index: int
-    last_states: tuple[EvseState, ...]
     error: str
     actor_urn: str
 

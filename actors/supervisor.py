@@ -3,10 +3,9 @@
 Runs on its own thread. It writes the stations of the :class:`FleetView` (each EVSE
 actor writes its own row, and tells the supervisor of status changes). Inbound
 messages arrive from the MQTT bridge in order, in batches; the supervisor hands each
-one to the EVSE actor that owns it, so one station's messages stay in order. EVSE
-actors run on a few :class:`~actors.evse.EvseHost` threads (``hosts``, by
-``crc32(station_id)``, so a station's EVSEs share one); each host gets one
-:class:`~actors.evse.ShardBatch` per batch the supervisor routes.
+one to the EVSE actor that owns it (a :class:`~actors.evse.EvseActor`, one Pykka actor per
+EVSE), so one EVSE's messages stay in order: each actor gets one
+:class:`~actors.evse.EvseBatch` per batch the supervisor routes.
 
 Restart policy (one-for-one): an EVSE actor that dies of an exception is started
 again from its last known state; more than ``max_restarts`` within
@@ -17,9 +16,9 @@ an :class:`OperatorAlert` goes out. Its neighbours never notice either way.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,15 +27,7 @@ import pykka
 
 from actors.acks import AppliedLatch
 from actors.errors import ActorUnavailableError, UnknownEvseError
-from actors.evse import (
-    EvseHost,
-    EvseRef,
-    HostEvse,
-    RetireEvse,
-    ShardBatch,
-    ToEvse,
-    new_correlation_id,
-)
+from actors.evse import EvseActor, EvseBatch, RetireEvse, new_correlation_id
 from actors.evse_state import EvseState, MarkFaulted, StationWentOffline, transition
 from actors.fleet_view import FleetView
 from actors.messages import (
@@ -44,7 +35,6 @@ from actors.messages import (
     EvseChangedBatch,
     EvseCrashed,
     GetEvseRef,
-    HostCrashed,
     Inbound,
     InboundReady,
     OperatorAlert,
@@ -80,8 +70,7 @@ _MAX_REFUSED = 10_000
 @dataclass
 class _Slot:
     state: EvseState
-    host: int
-    ref: EvseRef | None = None
+    ref: pykka.ActorRef[Any] | None = None
     restarts: collections.deque[float] = field(default_factory=collections.deque)
     given_up: bool = False
     reconcile: bool = False
@@ -105,23 +94,17 @@ class SupervisorActor(pykka.ThreadingActor):
         observe_command: Callable[[CommandName, float | None], None] | None = None,
         last_known: Sequence[LastKnownEvse] = (),
         reconcile_timeout_s: float = 10.0,
-        hosts: int = 4,
         session_writer: pykka.ActorRef[Any] | None = None,
     ) -> None:
         """``last_known``: the stored states to rebuild the EVSE actors from (see
         :meth:`on_start`); ``reconcile_timeout_s`` bounds their ``info`` round trips;
-        ``hosts``: how many :class:`EvseHost` threads run the EVSE actors;
         ``session_writer``: the subscriber that writes session rows, after whose write a
         batch that opens or closes a session counts as applied (:mod:`actors.acks`)."""
         super().__init__()
-        if hosts < 1:
-            raise ValueError("an EVSE fleet needs at least one host")
-        self._n_hosts = hosts
-        self._hosts: list[pykka.ActorRef[Any]] = []
-        self._outbox: dict[int, list[Any]] = {}
+        self._outbox: dict[EvseId, tuple[pykka.ActorRef[Any], list[Any]]] = {}
         self._session_writer = session_writer
-        self._touched: set[int] = set()
-        """Hosts sent anything since the last batch's latch (acks: :meth:`_pass_latch`)."""
+        self._touched: dict[EvseId, pykka.ActorRef[Any]] = {}
+        """EVSE actors sent anything since the last batch's latch (acks: :meth:`_pass_latch`)."""
         self._last_known = tuple(last_known)
         self._reconcile_timeout_s = reconcile_timeout_s
         self._bridge = bridge
@@ -153,7 +136,6 @@ class SupervisorActor(pykka.ThreadingActor):
         like any reply (so a session that ended meanwhile is closed with the station's
         energy, and a running one gets the station's count).
         """
-        self._hosts = [self._start_host(i) for i in range(self._n_hosts)]
         for known in self._last_known:
             station = known.station
             # Offline until the station speaks: any status it then reports is legal, and the
@@ -162,9 +144,7 @@ class SupervisorActor(pykka.ThreadingActor):
             if station is not None and station.id not in self._stations:
                 self._stations[station.id] = station
                 self._view.put_station(station, online=False)
-            slot = self._slots[state.evse_id] = _Slot(
-                state=state, host=self._host_of(state.station_id), reconcile=True
-            )
+            slot = self._slots[state.evse_id] = _Slot(state=state, reconcile=True)
             self._view.put_evse(state, updated_at=known.updated_at_ms / 1000)
             self._start(slot)
         if self._last_known:
@@ -191,8 +171,6 @@ class SupervisorActor(pykka.ThreadingActor):
                     self._remember(state)
                 case EvseCrashed() as crash:
                     self._on_crash(crash)
-                case HostCrashed() as crash:
-                    self._on_host_crash(crash)
                 case GetEvseRef(evse_id=evse_id):
                     return self._live_ref(evse_id)
                 case _:
@@ -202,16 +180,22 @@ class SupervisorActor(pykka.ThreadingActor):
         return None
 
     def on_stop(self) -> None:
-        for host in self._hosts:
+        stopping = []
+        for slot in self._slots.values():
+            if slot.ref is not None:
+                with contextlib.suppress(pykka.ActorDeadError):
+                    stopping.append(slot.ref.stop(block=False))
+        for future in stopping:
             try:
-                host.stop(block=True, timeout=5)
+                future.get(timeout=5)
             except (pykka.ActorDeadError, pykka.Timeout):
-                log.warning("EVSE host %s did not stop in time", host)
+                log.warning("an EVSE actor did not stop in time")
 
-    # ------------------------------------------------------------------ hosts
+    # ------------------------------------------------------------------ EVSE actors
 
-    def _start_host(self, index: int) -> pykka.ActorRef[Any]:
-        return EvseHost.start(
+    def _start_actor(self, state: EvseState) -> pykka.ActorRef[Any]:
+        return EvseActor.start(
+            state,
             bridge=self._bridge,
             supervisor=self.actor_ref,
             subscribers=self._subscribers,
@@ -219,43 +203,43 @@ class SupervisorActor(pykka.ThreadingActor):
             correlation_ids=self._correlation_ids,
             observe_command=self._observe_command,
             view=self._view,
-            index=index,
             session_writer=self._session_writer,
         )
 
-    def _host_of(self, station_id: StationId) -> int:
-        """The host of a station's EVSEs: stable across runs and processes (not ``hash()``)."""
-        return zlib.crc32(station_id.encode()) % self._n_hosts
-
-    def _to_host(self, index: int, item: Any) -> None:
-        """Queue ``item`` for host ``index``; :meth:`_flush` sends each host its batch."""
-        self._touched.add(index)
-        box = self._outbox.get(index)
-        if box is None:
-            self._outbox[index] = [item]
+    def _to_actor(self, slot: _Slot, item: Any) -> None:
+        """Queue ``item`` for the slot's actor; :meth:`_flush` sends each actor its batch."""
+        ref = slot.ref
+        if ref is None:
+            return
+        evse_id = slot.state.evse_id
+        self._touched[evse_id] = ref
+        box = self._outbox.get(evse_id)
+        if box is None or box[0] is not ref:
+            self._outbox[evse_id] = (ref, [item])
         else:
-            box.append(item)
+            box[1].append(item)
 
     def _flush(self) -> None:
         outbox, self._outbox = self._outbox, {}
-        for index, items in outbox.items():
+        for evse_id, (ref, items) in outbox.items():
             try:
-                self._hosts[index].tell(ShardBatch(items=items))
+                ref.tell(EvseBatch(items=items))
             except pykka.ActorDeadError:
-                log.warning("EVSE host %d is down; dropped %d messages", index, len(items))
+                log.warning("EVSE actor %s is down; dropped %d messages", evse_id, len(items))
 
     # ------------------------------------------------------------------ acks (actors.acks)
 
     def _pass_latch(self, latch: AppliedLatch) -> None:
-        """A raw batch is routed: its latch goes behind it to every host it reached (each
-        releases its part once it has applied what came before); the bridge's part ends
-        here. Reports parked until their station's birth (``_early``) are acknowledged
+        """A raw batch is routed: its latch goes behind it to every EVSE actor it reached
+        (each releases its part once it has applied what came before); the bridge's part
+        ends here. Reports parked until their station's birth (``_early``) are acknowledged
         with their batch: the station's retained birth and next reports supersede them."""
-        touched, self._touched = self._touched, set()
-        for index in touched:
-            latch.hold()
-            self._to_host(index, latch)
-        self._touched.clear()
+        touched, self._touched = self._touched, {}
+        for evse_id, ref in touched.items():
+            box = self._outbox.get(evse_id)
+            if box is not None and box[0] is ref:
+                latch.hold()
+                box[1].append(latch)
         latch.release()
 
     # ------------------------------------------------------------------ routing
@@ -301,7 +285,7 @@ class SupervisorActor(pykka.ThreadingActor):
                     max_power_w=evse.max_power_w,
                     connector=evse.connector,
                 )
-                slot = self._slots[key] = _Slot(state=state, host=self._host_of(station.id))
+                slot = self._slots[key] = _Slot(state=state)
                 self._view.put_evse(state)
                 self._start(slot)
             self._deliver(slot, birth)
@@ -341,7 +325,7 @@ class SupervisorActor(pykka.ThreadingActor):
             reply=pykka.ThreadingFuture(),
             timeout_s=self._reconcile_timeout_s,
         )
-        self._to_host(slot.host, ToEvse(slot.ref, command))
+        self._to_actor(slot, command)
 
     def _retire_missing(self, before: StationDescriptor, now: StationDescriptor) -> None:
         """EVSEs a station no longer lists are retired: their actor stops, the read model
@@ -354,8 +338,7 @@ class SupervisorActor(pykka.ThreadingActor):
             slot = self._slots.pop(key, None)
             if slot is None:
                 continue
-            if slot.ref is not None:
-                self._to_host(slot.host, RetireEvse(slot.ref))
+            self._to_actor(slot, RetireEvse())
             self._view.remove_evse(key)
             log.info("Station %s no longer has EVSE %s: retired", now.id, evse.id)
             self._broadcast(
@@ -404,7 +387,7 @@ class SupervisorActor(pykka.ThreadingActor):
         it (as a dead Pykka actor's queued messages are); the station reports again."""
         if slot.given_up or slot.ref is None:
             return
-        self._to_host(slot.host, (slot.state.evse_id, inbound))
+        self._to_actor(slot, inbound)
 
     def _remember(self, state: EvseState) -> None:
         """The last status/session change an EVSE actor reported (it wrote the view itself)."""
@@ -413,7 +396,7 @@ class SupervisorActor(pykka.ThreadingActor):
             return
         slot.state = state
 
-    def _live_ref(self, evse_id: EvseId) -> EvseRef:
+    def _live_ref(self, evse_id: EvseId) -> pykka.ActorRef[Any]:
         slot = self._slots.get(evse_id)
         if slot is None:
             raise UnknownEvseError(f"unknown EVSE {evse_id!r}")
@@ -431,8 +414,7 @@ class SupervisorActor(pykka.ThreadingActor):
     # ------------------------------------------------------------------ supervision
 
     def _start(self, slot: _Slot) -> None:
-        slot.ref = EvseRef(slot.state.evse_id, self._hosts[slot.host])
-        self._to_host(slot.host, HostEvse(slot.ref, slot.state))
+        slot.ref = self._start_actor(slot.state)
 
     def _on_crash(self, crash: EvseCrashed) -> None:
         slot = self._slots.get(crash.evse_id)
@@ -442,18 +424,6 @@ class SupervisorActor(pykka.ThreadingActor):
         if slot.ref is not None and slot.ref.actor_urn != crash.actor_urn:
             return  # already restarted when a message found it dead
         self._restart(slot, crash.last_state, crash.error)
-
-    def _on_host_crash(self, crash: HostCrashed) -> None:
-        """A host died with all its EVSE actors: a new host, and each EVSE actor restarted
-        (or given up) under the usual policy, from its last state."""
-        if self._hosts[crash.index].actor_urn != crash.actor_urn:
-            return
-        log.error("EVSE host %d crashed: %s", crash.index, crash.error)
-        self._hosts[crash.index] = self._start_host(crash.index)
-        last = {state.evse_id: state for state in crash.last_states}
-        for slot in self._slots.values():
-            if slot.host == crash.index and not slot.given_up:
-                self._restart(slot, last.get(slot.state.evse_id, slot.state), crash.error)
 
     def _restart(self, slot: _Slot, last_state: EvseState, error: str) -> None:
         now = self._monotonic()

@@ -26,7 +26,6 @@ from actors.errors import (
     SmartchargeError,
     StationOfflineError,
 )
-from actors.evse import EvseRef
 from actors.fleet_view import FleetView
 from actors.live import LiveHub
 from actors.messages import CommandOutcome, GetEvseRef, SendCommand
@@ -92,8 +91,6 @@ class CsmsConfig:
     reservation_s: float = 900.0
     sample_retention: SampleRetention = field(default_factory=SampleRetention)
     """How long raw EVSE samples are kept (with storage), and the buckets after that."""
-    evse_hosts: int = 4
-    """Threads running the EVSE actors (stations are spread over them by ``crc32``)."""
     mqtt_process: bool = True
     """Run the MQTT client in a child process (:class:`actors.mqtt_link.MqttLink`), off the
     actors' GIL; ``False`` keeps it in this process."""
@@ -249,7 +246,6 @@ class CsmsSystem:
                 observe_command=self.metrics.observe_command,
                 last_known=last_known,
                 reconcile_timeout_s=self.config.command_timeout_s,
-                hosts=self.config.evse_hosts,
                 session_writer=session_writer,
             )
             self._refs.append(self.supervisor)
@@ -279,12 +275,12 @@ class CsmsSystem:
 
     # ------------------------------------------------------------------ Csms interface
 
-    def evse_ref(self, evse_id: str, timeout_s: float = 5.0) -> EvseRef:
+    def evse_ref(self, evse_id: str, timeout_s: float = 5.0) -> pykka.ActorRef[Any]:
         if self.supervisor is None:
             raise ActorUnavailableError("the CSMS is not running")
         try:
             ref = cast(
-                EvseRef,
+                "pykka.ActorRef[Any]",
                 self.supervisor.ask(GetEvseRef(evse_id=EvseId(evse_id)), timeout=timeout_s),
             )
         except pykka.Timeout:

@@ -171,7 +171,7 @@ def test_a_later_birth_updates_adds_and_retires_evses(csms: Csms) -> None:
     assert csms.view.evse("ST-A.2") is None, "a retired EVSE is gone from the read model"
     with pytest.raises(UnknownEvseError):
         csms.supervisor.ask(GetEvseRef(evse_id=EvseId("ST-A.2")), timeout=5)
-    assert not retired_ref.is_alive(), "its actor ended"
+    assert retired_ref.actor_stopped.wait(WAIT_S), "its actor ended"
     assert [e.state.evse_id for e in csms.view.stations()[0].evses] == ["ST-A.1", "ST-A.3"]
     assert any(a.kind == "evse_retired" and a.evse_id == "ST-A.2" for a in csms.watcher.alerts)
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from actors.evse import EvseHost, EvseRef, HostEvse, ShardBatch
+from actors.evse import EvseActor, EvseBatch
 from actors.evse_state import (
     SESSION_STATUSES,
     TRANSITIONS,
@@ -214,18 +214,15 @@ class PureTransitionMachine(EvseRules):
 
 
 class EvseActorMachine(EvseRules):
-    """The same traffic through a real EVSE actor on its host (the host's mailbox and
-    thread, the batches the supervisor sends, the handle the gateway uses)."""
+    """The same traffic through a real EVSE actor (its mailbox and thread, the batches the
+    supervisor sends, the ref the gateway uses)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.host = EvseHost.start(bridge=None, supervisor=None)
-        state = fresh_state()
-        self.ref = EvseRef(state.evse_id, self.host)
-        self.host.tell(HostEvse(self.ref, state))
+        self.ref = EvseActor.start(fresh_state(), bridge=None, supervisor=None)
 
     def deliver(self, event: Any) -> EvseState:
-        self.host.tell(ShardBatch(items=[(self.ref.evse_id, event)]))
+        self.ref.tell(EvseBatch(items=[event]))
         return self.current()
 
     def current(self) -> EvseState:
@@ -233,7 +230,7 @@ class EvseActorMachine(EvseRules):
         return state
 
     def teardown(self) -> None:
-        self.host.stop(timeout=5)
+        self.ref.stop(timeout=5)
 
 
 TestPureTransition = PureTransitionMachine.TestCase

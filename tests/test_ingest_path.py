@@ -1,8 +1,8 @@
 """The ingest path's three building blocks, each driven on its own with real threads:
 :class:`actors.inbox.BatchInbox` (a producer thread hands items to a Pykka actor in
 batches), :class:`actors.mqtt_client.BufferedClient` (paho reading the socket in 64 KiB
-chunks, against a real Mosquitto) and :class:`actors.evse.EvseHost` (many EVSE actors on
-one thread, each with its own order, identity and failure)."""
+chunks, against a real Mosquitto) and :class:`actors.evse.EvseActor` (one Pykka actor per
+EVSE, with its own order, identity and failure)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 import actors.mqtt_client
 from actors.errors import ActorUnavailableError
-from actors.evse import EvseHost, EvseRef, HostEvse, ShardBatch, ToEvse
+from actors.evse import EvseActor, EvseBatch
 from actors.evse_state import EvseState
 from actors.inbox import BatchInbox
 from actors.messages import (
@@ -416,7 +416,7 @@ def test_buffered_client_publishes_from_another_thread_while_it_receives(
     assert subscriber.payloads == payloads
 
 
-# ============================================================================ EvseHost
+# ============================================================================ EvseActor
 
 SID = StationId("st-ingest")
 A, B = EvseId("st-ingest.1"), EvseId("st-ingest.2")  # the CSMS's ids; the station says 1, 2
@@ -480,33 +480,34 @@ def start_recorder() -> Recorder:
 
 
 @dataclass
-class HostRig:
-    host: pykka.ActorRef[Any]
+class ActorRig:
     supervisor: Recorder
     subscriber: Recorder
     bridge: Recorder
 
-    def evse(self, evse_id: EvseId, state: EvseState | None = None) -> EvseRef:
-        """Host a new incarnation of ``evse_id`` (from ``state``, else a fresh Available one
-        of an online station)."""
-        ref = EvseRef(evse_id, self.host)
+    def evse(self, evse_id: EvseId, state: EvseState | None = None) -> pykka.ActorRef[Any]:
+        """Start an EVSE actor for ``evse_id`` (from ``state``, else a fresh Available one of
+        an online station), as the supervisor does."""
         fresh = EvseState(evse_id=evse_id, station_id=SID, status=EvseStatus.AVAILABLE)
-        self.host.tell(HostEvse(ref, state or fresh))
-        return ref
+        return EvseActor.start(
+            state or fresh,
+            bridge=self.bridge.ref,
+            supervisor=self.supervisor.ref,
+            subscribers=[self.subscriber.ref],
+        )
 
     def batches(self) -> list[EvseChangedBatch]:
-        """Every batch the subscriber got so far (after all the host has handled)."""
+        """Every batch the subscriber got so far (after all the actors have handled)."""
         self.subscriber.flush()
         return self.subscriber.log.of_type(EvseChangedBatch)
 
 
 @pytest.fixture
-def rig() -> HostRig:
-    supervisor, subscriber, bridge = start_recorder(), start_recorder(), start_recorder()
-    host = EvseHost.start(
-        bridge=bridge.ref, supervisor=supervisor.ref, subscribers=[subscriber.ref]
+def rig() -> Iterator[ActorRig]:
+    yield ActorRig(
+        supervisor=start_recorder(), subscriber=start_recorder(), bridge=start_recorder()
     )
-    return HostRig(host=host, supervisor=supervisor, subscriber=subscriber, bridge=bridge)
+    pykka.ActorRegistry.stop_all()
 
 
 @pytest.fixture
@@ -544,40 +545,38 @@ def info_command(reply: pykka.Future[Any]) -> SendCommand:
     return SendCommand(command=CommandName.INFO, args=None, reply=reply)
 
 
-def test_a_hosted_evse_answers_get_state_with_its_state(rig: HostRig) -> None:
+def test_an_evse_actor_is_a_pykka_actor_answering_get_state(rig: ActorRig) -> None:
     state = EvseState(evse_id=A, station_id=SID, max_power_w=50_000, connector="CCS")
     ref = rig.evse(A, state)
+    assert isinstance(ref, pykka.ActorRef)
+    assert ref.actor_class is EvseActor
     assert ref.is_alive()
     assert ref.ask(GetState(), timeout=WAIT_S) == state
+    assert ref in pykka.ActorRegistry.get_by_class(EvseActor)
 
 
-def test_a_shard_batch_is_applied_in_order_and_fanned_out_as_one_batch(rig: HostRig) -> None:
-    a, b = rig.evse(A), rig.evse(B)
-    rig.host.tell(
-        ShardBatch(
+def test_a_batch_is_applied_in_order_and_fanned_out_as_one_batch(rig: ActorRig) -> None:
+    a = rig.evse(A)
+    a.tell(
+        EvseBatch(
             items=[
-                (A, status(A, EvseStatus.AVAILABLE, 1)),
-                (B, status(B, EvseStatus.AVAILABLE, 2)),
-                (A, status(A, EvseStatus.CHARGING, 3, energy=100, session="s-1")),
-                (A, meter(A, 4, energy=250, session="s-1")),
-                (A, meter(A, 3, energy=900, session="s-1")),  # stale: refused, not fanned out
-                (B, status(B, EvseStatus.PREPARING, 5)),
-                (A, meter(A, 6, energy=400, session="s-1")),
+                status(A, EvseStatus.AVAILABLE, 1),
+                status(A, EvseStatus.CHARGING, 3, energy=100, session="s-1"),
+                meter(A, 4, energy=250, session="s-1"),
+                meter(A, 3, energy=900, session="s-1"),  # stale: refused, not fanned out
+                meter(A, 6, energy=400, session="s-1"),
             ]
         )
     )
     assert a.ask(GetState(), timeout=WAIT_S).energy_wh == 400
-    assert b.ask(GetState(), timeout=WAIT_S).status == EvseStatus.PREPARING
 
     batches = rig.batches()
     assert len(batches) == 1, "one batch in, one EvseChangedBatch out per subscriber"
     changes = [(e.state.evse_id, e.state.status, e.state.energy_wh) for e in batches[0].events]
     assert changes == [
         (A, EvseStatus.AVAILABLE, 0),
-        (B, EvseStatus.AVAILABLE, 0),
         (A, EvseStatus.CHARGING, 100),
         (A, EvseStatus.CHARGING, 250),
-        (B, EvseStatus.PREPARING, 0),
         (A, EvseStatus.CHARGING, 400),
     ]
     # Without a read model the supervisor keeps the view: it hears of every change, batched.
@@ -585,56 +584,28 @@ def test_a_shard_batch_is_applied_in_order_and_fanned_out_as_one_batch(rig: Host
     assert rig.supervisor.log.of_type(EvseChangedBatch) == batches
 
 
-def test_hosting_and_asks_inside_a_shard_batch_run_in_batch_order(rig: HostRig) -> None:
-    ref = EvseRef(A, rig.host)
-    before: pykka.Future[Any] = pykka.ThreadingFuture()
-    after: pykka.Future[Any] = pykka.ThreadingFuture()
-    rig.host.tell(
-        ShardBatch(
+def test_a_command_inside_a_batch_runs_in_batch_order(rig: ActorRig) -> None:
+    a = rig.evse(A, EvseState(evse_id=A, station_id=SID))  # Offline until its station speaks
+    refused: pykka.Future[Any] = pykka.ThreadingFuture()
+    sent: pykka.Future[Any] = pykka.ThreadingFuture()
+    a.tell(
+        EvseBatch(
             items=[
-                HostEvse(ref, EvseState(evse_id=A, station_id=SID)),
-                ToEvse(ref, GetState(), before),
-                (A, status(A, EvseStatus.AVAILABLE, 1)),
-                ToEvse(ref, GetState(), after),
+                info_command(refused),  # before the report: the station is not known online
+                status(A, EvseStatus.AVAILABLE, 1),
+                info_command(sent),
             ]
         )
     )
-    assert before.get(timeout=WAIT_S).status == EvseStatus.OFFLINE
-    assert after.get(timeout=WAIT_S).status == EvseStatus.AVAILABLE
-    assert len(rig.batches()) == 1
-
-
-def test_a_restarted_evse_leaves_its_old_handle_dead(rig: HostRig) -> None:
-    old = rig.evse(A)
-    rig.host.tell(ShardBatch(items=[(A, status(A, EvseStatus.AVAILABLE, 1))]))
-    last = old.ask(GetState(), timeout=WAIT_S)
-
-    new = rig.evse(A, last)
-    assert new.ask(GetState(), timeout=WAIT_S) == last
-    assert new.actor_urn != old.actor_urn
-    assert new.is_alive()
-
-    assert not old.is_alive()
-    with pytest.raises(pykka.ActorDeadError):
-        old.tell(GetState())
-    with pytest.raises(pykka.ActorDeadError):
-        old.ask(GetState(), timeout=WAIT_S)
-    # Messages already on their way to the old incarnation fail at the host, not hang.
-    asked: pykka.Future[Any] = pykka.ThreadingFuture()
-    rig.host.tell(ToEvse(old, GetState(), asked))
-    with pytest.raises(pykka.ActorDeadError):
-        asked.get(timeout=WAIT_S)
-    command: pykka.Future[Any] = pykka.ThreadingFuture()
-    rig.host.tell(ToEvse(old, info_command(command)))
-    with pytest.raises(ActorUnavailableError):
-        command.get(timeout=WAIT_S)
-    # Station messages now reach the new incarnation only.
-    rig.host.tell(ShardBatch(items=[(A, status(A, EvseStatus.PREPARING, 2))]))
-    assert new.ask(GetState(), timeout=WAIT_S).status == EvseStatus.PREPARING
+    assert refused.get(timeout=WAIT_S).reason == "offline"
+    rig.bridge.log.wait_for(Publish, "the second command")
+    a.ask(GetState(), timeout=WAIT_S)
+    rig.bridge.flush()
+    assert len(rig.bridge.log.of_type(Publish)) == 1, "only the second one was sent"
 
 
 def test_a_command_to_an_offline_evse_is_refused_at_once_and_never_published(
-    rig: HostRig,
+    rig: ActorRig,
 ) -> None:
     ref = rig.evse(A, EvseState(evse_id=A, station_id=SID))  # Offline until its station speaks
     reply: pykka.Future[Any] = pykka.ThreadingFuture()
@@ -645,7 +616,7 @@ def test_a_command_to_an_offline_evse_is_refused_at_once_and_never_published(
     assert rig.bridge.log.of_type(Publish) == []
 
 
-def test_a_command_names_the_stations_own_evse_id_and_expires(rig: HostRig) -> None:
+def test_a_command_names_the_stations_own_evse_id_and_expires(rig: ActorRig) -> None:
     ref = rig.evse(A)
     ref.tell(info_command(pykka.ThreadingFuture()))
     ref.ask(GetState(), timeout=WAIT_S)
@@ -657,44 +628,22 @@ def test_a_command_names_the_stations_own_evse_id_and_expires(rig: HostRig) -> N
     assert not published.retain
 
 
-def test_a_restart_fails_the_old_incarnations_pending_commands(rig: HostRig) -> None:
-    old = rig.evse(A)
-    pending: pykka.Future[Any] = pykka.ThreadingFuture()
-    old.tell(info_command(pending))
-    old.ask(GetState(), timeout=WAIT_S)
-    rig.bridge.flush()
-    assert len(rig.bridge.log.of_type(Publish)) == 1, "the command went to the bridge"
-
-    rig.evse(A)
-    with pytest.raises(ActorUnavailableError):
-        pending.get(timeout=WAIT_S)
-
-
 @pytest.mark.usefixtures("poisonable")
 def test_an_evse_actor_crashing_on_a_tell_ends_alone_and_the_supervisor_is_told(
-    rig: HostRig,
+    rig: ActorRig,
 ) -> None:
     a, b = rig.evse(A), rig.evse(B)
-    rig.host.tell(
-        ShardBatch(
-            items=[
-                (A, status(A, EvseStatus.AVAILABLE, 1)),
-                (B, status(B, EvseStatus.AVAILABLE, 2)),
-            ]
-        )
-    )
+    a.tell(EvseBatch(items=[status(A, EvseStatus.AVAILABLE, 1)]))
+    b.tell(EvseBatch(items=[status(B, EvseStatus.AVAILABLE, 2)]))
     last_good = a.ask(GetState(), timeout=WAIT_S)
     pending: pykka.Future[Any] = pykka.ThreadingFuture()
     a.tell(info_command(pending))
 
-    rig.host.tell(
-        ShardBatch(
-            items=[
-                (A, status(A, EvseStatus.PREPARING, POISON_SEQ)),
-                (B, status(B, EvseStatus.PREPARING, 3)),  # same batch, after the crash
-            ]
-        )
-    )
+    a.tell(EvseBatch(items=[status(A, EvseStatus.PREPARING, POISON_SEQ)]))
+    queued: pykka.Future[Any] = pykka.ThreadingFuture()
+    a.tell(EvseBatch(items=[info_command(queued)]))  # behind the crash in a's inbox
+    b.tell(EvseBatch(items=[status(B, EvseStatus.PREPARING, 3)]))
+
     crash = rig.supervisor.log.wait_for(EvseCrashed, "the supervisor to hear of the crash")
     assert crash.evse_id == A
     assert crash.last_state == last_good
@@ -702,30 +651,30 @@ def test_an_evse_actor_crashing_on_a_tell_ends_alone_and_the_supervisor_is_told(
     assert "simulated bug" in crash.error
     assert len(rig.supervisor.log.of_type(EvseCrashed)) == 1
 
-    assert not a.is_alive()
+    assert a.actor_stopped.wait(WAIT_S)
     with pytest.raises(pykka.ActorDeadError):
         a.ask(GetState(), timeout=WAIT_S)
     with pytest.raises(ActorUnavailableError):
         pending.get(timeout=WAIT_S)
+    with pytest.raises(ActorUnavailableError):
+        queued.get(timeout=WAIT_S)
 
-    assert rig.host.is_alive()
     assert b.is_alive()
     assert b.ask(GetState(), timeout=WAIT_S).status == EvseStatus.PREPARING
 
 
-def test_stopping_the_host_ends_every_evse_actor(rig: HostRig) -> None:
-    refs = [rig.evse(A), rig.evse(B)]
+def test_stopping_an_evse_actor_fails_its_pending_and_queued_commands(rig: ActorRig) -> None:
+    a = rig.evse(A)
     pending: pykka.Future[Any] = pykka.ThreadingFuture()
-    refs[0].tell(info_command(pending))
-    assert all(ref.ask(GetState(), timeout=WAIT_S) for ref in refs)
+    a.tell(info_command(pending))
+    a.ask(GetState(), timeout=WAIT_S)
 
-    rig.host.stop(timeout=WAIT_S)
+    a.stop(timeout=WAIT_S)
 
-    assert [ref.is_alive() for ref in refs] == [False, False]
+    assert not a.is_alive()
     with pytest.raises(ActorUnavailableError):
         pending.get(timeout=WAIT_S)
-    for ref in refs:
-        with pytest.raises(pykka.ActorDeadError):
-            ref.tell(GetState())
-        with pytest.raises(pykka.ActorDeadError):
-            ref.ask(GetState(), timeout=WAIT_S)
+    with pytest.raises(pykka.ActorDeadError):
+        a.tell(GetState())
+    with pytest.raises(pykka.ActorDeadError):
+        a.ask(GetState(), timeout=WAIT_S)

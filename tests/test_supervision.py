@@ -11,6 +11,7 @@ import pytest
 
 from actors.dashboard import DashboardSubscriber
 from actors.errors import ActorUnavailableError
+from actors.evse import EvseActor
 from actors.fleet_view import FleetView
 from actors.messages import GetEvseRef, GetState, Inbound
 from actors.protocol import (
@@ -157,3 +158,45 @@ def test_evse_crashing_past_the_restart_intensity_is_marked_faulted_and_operator
     # B is untouched and still alive.
     assert supervisor.ask(GetEvseRef(evse_id=B), timeout=5).is_alive()
     assert watcher.state(B).status == EvseStatus.AVAILABLE
+
+
+def test_ten_stations_of_two_evses_run_twenty_evse_actors_and_one_crash_touches_one(
+    poisonable: None,
+) -> None:
+    watcher = FleetWatcher()
+    subscriber = DashboardSubscriber.start(watcher)
+    supervisor = SupervisorActor.start(
+        bridge=None, fleet_view=FleetView(), subscribers=[subscriber]
+    )
+    try:
+        for n in range(10):
+            sid = StationId(f"ten-{n:02d}")
+            evses = tuple(EvseDescriptor(id=EvseId(e), max_power_w=22_000) for e in ("1", "2"))
+            station = StationDescriptor(id=sid, name=sid, lat=44.0, lon=11.0, evses=evses)
+            supervisor.tell(Inbound(message=StationBirth(station=station, ts=1)))
+        keys = [EvseId(f"ten-{n:02d}.{e}") for n in range(10) for e in ("1", "2")]
+        refs = {key: supervisor.ask(GetEvseRef(evse_id=key), timeout=5) for key in keys}
+
+        live = [ref for ref in pykka.ActorRegistry.get_by_class(EvseActor) if ref.is_alive()]
+        assert len(live) == 20
+        assert set(live) == set(refs.values())
+
+        victim = keys[7]
+        info = EvseInfo(evse_id=wire_id(victim), status=EvseStatus.AVAILABLE)
+        poison = StatusReport(station_id=StationId("ten-03"), info=info, seq=POISON_SEQ, ts=1)
+        supervisor.tell(Inbound(message=poison))
+        watcher.wait_for(
+            lambda: any(a.kind == "actor_restarted" for a in watcher.alerts), "the restart"
+        )
+        assert refs[victim].actor_stopped.wait(5)
+        restarted = supervisor.ask(GetEvseRef(evse_id=victim), timeout=5)
+        assert restarted.is_alive()
+        assert restarted is not refs[victim]
+        for key in keys:
+            if key != victim:
+                assert supervisor.ask(GetEvseRef(evse_id=key), timeout=5) is refs[key]
+                assert refs[key].is_alive()
+        live = [ref for ref in pykka.ActorRegistry.get_by_class(EvseActor) if ref.is_alive()]
+        assert len(live) == 20
+    finally:
+        pykka.ActorRegistry.stop_all()
