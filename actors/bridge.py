@@ -48,6 +48,7 @@ from actors.protocol import (
     UnsupportedVersion,
     parse,
 )
+from actors.routing import EvseRegistry, IngestRouter
 
 __all__ = [
     "BridgeStats",
@@ -65,9 +66,11 @@ SUBSCRIPTIONS = CSMS_SUBSCRIPTIONS
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Connect:
     """Start the paho loop, delivering parsed messages to ``target`` (in batches, through
-    :class:`~actors.messages.InboundReady`)."""
+    :class:`~actors.messages.InboundReady`), or, with a ``registry``, each EVSE's messages
+    straight to its actor and only the rest to ``target`` (:mod:`actors.routing`)."""
 
     target: pykka.ActorRef[Any]
+    registry: EvseRegistry | None = None
 
 
 @dataclass
@@ -108,6 +111,7 @@ class MqttBridgeActor(pykka.ThreadingActor):
         self._host, self._port = settings.host, settings.port
         self._keepalive = keepalive
         self._inbox: BatchInbox | None = None
+        self._router: IngestRouter | None = None
         self.stats = stats if stats is not None else BridgeStats()
         self.connected = connected if connected is not None else threading.Event()
         self._client_id = client_id
@@ -151,8 +155,10 @@ class MqttBridgeActor(pykka.ThreadingActor):
         match message:
             case Publish(topic=topic, payload=payload, retain=retain):
                 self._publish(topic, payload, retain)
-            case Connect(target=target):
+            case Connect(target=target, registry=registry):
                 self._inbox = BatchInbox(target)
+                if registry is not None:
+                    self._router = IngestRouter(registry, self._inbox)
                 if self._link is not None:
                     self._link.start()
                 else:
@@ -261,6 +267,9 @@ class MqttBridgeActor(pykka.ThreadingActor):
             return
         if not parsed:  # only malformed messages: they will never apply
             latch.release()
+            return
+        if self._router is not None:
+            self._router.route(parsed, latch)
             return
         try:
             self._inbox.put_many(parsed, latch)

@@ -56,6 +56,7 @@ from actors.protocol import (
     StatusReport,
     evse_key,
 )
+from actors.routing import EvseRegistry
 from actors.state_recorder import LastKnownEvse
 from actors.timers import Timers
 
@@ -95,12 +96,16 @@ class SupervisorActor(pykka.ThreadingActor):
         last_known: Sequence[LastKnownEvse] = (),
         reconcile_timeout_s: float = 10.0,
         session_writer: pykka.ActorRef[Any] | None = None,
+        registry: EvseRegistry | None = None,
     ) -> None:
-        """``last_known``: the stored states to rebuild the EVSE actors from (see
-        :meth:`on_start`); ``reconcile_timeout_s`` bounds their ``info`` round trips;
+        """``registry``: where it publishes each EVSE's live actor, read by the ingest
+        router and the gateway without an ``ask`` (:mod:`actors.routing`); ``last_known``:
+        the stored states to rebuild the EVSE actors from (see :meth:`on_start`);
+        ``reconcile_timeout_s`` bounds their ``info`` round trips;
         ``session_writer``: the subscriber that writes session rows, after whose write a
         batch that opens or closes a session counts as applied (:mod:`actors.acks`)."""
         super().__init__()
+        self._registry = registry
         self._outbox: dict[EvseId, tuple[pykka.ActorRef[Any], list[Any]]] = {}
         self._session_writer = session_writer
         self._touched: dict[EvseId, pykka.ActorRef[Any]] = {}
@@ -250,6 +255,28 @@ class SupervisorActor(pykka.ThreadingActor):
             self._route(inbound)
         except Exception:
             log.exception("Supervisor: failed to route %s; dropped", type(inbound).__name__)
+            if isinstance(inbound, StationBirth):
+                self._release(inbound.station.id)  # never leave its station held
+            elif isinstance(inbound, StationOffline):
+                self._release(inbound.station_id)
+
+    def _release(self, sid: StationId) -> None:
+        """The station's birth or offline is applied: what it implies goes to the actors
+        now, then the messages the router held behind it, in order (:mod:`actors.routing`)."""
+        registry = self._registry
+        if registry is None:
+            return
+        with registry.lock:
+            self._flush()
+            held = registry.take_held(sid)
+            if not held:
+                return
+            for item in held:
+                if isinstance(item, AppliedLatch):
+                    self._pass_latch(item)
+                else:
+                    self._route_safely(item)
+            self._flush()
 
     def _route(self, inbound: Any) -> None:
         match inbound:
@@ -297,6 +324,7 @@ class SupervisorActor(pykka.ThreadingActor):
             log.info("Station %s announced itself with %d EVSEs", station.id, len(station.evses))
         for early in self._early.pop(station.id, []):
             self._route(early)
+        self._release(station.id)
 
     def _refuse_version(self, refused: VersionRefused) -> None:
         """A station speaking another protocol version: told once per station and version."""
@@ -339,6 +367,8 @@ class SupervisorActor(pykka.ThreadingActor):
             if slot is None:
                 continue
             self._to_actor(slot, RetireEvse())
+            if self._registry is not None:
+                self._registry.remove(key)
             self._view.remove_evse(key)
             log.info("Station %s no longer has EVSE %s: retired", now.id, evse.id)
             self._broadcast(
@@ -354,6 +384,7 @@ class SupervisorActor(pykka.ThreadingActor):
     def _on_offline(self, offline: StationOffline, sid: StationId) -> None:
         station = self._stations.get(sid)
         if station is None:
+            self._release(sid)
             return
         self._view.set_online(sid, online=False)
         for evse in station.evses:
@@ -369,6 +400,7 @@ class SupervisorActor(pykka.ThreadingActor):
                 message=f"Station {sid} is offline ({offline.reason})",
             )
         )
+        self._release(sid)
 
     def _to_evse(self, sid: StationId, evse_id: EvseId, inbound: Any) -> None:
         if sid not in self._stations:
@@ -415,6 +447,8 @@ class SupervisorActor(pykka.ThreadingActor):
 
     def _start(self, slot: _Slot) -> None:
         slot.ref = self._start_actor(slot.state)
+        if self._registry is not None:
+            self._registry.put(slot.state.evse_id, slot.ref)
 
     def _on_crash(self, crash: EvseCrashed) -> None:
         slot = self._slots.get(crash.evse_id)
@@ -453,6 +487,8 @@ class SupervisorActor(pykka.ThreadingActor):
     def _give_up(self, slot: _Slot, last_state: EvseState, error: str) -> None:
         slot.given_up = True
         slot.ref = None
+        if self._registry is not None:
+            self._registry.remove(last_state.evse_id)
         slot.state, _ = transition(last_state, MarkFaulted(reason=error))
         message = (
             f"EVSE {last_state.evse_id} crashed {self._max_restarts + 1} times within "

@@ -40,6 +40,7 @@ from actors.protocol import (
     RejectReason,
 )
 from actors.reservations import ReservationActor
+from actors.routing import EvseRegistry
 from actors.session_recorder import SessionRecorder
 from actors.sessions import LiveFeed, Notifier, SessionOwner, SessionOwners
 from actors.state_recorder import LastKnownEvse, StateRecorder, last_known_fleet
@@ -103,6 +104,8 @@ class CsmsSystem:
         self.config = config
         self.view = FleetView()
         self.bridge_stats = BridgeStats()
+        self.registry = EvseRegistry()
+        """EVSE key -> live EVSE actor: the ingest router's and :meth:`evse_ref`'s map."""
         self.mqtt_connected = threading.Event()
         self._timers: Timers | None = None
         self._refs: list[pykka.ActorRef[Any]] = []
@@ -247,9 +250,10 @@ class CsmsSystem:
                 last_known=last_known,
                 reconcile_timeout_s=self.config.command_timeout_s,
                 session_writer=session_writer,
+                registry=self.registry,
             )
             self._refs.append(self.supervisor)
-            bridge.tell(Connect(target=self.supervisor))
+            bridge.tell(Connect(target=self.supervisor, registry=self.registry))
         except BaseException:
             self.stop()
             raise
@@ -276,8 +280,13 @@ class CsmsSystem:
     # ------------------------------------------------------------------ Csms interface
 
     def evse_ref(self, evse_id: str, timeout_s: float = 5.0) -> pykka.ActorRef[Any]:
+        """The EVSE's live actor, from the registry (no ``ask``); the supervisor says why
+        there is none (unknown, out of service)."""
         if self.supervisor is None:
             raise ActorUnavailableError("the CSMS is not running")
+        known = self.registry.get(evse_id)
+        if known is not None and known.is_alive():
+            return known
         try:
             ref = cast(
                 "pykka.ActorRef[Any]",
