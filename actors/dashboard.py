@@ -21,7 +21,13 @@ from typing import Any
 import pykka
 
 from actors.acks import AppliedLatch
-from actors.messages import EvseChanged, EvseChangedBatch, OperatorAlert, StationChanged
+from actors.messages import (
+    EvseChanged,
+    EvseChangedBatch,
+    InboundReady,
+    OperatorAlert,
+    StationChanged,
+)
 
 __all__ = ["DashboardSubscriber", "EvseListener", "ListenerTimer"]
 
@@ -78,14 +84,40 @@ class DashboardSubscriber(pykka.ThreadingActor):
             log.exception("dashboard listener failed to detach")
 
     def on_receive(self, message: Any) -> None:
+        if isinstance(message, InboundReady):  # the EVSE actors' shared inbox: one burst
+            self._take(message.inbox.take())
+            return
         if isinstance(message, AppliedLatch):  # what came before it is written
             message.release()
             return
+        self._dispatch(message)
+        self._batch_done()
+
+    def _take(self, items: list[Any]) -> None:
+        """A burst from many EVSE actors, in the order they queued it: one ``batch_done``
+        for all of it (one write), except that a latch is released only after the write
+        of what came before it."""
+        unwritten = False
+        for item in items:
+            if isinstance(item, AppliedLatch):
+                if unwritten:
+                    self._batch_done()
+                    unwritten = False
+                item.release()
+            else:
+                self._dispatch(item)
+                unwritten = True
+        if unwritten:
+            self._batch_done()
+
+    def _dispatch(self, message: Any) -> None:
         if isinstance(message, EvseChangedBatch):
             for event in message.events:  # one failing event must not cost the others
                 self._receive(event)
         else:
             self._receive(message)
+
+    def _batch_done(self) -> None:
         try:
             self.listener.batch_done()
         except Exception:

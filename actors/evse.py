@@ -39,6 +39,7 @@ from actors.evse_state import (
     transition,
 )
 from actors.fleet_view import FleetView
+from actors.inbox import BatchInbox
 from actors.messages import (
     CommandOutcome,
     CommandTimedOut,
@@ -191,16 +192,19 @@ class EvseActor(pykka.ThreadingActor):
         state: EvseState,
         *,
         bridge: pykka.ActorRef[Any] | None,
-        supervisor: pykka.ActorRef[Any] | None,
-        subscribers: Sequence[pykka.ActorRef[Any]] = (),
+        supervisor: Sink | None,
+        subscribers: Sequence[Sink] = (),
         timers: Timers | None = None,
         correlation_ids: Callable[[], CorrelationId] = new_correlation_id,
         clock_ms: Callable[[], int] | None = None,
         observe_command: Callable[[CommandName, float | None], None] | None = None,
         view: FleetView | None = None,
-        session_writer: pykka.ActorRef[Any] | None = None,
+        session_writer: Sink | None = None,
     ) -> None:
-        """``observe_command(command, seconds)`` gets each command's round trip (``None``: it
+        """``supervisor``, ``subscribers`` and ``session_writer`` are actor refs or, shared
+        by every EVSE actor, a :class:`~actors.inbox.BatchInbox` in front of each (what the
+        supervisor passes: a subscriber then wakes once per burst, not once per EVSE);
+        ``observe_command(command, seconds)`` gets each command's round trip (``None``: it
         timed out), on this actor's thread (the metrics); ``session_writer``: see
         :meth:`_release_latches`."""
         super().__init__()
@@ -258,13 +262,14 @@ class EvseActor(pykka.ThreadingActor):
         self._end(ActorUnavailableError(f"EVSE {self.evse_id} restarting"))
         if self._supervisor is not None:
             with contextlib.suppress(pykka.ActorDeadError):
-                self._supervisor.tell(
+                _deliver(
+                    self._supervisor,
                     EvseCrashed(
                         evse_id=self.evse_id,
                         last_state=self.evse.state,
                         error=f"{exception_type.__name__}: {exception_value}",
                         actor_urn=self.actor_urn,
-                    )
+                    ),
                 )
 
     def on_stop(self) -> None:
@@ -370,7 +375,7 @@ class EvseActor(pykka.ThreadingActor):
     def _alert(self, alert: OperatorAlert) -> None:
         for subscriber in list(self._subscribers):
             with contextlib.suppress(pykka.ActorDeadError):
-                subscriber.tell(alert)
+                _deliver(subscriber, alert)
 
     def _fan_out(self) -> None:
         """One batch per subscriber; the supervisor hears only of status/session changes
@@ -381,11 +386,12 @@ class EvseActor(pykka.ThreadingActor):
         if self._supervisor is not None:
             notable = changed if self._view is None else tuple(filter(_notable, changed))
             if notable:
-                self._supervisor.tell(EvseChangedBatch(events=notable))
+                with contextlib.suppress(pykka.ActorDeadError):
+                    _deliver(self._supervisor, EvseChangedBatch(events=notable))
         batch = EvseChangedBatch(events=changed)
         for subscriber in list(self._subscribers):
             try:
-                subscriber.tell(batch)
+                _deliver(subscriber, batch)
             except pykka.ActorDeadError:
                 log.info("dropping dead subscriber %s", subscriber)
                 self._subscribers.remove(subscriber)
@@ -406,7 +412,7 @@ class EvseActor(pykka.ThreadingActor):
         if writer is not None and any(map(_opens_or_closes_a_session, changed)):
             try:
                 while latches:
-                    writer.tell(latches[0])
+                    _deliver(writer, latches[0])
                     latches.pop(0)
             except pykka.ActorDeadError:
                 log.warning("the session writer is gone; acknowledging without its write")
@@ -483,6 +489,18 @@ def _fail_commands_in(message: Any, evse_id: EvseId) -> None:
         if isinstance(item, SendCommand):
             error = ActorUnavailableError(f"EVSE {evse_id} is restarting; try again")
             item.reply.set_exception((ActorUnavailableError, error, None))
+
+
+Sink = pykka.ActorRef[Any] | BatchInbox
+"""Where an EVSE actor sends its events: an actor, or a batch inbox in front of one."""
+
+
+def _deliver(sink: Sink, item: Any) -> None:
+    """``tell`` ``item``, or queue it in the shared inbox (raises ``ActorDeadError``)."""
+    if isinstance(sink, BatchInbox):
+        sink.put(item)
+    else:
+        sink.tell(item)
 
 
 def _tell_timeout(actor: pykka.ActorRef[Any], cid: CorrelationId) -> None:

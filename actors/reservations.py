@@ -22,7 +22,7 @@ import pykka
 
 from actors.evse_state import SESSION_STATUSES, EvseState
 from actors.fleet_view import FleetView
-from actors.messages import EvseChanged, EvseChangedBatch
+from actors.messages import EvseChanged, EvseChangedBatch, InboundReady
 from actors.protocol import EvseStatus
 from actors.sessions import Notifier, SessionOwners
 from actors.timers import Timers
@@ -134,6 +134,9 @@ class ReservationActor(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:
         """Runs on the reservation actor's thread."""
         match message:
+            case InboundReady(inbox=inbox):  # the EVSE actors' shared inbox: one burst
+                for item in inbox.take():
+                    self.on_receive(item)
             case EvseChangedBatch(events=events):
                 for event in events:
                     self._evse_changed(event.state)

@@ -30,6 +30,7 @@ from actors.errors import ActorUnavailableError, UnknownEvseError
 from actors.evse import EvseActor, EvseBatch, RetireEvse, new_correlation_id
 from actors.evse_state import EvseState, MarkFaulted, StationWentOffline, transition
 from actors.fleet_view import FleetView
+from actors.inbox import BatchInbox
 from actors.messages import (
     EvseChanged,
     EvseChangedBatch,
@@ -106,6 +107,14 @@ class SupervisorActor(pykka.ThreadingActor):
         batch that opens or closes a session counts as applied (:mod:`actors.acks`)."""
         super().__init__()
         self._registry = registry
+        # Every EVSE actor queues its events for a subscriber in one shared inbox, so the
+        # subscriber wakes once per burst (actors.inbox), not once per EVSE actor.
+        self._feeds = [BatchInbox(subscriber) for subscriber in subscribers]
+        self._writer_feed = next(
+            (f for f, s in zip(self._feeds, subscribers, strict=True) if s is session_writer),
+            BatchInbox(session_writer) if session_writer is not None else None,
+        )
+        self._own_feed = BatchInbox(self.actor_ref)
         self._outbox: dict[EvseId, tuple[pykka.ActorRef[Any], list[Any]]] = {}
         self._session_writer = session_writer
         self._touched: dict[EvseId, pykka.ActorRef[Any]] = {}
@@ -202,13 +211,13 @@ class SupervisorActor(pykka.ThreadingActor):
         return EvseActor.start(
             state,
             bridge=self._bridge,
-            supervisor=self.actor_ref,
-            subscribers=self._subscribers,
+            supervisor=self._own_feed,
+            subscribers=self._feeds,
             timers=self._timers,
             correlation_ids=self._correlation_ids,
             observe_command=self._observe_command,
             view=self._view,
-            session_writer=self._session_writer,
+            session_writer=self._writer_feed,
         )
 
     def _to_actor(self, slot: _Slot, item: Any) -> None:
@@ -288,6 +297,11 @@ class SupervisorActor(pykka.ThreadingActor):
                 self._to_evse(sid, info.evse_id, inbound)
             case VersionRefused() as refused:
                 self._refuse_version(refused)
+            case EvseChangedBatch(events=events):  # from the EVSE actors' shared inbox
+                for event in events:
+                    self._remember(event.state)
+            case EvseCrashed() as crash:
+                self._on_crash(crash)
             case (
                 MeterValues(station_id=sid, evse_id=evse_id)
                 | CommandReply(station_id=sid, evse_id=evse_id)
