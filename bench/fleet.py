@@ -3,12 +3,13 @@
 Each measurement runs in a fresh subprocess (``python -m bench.fleet KIND N``) so RSS is
 the process's own (``VmRSS`` of ``/proc/self/status``):
 
-- ``evse``: a :class:`actors.supervisor.SupervisorActor` (no bridge, no subscribers; its
-  default 4 :class:`actors.evse.EvseHost` threads) is fed ``StationBirth`` messages for N/2
-  stations x 2 EVSEs; started = the time until a query queued behind the births is answered
-  and the last EVSE actor answers ``GetState``;
+- ``evse``: a :class:`actors.supervisor.SupervisorActor` (no bridge, no subscribers) is fed
+  ``StationBirth`` messages for N/2 stations x 2 EVSEs, so it starts N
+  :class:`actors.evse.EvseActor` s (one Pykka actor, one thread, each); started = the time
+  until a query queued behind the births is answered and the last EVSE actor answers
+  ``GetState``;
 - ``bare``: N bare :class:`pykka.ThreadingActor` s (daemon threads), started one by one: the
-  cost of the one-thread-per-EVSE design this replaced (see ``docs/performance.md``).
+  floor of one thread per actor.
 
 ``--quick`` measures the same sizes with a shorter idle window.
 
@@ -64,7 +65,14 @@ def measure(kind: str, n: int, idle_s: float) -> dict[str, Any]:
 
     from actors.fleet_view import FleetView
     from actors.messages import GetEvseRef, GetState, Inbound
-    from actors.protocol import EvseDescriptor, EvseId, StationBirth, StationDescriptor, StationId
+    from actors.protocol import (
+        EvseDescriptor,
+        EvseId,
+        StationBirth,
+        StationDescriptor,
+        StationId,
+        evse_key,
+    )
     from actors.supervisor import SupervisorActor
 
     class Bare(pykka.ThreadingActor):
@@ -76,7 +84,7 @@ def measure(kind: str, n: int, idle_s: float) -> dict[str, Any]:
     births = []
     for s in range(n // 2):
         sid = StationId(f"st{s:06d}")
-        evses = tuple(EvseDescriptor(id=EvseId(f"{sid}-{j}")) for j in (1, 2))
+        evses = tuple(EvseDescriptor(id=EvseId(str(j))) for j in (1, 2))
         station = StationDescriptor(id=sid, name=sid, lat=45.0, lon=9.0, evses=evses)
         births.append(StationBirth(station=station, ts=1))
     rss0 = _rss_mib()
@@ -86,7 +94,8 @@ def measure(kind: str, n: int, idle_s: float) -> dict[str, Any]:
         sup = SupervisorActor.start(bridge=None, fleet_view=FleetView())
         for birth in births:
             sup.tell(Inbound(message=birth))
-        last: Any = sup.ask(GetEvseRef(evse_id=EvseId(f"st{n // 2 - 1:06d}-2")), timeout=600)
+        last_key = evse_key(f"st{n // 2 - 1:06d}", "2")
+        last: Any = sup.ask(GetEvseRef(evse_id=last_key), timeout=600)
         last.ask(GetState(), timeout=60)
     else:
         refs = [Bare.start() for _ in range(n)]
@@ -99,17 +108,20 @@ def measure(kind: str, n: int, idle_s: float) -> dict[str, Any]:
     idle0 = time.perf_counter()
     time.sleep(idle_s)
     idle_cpu_pct = 100 * (_cpu_s() - cpu1) / (time.perf_counter() - idle0)
+    threads = _threads()
+    rss = _rss_mib()
+    pykka.ActorRegistry.stop_all()  # EVSE actors run on non-daemon threads
     return {
         "kind": kind,
         "actors": n,
         "started_s": round(started_s, 3),
         "start_cpu_s": round(start_cpu, 3),
-        "rss_mib": round(_rss_mib(), 1),
+        "rss_mib": round(rss, 1),
         "rss_started_mib": round(rss_started, 1),
         "rss_before_mib": round(rss0, 1),
         "kib_per_actor": round((rss_started - rss0) * 1024 / n, 1),
         "idle_cpu_pct": round(idle_cpu_pct, 2),
-        "threads": _threads(),
+        "threads": threads,
     }
 
 
