@@ -22,7 +22,8 @@ if TYPE_CHECKING:
         SmartchargeError,
         UnknownEvseError,
     )
-    from actors.evse import Evse, EvseActor
+    from actors.evse import EvseActor
+    from actors.evse_logic import Evse
     from actors.evse_state import EvseState, transition
     from actors.fleet_view import EvseView, FleetView, StationView
     from actors.messages import CommandOutcome, EvseChanged, OperatorAlert, StationChanged
@@ -37,7 +38,7 @@ _EXPORTS = {
     "CsmsConfig": "actors.system",
     "CsmsSystem": "actors.system",
     "DashboardSubscriber": "actors.dashboard",
-    "Evse": "actors.evse",
+    "Evse": "actors.evse_logic",
     "EvseActor": "actors.evse",
     "EvseChanged": "actors.messages",
     "EvseListener": "actors.dashboard",

@@ -1,47 +1,53 @@
 """One Pykka actor per EVSE: the EVSE's own middleware.
 
-:class:`Evse` is the plain logic (state machine + pending commands, no threads).
-:class:`EvseActor` is the EVSE's actor (a :class:`pykka.ThreadingActor`): it owns its
-``Evse``, takes the station's messages for this EVSE in order (the supervisor hands it one
-:class:`EvseBatch` per drained burst), sends its commands, and routes what changed to the
-dashboard subscriber actors and the supervisor. It fails alone: an exception while it
-handles a ``tell`` stops this actor only (its pending and queued commands fail at once), the
-supervisor is told with :class:`~actors.messages.EvseCrashed` and starts a new actor from
-the last state; an exception in an ``ask`` goes back to the caller, as always in Pykka.
+:class:`~actors.evse_logic.Evse` is the whole behaviour as a pure step (state machine,
+commands, time-outs; no threads, no clock). :class:`EvseActor` is the EVSE's actor (a
+:class:`pykka.ThreadingActor`): it owns its ``Evse`` and applies the effects its steps
+return; it takes the station's messages for this EVSE in order (one :class:`EvseBatch` per
+burst, from the ingest router or the supervisor), sends its commands, and routes what
+changed to the dashboard subscriber actors and the supervisor. It fails alone: an exception
+while it handles a ``tell`` stops this actor only (its pending and queued commands fail at
+once), the supervisor is told with :class:`~actors.messages.EvseCrashed` and starts a new
+actor from the last state; an exception in an ``ask`` goes back to the caller, as in Pykka.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pykka
 
 from actors.acks import AppliedLatch
-from actors.errors import ActorUnavailableError, CommandTimeoutError, UnknownEvseError
+from actors.errors import ActorUnavailableError, UnknownEvseError
+from actors.evse_logic import (
+    Alert,
+    CancelTimer,
+    Effect,
+    Evse,
+    Observe,
+    Reject,
+    Resolve,
+    SendRequest,
+    StartTimer,
+    TimedOut,
+    new_correlation_id,
+)
 from actors.evse_state import (
-    SESSION_STATUSES,
-    EvseEvent,
     EvseState,
     Ignored,
-    Inconsistent,
-    MeterReset,
     SessionClosed,
     SessionOpened,
     StateChanged,
-    StationCameOnline,
-    StationWentOffline,
-    transition,
 )
 from actors.fleet_view import FleetView
 from actors.inbox import BatchInbox
 from actors.messages import (
-    CommandOutcome,
     CommandTimedOut,
     EvseChanged,
     EvseChangedBatch,
@@ -53,20 +59,8 @@ from actors.messages import (
 )
 from actors.protocol import (
     CommandName,
-    CommandReply,
-    CommandRequest,
     CorrelationId,
     EvseId,
-    EvseStatus,
-    MeterValues,
-    RejectReason,
-    SessionId,
-    StartArgs,
-    StationBirth,
-    StationOffline,
-    StatusReport,
-    StopArgs,
-    args_dict,
     encode,
 )
 from actors.timers import TimerHandle, Timers
@@ -80,91 +74,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-def new_correlation_id() -> CorrelationId:
-    return CorrelationId(uuid.uuid4().hex)
-
-
-@dataclass
-class _Pending:
-    command: CommandName
-    reply: pykka.Future[Any]
-    timer: TimerHandle | None
-    sent_at: float = 0.0
-    args: Any = None
-    """The command's typed arguments (a timed-out start's session is remembered)."""
-    """``time.monotonic()`` when the request went to the bridge (the round trip's start)."""
-
-
-@dataclass
-class Evse:
-    """The logic of one EVSE, free of threads: feed it events, read what to do."""
-
-    state: EvseState
-    pending: dict[CorrelationId, _Pending] = field(default_factory=dict)
-    ignored: int = 0
-    abandoned: dict[SessionId, None] = field(default_factory=dict)
-    """Sessions whose ``start`` timed out: the driver was told it did not start, so if the
-    station reports one of them running after all, the CSMS stops it (oldest dropped
-    first past :data:`_MAX_ABANDONED`)."""
-
-    def apply(self, event: EvseEvent) -> EvseChanged | None:
-        """Run the pure transition; return the event to fan out, if anything changed."""
-        self.state, effects = transition(self.state, event)
-        changed = False
-        for effect in effects:
-            if isinstance(effect, Ignored):
-                self.ignored += 1
-                log.warning("Evse %s ignored a report: %s", self.state.evse_id, effect.why)
-            else:
-                changed = True
-        return EvseChanged(state=self.state, effects=effects) if changed else None
-
-    def complete(self, reply: CommandReply) -> None:
-        """Resolve the caller's future for a reply (unknown or late replies are dropped)."""
-        pending = self.pending.pop(reply.id, None)
-        if pending is None:
-            log.info(
-                "Evse %s: reply %s matches no pending command (late?)", self.state.evse_id, reply.id
-            )
-            return
-        if pending.timer is not None:
-            pending.timer.cancel()
-        pending.reply.set(
-            CommandOutcome(
-                command=reply.command,
-                accepted=reply.accepted,
-                reason=reply.reason,
-                info=reply.info,
-                state=self.state,
-            )
-        )
-
-    def abandon(self, session_id: SessionId) -> None:
-        self.abandoned[session_id] = None
-        while len(self.abandoned) > _MAX_ABANDONED:
-            del self.abandoned[next(iter(self.abandoned))]
-
-    def running_abandoned(self) -> SessionId | None:
-        """A session the station runs although its start was given up on (then forgotten)."""
-        state = self.state
-        sid = state.session_id
-        running = state.status in SESSION_STATUSES or state.status is EvseStatus.PREPARING
-        if sid is None or not running or sid not in self.abandoned:
-            return None
-        del self.abandoned[sid]
-        return sid
-
-    def fail_all(self, error: Exception) -> None:
-        for pending in self.pending.values():
-            if pending.timer is not None:
-                pending.timer.cancel()
-            pending.reply.set_exception((type(error), error, None))
-        self.pending.clear()
-
-
-_MAX_ABANDONED = 64
 
 
 # ---------------------------------------------------------------------- messages
@@ -208,7 +117,8 @@ class EvseActor(pykka.ThreadingActor):
         timed out), on this actor's thread (the metrics); ``session_writer``: see
         :meth:`_release_latches`."""
         super().__init__()
-        self.evse = Evse(state=state)
+        self.evse = Evse(state=state, new_id=correlation_ids)
+        self._timer_handles: dict[CorrelationId, TimerHandle] = {}
         self.evse_id = state.evse_id
         self._changed: list[EvseChanged] = []
         self._observe_command = observe_command
@@ -217,7 +127,6 @@ class EvseActor(pykka.ThreadingActor):
         self._supervisor = supervisor
         self._subscribers = list(subscribers)
         self._timers = timers
-        self._correlation_ids = correlation_ids
         self._clock_ms = clock_ms or _wall_ms
         self._session_writer = session_writer
         self._latches: list[AppliedLatch] = []
@@ -244,17 +153,16 @@ class EvseActor(pykka.ThreadingActor):
         match message:
             case AppliedLatch():
                 self._latches.append(message)
-            case SendCommand() as command:
-                self._send(command)
             case CommandTimedOut(correlation_id=cid):
-                self._time_out(cid)
+                self._step(TimedOut(cid))
             case GetState():
                 return self.evse.state
             case RetireEvse():
-                self.evse.fail_all(UnknownEvseError(f"EVSE {self.evse_id} was retired"))
+                retired = UnknownEvseError(f"EVSE {self.evse_id} was retired")
+                self._apply(self.evse.fail_all(retired))
                 self.stop()
             case _:
-                self._on_inbound(message)
+                self._step(message)
         return None
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
@@ -278,7 +186,7 @@ class EvseActor(pykka.ThreadingActor):
     def _end(self, error: Exception) -> None:
         """Fail the pending commands, and those still queued: Pykka answers the asks left in
         a stopped actor's inbox, not the replies a command carries inside a ``tell``."""
-        self.evse.fail_all(error)
+        self._apply(self.evse.fail_all(error))
         kept = []
         while not self.actor_inbox.empty():  # this thread is the only reader: get() won't block
             envelope = self.actor_inbox.get()
@@ -287,77 +195,44 @@ class EvseActor(pykka.ThreadingActor):
         for envelope in kept:  # Pykka's teardown answers the asks among them
             self.actor_inbox.put(envelope)
 
-    # ------------------------------------------------------------------ station messages
+    # ------------------------------------------------------------------ effects
 
-    def _on_inbound(self, inbound: Any) -> None:
-        event: EvseEvent
-        match inbound:
-            case CommandReply(id=cid) if cid not in self.evse.pending:
-                # No command of ours (forged, or late after its time-out): its info stands
-                # outside the (epoch, seq) order, so it must not open a session or move a status.
-                self.evse.ignored += 1
-                log.warning("Evse %s: reply %s matches no pending command", self.evse_id, cid)
-                return
-            case StatusReport() | MeterValues() | CommandReply():
-                event = inbound
-            case StationBirth(ts=ts, epoch=epoch, station=station):
-                local = self.evse.state.local_id
-                descriptor = next((e for e in station.evses if e.id == local), None)
-                event = StationCameOnline(ts=ts, epoch=epoch, descriptor=descriptor)
-            case StationOffline(ts=ts, reason=reason):
-                event = StationWentOffline(ts=ts, reason=reason)
-            case _:
-                log.warning("Evse %s: unexpected inbound %r", self.evse_id, inbound)
-                return
-        evse = self.evse
-        changed = evse.apply(event)
-        if changed is not None:
-            if self._view is not None:  # the read model first: whoever hears of it can read it
-                self._view.put_evse(changed.state)
-            self._changed.append(changed)
-            for effect in changed.effects:
-                if isinstance(effect, MeterReset):
-                    self._meter_reset(effect)
-                elif isinstance(effect, Inconsistent):
-                    self._inconsistent(effect)
-        if isinstance(inbound, CommandReply):
-            waiting = evse.pending.get(inbound.id)
-            if waiting is not None and self._observe_command is not None:  # before the caller runs
-                self._observe_command(waiting.command, time.monotonic() - waiting.sent_at)
-            evse.complete(inbound)
-        late = evse.running_abandoned()
-        if late is not None:
-            self._stop_late_session(late)
+    def _step(self, message: Any) -> None:
+        self._apply(self.evse.step(message, self._clock_ms()))
 
-    def _meter_reset(self, reset: MeterReset) -> None:
-        state = self.evse.state
-        message = (
-            f"EVSE {state.evse_id}: energy register went back from {reset.before_wh:.0f} Wh "
-            f"to {reset.after_wh:.0f} Wh (meter reset); the session's energy carries on"
-        )
-        self._alert_about(state, "meter_reset", message)
-
-    def _inconsistent(self, effect: Inconsistent) -> None:
-        state = self.evse.state
-        message = f"EVSE {state.evse_id}: {effect.why} (applied: the station is the authority)"
-        self._alert_about(state, "inconsistent_report", message)
-
-    def _stop_late_session(self, session_id: SessionId) -> None:
-        """The station started a session after the CSMS stopped waiting for that start: the
-        driver was told it failed, so it is stopped, and recorded with no driver."""
-        state = self.evse.state
-        message = (
-            f"EVSE {state.evse_id} started session {session_id} after its start timed out; "
-            "stopping it (nobody is charged)"
-        )
-        stop = SendCommand(
-            command=CommandName.STOP,
-            args=StopArgs(session_id=session_id),
-            reply=pykka.ThreadingFuture(),
-            timeout_s=10.0,
-        )
-        self._send(stop)
-        self._alert_about(state, "late_session_stopped", message)
+    def _apply(self, effects: Sequence[Effect]) -> None:
+        """Carry out what the logic decided, in order (:mod:`actors.evse_logic`)."""
+        for effect in effects:
+            match effect:
+                case EvseChanged():
+                    if self._view is not None:  # the read model first: whoever hears can read
+                        self._view.put_evse(effect.state)
+                    self._changed.append(effect)
+                case SendRequest(request=request):
+                    if self._bridge is None:
+                        self._step(TimedOut(request.id))
+                        continue
+                    topic, payload, retain = encode(request)
+                    log.info("Evse %s: sending %s (%s)", self.evse_id, request.command, request.id)
+                    self._bridge.tell(Publish(topic=topic, payload=payload, retain=retain))
+                case StartTimer(correlation_id=cid, after_s=after_s):
+                    if self._timers is not None:
+                        self._timer_handles[cid] = self._timers.call_later(
+                            after_s, functools.partial(_tell_timeout, self.actor_ref, cid)
+                        )
+                case CancelTimer(correlation_id=cid):
+                    handle = self._timer_handles.pop(cid, None)
+                    if handle is not None:
+                        handle.cancel()
+                case Resolve(reply=reply, outcome=outcome):
+                    reply.set(outcome)
+                case Reject(reply=reply, error=error):
+                    reply.set_exception((type(error), error, None))
+                case Observe(command=command, seconds=seconds):
+                    if self._observe_command is not None:
+                        self._observe_command(command, seconds)
+                case Alert(kind=kind, message=text):
+                    self._alert_about(self.evse.state, kind, text)
 
     def _alert_about(self, state: EvseState, kind: str, message: str) -> None:
         """Log ``message`` and tell every subscriber, as an operator alert about this EVSE."""
@@ -418,68 +293,6 @@ class EvseActor(pykka.ThreadingActor):
                 log.warning("the session writer is gone; acknowledging without its write")
         for latch in latches:
             latch.release()
-
-    # ------------------------------------------------------------------ commands
-
-    def _send(self, command: SendCommand) -> None:
-        state = self.evse.state
-        if not state.reachable:
-            # Never queued in the station's session to run when it reconnects: refused now.
-            command.reply.set(
-                CommandOutcome(
-                    command=command.command,
-                    accepted=False,
-                    reason=RejectReason.OFFLINE,
-                    info=None,
-                    state=state,
-                )
-            )
-            return
-        cid = self._correlation_ids()
-        now = self._clock_ms()
-        request = CommandRequest(
-            station_id=state.station_id,
-            id=cid,
-            command=command.command,
-            evse_id=state.local_id,
-            expires_at=now + int(command.timeout_s * 1000),
-            args=args_dict(command.args),
-            ts=now,
-        )
-        topic, payload, retain = encode(request)
-        timer = None
-        if self._timers is not None:
-            me = self.actor_ref
-            timer = self._timers.call_later(command.timeout_s, lambda: _tell_timeout(me, cid))
-        self.evse.pending[cid] = _Pending(
-            command=command.command,
-            reply=command.reply,
-            timer=timer,
-            sent_at=time.monotonic(),
-            args=command.args,
-        )
-        if self._bridge is None:
-            self._time_out(cid)
-            return
-        log.info("Evse %s: sending %s (%s)", state.evse_id, command.command, cid)
-        self._bridge.tell(Publish(topic=topic, payload=payload, retain=retain))
-
-    def _time_out(self, cid: CorrelationId) -> None:
-        evse = self.evse
-        pending = evse.pending.pop(cid, None)
-        if pending is None:
-            return
-        if pending.timer is not None:
-            pending.timer.cancel()
-        error = CommandTimeoutError(
-            f"station {evse.state.station_id} did not answer {pending.command} "
-            f"for EVSE {evse.state.evse_id} in time"
-        )
-        if self._observe_command is not None:
-            self._observe_command(pending.command, None)
-        if isinstance(pending.args, StartArgs):
-            evse.abandon(pending.args.session_id)
-        pending.reply.set_exception((CommandTimeoutError, error, None))
 
 
 def _fail_commands_in(message: Any, evse_id: EvseId) -> None:
