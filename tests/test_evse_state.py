@@ -1,7 +1,10 @@
-"""The pure EVSE transition function, and the real EvseActor, against a small model.
+"""The EVSE's pure step, and the real EvseActor, against a small model of their own.
 
-Both state machines share the rules (the model and the generated station reports);
-only how an event reaches the system under test differs.
+Both state machines share the rules (the model, the generated station reports and the
+commands a driver sends, answered, refused, late or never); only how a message reaches the
+system under test differs. The model is written from the protocol document, not from the
+code: it imports neither the transition table nor ``is_legal``; time is a manual clock, and
+time-outs are messages the test sends (no timer runs).
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from actors.errors import CommandTimeoutError
 from actors.evse import EvseActor, EvseBatch
+from actors.evse_logic import Evse, Reject, Resolve, SendRequest, TimedOut
 from actors.evse_state import (
-    SESSION_STATUSES,
-    TRANSITIONS,
     EvseState,
     Ignored,
     MeterReset,
@@ -27,25 +30,46 @@ from actors.evse_state import (
     StationWentOffline,
     transition,
 )
-from actors.messages import GetState
+from actors.messages import (
+    CommandOutcome,
+    CommandTimedOut,
+    EvseChanged,
+    GetState,
+    Publish,
+    SendCommand,
+)
 from actors.protocol import (
+    CommandName,
+    CommandReply,
+    CommandRequest,
+    CorrelationId,
     EvseDescriptor,
     EvseId,
     EvseInfo,
     EvseStatus,
     MeterValues,
     SessionId,
+    StartArgs,
     StationBirth,
     StationDescriptor,
     StationId,
     StationOffline,
     StatusReport,
     evse_key,
+    parse,
 )
 
 SID, EID = StationId("st-001"), EvseId("1")
 KEY = evse_key(SID, EID)
 STATION_STATUSES = [s for s in EvseStatus if s is not EvseStatus.OFFLINE]
+# From docs/protocol.md (section 5.3), not from the code under test: a session is open while
+# the EVSE charges or is suspended, and these statuses must name it.
+MODEL_SESSION_STATUSES = {
+    EvseStatus.CHARGING,
+    EvseStatus.SUSPENDED_EV,
+    EvseStatus.SUSPENDED_EVSE,
+}
+WAIT_S = 5.0
 
 
 def fresh_state() -> EvseState:
@@ -63,6 +87,16 @@ class _Model:
         self.epoch = -1
         self.seq = -1
         self.resets = 0
+        self.online = False
+        self.pending: dict[str, tuple[CommandName, pykka.Future[Any] | None, Any]] = {}
+        """Commands sent and not yet answered nor timed out, oldest first."""
+        self.timed_out: list[str] = []
+        self.abandoned: set[SessionId] = set()
+        """Starts that timed out: if the station runs one anyway, the CSMS stops it."""
+
+    @property
+    def reachable(self) -> bool:
+        return self.online or self.status is not EvseStatus.OFFLINE
 
 
 class EvseRules(RuleBasedStateMachine):
@@ -75,11 +109,24 @@ class EvseRules(RuleBasedStateMachine):
         self.epoch = 0
         self.next_seq = 0
         self.sessions = 0
+        self.commands = 0
 
     def deliver(self, event: Any) -> EvseState:
         raise NotImplementedError
 
     def current(self) -> EvseState:
+        raise NotImplementedError
+
+    def send(self, command: SendCommand) -> None:
+        """Hand a driver's command to the system under test."""
+        raise NotImplementedError
+
+    def time_out(self, cid: str) -> None:
+        """The command's timer fires (the test is the clock)."""
+        raise NotImplementedError
+
+    def requests(self) -> list[CommandRequest]:
+        """Every command request the system under test published so far, in order."""
         raise NotImplementedError
 
     def _tick(self) -> tuple[int, int]:
@@ -98,10 +145,12 @@ class EvseRules(RuleBasedStateMachine):
         self.deliver(StationBirth(station=station, ts=self.clock, epoch=self.epoch))
         if self.epoch != self.model.epoch:
             self.model.epoch, self.model.seq = self.epoch, -1
+        self.model.online = True
 
     @rule()
     def station_goes_offline(self) -> None:
         self.deliver(StationOffline(station_id=SID, ts=self.clock))
+        self.model.online = False
         if self.model.status is not EvseStatus.OFFLINE:
             self.model.before_offline = self.model.status
             self.model.status = EvseStatus.OFFLINE
@@ -129,7 +178,11 @@ class EvseRules(RuleBasedStateMachine):
         else:
             seq, ts = self._tick()
         # A station never reuses a session id once that session has closed.
-        if new_session or self.model.session is None or self.model.status not in SESSION_STATUSES:
+        if (
+            new_session
+            or self.model.session is None
+            or self.model.status not in MODEL_SESSION_STATUSES
+        ):
             self.sessions += 1
         session = SessionId(f"s{self.sessions}") if with_session else None
         total = energy if meter_swapped else self.model.energy + energy
@@ -138,13 +191,13 @@ class EvseRules(RuleBasedStateMachine):
         # Fresh and well-formed is enough: an unexpected change is applied (and flagged).
         accepted = (
             epoch > self.model.epoch or (epoch == self.model.epoch and seq > self.model.seq)
-        ) and (status not in SESSION_STATUSES or session is not None)
+        ) and (status not in MODEL_SESSION_STATUSES or session is not None)
         if accepted:  # a register that went back (a new meter) is applied, never refused
             m = self.model
             m.status, m.energy, m.session, m.epoch, m.seq = status, total, session, epoch, seq
             m.before_offline = None
 
-    @precondition(lambda self: self.model.status in SESSION_STATUSES)
+    @precondition(lambda self: self.model.status in MODEL_SESSION_STATUSES)
     @rule(energy=st.floats(0, 2_000), backwards=st.booleans())
     def station_sends_meter_values(self, energy: float, backwards: bool) -> None:
         seq, ts = self._tick()
@@ -168,15 +221,118 @@ class EvseRules(RuleBasedStateMachine):
     def status_is_what_the_model_says(self) -> None:
         assert self.current().status == self.model.status
 
-    @invariant()
-    def status_is_always_legal(self) -> None:
-        assert self.current().status in TRANSITIONS
+    # ------------------------------------------------------------------ commands
+
+    @rule(
+        name=st.sampled_from(
+            [CommandName.START, CommandName.STOP, CommandName.INFO, CommandName.MAINTENANCE]
+        )
+    )
+    def driver_sends_a_command(self, name: CommandName) -> None:
+        self.commands += 1
+        args: Any = None
+        if name is CommandName.START:
+            args = StartArgs(session_id=SessionId(f"start-{self.commands}"))
+        future: pykka.Future[Any] = pykka.ThreadingFuture()
+        before = len(self.requests())
+        reachable = self.model.reachable
+        self.send(SendCommand(command=name, args=args, reply=future, timeout_s=10.0))
+        sent = self.requests()[before:]
+        if not reachable:  # refused at once, never queued for a station that is away
+            outcome = future.get(timeout=WAIT_S)
+            assert (outcome.accepted, outcome.reason) == (False, "offline")
+            assert sent == []
+            return
+        assert len(sent) == 1
+        request = sent[0]
+        assert (request.command, request.evse_id) == (name, EID)
+        assert request.expires_at - request.ts == 10_000
+        assert request.id not in self.model.pending
+        self.model.pending[request.id] = (name, future, args)
+
+    @precondition(lambda self: self.model.pending)
+    @rule(accepted=st.booleans())
+    def station_answers_the_oldest_command(self, accepted: bool) -> None:
+        cid, (name, future, _args) = next(iter(self.model.pending.items()))
+        before = self.current()
+        self.deliver(self._reply(cid, name, accepted))
+        del self.model.pending[cid]
+        if future is not None:
+            outcome: CommandOutcome = future.get(timeout=WAIT_S)
+            assert (outcome.command, outcome.accepted) == (name, accepted)
+        assert self.current() == before, "a reply without info moves nothing"
+
+    @precondition(lambda self: self.model.pending)
+    @rule()
+    def the_oldest_command_times_out(self) -> None:
+        cid, (_name, future, args) = next(iter(self.model.pending.items()))
+        self.time_out(cid)
+        del self.model.pending[cid]
+        self.model.timed_out.append(cid)
+        if future is not None:
+            with pytest.raises(CommandTimeoutError):
+                future.get(timeout=WAIT_S)
+        if isinstance(args, StartArgs):
+            self.model.abandoned.add(args.session_id)
+
+    @precondition(lambda self: self.model.timed_out)
+    @rule(accepted=st.booleans())
+    def station_answers_too_late(self, accepted: bool) -> None:
+        """A reply after its time-out (or a forged one) changes nothing and sends nothing."""
+        cid = self.model.timed_out[-1]
+        before, sent = self.current(), len(self.requests())
+        info = EvseInfo(evse_id=EID, status=EvseStatus.FAULTED)
+        self.deliver(self._reply(cid, CommandName.START, accepted, info))
+        assert self.current() == before
+        assert len(self.requests()) == sent
+
+    @precondition(lambda self: self.model.abandoned)
+    @rule()
+    def station_runs_a_start_that_timed_out(self) -> None:
+        """The driver was told it did not start: the CSMS stops it (once)."""
+        session = sorted(self.model.abandoned)[0]
+        seq, ts = self._tick()
+        info = EvseInfo(
+            evse_id=EID, status=EvseStatus.CHARGING, energy_wh=self.model.energy, session_id=session
+        )
+        sent = len(self.requests())
+        self.deliver(StatusReport(station_id=SID, info=info, seq=seq, ts=ts, epoch=self.epoch))
+        m = self.model
+        stops = self.requests()[sent:]
+        if (self.epoch, seq) <= (m.epoch, m.seq):  # a station that lost its counter: stale
+            assert stops == []
+            return
+        m.status, m.session, m.epoch, m.seq, m.before_offline = (
+            EvseStatus.CHARGING,
+            session,
+            self.epoch,
+            seq,
+            None,
+        )
+        m.abandoned.discard(session)
+        assert [(r.command, r.args.get("session_id")) for r in stops] == [
+            (CommandName.STOP, session)
+        ]
+        m.pending[stops[0].id] = (CommandName.STOP, None, None)  # the CSMS's own command
+
+    def _reply(
+        self, cid: str, name: CommandName, accepted: bool, info: EvseInfo | None = None
+    ) -> CommandReply:
+        return CommandReply(
+            station_id=SID,
+            id=CorrelationId(cid),
+            command=name,
+            evse_id=EID,
+            accepted=accepted,
+            info=info,
+            ts=self.clock,
+        )
 
     @invariant()
     def session_is_open_iff_charging_or_suspended(self) -> None:
         s = self.current()
         effective = s.status_before_offline if s.status is EvseStatus.OFFLINE else s.status
-        assert s.session_open == (effective in SESSION_STATUSES)
+        assert s.session_open == (effective in MODEL_SESSION_STATUSES)
         if s.session_open:
             assert s.session_id is not None
 
@@ -186,31 +342,64 @@ class EvseRules(RuleBasedStateMachine):
         assert s.energy_wh == pytest.approx(self.model.energy)
 
 
-class PureTransitionMachine(EvseRules):
+class PureStepMachine(EvseRules):
+    """The traffic through ``Evse.step`` alone: its effects are carried out here as the actor
+    would (futures completed, requests recorded), and checked on the way."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.state = fresh_state()
+        ids = (CorrelationId(f"c{n}") for n in range(1, 10**9))
+        self.evse = Evse(state=fresh_state(), new_id=lambda: next(ids))
         self.opened: set[SessionId] = set()
+        self.sent: list[CommandRequest] = []
 
     def deliver(self, event: Any) -> EvseState:
-        if isinstance(event, StationBirth):
-            event = StationCameOnline(ts=event.ts, epoch=event.epoch)
-        elif isinstance(event, StationOffline):
-            event = StationWentOffline(ts=event.ts)
-        before = self.state
-        self.state, effects = transition(self.state, event)
-        for effect in effects:
-            if isinstance(effect, Ignored):
-                assert self.state == before, "an ignored report must leave the state unchanged"
-            if isinstance(effect, SessionOpened):
-                assert effect.session_id not in self.opened, "a session opens once"
-                self.opened.add(effect.session_id)
-            if isinstance(effect, SessionClosed):
-                assert effect.session_id in self.opened, "only an open session closes"
-        return self.state
+        self._carry_out(self.evse.step(event, self.clock))
+        return self.evse.state
+
+    def send(self, command: SendCommand) -> None:
+        self._carry_out(self.evse.step(command, self.clock))
+
+    def time_out(self, cid: str) -> None:
+        self._carry_out(self.evse.step(TimedOut(CorrelationId(cid)), self.clock))
+
+    def requests(self) -> list[CommandRequest]:
+        return list(self.sent)
 
     def current(self) -> EvseState:
-        return self.state
+        return self.evse.state
+
+    def _carry_out(self, effects: list[Any]) -> None:
+        for effect in effects:
+            match effect:
+                case SendRequest(request=request):
+                    self.sent.append(request)
+                case Resolve(reply=reply, outcome=outcome):
+                    reply.set(outcome)
+                case Reject(reply=reply, error=error):
+                    reply.set_exception((type(error), error, None))
+                case EvseChanged(effects=changes):
+                    for change in changes:
+                        if isinstance(change, SessionOpened):
+                            assert change.session_id not in self.opened, "a session opens once"
+                            self.opened.add(change.session_id)
+                        if isinstance(change, SessionClosed):
+                            assert change.session_id in self.opened, "only an open session closes"
+
+
+class BridgeRecorder(pykka.ThreadingActor):
+    """Stands in for the MQTT bridge: keeps every command the EVSE actor publishes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[CommandRequest] = []
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Publish):
+            request = parse(message.topic, message.payload)
+            assert isinstance(request, CommandRequest)
+            self.requests.append(request)
+        return list(self.requests)
 
 
 class EvseActorMachine(EvseRules):
@@ -219,22 +408,37 @@ class EvseActorMachine(EvseRules):
 
     def __init__(self) -> None:
         super().__init__()
-        self.ref = EvseActor.start(fresh_state(), bridge=None, supervisor=None)
+        self.bridge = BridgeRecorder.start()
+        self.ref = EvseActor.start(
+            fresh_state(), bridge=self.bridge, supervisor=None, clock_ms=lambda: self.clock
+        )
 
     def deliver(self, event: Any) -> EvseState:
         self.ref.tell(EvseBatch(items=[event]))
         return self.current()
 
+    def send(self, command: SendCommand) -> None:
+        self.ref.tell(command)
+
+    def time_out(self, cid: str) -> None:
+        self.ref.tell(CommandTimedOut(correlation_id=CorrelationId(cid)))
+
+    def requests(self) -> list[CommandRequest]:
+        self.current()  # everything told so far is handled, and published before this
+        sent: list[CommandRequest] = self.bridge.ask("requests", timeout=WAIT_S)
+        return sent
+
     def current(self) -> EvseState:
-        state: EvseState = self.ref.ask(GetState(), timeout=5)
+        state: EvseState = self.ref.ask(GetState(), timeout=WAIT_S)
         return state
 
     def teardown(self) -> None:
-        self.ref.stop(timeout=5)
+        self.ref.stop(timeout=WAIT_S)
+        self.bridge.stop(timeout=WAIT_S)
 
 
-TestPureTransition = PureTransitionMachine.TestCase
-TestPureTransition.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
+TestPureStep = PureStepMachine.TestCase
+TestPureStep.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
 
 TestEvseActor = EvseActorMachine.TestCase
 TestEvseActor.settings = settings(
@@ -246,6 +450,8 @@ TestEvseActor.settings = settings(
 
 
 def test_transition_table_names_every_status() -> None:
+    from actors.evse_state import TRANSITIONS  # the table itself, outside the model
+
     assert set(TRANSITIONS) == set(EvseStatus)
     assert all(EvseStatus.OFFLINE not in targets for targets in TRANSITIONS.values())
 
