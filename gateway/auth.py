@@ -23,21 +23,39 @@ import contextlib
 import hashlib
 import logging
 import os
-import re
 import secrets
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, NoReturn, Protocol, cast, get_args, runtime_checkable
+from typing import Any, NoReturn, cast
 
 import argon2
 import jwt
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from actors.errors import SmartchargeError
+from gateway.auth_model import (
+    ROLES,
+    SECRET_BYTES,
+    Authenticator,
+    AuthError,
+    EmailTaken,
+    InvalidCredentials,
+    InvalidEmail,
+    InvalidToken,
+    PasswordHashUpdater,
+    Principal,
+    RefreshTokenRecord,
+    RefreshTokenRepo,
+    Role,
+    Tokens,
+    UserRecord,
+    UserRepo,
+    WeakPassword,
+    check_password_policy,
+    normalize_email,
+)
 
 __all__ = [
     "AuthError",
@@ -63,165 +81,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-Role = Literal["driver", "operator"]
-ROLES: frozenset[str] = frozenset(get_args(Role))
-
-MIN_PASSWORD_CHARS = 10
-MAX_PASSWORD_CHARS = 128
-SECRET_BYTES = 32
-_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who made a request, as proven by a verified access token."""
-
-    user_id: str
-    email: str
-    role: Role
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Tokens:
-    """What a successful register/login/refresh returns (RFC 6749 section 5.1)."""
-
-    access_token: str
-    refresh_token: str
-    expires_in: int
-    token_type: str = "Bearer"
-
-    def as_json(self) -> dict[str, str | int]:
-        return {
-            "access_token": self.access_token,
-            "token_type": self.token_type,
-            "expires_in": self.expires_in,
-            "refresh_token": self.refresh_token,
-        }
-
-
-# -- errors: the gateway maps each to ``http_status`` once -------------------------------
-
-
-class AuthError(SmartchargeError):
-    """Root of the authentication errors."""
-
-    http_status: ClassVar[int] = 401
-
-
-class InvalidCredentials(AuthError):
-    """Unknown email or wrong password: one message for both (HTTP 401)."""
-
-    def __init__(self) -> None:
-        super().__init__("wrong email or password")
-
-
-class InvalidToken(AuthError):
-    """A token is malformed, forged, expired, revoked or reused (HTTP 401)."""
-
-
-class EmailTaken(AuthError):
-    """Registration with an email that already has an account (HTTP 409)."""
-
-    http_status = 409
-
-
-class WeakPassword(AuthError):
-    """The password breaks the policy (HTTP 422)."""
-
-    http_status = 422
-
-
-class InvalidEmail(AuthError):
-    """The email address is not plausible (HTTP 422)."""
-
-    http_status = 422
-
-
-# -- the interface HTTP resources use --------------------------------------------------
-
-
-class Authenticator(Protocol):
-    def register(self, email: str, password: str) -> Tokens:
-        """Create a driver account and log it in."""
-        ...
-
-    def login(self, email: str, password: str) -> Tokens: ...
-
-    def refresh(self, refresh_token: str) -> Tokens:
-        """Exchange a refresh token for new tokens; the old one stops working."""
-        ...
-
-    def logout(self, refresh_token: str) -> None:
-        """End the login session the refresh token belongs to."""
-        ...
-
-    def verify(self, access_token: str) -> Principal: ...
-
-    def create_user(self, email: str, password: str, role: Role) -> Principal:
-        """Create an account without logging in (operators, seeding)."""
-        ...
-
-
-# -- what LocalAuthenticator needs from storage ----------------------------------------
-
-
-class UserRecord(Protocol):
-    @property
-    def id(self) -> str: ...
-    @property
-    def email(self) -> str: ...
-    @property
-    def password_hash(self) -> str: ...
-    @property
-    def role(self) -> str: ...
-
-
-class UserRepo(Protocol):
-    def create(self, email: str, password_hash: str, role: str) -> UserRecord:
-        """Insert a user; raises the repo's duplicate error if the email exists."""
-        ...
-
-    def get(self, user_id: str) -> UserRecord | None: ...
-
-    def by_email(self, email: str) -> UserRecord | None: ...
-
-
-@runtime_checkable
-class PasswordHashUpdater(Protocol):
-    """Optional on a :class:`UserRepo`: without it, outdated hashes are never upgraded."""
-
-    def set_password_hash(self, user_id: str, password_hash: str) -> None: ...
-
-
-class RefreshTokenRecord(Protocol):
-    @property
-    def user_id(self) -> str: ...
-    @property
-    def family_id(self) -> str: ...
-    @property
-    def expires_at(self) -> int: ...
-    @property
-    def used_at(self) -> int | None: ...
-    @property
-    def revoked_at(self) -> int | None: ...
-
-
-class RefreshTokenRepo(Protocol):
-    """Refresh tokens by SHA-256 hex digest; times are integer epoch milliseconds."""
-
-    def add(
-        self, token_hash: str, user_id: str, family_id: str, expires_at: int, *, created_at: int
-    ) -> object: ...
-
-    def get(self, token_hash: str) -> RefreshTokenRecord | None: ...
-
-    def mark_used(self, token_hash: str, at: int) -> bool:
-        """Set ``used_at`` if it is still unset; False if another call did it first."""
-        ...
-
-    def revoke_family(self, family_id: str, at: int) -> object: ...
-
 
 # -- the local backend -------------------------------------------------------------------
 
@@ -438,21 +297,6 @@ def _principal(user: UserRecord) -> Principal:
     if user.role not in ROLES:
         raise ValueError(f"user {user.id} has an unknown role {user.role!r}")
     return Principal(user_id=str(user.id), email=user.email, role=cast(Role, str(user.role)))
-
-
-def normalize_email(email: str) -> str:
-    """Lower-cased and stripped, or :class:`InvalidEmail`: a sanity check, not RFC 5322."""
-    normalized = email.strip().lower()
-    if len(normalized) > 254 or not _EMAIL_RE.fullmatch(normalized):
-        raise InvalidEmail(f"not a valid email address: {email!r}")
-    return normalized
-
-
-def check_password_policy(password: str) -> None:
-    if not MIN_PASSWORD_CHARS <= len(password) <= MAX_PASSWORD_CHARS:
-        raise WeakPassword(
-            f"a password needs {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters"
-        )
 
 
 def _digest(token: str) -> str:

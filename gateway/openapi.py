@@ -16,7 +16,7 @@ from typing import Any
 import falcon
 
 from actors.protocol import CommandName, EvseStatus, StopReason
-from gateway.auth import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS
+from gateway.auth_model import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS
 from gateway.security import MAX_BODY_BYTES
 
 __all__ = ["OPENAPI", "OpenApiResource"]
