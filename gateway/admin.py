@@ -31,13 +31,10 @@ Every command takes ``--json`` for scripts. Errors exit with status 1 and the se
 from __future__ import annotations
 
 import argparse
-import base64
 import getpass
 import json
 import os
-import ssl
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -45,117 +42,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway.admin_client import API, AdminError, ApiClient
+from gateway.admin_output import cell, table, when
+
 __all__ = ["AdminError", "ApiClient", "main"]
 
 DEFAULT_URL = "https://127.0.0.1:8443"
-API = "/api/v1"
 EMAIL_ENV = "SMARTCHARGE_ADMIN_EMAIL"
 PASSWORD_ENV = "SMARTCHARGE_ADMIN_PASSWORD"
 URL_ENV = "SMARTCHARGE_URL"
-
-
-class AdminError(Exception):
-    """What went wrong, in words for the operator; ``main`` prints it and exits 1."""
-
-
-# -- the HTTPS client -------------------------------------------------------------------------
-
-
-class ApiClient:
-    """JSON over HTTPS with an operator's bearer token, logged in on first use."""
-
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        cafile: Path | None,
-        credentials: Callable[[], tuple[str, str]],
-        timeout_s: float = 30.0,
-    ) -> None:
-        self._base = base_url.rstrip("/")
-        self._context: ssl.SSLContext | None = None
-        if self._base.startswith("https://"):
-            self._context = ssl.create_default_context(
-                cafile=None if cafile is None else str(cafile)
-            )
-        self._credentials = credentials
-        self._timeout_s = timeout_s
-        self._token: str | None = None
-
-    def get(self, path: str, *, auth: bool = True) -> Any:
-        return self.call("GET", path, auth=auth)
-
-    def call(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
-        headers = {"Accept": "application/json"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        if auth:
-            headers["Authorization"] = f"Bearer {self.token()}"
-        request = urllib.request.Request(
-            self._base + path, data=data, method=method, headers=headers
-        )
-        try:
-            with urllib.request.urlopen(
-                request, timeout=self._timeout_s, context=self._context
-            ) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as exc:
-            raise AdminError(_http_error(exc)) from None
-        except urllib.error.URLError as exc:
-            reason = exc.reason
-            if isinstance(reason, ssl.SSLCertVerificationError):
-                raise AdminError(
-                    f"cannot verify the certificate of {self._base}: {reason.verify_message};"
-                    " pass the CSMS's certificate with --cafile"
-                ) from None
-            raise AdminError(f"cannot reach {self._base}: {reason}") from None
-        except (TimeoutError, OSError) as exc:
-            raise AdminError(f"cannot reach {self._base}: {exc}") from None
-        return json.loads(raw) if raw.strip() else None
-
-    def token(self) -> str:
-        if self._token is None:
-            email, password = self._credentials()
-            tokens = self.call(
-                "POST",
-                f"{API}/auth/login",
-                {"email": email, "password": password},
-                auth=False,
-            )
-            token = str(tokens["access_token"])
-            role = _role_of(token)
-            if role != "operator":
-                raise AdminError(
-                    f"{email} is a {role or 'non-operator'} account: admin commands need an"
-                    " operator (see 'smartcharge admin create-operator')"
-                )
-            self._token = token
-        return self._token
-
-
-def _http_error(exc: urllib.error.HTTPError) -> str:
-    try:
-        body = json.loads(exc.read() or b"{}")
-        reason = body.get("reason") or body.get("title")
-    except (ValueError, AttributeError, OSError):
-        reason = None
-    return f"{reason or exc.reason} (HTTP {exc.code})"
-
-
-def _role_of(token: str) -> str | None:
-    """The ``role`` claim, read without verification: only to explain a refusal early."""
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError):
-        return None
-    role = claims.get("role") if isinstance(claims, dict) else None
-    return role if isinstance(role, str) else None
-
-
-# -- arguments --------------------------------------------------------------------------------
 
 
 def _csms_dir(data_dir: Path) -> Path:
@@ -256,42 +151,6 @@ def _client(args: argparse.Namespace) -> ApiClient:
     return ApiClient(args.url, cafile=cafile, credentials=_credentials(args))
 
 
-# -- output -----------------------------------------------------------------------------------
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A plain text table; numbers right-aligned."""
-    cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
-    numeric = [
-        any(isinstance(r[i], int | float) for r in rows)
-        and all(isinstance(r[i], int | float) or r[i] is None for r in rows)
-        for i in range(len(headers))
-    ]
-
-    def line(values: Sequence[str]) -> str:
-        return "  ".join(
-            v.rjust(w) if num else v.ljust(w)
-            for v, w, num in zip(values, widths, numeric, strict=True)
-        ).rstrip()
-
-    return "\n".join([line(headers), *(line(r) for r in cells)])
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.1f}"
-    return str(value)
-
-
-def _when(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
-
-
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
     print(json.dumps(data, indent=2, sort_keys=True) if args.json else text)
 
@@ -369,7 +228,7 @@ def cmd_info(args: argparse.Namespace) -> None:
         lines = [f"{args.evse}: the station refused: {outcome.get('reason')}"]
     else:
         width = max(len(k) for k in live)
-        lines = [f"{key.ljust(width)}  {_cell(value)}" for key, value in live.items()]
+        lines = [f"{key.ljust(width)}  {cell(value)}" for key, value in live.items()]
     _emit(args, outcome, "\n".join(lines))
 
 
@@ -405,7 +264,7 @@ def cmd_users(args: argparse.Namespace) -> None:
         {"id": u.id, "email": u.email, "role": str(u.role), "created_at": u.created_at}
         for u in users
     ]
-    rows = [[u["email"], u["role"], _when(u["created_at"]), u["id"]] for u in data]
+    rows = [[u["email"], u["role"], when(u["created_at"]), u["id"]] for u in data]
     _emit(args, data, table(["EMAIL", "ROLE", "CREATED", "ID"], rows))
 
 
@@ -445,8 +304,8 @@ def cmd_sessions(args: argparse.Namespace) -> None:
             s["id"][:12],
             s["evse_id"],
             s["driver"],
-            _when(s["started_at"]),
-            _when(s["ended_at"]) or "running",
+            when(s["started_at"]),
+            when(s["ended_at"]) or "running",
             s["energy_wh"] / 1000,
             s["end_reason"],
         ]
