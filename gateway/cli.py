@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return fleet_main(argv[1:])
     if argv and argv[0] == "broker":
-        from gateway.broker import main as broker_main
+        from gateway.broker_cli import main as broker_main
 
         return broker_main(argv[1:])
     if argv and argv[0] == "stations":
