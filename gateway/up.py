@@ -9,7 +9,6 @@ import argparse
 import json
 import logging
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 from gateway.broker_accounts import CSMS_PASSWORD_FILE, CSMS_USER
+from gateway.broker_probe import port_is_free
 
 __all__ = ["run_up"]
 
@@ -48,7 +48,7 @@ def run_up(args: argparse.Namespace) -> int:
 
     data_dir: Path = args.data_dir.resolve()
     for kind, port in (("HTTP", args.http_port), ("HTTPS", args.https_port)):
-        if not _can_listen(args.http_host, port):
+        if not port_is_free(port, args.http_host):
             # Fail before starting anything (gunicorn alone would retry for 5 s, then exit 1).
             raise SystemExit(
                 f"smartcharge up: {kind} port {port} on {args.http_host} is already in use"
@@ -131,18 +131,7 @@ def _provision(args: argparse.Namespace, data_dir: Path) -> Path:
 
 def _tls_port(host: str) -> int:
     """8883 when free, else any free port."""
-    return 8883 if _can_listen(host, 8883) else 0
-
-
-def _can_listen(host: str, port: int) -> bool:
-    """True when nothing listens on host:port (SO_REUSEADDR, as gunicorn: TIME_WAIT is fine)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
+    return 8883 if port_is_free(8883, host) else 0
 
 
 def _spawn(cmd: list[str]) -> subprocess.Popen[bytes]:
