@@ -51,7 +51,8 @@ from actors.messages import (
     Publish,
     SendCommand,
 )
-from actors.protocol import (
+from actors.timers import TimerHandle, Timers
+from protocol import (
     CommandName,
     CommandReply,
     CommandRequest,
@@ -69,7 +70,6 @@ from actors.protocol import (
     args_dict,
     encode,
 )
-from actors.timers import TimerHandle, Timers
 
 __all__ = [
     "Evse",

@@ -32,13 +32,6 @@ from actors.messages import CommandOutcome, GetEvseRef, SendCommand
 from actors.metrics import CsmsMetrics, supervisor_restarts
 from actors.metrics_recorder import MetricsRecorder, MetricsRecorderSubscriber, SampleRetention
 from actors.mqtt_settings import MqttSettings
-from actors.protocol import (
-    CancelReservationArgs,
-    CommandArgs,
-    CommandName,
-    EvseId,
-    RejectReason,
-)
 from actors.reservations import ReservationActor
 from actors.routing import EvseRegistry
 from actors.session_recorder import SessionRecorder
@@ -46,6 +39,13 @@ from actors.sessions import LiveFeed, Notifier, SessionOwner, SessionOwners
 from actors.state_recorder import LastKnownEvse, StateRecorder, last_known_fleet
 from actors.supervisor import SupervisorActor
 from actors.timers import Timers
+from protocol import (
+    CancelReservationArgs,
+    CommandArgs,
+    CommandName,
+    EvseId,
+    RejectReason,
+)
 from storage import Storage
 
 __all__ = ["Csms", "CsmsConfig", "CsmsSystem"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
-from actors.protocol import (
+from protocol import (
     TOPIC_ROOT,
     EvseDescriptor,
     EvseId,

@@ -64,8 +64,8 @@ def measure(kind: str, n: int, idle_s: float) -> dict[str, Any]:
 
     from actors.fleet_view import FleetView
     from actors.messages import GetEvseRef, GetState, Inbound
-    from actors.protocol import EvseDescriptor, EvseId, StationBirth, StationDescriptor, StationId
     from actors.supervisor import SupervisorActor
+    from protocol import EvseDescriptor, EvseId, StationBirth, StationDescriptor, StationId
 
     class Bare(pykka.ThreadingActor):
         use_daemon_thread = True

@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
-from actors.protocol import valid_station_id
+from protocol import valid_station_id
 
 __all__ = [
     "ACL_PATTERNS",

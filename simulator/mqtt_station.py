@@ -29,7 +29,7 @@ from actors.mqtt_settings import (
     parse_mqtt_url,
     read_password_file,
 )
-from actors.protocol import QOS, Message, commands_topic, encode
+from protocol import QOS, Message, commands_topic, encode
 from simulator.persistence import StationStore
 from simulator.runner import StationRunner
 from simulator.station import StationSimulator

@@ -28,7 +28,7 @@ from actors.evse_state import (
     transition,
 )
 from actors.messages import GetState
-from actors.protocol import (
+from protocol import (
     EvseDescriptor,
     EvseId,
     EvseInfo,

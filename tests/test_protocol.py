@@ -1,4 +1,4 @@
-"""Wire protocol v2 (``actors/protocol.py``): round trips, validation and fuzzing.
+"""Wire protocol v2 (the ``protocol`` package): round trips, validation and fuzzing.
 
 The parser faces bytes from any station on the broker, so besides round trips these tests
 prove that :func:`protocol.parse` only ever raises :class:`protocol.ProtocolError`, and that
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors import protocol as p
+import protocol as p
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

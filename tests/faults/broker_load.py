@@ -19,9 +19,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from actors.mqtt_settings import BACKOFF_MAX_S, BACKOFF_MIN_S, parse_mqtt_url
-from actors.protocol import TOPIC_ROOT
 from bench._publisher import Stream
 from gateway.broker import EmbeddedBroker
+from protocol import TOPIC_ROOT
 
 __all__ = ["AckedPublisher", "RestartableBroker", "TrafficCounter"]
 

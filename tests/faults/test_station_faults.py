@@ -33,7 +33,10 @@ import pytest
 from actors.errors import CommandTimeoutError
 from actors.evse_state import EvseState
 from actors.mqtt_settings import BACKOFF_MAX_S
-from actors.protocol import (
+from actors.system import CsmsConfig, CsmsSystem
+from gateway.app import create_app
+from gateway.auth import LocalAuthenticator
+from protocol import (
     CommandName,
     CommandReply,
     CommandRequest,
@@ -53,9 +56,6 @@ from actors.protocol import (
     encode,
     parse,
 )
-from actors.system import CsmsConfig, CsmsSystem
-from gateway.app import create_app
-from gateway.auth import LocalAuthenticator
 from storage import DuplicateError, Storage, open_storage
 from tests.brokers import MqttClientFactory, parse_mqtt_url
 from tests.faults.proxy import FaultProxy
