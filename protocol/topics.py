@@ -1,8 +1,9 @@
 """Every MQTT topic of protocol v2, and every subscription filter.
 
-The CSMS, the simulator and the tests build their topics here (``docs/protocol.md``,
-section 3). The builders check their ids (:class:`~protocol.errors.ProtocolError` otherwise);
-the filters do not, as they take ``+`` (any station).
+Nothing outside this package builds a topic string: the CSMS, the simulator, the broker ACL
+and the tests call the functions here (``docs/protocol.md``, section 3). The builders check
+their ids (:class:`~protocol.errors.ProtocolError` otherwise); the filters do not, as they take
+``+`` (any station) or, in the broker ACL, ``%u`` (the station's user name).
 """
 
 from __future__ import annotations
@@ -13,25 +14,38 @@ from protocol.errors import ProtocolError, UnsupportedVersion
 from protocol.ids import StationId, check_id, check_station, valid_id, valid_station_id
 
 __all__ = [
+    "ALL_TOPICS_FILTER",
+    "ANY_VERSION_ROOT",
     "CSMS_SUBSCRIPTIONS",
     "LEGACY_TOPIC_ROOT",
     "PROTOCOL_VERSION",
     "QOS",
+    "TOPIC_NAMESPACE",
     "TOPIC_ROOT",
+    "all_station_topics_filter",
     "commands_topic",
     "evse_topic_filter",
     "meter_topic",
     "replies_topic",
     "split_topic",
     "state_topic",
+    "station_commands_filter",
+    "station_publish_filters",
     "station_topic_filter",
     "status_topic",
 ]
 
 PROTOCOL_VERSION: Final = 2
+TOPIC_NAMESPACE: Final = "smartcharge"
+"""The first level of every smartcharge topic, whatever the protocol version."""
 TOPIC_ROOT: Final = "smartcharge/v2"
 LEGACY_TOPIC_ROOT: Final = "smartcharge/v1"
 """Where version 1 stations publish: the CSMS listens there only to refuse them clearly."""
+ANY_VERSION_ROOT: Final = "smartcharge/+"
+"""The root of every protocol version, as a filter level: the broker ACL lets a station of
+another version publish, so the CSMS hears it and can refuse it clearly."""
+ALL_TOPICS_FILTER: Final = "smartcharge/#"
+"""Every smartcharge topic of every version: what the CSMS's broker account may use."""
 QOS: Final = 1
 
 
@@ -79,6 +93,28 @@ def station_topic_filter(station_id: str = "+") -> str:
 def evse_topic_filter(station_id: str = "+") -> str:
     """EVSE status and meter reports of one station (or all, with ``+``)."""
     return f"{TOPIC_ROOT}/stations/{station_id}/evses/+/+"
+
+
+def all_station_topics_filter(station_id: str = "+") -> str:
+    """Every topic of one station (or all, with ``+``), both ways: reports, commands, replies."""
+    return f"{TOPIC_ROOT}/stations/{station_id}/#"
+
+
+def station_publish_filters(station_id: str = "+", *, root: str = TOPIC_ROOT) -> tuple[str, ...]:
+    """What a station may publish on: its ``state``, its EVSEs' ``status`` and ``meter``, its
+    ``replies`` (the broker ACL passes ``%u`` and :data:`ANY_VERSION_ROOT`)."""
+    station = f"{root}/stations/{station_id}"
+    return (
+        f"{station}/state",
+        f"{station}/evses/+/status",
+        f"{station}/evses/+/meter",
+        f"{station}/replies",
+    )
+
+
+def station_commands_filter(station_id: str = "+", *, root: str = TOPIC_ROOT) -> str:
+    """What a station may receive: its ``commands`` (as :func:`station_publish_filters`)."""
+    return f"{root}/stations/{station_id}/commands"
 
 
 _PREFIX: Final = TOPIC_ROOT + "/stations/"

@@ -55,6 +55,7 @@ from protocol import (
     commands_topic,
     encode,
     parse,
+    replies_topic,
 )
 from storage import DuplicateError, Storage, open_storage
 from tests.brokers import MqttClientFactory, parse_mqtt_url
@@ -312,7 +313,7 @@ def test_a_start_that_timed_out_at_a_frozen_station_is_refused_as_expired_when_i
     key, station, timeout_s = "fz-001.1", "fz-001", 1.0
     fleet_dir = tmp_path / "fleet"
     spy = mqtt_client(mosquitto_url, "fz-spy")
-    spy.subscribe(f"smartcharge/v2/stations/{station}/replies")
+    spy.subscribe(replies_topic(station))
     with (
         running_csms(mosquitto_url, command_timeout_s=timeout_s) as (system, watcher),
         FleetProcess(
