@@ -36,7 +36,6 @@ from actors.inbox import BatchInbox
 from actors.messages import Publish, VersionRefused
 from actors.mqtt_client import BufferedClient, ack_many, new_client, no_delay
 from actors.mqtt_link import MqttLink
-from actors.mqtt_settings import BACKOFF_MAX_S, BACKOFF_MIN_S, MqttSettings, parse_mqtt_url
 from actors.routing import EvseRegistry, IngestRouter
 from protocol import (
     CSMS_SUBSCRIPTIONS,
@@ -49,6 +48,7 @@ from protocol import (
     UnsupportedVersion,
     parse,
 )
+from protocol.mqtt_settings import BACKOFF_MAX_S, BACKOFF_MIN_S, MqttSettings, parse_mqtt_url
 
 __all__ = [
     "BridgeStats",

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.acks import AppliedLatch
-from actors.mqtt_settings import BACKOFF_MAX_S, BACKOFF_MIN_S, MqttSettings
+from protocol.mqtt_settings import BACKOFF_MAX_S, BACKOFF_MIN_S, MqttSettings
 
 __all__ = ["MqttLink"]
 

@@ -31,7 +31,6 @@ from actors.live import LiveHub
 from actors.messages import CommandOutcome, GetEvseRef, SendCommand
 from actors.metrics import CsmsMetrics, supervisor_restarts
 from actors.metrics_recorder import MetricsRecorder, MetricsRecorderSubscriber, SampleRetention
-from actors.mqtt_settings import MqttSettings
 from actors.reservations import ReservationActor
 from actors.routing import EvseRegistry
 from actors.session_recorder import SessionRecorder
@@ -46,6 +45,7 @@ from protocol import (
     EvseId,
     RejectReason,
 )
+from protocol.mqtt_settings import MqttSettings
 from storage import Storage
 
 __all__ = ["Csms", "CsmsConfig", "CsmsSystem"]

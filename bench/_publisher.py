@@ -114,7 +114,7 @@ class _Publisher:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
-        from actors.mqtt_settings import parse_mqtt_url
+        from protocol.mqtt_settings import parse_mqtt_url
 
         self.stream = stream
         self.window = threading.Semaphore(MAX_IN_FLIGHT)

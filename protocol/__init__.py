@@ -11,6 +11,8 @@ nothing else of smartcharge (``setup.cfg``'s import-linter contracts).
 - :mod:`protocol.commands`: the typed arguments of each command.
 - :mod:`protocol.codec`: :func:`encode` and :func:`parse`, and the limits they keep.
 - :mod:`protocol.errors`: :class:`ProtocolError` and :class:`UnsupportedVersion`.
+- :mod:`protocol.mqtt_settings`: how a client reaches the broker (URL, TLS, password file,
+  reconnect back-off), shared by the CSMS and the stations; not re-exported here.
 
 Design points (see FACTS.md for why):
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from actors.mqtt_settings import BACKOFF_MAX_S, BACKOFF_MIN_S, parse_mqtt_url
 from bench._publisher import Stream
 from gateway.broker import EmbeddedBroker
 from protocol import all_station_topics_filter
+from protocol.mqtt_settings import BACKOFF_MAX_S, BACKOFF_MIN_S, parse_mqtt_url
 
 __all__ = ["AckedPublisher", "RestartableBroker", "TrafficCounter"]
 

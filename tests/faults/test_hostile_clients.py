@@ -26,7 +26,6 @@ import pykka
 import pytest
 
 from actors.evse_state import EvseState
-from actors.mqtt_settings import parse_mqtt_url
 from actors.system import CsmsConfig, CsmsSystem
 from gateway.broker_accounts import write_secret
 from protocol import (
@@ -50,6 +49,7 @@ from protocol import (
     state_topic,
     status_topic,
 )
+from protocol.mqtt_settings import parse_mqtt_url
 from simulator.mqtt_station import password_path
 from tests.brokers import MqttClientFactory, MqttTestClient
 from tests.conftest import SecureBroker

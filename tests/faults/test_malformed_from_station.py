@@ -24,7 +24,6 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from actors.bridge import MqttBridgeActor
 from actors.messages import Publish
-from actors.mqtt_settings import parse_mqtt_url
 from actors.system import CsmsConfig, CsmsSystem
 from gateway.broker_accounts import write_secret
 from protocol import (
@@ -44,6 +43,7 @@ from protocol import (
     state_topic,
 )
 from protocol import status_topic as status_t
+from protocol.mqtt_settings import parse_mqtt_url
 from simulator.mqtt_station import password_path
 from tests.conftest import SecureBroker
 from tests.support import FleetProcess, FleetWatcher

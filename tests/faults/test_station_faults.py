@@ -32,7 +32,6 @@ import pytest
 
 from actors.errors import CommandTimeoutError
 from actors.evse_state import EvseState
-from actors.mqtt_settings import BACKOFF_MAX_S
 from actors.system import CsmsConfig, CsmsSystem
 from gateway.app import create_app
 from gateway.auth import LocalAuthenticator
@@ -57,6 +56,7 @@ from protocol import (
     parse,
     replies_topic,
 )
+from protocol.mqtt_settings import BACKOFF_MAX_S
 from storage import DuplicateError, Storage, open_storage
 from tests.brokers import MqttClientFactory, parse_mqtt_url
 from tests.faults.proxy import FaultProxy
