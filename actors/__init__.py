@@ -1,11 +1,11 @@
 """The CSMS core: one actor per EVSE (a Pykka thread each), a supervisor, the
 MQTT bridge, the read model.
 
-``actors.protocol`` is the wire protocol v1 (the only module the simulator uses).
+The wire protocol is the top-level package :mod:`protocol`, not part of this one.
 
-The names below are imported on first use (PEP 562), so ``import actors.protocol`` (a
-station simulator) or ``actors.mqtt_link`` (the CSMS's MQTT process) stays light: the
-whole package, with storage and SQLAlchemy behind it, takes over a second to import.
+The names below are imported on first use (PEP 562), so ``import actors.mqtt_link`` (the
+CSMS's MQTT process) stays light: the whole package, with storage and SQLAlchemy behind it,
+takes over a second to import.
 """
 
 from __future__ import annotations

@@ -36,8 +36,8 @@ from actors.inbox import BatchInbox
 from actors.messages import Publish, VersionRefused
 from actors.mqtt_client import BufferedClient, ack_many, new_client, no_delay
 from actors.mqtt_link import MqttLink
-from actors.mqtt_settings import BACKOFF_MAX_S, BACKOFF_MIN_S, MqttSettings, parse_mqtt_url
-from actors.protocol import (
+from actors.routing import EvseRegistry, IngestRouter
+from protocol import (
     CSMS_SUBSCRIPTIONS,
     MAX_FUTURE_SKEW_MS,
     QOS,
@@ -48,7 +48,7 @@ from actors.protocol import (
     UnsupportedVersion,
     parse,
 )
-from actors.routing import EvseRegistry, IngestRouter
+from protocol.mqtt_settings import BACKOFF_MAX_S, BACKOFF_MIN_S, MqttSettings, parse_mqtt_url
 
 __all__ = [
     "BridgeStats",

@@ -19,7 +19,14 @@ import pykka
 
 from actors.errors import CommandTimeoutError, SmartchargeError, UnknownEvseError
 from actors.messages import CommandOutcome
-from actors.protocol import (
+from actors.reservations import (
+    GetReservation,
+    ReleaseReservation,
+    Reservation,
+    TrackReservation,
+)
+from actors.sessions import SessionOwner, SessionOwners
+from protocol import (
     CancelReservationArgs,
     CommandName,
     EvseStatus,
@@ -29,13 +36,6 @@ from actors.protocol import (
     StartArgs,
     StopArgs,
 )
-from actors.reservations import (
-    GetReservation,
-    ReleaseReservation,
-    Reservation,
-    TrackReservation,
-)
-from actors.sessions import SessionOwner, SessionOwners
 
 if TYPE_CHECKING:
     from actors.system import Csms

@@ -57,13 +57,13 @@ from actors.messages import (
     Publish,
     SendCommand,
 )
-from actors.protocol import (
+from actors.timers import TimerHandle, Timers
+from protocol import (
     CommandName,
     CorrelationId,
     EvseId,
     encode,
 )
-from actors.timers import TimerHandle, Timers
 
 __all__ = [
     "Evse",

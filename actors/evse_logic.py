@@ -32,7 +32,7 @@ from actors.evse_state import (
     transition,
 )
 from actors.messages import CommandOutcome, EvseChanged, SendCommand
-from actors.protocol import (
+from protocol import (
     CommandName,
     CommandReply,
     CommandRequest,

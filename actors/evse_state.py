@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Final
 
-from actors.protocol import (
+from protocol import (
     CommandReply,
     EvseDescriptor,
     EvseId,
@@ -125,7 +125,7 @@ def is_legal(current: EvseStatus, new: EvseStatus) -> bool:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EvseState:
     """What the CSMS knows of one EVSE. ``epoch``/``seq``/``ts`` are the last accepted
-    report's. ``evse_id`` is the CSMS-wide id (:func:`~actors.protocol.evse_key`:
+    report's. ``evse_id`` is the CSMS-wide id (:func:`~protocol.evse_key`:
     ``station.evse``); the station's own id for the EVSE is :attr:`local_id`."""
 
     evse_id: EvseId

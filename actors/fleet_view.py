@@ -22,7 +22,7 @@ from typing import Any
 from actors.evse_state import EvseState
 from actors.geo import GeoIndex, Position
 from actors.geo import nearest as geo_nearest
-from actors.protocol import EvseId, EvseStatus, StationDescriptor, StationId, evse_key
+from protocol import EvseId, EvseStatus, StationDescriptor, StationId, evse_key
 
 __all__ = ["EvseView", "FleetView", "StationView"]
 

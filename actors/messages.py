@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from actors.evse_state import Effect, EvseState
-from actors.protocol import (
+from protocol import (
     CommandArgs,
     CommandName,
     CorrelationId,

@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from actors.bridge import BridgeStats
 from actors.fleet_view import FleetView
 from actors.live import LiveHub
-from actors.protocol import CommandName, EvseStatus
+from protocol import CommandName, EvseStatus
 
 __all__ = ["ROUND_TRIP_BUCKETS_S", "CsmsMetrics", "supervisor_restarts"]
 

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.acks import AppliedLatch
-from actors.mqtt_settings import BACKOFF_MAX_S, BACKOFF_MIN_S, MqttSettings
+from protocol.mqtt_settings import BACKOFF_MAX_S, BACKOFF_MIN_S, MqttSettings
 
 __all__ = ["MqttLink"]
 
@@ -293,7 +293,7 @@ def _child(config: dict[str, Any], fd: int) -> None:
     from paho.mqtt.enums import CallbackAPIVersion
 
     from actors.mqtt_client import BufferedClient, ack_many, new_client, no_delay
-    from actors.protocol import CSMS_SUBSCRIPTIONS, QOS
+    from protocol import CSMS_SUBSCRIPTIONS, QOS
 
     conn = Connection(fd)
     send_lock = threading.Lock()

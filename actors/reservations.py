@@ -23,9 +23,9 @@ import pykka
 from actors.evse_state import SESSION_STATUSES, EvseState
 from actors.fleet_view import FleetView
 from actors.messages import EvseChanged, EvseChangedBatch, InboundReady
-from actors.protocol import EvseStatus
 from actors.sessions import Notifier, SessionOwners
 from actors.timers import Timers
+from protocol import EvseStatus
 
 __all__ = [
     "ExpireReservation",

@@ -37,7 +37,7 @@ import pykka
 from actors.acks import AppliedLatch
 from actors.evse import EvseBatch
 from actors.inbox import BatchInbox
-from actors.protocol import (
+from protocol import (
     CommandReply,
     EvseId,
     MeterValues,

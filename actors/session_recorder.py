@@ -19,8 +19,8 @@ from typing import Any
 from actors.dashboard import EvseListener
 from actors.evse_state import EvseState, SessionClosed, SessionOpened, StateChanged
 from actors.messages import EvseChanged
-from actors.protocol import EvseStatus
 from actors.sessions import DriverNote, Notifier, SessionOwner, SessionOwners
+from protocol import EvseStatus
 
 __all__ = ["SessionRecorder"]
 

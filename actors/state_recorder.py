@@ -27,7 +27,8 @@ import pykka
 from actors.dashboard import EvseListener, ListenerTimer
 from actors.evse_state import EvseState, StateChanged
 from actors.messages import EvseChanged, StationChanged
-from actors.protocol import (
+from actors.timers import TimerHandle, Timers
+from protocol import (
     EvseDescriptor,
     EvseId,
     EvseStatus,
@@ -37,7 +38,6 @@ from actors.protocol import (
     StopReason,
     evse_key,
 )
-from actors.timers import TimerHandle, Timers
 from storage import EvseStateRow, StatusEvent
 
 __all__ = [

@@ -43,7 +43,10 @@ from actors.messages import (
     StationChanged,
     VersionRefused,
 )
-from actors.protocol import (
+from actors.routing import EvseRegistry
+from actors.state_recorder import LastKnownEvse
+from actors.timers import Timers
+from protocol import (
     CommandName,
     CommandReply,
     CorrelationId,
@@ -57,9 +60,6 @@ from actors.protocol import (
     StatusReport,
     evse_key,
 )
-from actors.routing import EvseRegistry
-from actors.state_recorder import LastKnownEvse
-from actors.timers import Timers
 
 __all__ = ["SupervisorActor"]
 

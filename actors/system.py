@@ -31,14 +31,6 @@ from actors.live import LiveHub
 from actors.messages import CommandOutcome, GetEvseRef, SendCommand
 from actors.metrics import CsmsMetrics, supervisor_restarts
 from actors.metrics_recorder import MetricsRecorder, MetricsRecorderSubscriber, SampleRetention
-from actors.mqtt_settings import MqttSettings
-from actors.protocol import (
-    CancelReservationArgs,
-    CommandArgs,
-    CommandName,
-    EvseId,
-    RejectReason,
-)
 from actors.reservations import ReservationActor
 from actors.routing import EvseRegistry
 from actors.session_recorder import SessionRecorder
@@ -46,6 +38,14 @@ from actors.sessions import LiveFeed, Notifier, SessionOwner, SessionOwners
 from actors.state_recorder import LastKnownEvse, StateRecorder, last_known_fleet
 from actors.supervisor import SupervisorActor
 from actors.timers import Timers
+from protocol import (
+    CancelReservationArgs,
+    CommandArgs,
+    CommandName,
+    EvseId,
+    RejectReason,
+)
+from protocol.mqtt_settings import MqttSettings
 from storage import Storage
 
 __all__ = ["Csms", "CsmsConfig", "CsmsSystem"]

@@ -19,14 +19,15 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
-from actors.protocol import (
-    TOPIC_ROOT,
+from protocol import (
     EvseDescriptor,
     EvseId,
     StationBirth,
     StationDescriptor,
     StationId,
     encode,
+    meter_topic,
+    status_topic,
 )
 
 __all__ = ["STATUS_EVERY", "Stream", "serve"]
@@ -51,6 +52,7 @@ class Stream:
     evses_per_station: int = 2
     ids: list[tuple[str, str]] = field(default_factory=list)  # (station id, its evse id)
     keys: list[str] = field(default_factory=list)  # the CSMS's ids: station.evse
+    topics: list[tuple[str, str]] = field(default_factory=list)  # (status topic, meter topic)
     seq: list[int] = field(default_factory=list)
     suspended: list[bool] = field(default_factory=list)
 
@@ -61,6 +63,7 @@ class Stream:
             for j in range(1, self.evses_per_station + 1)
         ]
         self.keys = [f"{sid}.{eid}" for sid, eid in self.ids]
+        self.topics = [(status_topic(sid, eid), meter_topic(sid, eid)) for sid, eid in self.ids]
         self.seq = [0] * len(self.ids)
         self.suspended = [False] * len(self.ids)
 
@@ -85,8 +88,7 @@ class Stream:
         self.seq[i] += 1
         seq = self.seq[i]
         payload = _STATUS % (seq, ts, eid, status, seq * 10, f"s-{sid}-{eid}")
-        topic = f"{TOPIC_ROOT}/stations/{sid}/evses/{eid}/status"
-        return topic, payload.encode(), seq
+        return self.topics[i][0], payload.encode(), seq
 
     def next(self, k: int, ts: int) -> tuple[str, bytes, int, int]:
         """The ``k``-th message of a stream: ``(topic, payload, evse index, seq)``."""
@@ -100,7 +102,7 @@ class Stream:
         self.seq[i] += 1
         seq = self.seq[i]
         payload = (_METER % (eid, f"s-{sid}-{eid}", seq * 10, seq, ts)).encode()
-        return f"{TOPIC_ROOT}/stations/{sid}/evses/{eid}/meter", payload, i, seq
+        return self.topics[i][1], payload, i, seq
 
 
 def _now_ms() -> int:
@@ -112,7 +114,7 @@ class _Publisher:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
-        from actors.mqtt_settings import parse_mqtt_url
+        from protocol.mqtt_settings import parse_mqtt_url
 
         self.stream = stream
         self.window = threading.Semaphore(MAX_IN_FLIGHT)

@@ -65,7 +65,8 @@ def measure(kind: str, n: int, idle_s: float) -> dict[str, Any]:
 
     from actors.fleet_view import FleetView
     from actors.messages import GetEvseRef, GetState, Inbound
-    from actors.protocol import (
+    from actors.supervisor import SupervisorActor
+    from protocol import (
         EvseDescriptor,
         EvseId,
         StationBirth,
@@ -73,7 +74,6 @@ def measure(kind: str, n: int, idle_s: float) -> dict[str, Any]:
         StationId,
         evse_key,
     )
-    from actors.supervisor import SupervisorActor
 
     class Bare(pykka.ThreadingActor):
         use_daemon_thread = True

@@ -43,12 +43,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 from actors.bridge import SUBSCRIPTIONS
 from actors.dashboard import EvseListener
 from actors.messages import EvseChanged
-from actors.mqtt_settings import parse_mqtt_url
-from actors.protocol import MeterValues, StatusReport, parse
 from actors.system import CsmsConfig, CsmsSystem
 from bench._publisher import Stream, serve
 from bench._support import loadavg, mosquitto, wait_for
 from bench.common import BenchmarkError, Options, Result, benchmark, ms, percentile
+from protocol import MeterValues, StatusReport, parse
+from protocol.mqtt_settings import parse_mqtt_url
 from storage import open_storage
 
 __all__ = ["BareSubscriber", "Probe", "run"]

@@ -27,7 +27,6 @@ from typing import Any, Final
 from actors.evse_state import EvseState
 from actors.fleet_view import EvseView, FleetView, StationView
 from actors.geo import haversine_km
-from actors.protocol import EvseDescriptor, EvseId, EvseStatus, StationDescriptor, StationId
 from bench.common import (
     BenchmarkError,
     Options,
@@ -40,6 +39,7 @@ from bench.common import (
     timed,
     timed_cpu,
 )
+from protocol import EvseDescriptor, EvseId, EvseStatus, StationDescriptor, StationId
 
 __all__ = ["build_fleet", "full_scan", "query_points", "run", "station_positions"]
 

@@ -31,6 +31,7 @@ from amqtt.contexts import Action
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 
 from gateway.broker_accounts import ACL_PATTERNS, CSMS_USER, PASSWD, verify_password
+from protocol import TOPIC_NAMESPACE
 
 __all__ = ["PasswordFileAuthPlugin", "StationAclPlugin", "allowed"]
 
@@ -57,7 +58,7 @@ def allowed(username: str | None, topic: str, action: str, csms_user: str = CSMS
         return False
     levels = topic.split("/")
     if username == csms_user:
-        return levels[0] == "smartcharge"
+        return levels[0] == TOPIC_NAMESPACE
     if any(c in username for c in "+#/"):
         return False
     wanted = "write" if action == "publish" else "read"

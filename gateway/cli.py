@@ -168,11 +168,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_csms(args: argparse.Namespace) -> int:
-    from actors.mqtt_settings import parse_mqtt_url
     from actors.system import CsmsConfig
     from gateway.firebase_auth import EmulatorOutsideTests, refuse_emulators_outside_tests
     from gateway.lease import CsmsLeaseRefused, take_csms_lease
     from gateway.server import GatewaySettings, serve
+    from protocol.mqtt_settings import parse_mqtt_url
 
     if (args.certfile is None) != (args.keyfile is None):
         raise SystemExit("smartcharge csms: give both --certfile and --keyfile, or neither")

@@ -15,17 +15,17 @@ from typing import Any
 
 import falcon
 
-from actors.protocol import CommandName, EvseStatus, StopReason
 from gateway.auth_model import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS
 from gateway.security import MAX_BODY_BYTES
+from protocol import CommandName, EvseStatus, StopReason
 
 __all__ = ["OPENAPI", "OpenApiResource"]
 
 API = "/api/v1"
 STATION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-"""Station ids, as protocol v2 allows them (``actors.protocol.valid_station_id``): no . or :."""
+"""Station ids, as protocol v2 allows them (``protocol.valid_station_id``): no . or :."""
 EVSE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\.[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
-"""EVSE ids: the station's id, a dot, the station's own EVSE id (``actors.protocol.evse_key``),
+"""EVSE ids: the station's id, a dot, the station's own EVSE id (``protocol.evse_key``),
 so two stations that both name an EVSE ``1`` never collide."""
 
 HTTPS_SERVER = {

@@ -5,7 +5,7 @@ Layers, from pure to I/O: :mod:`~simulator.physics` (battery curves),
 (a station: commands and time in, protocol messages out), :class:`StationRunner`
 (lock, persistence), :class:`MqttStation` (paho), and :mod:`simulator.fleet`
 (the launcher, ``main``; not imported here so ``python -m simulator.fleet`` runs
-cleanly). The simulator knows only :mod:`actors.protocol`.
+cleanly). The simulator knows only :mod:`protocol`.
 """
 
 from simulator.clock import Clock, ManualClock, SimClock, WallClock

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Final
 
-from actors.protocol import (
+from protocol import (
     CancelReservationArgs,
     CommandArgs,
     EvseId,

@@ -28,8 +28,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from actors.mqtt_settings import MqttSettings, parse_mqtt_url
-from actors.protocol import StationDescriptor
+from protocol import StationDescriptor
+from protocol.mqtt_settings import MqttSettings, parse_mqtt_url
 from simulator.clock import SimClock, WallClock
 from simulator.fleet_config import (
     DEFAULT_CENTRE,

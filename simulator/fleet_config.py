@@ -35,7 +35,7 @@ import random
 from pathlib import Path
 from typing import Any, Final
 
-from actors.protocol import (
+from protocol import (
     EvseDescriptor,
     EvseId,
     StationDescriptor,

@@ -22,14 +22,14 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from actors.mqtt_settings import (
+from protocol import QOS, Message, commands_topic, encode
+from protocol.mqtt_settings import (
     BACKOFF_MAX_S,
     BACKOFF_MIN_S,
     MqttSettings,
     parse_mqtt_url,
     read_password_file,
 )
-from actors.protocol import QOS, Message, commands_topic, encode
 from simulator.persistence import StationStore
 from simulator.runner import StationRunner
 from simulator.station import StationSimulator

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from typing import Any, Final
 
-from actors.protocol import (
+from protocol import (
     EvseStatus,
     Message,
     MeterValues,

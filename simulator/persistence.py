@@ -41,7 +41,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
-from actors.protocol import EvseId, EvseStatus, SessionId, StationDescriptor, StopReason
+from protocol import EvseId, EvseStatus, SessionId, StationDescriptor, StopReason
 from simulator.evse import IN_SESSION, EvseState
 from simulator.physics import Car
 

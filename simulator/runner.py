@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from actors.protocol import Message, MeterValues, StatusReport
+from protocol import Message, MeterValues, StatusReport
 from simulator.outbox import OutboxKey, outbox_key
 from simulator.persistence import StationStore
 from simulator.station import StationSimulator

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any, Final
 
-from actors.protocol import (
+from protocol import (
     CommandReply,
     CommandRequest,
     EvseId,

@@ -21,8 +21,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from actors.mqtt_settings import MqttSettings
-from actors.mqtt_settings import parse_mqtt_url as parse_settings
+from protocol.mqtt_settings import MqttSettings
+from protocol.mqtt_settings import parse_mqtt_url as parse_settings
 
 DEFAULT_TIMEOUT = 10.0
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +30,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 def parse_mqtt_url(url: str) -> tuple[str, int]:
     """``mqtt[s]://[user@]host:port`` -> (host, port) (a thin compatibility over
-    :func:`actors.mqtt_settings.parse_mqtt_url`)."""
+    :func:`protocol.mqtt_settings.parse_mqtt_url`)."""
     settings = parse_settings(url, env={})
     return settings.host, settings.port
 

@@ -14,7 +14,7 @@ from typing import Any
 from actors.dashboard import EvseListener
 from actors.evse_state import EvseState
 from actors.messages import EvseChanged, OperatorAlert, StationChanged
-from actors.protocol import EvseId, split_evse_key
+from protocol import EvseId, split_evse_key
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -152,7 +152,7 @@ def poison_evse_logic(monkeypatch: Any) -> None:
     """Make ``Evse.apply`` raise on a status report with ``seq == POISON_SEQ``: a bug in the
     EVSE logic, simulated, for the supervision tests."""
     from actors.evse import Evse
-    from actors.protocol import StatusReport
+    from protocol import StatusReport
 
     real_apply = Evse.apply
 

@@ -33,7 +33,8 @@ from actors.acks import AppliedLatch
 from actors.bridge import MqttBridgeActor
 from actors.messages import Publish
 from actors.mqtt_link import MqttLink
-from actors.protocol import (
+from actors.system import CsmsConfig, CsmsSystem
+from protocol import (
     EvseDescriptor,
     EvseId,
     EvseInfo,
@@ -46,7 +47,6 @@ from actors.protocol import (
     encode,
     meter_topic,
 )
-from actors.system import CsmsConfig, CsmsSystem
 from tests import db
 from tests.brokers import MqttClientFactory, MqttTestClient, parse_mqtt_url
 from tests.db import open_test_storage

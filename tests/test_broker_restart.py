@@ -13,8 +13,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from actors.mqtt_settings import BACKOFF_MAX_S, MqttSettings
 from gateway.broker import EmbeddedBroker
+from protocol.mqtt_settings import BACKOFF_MAX_S, MqttSettings
 from tests.brokers import MqttClientFactory
 from tests.conftest import SecureBroker
 

@@ -17,7 +17,9 @@ from actors.dashboard import DashboardSubscriber
 from actors.errors import UnknownEvseError
 from actors.fleet_view import FleetView
 from actors.messages import GetEvseRef, GetState, Inbound, Publish, SendCommand, VersionRefused
-from actors.protocol import (
+from actors.supervisor import SupervisorActor
+from actors.timers import Timers
+from protocol import (
     CommandName,
     CommandReply,
     CommandRequest,
@@ -37,8 +39,6 @@ from actors.protocol import (
     state_topic,
     status_topic,
 )
-from actors.supervisor import SupervisorActor
-from actors.timers import Timers
 from tests.support import FleetWatcher
 
 WAIT_S = 10.0
@@ -180,7 +180,7 @@ def test_a_command_to_an_offline_station_is_refused_at_once_and_never_sent(csms:
     csms.tell(station("ST-A", evse("1")))
     csms.tell(status("ST-A", "1", EvseStatus.AVAILABLE, 1))
     csms.watcher.wait_for(csms.watcher.status_is("ST-A.1", "Available"), "ST-A.1 Available")
-    from actors.protocol import StationOffline
+    from protocol import StationOffline
 
     csms.tell(StationOffline(station_id=StationId("ST-A"), ts=2))
     csms.watcher.wait_for(csms.watcher.status_is("ST-A.1", "Offline"), "ST-A.1 Offline")

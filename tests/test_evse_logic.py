@@ -23,7 +23,7 @@ from actors.evse_logic import (
 )
 from actors.evse_state import EvseState
 from actors.messages import EvseChanged, SendCommand
-from actors.protocol import (
+from protocol import (
     CommandName,
     CommandReply,
     CorrelationId,

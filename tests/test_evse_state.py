@@ -38,7 +38,7 @@ from actors.messages import (
     Publish,
     SendCommand,
 )
-from actors.protocol import (
+from protocol import (
     CommandName,
     CommandReply,
     CommandRequest,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from actors.protocol import evse_key, valid_evse_key, valid_id, valid_station_id
+from protocol import evse_key, valid_evse_key, valid_id, valid_station_id
 from simulator import (
     DEFAULT_CENTRE,
     BrokerAddress,

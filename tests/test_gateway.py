@@ -26,7 +26,9 @@ from actors.fleet_view import FleetView
 from actors.live import LiveHub
 from actors.messages import CommandOutcome
 from actors.metrics import CsmsMetrics
-from actors.protocol import (
+from actors.system import CsmsConfig, CsmsSystem
+from gateway.app import create_app
+from protocol import (
     CommandArgs,
     CommandName,
     EvseDescriptor,
@@ -36,8 +38,6 @@ from actors.protocol import (
     StationDescriptor,
     StationId,
 )
-from actors.system import CsmsConfig, CsmsSystem
-from gateway.app import create_app
 
 STATION_KEYS = {"id", "name", "lat", "lon", "online", "evses"}
 EVSE_KEYS = {

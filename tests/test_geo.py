@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from actors.evse_state import EvseState
 from actors.fleet_view import FleetView
 from actors.geo import EARTH_RADIUS_KM, GeoIndex, haversine_km
-from actors.protocol import (
+from protocol import (
     EvseDescriptor,
     EvseId,
     EvseStatus,

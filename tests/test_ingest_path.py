@@ -35,7 +35,7 @@ from actors.messages import (
     SendCommand,
 )
 from actors.mqtt_client import BufferedClient, new_client
-from actors.protocol import (
+from protocol import (
     CommandName,
     CommandRequest,
     EvseId,

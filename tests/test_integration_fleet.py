@@ -13,8 +13,8 @@ from pathlib import Path
 import pykka
 import pytest
 
-from actors.protocol import CommandName, EvseStatus, MaintenanceArgs, StartArgs, StopArgs
 from actors.system import CsmsConfig, CsmsSystem
+from protocol import CommandName, EvseStatus, MaintenanceArgs, StartArgs, StopArgs
 from tests.support import FleetProcess, FleetWatcher
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]

@@ -26,10 +26,10 @@ from actors.metrics_recorder import (
     MetricsRecorderSubscriber,
     SampleRetention,
 )
-from actors.protocol import CommandName, EvseId, EvseStatus, StationId
 from actors.system import CsmsConfig, CsmsSystem
 from gateway.app import create_app
 from gateway.auth import LocalAuthenticator
+from protocol import CommandName, EvseId, EvseStatus, StationId
 from storage import DuplicateError, EvseSample, Storage
 from tests import api_fixtures
 from tests.api_fixtures import EVSE_IDS, PASSWORD, Running

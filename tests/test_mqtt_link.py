@@ -31,7 +31,8 @@ import pytest
 import actors.mqtt_client
 from actors.acks import AppliedLatch
 from actors.mqtt_link import MqttLink
-from actors.protocol import (
+from actors.system import CsmsConfig, CsmsSystem
+from protocol import (
     CommandName,
     CommandReply,
     CommandRequest,
@@ -50,7 +51,6 @@ from actors.protocol import (
     parse,
     status_topic,
 )
-from actors.system import CsmsConfig, CsmsSystem
 from tests.brokers import MqttClientFactory, MqttTestClient, parse_mqtt_url
 from tests.support import REPO_ROOT, FleetWatcher
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from actors.mqtt_settings import PASSWORD_ENV, MqttSettings, parse_mqtt_url
+from protocol.mqtt_settings import PASSWORD_ENV, MqttSettings, parse_mqtt_url
 
 
 class FakePaho:

@@ -32,7 +32,11 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from actors.protocol import (
+from actors.system import CsmsConfig, CsmsSystem
+from gateway.app import create_app
+from gateway.auth import LocalAuthenticator
+from gateway.openapi import OPENAPI
+from protocol import (
     EvseDescriptor,
     EvseId,
     EvseInfo,
@@ -44,10 +48,6 @@ from actors.protocol import (
     encode,
     evse_key,
 )
-from actors.system import CsmsConfig, CsmsSystem
-from gateway.app import create_app
-from gateway.auth import LocalAuthenticator
-from gateway.openapi import OPENAPI
 from storage import DuplicateError, Storage
 from tests.brokers import MqttTestClient
 from tests.db import database_for_test, open_test_storage

@@ -1,4 +1,4 @@
-"""Wire protocol v2 (``actors/protocol.py``): round trips, validation and fuzzing.
+"""Wire protocol v2 (the ``protocol`` package): round trips, validation and fuzzing.
 
 The parser faces bytes from any station on the broker, so besides round trips these tests
 prove that :func:`protocol.parse` only ever raises :class:`protocol.ProtocolError`, and that
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors import protocol as p
+import protocol as p
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -334,6 +334,28 @@ def test_topics_follow_the_documented_tree() -> None:
     assert p.replies_topic("ST-1") == "smartcharge/v2/stations/ST-1/replies"
     assert p.station_topic_filter() == "smartcharge/v2/stations/+/+"
     assert p.evse_topic_filter("ST-1") == "smartcharge/v2/stations/ST-1/evses/+/+"
+    assert p.all_station_topics_filter("ST-1") == "smartcharge/v2/stations/ST-1/#"
+    assert p.station_commands_filter() == "smartcharge/v2/stations/+/commands"
+    assert p.station_publish_filters() == (
+        "smartcharge/v2/stations/+/state",
+        "smartcharge/v2/stations/+/evses/+/status",
+        "smartcharge/v2/stations/+/evses/+/meter",
+        "smartcharge/v2/stations/+/replies",
+    )
+
+
+def test_the_broker_acl_is_built_from_the_protocols_filters() -> None:
+    """``docs/broker-security.md`` shows these lines: any version, the station's own topics."""
+    from gateway.broker_accounts import ACL_PATTERNS, acl_text
+
+    assert ACL_PATTERNS == (
+        ("write", "smartcharge/+/stations/%u/state"),
+        ("write", "smartcharge/+/stations/%u/evses/+/status"),
+        ("write", "smartcharge/+/stations/%u/evses/+/meter"),
+        ("write", "smartcharge/+/stations/%u/replies"),
+        ("read", "smartcharge/+/stations/%u/commands"),
+    )
+    assert "\ntopic readwrite smartcharge/#\n" in acl_text()
 
 
 def test_a_station_offline_without_reason_means_the_connection_was_lost() -> None:

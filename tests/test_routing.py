@@ -16,7 +16,9 @@ from actors.evse import EvseBatch
 from actors.fleet_view import FleetView
 from actors.inbox import BatchInbox
 from actors.messages import InboundReady
-from actors.protocol import (
+from actors.routing import EvseRegistry, IngestRouter
+from actors.supervisor import SupervisorActor
+from protocol import (
     EvseDescriptor,
     EvseId,
     EvseInfo,
@@ -26,8 +28,6 @@ from actors.protocol import (
     StationId,
     StatusReport,
 )
-from actors.routing import EvseRegistry, IngestRouter
-from actors.supervisor import SupervisorActor
 from tests.support import FleetWatcher
 
 pytestmark = pytest.mark.timeout(60)

@@ -11,10 +11,10 @@ from pathlib import Path
 import pykka
 import pytest
 
-from actors.mqtt_settings import parse_mqtt_url
-from actors.protocol import EvseDescriptor, EvseId, StationDescriptor, StationId
 from actors.system import CsmsConfig, CsmsSystem
 from gateway.broker_accounts import write_secret
+from protocol import EvseDescriptor, EvseId, StationDescriptor, StationId
+from protocol.mqtt_settings import parse_mqtt_url
 from simulator.clock import SimClock
 from simulator.mqtt_station import MqttStation, password_path, station_settings
 from simulator.station import StationSimulator

@@ -11,9 +11,9 @@ import pytest
 from actors.evse_state import EvseState, transition
 from actors.live import LiveHub
 from actors.messages import EvseChanged
-from actors.protocol import EvseId, EvseStatus, SessionId, StationId, StatusReport
 from actors.session_recorder import SessionRecorder
 from actors.sessions import Notifier, SessionOwners
+from protocol import EvseId, EvseStatus, SessionId, StationId, StatusReport
 from storage import Storage
 from tests import db
 from tests.db import open_test_storage

@@ -15,9 +15,9 @@ from actors.dashboard import DashboardSubscriber, EvseListener
 from actors.evse_state import EvseState, SessionClosed, SessionOpened, StateChanged
 from actors.live import LiveEvent, LiveHub
 from actors.messages import EvseChanged, EvseChangedBatch
-from actors.protocol import EvseId, EvseStatus, SessionId, StationId, StopReason
 from actors.session_recorder import SessionRecorder
 from actors.sessions import Notifier, SessionOwner, SessionOwners
+from protocol import EvseId, EvseStatus, SessionId, StationId, StopReason
 from storage import Role, Storage, StorageUnavailableError
 
 pytest_plugins = ("tests.storage_fixtures",)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.protocol import (
+from protocol import (
     CommandName,
     CommandReply,
     CommandRequest,
@@ -30,6 +30,7 @@ from actors.protocol import (
     StationOffline,
     StatusReport,
     StopReason,
+    all_station_topics_filter,
     commands_topic,
     encode,
     parse,
@@ -841,7 +842,7 @@ def test_a_restarted_station_replays_its_outbox_before_its_birth_through_mosquit
     from simulator.mqtt_station import BrokerAddress, MqttStation
 
     csms = mqtt_client(mosquitto_url)
-    csms.subscribe(f"smartcharge/v2/stations/{SID}/#")
+    csms.subscribe(all_station_topics_filter(SID))
     address = BrokerAddress.from_url(mosquitto_url)
     clock = ManualClock(time.time())
     store = StationStore(tmp_path, SID)

@@ -22,7 +22,16 @@ from actors.evse_state import (
 )
 from actors.fleet_view import FleetView
 from actors.messages import EvseChanged, GetEvseRef, Inbound, Publish
-from actors.protocol import (
+from actors.state_recorder import (
+    LastKnownEvse,
+    StateRecorder,
+    last_known_fleet,
+    state_from_json,
+    state_to_json,
+)
+from actors.supervisor import SupervisorActor
+from actors.timers import Timers
+from protocol import (
     EvseDescriptor,
     EvseId,
     EvseInfo,
@@ -35,15 +44,6 @@ from actors.protocol import (
     StatusReport,
     StopReason,
 )
-from actors.state_recorder import (
-    LastKnownEvse,
-    StateRecorder,
-    last_known_fleet,
-    state_from_json,
-    state_to_json,
-)
-from actors.supervisor import SupervisorActor
-from actors.timers import Timers
 from storage import EvseStateRow, StatusEvent, Storage
 from tests.support import wire_id
 

@@ -14,7 +14,8 @@ from actors.errors import ActorUnavailableError
 from actors.evse import EvseActor
 from actors.fleet_view import FleetView
 from actors.messages import GetEvseRef, GetState, Inbound
-from actors.protocol import (
+from actors.supervisor import SupervisorActor
+from protocol import (
     EvseDescriptor,
     EvseId,
     EvseInfo,
@@ -26,7 +27,6 @@ from actors.protocol import (
     StationId,
     StatusReport,
 )
-from actors.supervisor import SupervisorActor
 from tests.support import POISON_SEQ, FleetWatcher, poison_evse_logic, wire_id
 
 SID = StationId("st-001")

@@ -18,10 +18,10 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from actors.mqtt_settings import BACKOFF_MAX_S, BACKOFF_MIN_S, parse_mqtt_url
-from actors.protocol import TOPIC_ROOT
 from bench._publisher import Stream
 from gateway.broker import EmbeddedBroker
+from protocol import all_station_topics_filter
+from protocol.mqtt_settings import BACKOFF_MAX_S, BACKOFF_MIN_S, parse_mqtt_url
 
 __all__ = ["AckedPublisher", "RestartableBroker", "TrafficCounter"]
 
@@ -226,7 +226,7 @@ class TrafficCounter:
             raise TimeoutError("the traffic counter could not connect")
 
     def _on_connect(self, client: mqtt.Client, *args: object) -> None:
-        client.subscribe(f"{TOPIC_ROOT}/stations/#", qos=0)  # again after every reconnect
+        client.subscribe(all_station_topics_filter(), qos=0)  # again after every reconnect
         self._connected.set()
 
     def _on_message(self, *args: object) -> None:

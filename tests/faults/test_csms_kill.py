@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from actors.protocol import CommandName, CommandRequest, CorrelationId, EvseId, StationId, encode
+from protocol import CommandName, CommandRequest, CorrelationId, EvseId, StationId, encode
 from storage import Session
 from tests import db
 from tests.brokers import MqttClientFactory

@@ -26,8 +26,9 @@ import pykka
 import pytest
 
 from actors.evse_state import EvseState
-from actors.mqtt_settings import parse_mqtt_url
-from actors.protocol import (
+from actors.system import CsmsConfig, CsmsSystem
+from gateway.broker_accounts import write_secret
+from protocol import (
     MAX_FUTURE_SKEW_MS,
     MAX_PAYLOAD_BYTES,
     CommandName,
@@ -48,8 +49,7 @@ from actors.protocol import (
     state_topic,
     status_topic,
 )
-from actors.system import CsmsConfig, CsmsSystem
-from gateway.broker_accounts import write_secret
+from protocol.mqtt_settings import parse_mqtt_url
 from simulator.mqtt_station import password_path
 from tests.brokers import MqttClientFactory, MqttTestClient
 from tests.conftest import SecureBroker

@@ -24,8 +24,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from actors.bridge import MqttBridgeActor
 from actors.messages import Publish
-from actors.mqtt_settings import parse_mqtt_url
-from actors.protocol import (
+from actors.system import CsmsConfig, CsmsSystem
+from gateway.broker_accounts import write_secret
+from protocol import (
     CommandName,
     EvseDescriptor,
     EvseId,
@@ -41,9 +42,8 @@ from actors.protocol import (
     replies_topic,
     state_topic,
 )
-from actors.protocol import status_topic as status_t
-from actors.system import CsmsConfig, CsmsSystem
-from gateway.broker_accounts import write_secret
+from protocol import status_topic as status_t
+from protocol.mqtt_settings import parse_mqtt_url
 from simulator.mqtt_station import password_path
 from tests.conftest import SecureBroker
 from tests.support import FleetProcess, FleetWatcher

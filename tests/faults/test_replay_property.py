@@ -36,7 +36,7 @@ from actors.evse_state import (
     transition,
 )
 from actors.messages import GetEvseRef, GetState
-from actors.protocol import (
+from protocol import (
     EvseDescriptor,
     EvseId,
     EvseInfo,

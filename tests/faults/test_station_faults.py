@@ -32,8 +32,10 @@ import pytest
 
 from actors.errors import CommandTimeoutError
 from actors.evse_state import EvseState
-from actors.mqtt_settings import BACKOFF_MAX_S
-from actors.protocol import (
+from actors.system import CsmsConfig, CsmsSystem
+from gateway.app import create_app
+from gateway.auth import LocalAuthenticator
+from protocol import (
     CommandName,
     CommandReply,
     CommandRequest,
@@ -52,10 +54,9 @@ from actors.protocol import (
     commands_topic,
     encode,
     parse,
+    replies_topic,
 )
-from actors.system import CsmsConfig, CsmsSystem
-from gateway.app import create_app
-from gateway.auth import LocalAuthenticator
+from protocol.mqtt_settings import BACKOFF_MAX_S
 from storage import DuplicateError, Storage, open_storage
 from tests.brokers import MqttClientFactory, parse_mqtt_url
 from tests.faults.proxy import FaultProxy
@@ -312,7 +313,7 @@ def test_a_start_that_timed_out_at_a_frozen_station_is_refused_as_expired_when_i
     key, station, timeout_s = "fz-001.1", "fz-001", 1.0
     fleet_dir = tmp_path / "fleet"
     spy = mqtt_client(mosquitto_url, "fz-spy")
-    spy.subscribe(f"smartcharge/v2/stations/{station}/replies")
+    spy.subscribe(replies_topic(station))
     with (
         running_csms(mosquitto_url, command_timeout_s=timeout_s) as (system, watcher),
         FleetProcess(

@@ -6,8 +6,9 @@ a password: a command line is visible to every local user (``ps``), so a passwor
 URL is refused. The password comes from a file (``--mqtt-password-file``) or from the
 environment (:data:`PASSWORD_ENV`).
 
-This module imports neither pykka nor the rest of ``actors``: the simulator and the MQTT child
-process import it too (``setup.cfg``'s import-linter contract lets them).
+It imports only the standard library: the CSMS, its MQTT child process and the simulator
+share it, so it lives in :mod:`protocol`, the one package the simulator may import
+(``setup.cfg``'s import-linter contracts).
 """
 
 from __future__ import annotations
