@@ -126,7 +126,11 @@ class IngestRouter:
                     continue
                 ref = registry.get(key)
                 if ref is None:
-                    to_supervisor.append(message)  # unknown to the registry: the supervisor
+                    # Unknown to the registry (not born yet, or the supervisor is rebuilding the
+                    # fleet): the supervisor routes it, and the station's next messages wait
+                    # until it has, so none overtakes it once the EVSE is known.
+                    to_supervisor.append(message)
+                    registry.held.setdefault(sid, [])
                     continue
                 group = groups.get(key)
                 if group is None:

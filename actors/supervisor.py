@@ -251,7 +251,10 @@ class SupervisorActor(pykka.ThreadingActor):
         touched, self._touched = self._touched, {}
         for evse_id, ref in touched.items():
             box = self._outbox.get(evse_id)
-            if box is not None and box[0] is ref:
+            if box is None:  # its messages already went (a release flushes): the latch follows
+                latch.hold()
+                self._outbox[evse_id] = (ref, [latch])
+            elif box[0] is ref:
                 latch.hold()
                 box[1].append(latch)
         latch.release()
@@ -417,6 +420,12 @@ class SupervisorActor(pykka.ThreadingActor):
         self._release(sid)
 
     def _to_evse(self, sid: StationId, evse_id: EvseId, inbound: Any) -> None:
+        try:
+            self._to_known_evse(sid, evse_id, inbound)
+        finally:
+            self._release(sid)  # the router held the station's next messages behind this one
+
+    def _to_known_evse(self, sid: StationId, evse_id: EvseId, inbound: Any) -> None:
         if sid not in self._stations:
             early = self._early.setdefault(sid, [])
             if len(early) < _MAX_EARLY_REPORTS:

@@ -184,7 +184,10 @@ class EvseRules(RuleBasedStateMachine):
             or self.model.status not in MODEL_SESSION_STATUSES
         ):
             self.sessions += 1
-        session = SessionId(f"s{self.sessions}") if with_session else None
+            current = SessionId(f"s{self.sessions}")
+        else:
+            current = self.model.session  # the running one (maybe a start the CSMS sent)
+        session = current if with_session else None
         total = energy if meter_swapped else self.model.energy + energy
         info = EvseInfo(evse_id=EID, status=status, energy_wh=total, session_id=session)
         self.deliver(StatusReport(station_id=SID, info=info, seq=seq, ts=ts, epoch=epoch))

@@ -139,3 +139,24 @@ def test_through_the_real_supervisor_no_report_overtakes_the_birth_it_follows() 
     watcher.wait_for(lambda: len(acks) == 39, "every batch acknowledged")
     assert registry.get(key) is not None
     assert SID not in registry.held
+
+
+@pytest.mark.usefixtures("stopped_after")
+def test_a_message_the_supervisor_routes_holds_its_station_until_the_supervisor_has_routed_it() -> (
+    None
+):
+    """The fleet being rebuilt at a restart: the supervisor gets the first reports (the
+    registry is empty yet); the next ones must not overtake them once the EVSE is known."""
+    registry = EvseRegistry()
+    evse, supervisor = Recording.start(), Recording.start()
+    router = IngestRouter(registry, BatchInbox(supervisor))
+
+    router.route([status(1)], AppliedLatch(lambda: None))
+    registry.put(EvseId(f"{SID}.1"), evse)  # the supervisor's on_start, meanwhile
+    router.route([status(2)], AppliedLatch(lambda: None))
+
+    assert [m for m in seen(supervisor) if not isinstance(m, AppliedLatch)] == [status(1)]
+    assert seen(evse) == [], "status 2 waits behind status 1"
+    with registry.lock:
+        held = registry.take_held(SID)
+    assert [i for i in held if not isinstance(i, AppliedLatch)] == [status(2)]
