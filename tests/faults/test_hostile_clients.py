@@ -22,12 +22,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import pykka
 import pytest
 
 from actors.evse_state import EvseState
-from actors.system import CsmsConfig, CsmsSystem
-from gateway.broker_accounts import write_secret
+from actors.system import CsmsSystem
+from gateway.broker_accounts import read_password_file
 from protocol import (
     MAX_FUTURE_SKEW_MS,
     MAX_PAYLOAD_BYTES,
@@ -49,11 +48,11 @@ from protocol import (
     state_topic,
     status_topic,
 )
-from protocol.mqtt_settings import parse_mqtt_url
 from simulator.mqtt_station import password_path
 from tests.brokers import MqttClientFactory, MqttTestClient
 from tests.conftest import SecureBroker
-from tests.support import FleetProcess, FleetWatcher
+from tests.faults.secure_fleet import secure_csms_and_fleet
+from tests.support import FleetWatcher
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -121,24 +120,11 @@ def now_ms() -> int:
 def hostile(
     secure_broker: SecureBroker, mqtt_client: MqttClientFactory, tmp_path: Path
 ) -> Iterator[Hostile]:
-    fleet_dir = tmp_path / "fleet"
-    passwords = {sid: secure_broker.station(sid) for sid in (*FLEET, ROGUE, ATTACKER)}
-    for sid in FLEET:
-        write_secret(password_path(fleet_dir, sid), passwords[sid] + "\n")
-    port = secure_broker.broker.port
-    settings = parse_mqtt_url(
-        f"mqtt://csms@127.0.0.1:{port}",
-        password_file=secure_broker.provisioner.csms_password_file(),
-    )
+    passwords = {sid: secure_broker.station(sid) for sid in (ROGUE, ATTACKER)}
     watcher = FleetWatcher()
-    system = CsmsSystem(CsmsConfig(mqtt_url=settings, listeners=(watcher,)))
-    fleet = FleetProcess(
-        f"mqtt://127.0.0.1:{port}", fleet_dir, stations=2, evses=2, speed=1, prefix="hx"
-    )
-    try:
-        system.start(wait_connected_s=20)
-        assert system.mqtt_connected.is_set(), "the CSMS could not log in"
-        fleet.start()
+    with secure_csms_and_fleet(secure_broker, tmp_path, "hx", watcher) as system:
+        for sid in FLEET:  # as the fleet keeps them
+            passwords[sid] = read_password_file(password_path(tmp_path / "fleet", sid))
         rogue = mqtt_client(secure_broker.url, ROGUE, username=ROGUE, password=passwords[ROGUE])
         rogue.publish(state_topic(ROGUE), rogue_birth())
         rogue.publish(status_topic(ROGUE, "1"), rogue_status(EvseStatus.AVAILABLE, 1))
@@ -148,11 +134,6 @@ def hostile(
             30,
         )
         yield Hostile(secure_broker, system, watcher, passwords, rogue)
-    finally:
-        if fleet.proc is not None:
-            fleet.terminate()
-        system.stop()
-        pykka.ActorRegistry.stop_all()
 
 
 def attacker(

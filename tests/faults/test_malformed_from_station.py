@@ -24,8 +24,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from actors.bridge import MqttBridgeActor
 from actors.messages import Publish
-from actors.system import CsmsConfig, CsmsSystem
-from gateway.broker_accounts import write_secret
+from actors.system import CsmsSystem
 from protocol import (
     CommandName,
     EvseDescriptor,
@@ -44,9 +43,9 @@ from protocol import (
 )
 from protocol import status_topic as status_t
 from protocol.mqtt_settings import parse_mqtt_url
-from simulator.mqtt_station import password_path
 from tests.conftest import SecureBroker
-from tests.support import FleetProcess, FleetWatcher
+from tests.faults.secure_fleet import secure_csms_and_fleet
+from tests.support import FleetWatcher
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -152,24 +151,9 @@ class Running:
 
 @pytest.fixture
 def running(secure_broker: SecureBroker, tmp_path: Path) -> Iterator[Running]:
-    fleet_dir = tmp_path / "fleet"
-    for sid in ("mf-001", "mf-002"):
-        write_secret(password_path(fleet_dir, sid), secure_broker.station(sid) + "\n")
     fuzzer_password = secure_broker.station(SID)
-    port = secure_broker.broker.port
-    settings = parse_mqtt_url(
-        f"mqtt://csms@127.0.0.1:{port}",
-        password_file=secure_broker.provisioner.csms_password_file(),
-    )
     watcher = FleetWatcher()
-    system = CsmsSystem(CsmsConfig(mqtt_url=settings, listeners=(watcher,)))
-    fleet = FleetProcess(
-        f"mqtt://127.0.0.1:{port}", fleet_dir, stations=2, evses=2, speed=1, prefix="mf"
-    )
-    try:
-        system.start(wait_connected_s=20)
-        assert system.mqtt_connected.is_set(), "the CSMS could not log in"
-        fleet.start()
+    with secure_csms_and_fleet(secure_broker, tmp_path, "mf", watcher) as system:
         publish_all(secure_broker, SID, fuzzer_password, iter(scripted_birth()))
         watcher.wait_for(
             lambda: all(watcher.status_is(e, "Available")() for e in EVSES),
@@ -177,11 +161,6 @@ def running(secure_broker: SecureBroker, tmp_path: Path) -> Iterator[Running]:
             30,
         )
         yield Running(secure_broker, system, fuzzer_password)
-    finally:
-        if fleet.proc is not None:
-            fleet.terminate()
-        system.stop()
-        pykka.ActorRegistry.stop_all()
 
 
 def test_ten_thousand_malformed_payloads_change_nothing_and_kill_nothing(
