@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from actors.bridge import MqttBridgeActor
-    from actors.dashboard import DashboardSubscriber, EvseListener
     from actors.errors import (
         ActorUnavailableError,
         CommandTimeoutError,
@@ -26,6 +25,7 @@ if TYPE_CHECKING:
     from actors.evse_logic import Evse
     from actors.evse_state import EvseState, transition
     from actors.fleet_view import EvseView, FleetView, StationView
+    from actors.listeners import EvseListener, ListenerHost
     from actors.messages import CommandOutcome, EvseChanged, OperatorAlert, StationChanged
     from actors.supervisor import SupervisorActor
     from actors.system import Csms, CsmsConfig, CsmsSystem
@@ -37,11 +37,11 @@ _EXPORTS = {
     "Csms": "actors.system",
     "CsmsConfig": "actors.system",
     "CsmsSystem": "actors.system",
-    "DashboardSubscriber": "actors.dashboard",
+    "ListenerHost": "actors.listeners",
     "Evse": "actors.evse_logic",
     "EvseActor": "actors.evse",
     "EvseChanged": "actors.messages",
-    "EvseListener": "actors.dashboard",
+    "EvseListener": "actors.listeners",
     "EvseState": "actors.evse_state",
     "EvseView": "actors.fleet_view",
     "FleetView": "actors.fleet_view",
@@ -62,7 +62,6 @@ __all__ = [
     "Csms",
     "CsmsConfig",
     "CsmsSystem",
-    "DashboardSubscriber",
     "Evse",
     "EvseActor",
     "EvseChanged",
@@ -70,6 +69,7 @@ __all__ = [
     "EvseState",
     "EvseView",
     "FleetView",
+    "ListenerHost",
     "MqttBridgeActor",
     "OperatorAlert",
     "SmartchargeError",

@@ -45,7 +45,6 @@ from actors.evse_state import (
     SessionOpened,
     StateChanged,
 )
-from actors.fleet_view import FleetView
 from actors.inbox import BatchInbox
 from actors.messages import (
     CommandTimedOut,
@@ -103,16 +102,18 @@ class EvseActor(pykka.ThreadingActor):
         bridge: pykka.ActorRef[Any] | None,
         supervisor: Sink | None,
         subscribers: Sequence[Sink] = (),
+        status_subscribers: Sequence[Sink] = (),
         timers: Timers | None = None,
         correlation_ids: Callable[[], CorrelationId] = new_correlation_id,
         clock_ms: Callable[[], int] | None = None,
         observe_command: Callable[[CommandName, float | None], None] | None = None,
-        view: FleetView | None = None,
         session_writer: Sink | None = None,
     ) -> None:
         """``supervisor``, ``subscribers`` and ``session_writer`` are actor refs or, shared
         by every EVSE actor, a :class:`~actors.inbox.BatchInbox` in front of each (what the
         supervisor passes: a subscriber then wakes once per burst, not once per EVSE);
+        ``subscribers`` hear every change and alert, ``status_subscribers`` (like the
+        supervisor) only status and session changes, not plain meter updates;
         ``observe_command(command, seconds)`` gets each command's round trip (``None``: it
         timed out), on this actor's thread (the metrics); ``session_writer``: see
         :meth:`_release_latches`."""
@@ -122,10 +123,10 @@ class EvseActor(pykka.ThreadingActor):
         self.evse_id = state.evse_id
         self._changed: list[EvseChanged] = []
         self._observe_command = observe_command
-        self._view = view
         self._bridge = bridge
         self._supervisor = supervisor
         self._subscribers = list(subscribers)
+        self._status_subscribers = list(status_subscribers)
         self._timers = timers
         self._clock_ms = clock_ms or _wall_ms
         self._session_writer = session_writer
@@ -205,8 +206,6 @@ class EvseActor(pykka.ThreadingActor):
         for effect in effects:
             match effect:
                 case EvseChanged():
-                    if self._view is not None:  # the read model first: whoever hears can read
-                        self._view.put_evse(effect.state)
                     self._changed.append(effect)
                 case SendRequest(request=request):
                     if self._bridge is None:
@@ -253,23 +252,28 @@ class EvseActor(pykka.ThreadingActor):
                 _deliver(subscriber, alert)
 
     def _fan_out(self) -> None:
-        """One batch per subscriber; the supervisor hears only of status/session changes
-        (every change when there is no read model to write: then it keeps the view)."""
+        """One batch per subscriber; the supervisor and the status subscribers hear only of
+        status and session changes."""
         if not self._changed:
             return
         changed, self._changed = tuple(self._changed), []
-        if self._supervisor is not None:
-            notable = changed if self._view is None else tuple(filter(_notable, changed))
-            if notable:
+        notable = tuple(filter(_notable, changed))
+        if notable:
+            batch = EvseChangedBatch(events=notable)
+            if self._supervisor is not None:
                 with contextlib.suppress(pykka.ActorDeadError):
-                    _deliver(self._supervisor, EvseChangedBatch(events=notable))
-        batch = EvseChangedBatch(events=changed)
-        for subscriber in list(self._subscribers):
+                    _deliver(self._supervisor, batch)
+            self._tell_all(self._status_subscribers, batch)
+        self._tell_all(self._subscribers, EvseChangedBatch(events=changed))
+
+    @staticmethod
+    def _tell_all(subscribers: list[Sink], batch: EvseChangedBatch) -> None:
+        for subscriber in list(subscribers):
             try:
                 _deliver(subscriber, batch)
             except pykka.ActorDeadError:
                 log.info("dropping dead subscriber %s", subscriber)
-                self._subscribers.remove(subscriber)
+                subscribers.remove(subscriber)
 
     # ------------------------------------------------------------------ acks (actors.acks)
 
@@ -277,7 +281,7 @@ class EvseActor(pykka.ThreadingActor):
         """The batches whose latches arrived are applied here (state changed, changes fanned
         out). If these changes open or close a session, the session writer finishes them:
         the latches follow the changes into its mailbox, and it releases them after the
-        batch's write (:class:`~actors.dashboard.DashboardSubscriber`). A host that crashes
+        batch's write (:class:`~actors.listeners.ListenerHost`). A host that crashes
         or stops before this point never releases them: the batch is not acknowledged,
         and the broker delivers it again on the session's next connection."""
         latches, self._latches = self._latches, []
@@ -323,11 +327,17 @@ def _tell_timeout(actor: pykka.ActorRef[Any], cid: CorrelationId) -> None:
 
 
 def _notable(changed: EvseChanged) -> bool:
-    """Anything but a plain meter update: a status change or a session opening/closing."""
+    """Anything but a plain meter update: a status or maintenance change, a session opening
+    or closing."""
     for effect in changed.effects:
         if isinstance(effect, StateChanged):
             before, after = effect.before, effect.after
-            if before.status != after.status or before.session_id != after.session_id:
+            if (
+                before.status != after.status
+                or before.session_id != after.session_id
+                or before.maintenance != after.maintenance
+                or before.maintenance_pending != after.maintenance_pending
+            ):
                 return True
         elif not isinstance(effect, Ignored):
             return True

@@ -1,9 +1,13 @@
 """FleetView: the read model the gateway reads without asking any actor.
 
-Each row has one writer: the supervisor writes stations (and an EVSE it rebuilds or gives
-up on), each EVSE actor its own EVSE's row, the reservation actor the reservation counts;
-gateway threads read it. Writes replace whole immutable records under a lock, so a
-reader always sees a consistent record per EVSE and never blocks an actor.
+One owner writes each part of it, on one thread: stations and EVSEs are written by
+:class:`FleetViewWriter`, a listener on the live :class:`~actors.listeners.ListenerHost`,
+from the events every EVSE actor and the supervisor send there (the rows are what those
+events say, in the order they arrived); the reservation counts by the reservation actor,
+which owns them. Before any actor starts, the composition root seeds it with what the
+previous run left (:meth:`FleetView.restore`). Gateway threads read it. Writes replace whole
+immutable records under a lock, so a reader always sees a consistent record per EVSE and
+never blocks a writer for long.
 
 :meth:`FleetView.nearest` answers from an immutable :class:`actors.geo.GeoIndex` of the
 stations' positions. Writers only note which stations were added or moved; the first query
@@ -15,16 +19,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from actors.evse_state import EvseState
 from actors.geo import GeoIndex, Position
 from actors.geo import nearest as geo_nearest
+from actors.listeners import EvseListener
+from actors.messages import EvseChanged, StationChanged
 from protocol import EvseId, EvseStatus, StationDescriptor, StationId, evse_key
 
-__all__ = ["EvseView", "FleetView", "StationView"]
+__all__ = ["EvseView", "FleetView", "FleetViewWriter", "StationView"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,43 +68,49 @@ class FleetView:
     def now(self) -> float:
         return self._clock()
 
-    # ------------------------------------------------------------------ writes (supervisor)
+    # ------------------------------------------------------------------ writes (one owner)
+
+    def restore(self, stations: Iterable[StationDescriptor], evses: Iterable[EvseView]) -> None:
+        """Seed the view before anything runs: what the previous run left, stations offline."""
+        for station in stations:
+            self.put_station(station, online=False)
+        with self._lock:
+            for view in evses:
+                self._evses[view.state.evse_id] = view
+            self._version += 1
 
     def put_station(self, station: StationDescriptor, online: bool) -> None:
+        """A station as it announced itself (or went offline); the rows of EVSEs it no longer
+        lists go (retired). Its EVSEs get rows when their actors first report."""
+        now = self._clock()
+        keys = {evse_key(station.id, e.id) for e in station.evses}
         with self._lock:
             known = self._stations.get(station.id)
-            self._stations[station.id] = (station, online, self._clock())
+            self._stations[station.id] = (station, online, now)
+            if known is not None:
+                for old in known[0].evses:
+                    key = evse_key(station.id, old.id)
+                    if key not in keys:
+                        self._evses.pop(key, None)
             self._version += 1
             if known is None or (known[0].lat, known[0].lon) != (station.lat, station.lon):
                 self._geo_pending[station.id] = (station.lat, station.lon)
                 self._geo_version += 1
 
-    def set_online(self, station_id: StationId, online: bool) -> None:
+    def put_evse(self, state: EvseState, alert: str | None = None) -> None:
+        """An EVSE's new state; ignored for an EVSE its (known) station no longer lists."""
+        view = EvseView(state=state, updated_at=self._clock(), alert=alert)
         with self._lock:
-            known = self._stations.get(station_id)
-            if known is not None:
-                self._stations[station_id] = (known[0], online, self._clock())
-                self._version += 1
-
-    def put_evse(
-        self, state: EvseState, alert: str | None = None, *, updated_at: float | None = None
-    ) -> None:
-        """``updated_at`` (wall-clock seconds): when this was last true, if not now (a state
-        rebuilt from storage keeps its age)."""
-        at = self._clock() if updated_at is None else updated_at
-        view = EvseView(state=state, updated_at=at, alert=alert)
-        with self._lock:
+            known = self._stations.get(state.station_id)
+            if known is not None and state.evse_id not in self._evses:
+                listed = {evse_key(state.station_id, e.id) for e in known[0].evses}
+                if state.evse_id not in listed:
+                    return  # retired: a late change of its stopped actor
             self._evses[state.evse_id] = view
             self._version += 1
 
-    def remove_evse(self, evse_id: str) -> None:
-        """A retired EVSE (its station no longer announces it) leaves the view."""
-        with self._lock:
-            if self._evses.pop(EvseId(evse_id), None) is not None:
-                self._version += 1
-
     def put_reservation(self, evse_id: str, reservation: Any) -> None:
-        """Written by the reservation actor only; ``None`` clears it."""
+        """Written by the reservation actor only (it owns the counts); ``None`` clears it."""
         with self._lock:
             if reservation is None:
                 self._reservations.pop(evse_id, None)
@@ -201,3 +213,17 @@ def _members(station: StationDescriptor, evses: dict[EvseId, EvseView]) -> tuple
     """The views of a station's EVSEs, in the station's order (keys: ``station.evse``)."""
     keys = (evse_key(station.id, e.id) for e in station.evses)
     return tuple(evses[k] for k in keys if k in evses)
+
+
+class FleetViewWriter(EvseListener):
+    """The read model's owner: the first listener of the live host (so every listener after
+    it, and every browser it tells, reads a view that already holds the event)."""
+
+    def __init__(self, view: FleetView) -> None:
+        self._view = view
+
+    def evse_changed(self, event: EvseChanged) -> None:
+        self._view.put_evse(event.state, alert=event.alert)
+
+    def station_changed(self, event: StationChanged) -> None:
+        self._view.put_station(event.station, event.online)

@@ -111,6 +111,8 @@ class EvseChanged:
 
     state: EvseState
     effects: tuple[Effect, ...]
+    alert: str | None = None
+    """Why the supervisor gave up on the EVSE (shown with it in the read model)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

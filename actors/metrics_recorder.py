@@ -5,32 +5,25 @@ Every :class:`EvseChanged` becomes one sample in a buffer; the buffer goes to th
 ``max_batch`` samples or is ``flush_every_s`` old. Every ``downsample_every_s`` the raw samples
 older than ``raw_s`` are replaced by one per ``bucket_s`` bucket.
 
-Threads: the recorder runs on its own :class:`MetricsRecorderSubscriber` actor, a
-:class:`DashboardSubscriber` that the system's timer thread also ``tell``\\ s a :class:`FlushDue`
-every ``flush_every_s``, so a quiet fleet's last samples are written too. Stopping the actor
-writes what is left.
+Threads: the recorder is a listener on the storage :class:`~actors.listeners.ListenerHost`,
+whose ticks (:meth:`MetricsRecorder.tick`) write a quiet fleet's last samples too and
+downsample when that is due. Stopping the host writes what is left.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-import pykka
-
-from actors.dashboard import DashboardSubscriber, EvseListener
+from actors.listeners import EvseListener
 from actors.messages import EvseChanged
-from actors.timers import TimerHandle, Timers
 from storage import EvseSample
 
 __all__ = [
-    "FlushDue",
     "MetricsRecorder",
-    "MetricsRecorderSubscriber",
     "SampleRetention",
     "SampleStore",
 ]
@@ -53,11 +46,6 @@ class SampleRetention:
     bucket_s: float = 300.0
     """One sample per EVSE per bucket after that."""
     downsample_every_s: float = 300.0
-
-
-@dataclass(frozen=True, slots=True)
-class FlushDue:
-    """Timer tick: write the buffer if it is due, downsample if that is due."""
 
 
 def _now_ms() -> int:
@@ -124,8 +112,11 @@ class MetricsRecorder(EvseListener):
             self.dropped += max(0, len(kept) - self._max_buffer)
             self._buffer = kept[-self._max_buffer :]
 
+    def stopped(self) -> None:
+        self.flush()
+
     def tick(self) -> None:
-        """The timer's turn: flush if due, downsample if due."""
+        """The host's turn: flush if due, downsample if due."""
         self.flush_if_due()
         now = self._monotonic()
         if now - self._last_downsample < self._retention.downsample_every_s:
@@ -137,44 +128,3 @@ class MetricsRecorder(EvseListener):
         )
         if removed:
             log.info("downsampled %d EVSE samples older than %.0f s", removed, r.raw_s)
-
-
-class MetricsRecorderSubscriber(DashboardSubscriber):
-    """A :class:`DashboardSubscriber` for a :class:`MetricsRecorder` that also gets timer ticks.
-
-    Runs the recorder on this actor's thread; the timer thread only ``tell``\\ s it.
-    """
-
-    def __init__(self, recorder: MetricsRecorder, timers: Timers | None) -> None:
-        super().__init__(recorder)
-        self._recorder = recorder
-        self._timers = timers
-        self._next: TimerHandle | None = None
-
-    def on_start(self) -> None:
-        self._schedule()
-
-    def on_receive(self, message: Any) -> None:
-        if not isinstance(message, FlushDue):
-            return super().on_receive(message)
-        try:
-            self._recorder.tick()
-        except Exception:
-            log.exception("metrics recorder tick failed")
-        finally:
-            self._schedule()
-        return None
-
-    def on_stop(self) -> None:
-        if self._next is not None:
-            self._next.cancel()
-        self._recorder.flush()
-
-    def _schedule(self) -> None:
-        if self._timers is not None:
-            self._next = self._timers.call_later(self._recorder.flush_every_s, self._tick)
-
-    def _tick(self) -> None:
-        """Runs on the timer thread: only a ``tell``."""
-        with contextlib.suppress(pykka.ActorDeadError):
-            self.actor_ref.tell(FlushDue())

@@ -1,10 +1,10 @@
 """SessionRecorder: the only writer of session rows, and the driver's session notifications.
 
-A listener on its own :class:`~actors.dashboard.DashboardSubscriber` thread: sessions are
+A listener on the storage :class:`~actors.listeners.ListenerHost`: sessions are
 opened and closed from the EVSE's effects, progress (energy, peak power) is written at most
 every ``progress_every_s``, and the writes of one batch of events go out together, in one
 transaction, before the notifications they produced are pushed. After a restart it also
-reconciles the rows with the last known states (:meth:`SessionRecorder.attached`).
+reconciles the rows with the last known states (:meth:`SessionRecorder.started`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from contextlib import AbstractContextManager
 from functools import partial
 from typing import Any
 
-from actors.dashboard import EvseListener
 from actors.evse_state import EvseState, SessionClosed, SessionOpened, StateChanged
+from actors.listeners import EvseListener
 from actors.messages import EvseChanged
 from actors.sessions import DriverNote, Notifier, SessionOwner, SessionOwners
 from protocol import EvseStatus
@@ -53,7 +53,7 @@ class SessionRecorder(EvseListener):
         resumed: Iterable[EvseState] = (),
         transaction: Callable[[], AbstractContextManager[Any]] | None = None,
     ) -> None:
-        """``resumed``: the last known states the CSMS restarts from (see :meth:`attached`).
+        """``resumed``: the last known states the CSMS restarts from (see :meth:`started`).
 
         ``transaction``: groups this thread's calls to ``sessions`` and to the notifier's
         store into one transaction (:meth:`storage.Storage.transaction`); without one,
@@ -73,7 +73,7 @@ class SessionRecorder(EvseListener):
         self._unsure: dict[str, str] = {}
         """EVSE id -> an open session that the EVSE's next report will judge (a restart)."""
 
-    def attached(self, subscriber: Any) -> None:
+    def started(self) -> None:
         """Before any event after a restart: a session open in a resumed state gets its row.
 
         The state recorder and this recorder write on different threads, so a crash may
@@ -192,7 +192,7 @@ class SessionRecorder(EvseListener):
             if note is not None:
                 self._notifier.notify(note.user_id, note.kind, note.message, note.data)
 
-    def detached(self) -> None:
+    def stopped(self) -> None:
         self.batch_done()
 
     def _opened(self, state: EvseState, effect: SessionOpened) -> None:

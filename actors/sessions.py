@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.dashboard import EvseListener
 from actors.evse_state import EvseState
+from actors.listeners import EvseListener
 from actors.live import LiveHub
 from actors.messages import EvseChanged, OperatorAlert, StationChanged
 

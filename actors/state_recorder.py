@@ -1,11 +1,11 @@
 """StateRecorder: every EVSE's last known state, kept in storage so a restarted CSMS resumes.
 
-The recorder is a listener on its own :class:`~actors.dashboard.DashboardSubscriber` thread
-and the only writer of the ``evse_state`` and ``status_events`` rows. Writes are coalesced:
-the latest state of each EVSE waits in memory and goes out in one batched write at most
-every ``flush_every_s`` (meter progress), right after the events already queued when a
-status changes (the changes a restart must not miss; a burst of them is one write), and
-when the subscriber stops. The session's driver is stored with the state, so a restart
+The recorder is a listener on the storage :class:`~actors.listeners.ListenerHost` and the
+only writer of the ``evse_state`` and ``status_events`` rows. Writes are coalesced: the
+latest state of each EVSE waits in memory and goes out in one batched write on the first
+host tick ``flush_every_s`` after it changed (meter progress), at the end of the hand-over
+when a status changes (the changes a restart must not miss; a burst of them is one write),
+and when the host stops. The session's driver is stored with the state, so a restart
 can still attribute a session whose row was not written yet.
 
 On start, :func:`last_known_fleet` turns the stored rows back into :class:`LastKnownEvse`
@@ -15,19 +15,15 @@ one ``info`` round trip) reconcile them.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Final
 
-import pykka
-
-from actors.dashboard import EvseListener, ListenerTimer
 from actors.evse_state import EvseState, StateChanged
+from actors.listeners import EvseListener
 from actors.messages import EvseChanged, StationChanged
-from actors.timers import TimerHandle, Timers
 from protocol import (
     EvseDescriptor,
     EvseId,
@@ -52,8 +48,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_FLUSH_TOKEN: Final = "flush-evse-states"
-_FLUSH_NOW_TOKEN: Final = "flush-evse-states-now"
 _DRIVER_KEY: Final = "session_driver_id"
 """Stored next to the state's fields: the session's driver, for a restart."""
 _MAX_UNWRITTEN_EVENTS: Final = 100_000
@@ -157,7 +151,7 @@ def last_known_fleet(rows: Iterable[EvseStateRow]) -> list[LastKnownEvse]:
 class StateRecorder(EvseListener):
     """Persists each EVSE's latest state (coalesced) and appends its status changes.
 
-    Every method runs on the subscriber actor's thread; the timer thread only ``tell``s it.
+    Every method runs on its host's thread.
     """
 
     def __init__(
@@ -165,21 +159,20 @@ class StateRecorder(EvseListener):
         evse_states: Any,
         status_events: Any,
         *,
-        timers: Timers | None = None,
         flush_every_s: float = 0.5,
         last_known: Iterable[LastKnownEvse] = (),
         clock_ms: Callable[[], int] = _now_ms,
+        monotonic: Callable[[], float] = time.monotonic,
         driver_of: Callable[[str | None], str | None] | None = None,
     ) -> None:
         """``driver_of(session_id)``: the session's driver, stored with the state."""
         self._driver_of = driver_of
         self._evse_states = evse_states
         self._status_events = status_events
-        self._timers = timers
         self._every = flush_every_s
         self._clock_ms = clock_ms
-        self._subscriber: pykka.ActorRef[Any] | None = None
-        self._timer: TimerHandle | None = None
+        self._monotonic = monotonic
+        self._pending_since: float | None = None
         self._latest: dict[EvseId, EvseState] = {}
         self._stations: dict[StationId, StationDescriptor] = {}
         self._station_cache: dict[StationId, tuple[StationDescriptor, dict[str, Any]]] = {}
@@ -192,13 +185,10 @@ class StateRecorder(EvseListener):
         self._soon = False
         self.flushes = 0
 
-    def attached(self, subscriber: pykka.ActorRef[Any]) -> None:
-        self._subscriber = subscriber
-
     def evse_changed(self, event: EvseChanged) -> None:
         state = event.state
         self._latest[state.evse_id] = state
-        self._pending[state.evse_id] = state
+        self._mark(state)
         status_changed = False
         for effect in event.effects:
             if isinstance(effect, StateChanged) and effect.before.status != effect.after.status:
@@ -213,9 +203,7 @@ class StateRecorder(EvseListener):
                     )
                 )
         if status_changed:
-            self._flush_soon()
-        else:
-            self._flush_later()
+            self._soon = True
 
     def station_changed(self, event: StationChanged) -> None:
         if self._stations.get(event.station.id) == event.station:
@@ -226,7 +214,7 @@ class StateRecorder(EvseListener):
         for key in keys:  # write the new descriptor along with their states
             latest = self._latest.get(key)
             if latest is not None:
-                self._pending[key] = latest
+                self._mark(latest)
         retired = [
             key
             for key, state in self._latest.items()
@@ -240,21 +228,25 @@ class StateRecorder(EvseListener):
                 self._evse_states.remove(retired)
             except Exception:
                 log.exception("could not forget retired EVSEs %s", retired)
-        self._flush_later()
 
-    def timer_fired(self, token: object) -> None:
-        if token == _FLUSH_TOKEN:
-            self._timer = None
-            self.flush()
-        elif token == _FLUSH_NOW_TOKEN:
+    def batch_done(self) -> None:
+        """A status changed in this hand-over: write now (the whole burst at once)."""
+        if self._soon:
             self._soon = False
             self.flush()
 
-    def detached(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    def tick(self) -> None:
+        since = self._pending_since
+        if since is not None and self._monotonic() - since >= self._every:
+            self.flush()
+
+    def stopped(self) -> None:
         self.flush()
+
+    def _mark(self, state: EvseState) -> None:
+        self._pending[state.evse_id] = state
+        if self._pending_since is None:
+            self._pending_since = self._monotonic()
 
     def flush(self) -> None:
         """Write what is pending in one batch per table; on a storage error keep it for later."""
@@ -274,12 +266,14 @@ class StateRecorder(EvseListener):
         try:
             self._evse_states.put_many(rows)
             self._pending.clear()
+            self._pending_since = None
             self._status_events.add_many(self._events)
             self._events.clear()
         except Exception:
-            log.exception("could not write %d EVSE states; retrying later", len(rows))
+            log.exception("could not write %d EVSE states; retrying on a tick", len(rows))
             del self._events[:-_MAX_UNWRITTEN_EVENTS]
-            self._flush_later()
+            if self._pending_since is None:
+                self._pending_since = self._monotonic()
             return
         self.flushes += 1
 
@@ -298,28 +292,3 @@ class StateRecorder(EvseListener):
         if cached is None or cached[0] is not station:
             cached = self._station_cache[station_id] = (station, descriptor_to_json(station))
         return cached[1]
-
-    def _flush_soon(self) -> None:
-        """Flush once the events already queued are in: a burst of status changes (a fleet
-        reconnecting) becomes one write, not one per change."""
-        if self._soon:
-            return
-        if self._subscriber is None:
-            self.flush()
-            return
-        self._soon = True
-        self._subscriber.tell(ListenerTimer(_FLUSH_NOW_TOKEN))
-
-    def _flush_later(self) -> None:
-        if self._timer is not None:
-            return
-        if self._timers is None or self._subscriber is None:
-            self.flush()
-            return
-        subscriber = self._subscriber
-
-        def tell_flush() -> None:  # runs on the timer thread: only a tell
-            with contextlib.suppress(pykka.ActorDeadError):
-                subscriber.tell(ListenerTimer(_FLUSH_TOKEN))
-
-        self._timer = self._timers.call_later(self._every, tell_flush)

@@ -1,11 +1,12 @@
 """SupervisorActor: owns the fleet registry, routes station messages, restarts EVSE actors.
 
-Runs on its own thread. It writes the stations of the :class:`FleetView` (each EVSE
-actor writes its own row, and tells the supervisor of status changes). Inbound
-messages arrive from the MQTT bridge in order, in batches; the supervisor hands each
-one to the EVSE actor that owns it (a :class:`~actors.evse.EvseActor`, one Pykka actor per
-EVSE), so one EVSE's messages stay in order: each actor gets one
-:class:`~actors.evse.EvseBatch` per batch the supervisor routes.
+Runs on its own thread, off the hot path: the ingest router (:mod:`actors.routing`)
+sends an EVSE's reports straight to its actor; the supervisor gets births, offline
+notices and messages for EVSEs it does not know yet, starts each EVSE's actor
+(a :class:`~actors.evse.EvseActor`, one Pykka actor per EVSE), tells the listeners of
+station changes (the read model follows them: :class:`~actors.fleet_view.FleetViewWriter`)
+and restarts what crashes. Each EVSE actor tells it of status and session changes, so a
+rebuilt actor starts from the last one.
 
 Restart policy (one-for-one): an EVSE actor that dies of an exception is started
 again from its last known state; more than ``max_restarts`` within
@@ -27,9 +28,8 @@ import pykka
 
 from actors.acks import AppliedLatch
 from actors.errors import ActorUnavailableError, UnknownEvseError
-from actors.evse import EvseActor, EvseBatch, RetireEvse, new_correlation_id
+from actors.evse import EvseActor, RetireEvse, new_correlation_id
 from actors.evse_state import EvseState, MarkFaulted, StationWentOffline, transition
-from actors.fleet_view import FleetView
 from actors.inbox import BatchInbox
 from actors.messages import (
     EvseChanged,
@@ -43,6 +43,7 @@ from actors.messages import (
     StationChanged,
     VersionRefused,
 )
+from actors.outbox import EvseOutbox
 from actors.routing import EvseRegistry
 from actors.state_recorder import LastKnownEvse
 from actors.timers import Timers
@@ -61,7 +62,7 @@ from protocol import (
     evse_key,
 )
 
-__all__ = ["SupervisorActor"]
+__all__ = ["SupervisorActor", "restored"]
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,8 @@ class SupervisorActor(pykka.ThreadingActor):
         self,
         *,
         bridge: pykka.ActorRef[Any] | None,
-        fleet_view: FleetView,
         subscribers: Sequence[pykka.ActorRef[Any]] = (),
+        status_subscribers: Sequence[pykka.ActorRef[Any]] = (),
         timers: Timers | None = None,
         max_restarts: int = 3,
         restart_window_s: float = 60.0,
@@ -110,20 +111,18 @@ class SupervisorActor(pykka.ThreadingActor):
         # Every EVSE actor queues its events for a subscriber in one shared inbox, so the
         # subscriber wakes once per burst (actors.inbox), not once per EVSE actor.
         self._feeds = [BatchInbox(subscriber) for subscriber in subscribers]
+        self._status_feeds = [BatchInbox(subscriber) for subscriber in status_subscribers]
         self._writer_feed = next(
             (f for f, s in zip(self._feeds, subscribers, strict=True) if s is session_writer),
             BatchInbox(session_writer) if session_writer is not None else None,
         )
         self._own_feed = BatchInbox(self.actor_ref)
-        self._outbox: dict[EvseId, tuple[pykka.ActorRef[Any], list[Any]]] = {}
-        self._session_writer = session_writer
-        self._touched: dict[EvseId, pykka.ActorRef[Any]] = {}
-        """EVSE actors sent anything since the last batch's latch (acks: :meth:`_pass_latch`)."""
+        self._outbox = EvseOutbox()
         self._last_known = tuple(last_known)
         self._reconcile_timeout_s = reconcile_timeout_s
         self._bridge = bridge
-        self._view = fleet_view
-        self._subscribers = list(subscribers)
+        self._subscribers = [*subscribers, *status_subscribers]
+        """Told of station changes and alerts, and of an EVSE given up (all of them)."""
         self._timers = timers
         self._max_restarts = max_restarts
         self._window = restart_window_s
@@ -141,8 +140,9 @@ class SupervisorActor(pykka.ThreadingActor):
     def on_start(self) -> None:
         """Runs on the supervisor's thread before any message: rebuild the last known fleet.
 
-        Every stored EVSE gets its actor and its :class:`FleetView` entry back, ``Offline``
-        (unknown) like its station until the station speaks. Status reports queued by the
+        Every stored EVSE gets its actor back, ``Offline`` (unknown) like its station until the
+        station speaks (:func:`restored`; the composition root seeded the read model with the
+        same). Status reports queued by the
         broker while the CSMS was down then apply in order on top of the stored state (their
         ``seq`` is above the stored one; meter values wait for a status); the retained birth
         resets the floor so the station's latest status wins; and after that birth each
@@ -152,14 +152,10 @@ class SupervisorActor(pykka.ThreadingActor):
         """
         for known in self._last_known:
             station = known.station
-            # Offline until the station speaks: any status it then reports is legal, and the
-            # session (if any) stays open through ``status_before_offline``.
-            state, _ = transition(known.state, StationWentOffline(ts=known.state.ts))
+            state = restored(known)
             if station is not None and station.id not in self._stations:
                 self._stations[station.id] = station
-                self._view.put_station(station, online=False)
             slot = self._slots[state.evse_id] = _Slot(state=state, reconcile=True)
-            self._view.put_evse(state, updated_at=known.updated_at_ms / 1000)
             self._start(slot)
         if self._last_known:
             log.info("Rebuilt %d EVSE actors from their last known state", len(self._slots))
@@ -213,51 +209,25 @@ class SupervisorActor(pykka.ThreadingActor):
             bridge=self._bridge,
             supervisor=self._own_feed,
             subscribers=self._feeds,
+            status_subscribers=self._status_feeds,
             timers=self._timers,
             correlation_ids=self._correlation_ids,
             observe_command=self._observe_command,
-            view=self._view,
             session_writer=self._writer_feed,
         )
 
     def _to_actor(self, slot: _Slot, item: Any) -> None:
         """Queue ``item`` for the slot's actor; :meth:`_flush` sends each actor its batch."""
-        ref = slot.ref
-        if ref is None:
-            return
-        evse_id = slot.state.evse_id
-        self._touched[evse_id] = ref
-        box = self._outbox.get(evse_id)
-        if box is None or box[0] is not ref:
-            self._outbox[evse_id] = (ref, [item])
-        else:
-            box[1].append(item)
+        if slot.ref is not None:
+            self._outbox.put(slot.state.evse_id, slot.ref, item)
 
     def _flush(self) -> None:
-        outbox, self._outbox = self._outbox, {}
-        for evse_id, (ref, items) in outbox.items():
-            try:
-                ref.tell(EvseBatch(items=items))
-            except pykka.ActorDeadError:
-                log.warning("EVSE actor %s is down; dropped %d messages", evse_id, len(items))
-
-    # ------------------------------------------------------------------ acks (actors.acks)
+        self._outbox.flush()
 
     def _pass_latch(self, latch: AppliedLatch) -> None:
-        """A raw batch is routed: its latch goes behind it to every EVSE actor it reached
-        (each releases its part once it has applied what came before); the bridge's part
-        ends here. Reports parked until their station's birth (``_early``) are acknowledged
-        with their batch: the station's retained birth and next reports supersede them."""
-        touched, self._touched = self._touched, {}
-        for evse_id, ref in touched.items():
-            box = self._outbox.get(evse_id)
-            if box is None:  # its messages already went (a release flushes): the latch follows
-                latch.hold()
-                self._outbox[evse_id] = (ref, [latch])
-            elif box[0] is ref:
-                latch.hold()
-                box[1].append(latch)
-        latch.release()
+        """Reports parked until their station's birth (``_early``) are acknowledged with
+        their batch: the station's retained birth and next reports supersede them."""
+        self._outbox.pass_latch(latch)
 
     # ------------------------------------------------------------------ routing
 
@@ -318,7 +288,6 @@ class SupervisorActor(pykka.ThreadingActor):
         self._stations[station.id] = station
         if known is not None:
             self._retire_missing(known, station)
-        self._view.put_station(station, online=True)
         for evse in station.evses:
             key = evse_key(station.id, evse.id)
             slot = self._slots.get(key)
@@ -330,7 +299,6 @@ class SupervisorActor(pykka.ThreadingActor):
                     connector=evse.connector,
                 )
                 slot = self._slots[key] = _Slot(state=state)
-                self._view.put_evse(state)
                 self._start(slot)
             self._deliver(slot, birth)
             if slot.reconcile:
@@ -386,7 +354,6 @@ class SupervisorActor(pykka.ThreadingActor):
             self._to_actor(slot, RetireEvse())
             if self._registry is not None:
                 self._registry.remove(key)
-            self._view.remove_evse(key)
             log.info("Station %s no longer has EVSE %s: retired", now.id, evse.id)
             self._broadcast(
                 OperatorAlert(
@@ -403,7 +370,6 @@ class SupervisorActor(pykka.ThreadingActor):
         if station is None:
             self._release(sid)
             return
-        self._view.set_online(sid, online=False)
         for evse in station.evses:
             slot = self._slots.get(evse_key(sid, evse.id))
             if slot is not None:
@@ -518,8 +484,7 @@ class SupervisorActor(pykka.ThreadingActor):
             f"{self._window:.0f} s and is marked {EvseStatus.FAULTED}: {error}"
         )
         log.error(message)
-        self._view.put_evse(slot.state, alert=message)
-        self._broadcast(EvseChanged(state=slot.state, effects=()))
+        self._broadcast(EvseChanged(state=slot.state, effects=(), alert=message))
         self._broadcast(
             OperatorAlert(
                 kind="evse_faulted",
@@ -529,6 +494,14 @@ class SupervisorActor(pykka.ThreadingActor):
                 message=message,
             )
         )
+
+
+def restored(known: LastKnownEvse) -> EvseState:
+    """A stored EVSE as the CSMS starts again from it: ``Offline`` (unknown) until its station
+    speaks, so any status it then reports is legal, and its session (if any) stays open
+    through ``status_before_offline``."""
+    state, _ = transition(known.state, StationWentOffline(ts=known.state.ts))
+    return state
 
 
 def _wall_ms() -> int:

@@ -19,24 +19,24 @@ import pykka
 
 from actors.bridge import BridgeStats, Connect, MqttBridgeActor
 from actors.charging import ChargingService
-from actors.dashboard import DashboardSubscriber, EvseListener
 from actors.errors import (
     ActorUnavailableError,
     CommandTimeoutError,
     SmartchargeError,
     StationOfflineError,
 )
-from actors.fleet_view import FleetView
+from actors.fleet_view import EvseView, FleetView, FleetViewWriter
+from actors.listeners import EvseListener, ListenerHost
 from actors.live import LiveHub
 from actors.messages import CommandOutcome, GetEvseRef, SendCommand
 from actors.metrics import CsmsMetrics, supervisor_restarts
-from actors.metrics_recorder import MetricsRecorder, MetricsRecorderSubscriber, SampleRetention
+from actors.metrics_recorder import MetricsRecorder, SampleRetention
 from actors.reservations import ReservationActor
 from actors.routing import EvseRegistry
 from actors.session_recorder import SessionRecorder
 from actors.sessions import LiveFeed, Notifier, SessionOwner, SessionOwners
 from actors.state_recorder import LastKnownEvse, StateRecorder, last_known_fleet
-from actors.supervisor import SupervisorActor
+from actors.supervisor import SupervisorActor, restored
 from actors.timers import Timers
 from protocol import (
     CancelReservationArgs,
@@ -142,30 +142,36 @@ class CsmsSystem:
         session = self.config.storage.sessions.get(session_id)
         return None if session is None else session.driver_id
 
-    def _listeners(self, last_known: Sequence[LastKnownEvse]) -> list[EvseListener]:
-        listeners: list[EvseListener] = [LiveFeed(self.hub, self.owners)]
+    def _storage_listeners(self, last_known: Sequence[LastKnownEvse]) -> list[EvseListener]:
+        """The recorders: sessions, every EVSE's last state, the metric samples."""
         store = self.config.storage
-        if store is not None:
-            listeners.append(
-                SessionRecorder(
-                    store.sessions,
-                    self.owners,
-                    self.notifier,
-                    resumed=[known.state for known in last_known],
-                    # sessions and notifications in one SQL database (not on Firebase)
-                    transaction=store.transaction if isinstance(store, Storage) else None,
-                )
-            )
-            listeners.append(
-                StateRecorder(
-                    store.evse_states,
-                    store.status_events,
-                    timers=self._timers,
-                    last_known=last_known,
-                    driver_of=self._driver_in_memory,
-                )
-            )
-        return [*listeners, *self.config.listeners]
+        if store is None:
+            return []
+        return [
+            SessionRecorder(
+                store.sessions,
+                self.owners,
+                self.notifier,
+                resumed=[known.state for known in last_known],
+                # sessions and notifications in one SQL database (not on Firebase)
+                transaction=store.transaction if isinstance(store, Storage) else None,
+            ),
+            StateRecorder(
+                store.evse_states,
+                store.status_events,
+                last_known=last_known,
+                driver_of=self._driver_in_memory,
+            ),
+            MetricsRecorder(store.metrics, retention=self.config.sample_retention),
+        ]
+
+    def _restore_view(self, last_known: Sequence[LastKnownEvse]) -> None:
+        """The read model starts from what the previous run left (before any actor runs)."""
+        stations = {k.station.id: k.station for k in last_known if k.station is not None}
+        self.view.restore(
+            stations.values(),
+            (EvseView(state=restored(k), updated_at=k.updated_at_ms / 1000) for k in last_known),
+        )
 
     def _last_known_fleet(self) -> list[LastKnownEvse]:
         """What the previous run left in storage (nothing without storage)."""
@@ -206,18 +212,25 @@ class CsmsSystem:
         try:
             self._timers = Timers()
             last_known = self._last_known_fleet()
-            subscribers: list[pykka.ActorRef[Any]] = []
+            self._restore_view(last_known)
+            # Two listener hosts: what people see (read model first, then the live feed)
+            # never waits for a disk; the recorders write on their own thread.
+            live = ListenerHost.start(
+                [
+                    FleetViewWriter(self.view),
+                    LiveFeed(self.hub, self.owners),
+                    *self.config.listeners,
+                ],
+                name="live",
+            )
+            self._refs.append(live)
+            subscribers: list[pykka.ActorRef[Any]] = [live]
             session_writer = None
-            for listener in self._listeners(last_known):
-                subscribers.append(DashboardSubscriber.start(listener))
-                if isinstance(listener, SessionRecorder):
-                    session_writer = subscribers[-1]
-            if self.config.storage is not None:  # its own subscriber: it also gets timer ticks
-                recorder = MetricsRecorder(
-                    self.config.storage.metrics, retention=self.config.sample_retention
-                )
-                subscribers.append(MetricsRecorderSubscriber.start(recorder, self._timers))
-            self._refs.extend(subscribers)
+            recorders = self._storage_listeners(last_known)
+            if recorders:
+                session_writer = ListenerHost.start(recorders, timers=self._timers, name="storage")
+                self._refs.append(session_writer)
+                subscribers.append(session_writer)
             store = self.config.storage
             reservations = ReservationActor.start(
                 store=store.reservations if store else None,
@@ -229,7 +242,6 @@ class CsmsSystem:
             )
             self._refs.append(reservations)
             self._reservations = reservations
-            subscribers.append(reservations)
             bridge = MqttBridgeActor.start(
                 self.config.mqtt_url,
                 client_id=self.config.client_id,
@@ -241,8 +253,8 @@ class CsmsSystem:
             self._refs.append(bridge)
             self.supervisor = SupervisorActor.start(
                 bridge=bridge,
-                fleet_view=self.view,
                 subscribers=subscribers,
+                status_subscribers=[reservations],
                 timers=self._timers,
                 max_restarts=self.config.max_restarts,
                 restart_window_s=self.config.restart_window_s,

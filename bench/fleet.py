@@ -63,7 +63,6 @@ def measure(kind: str, n: int, idle_s: float) -> dict[str, Any]:
     """Run in the child: start ``n`` actors of ``kind``, return the figures."""
     import pykka
 
-    from actors.fleet_view import FleetView
     from actors.messages import GetEvseRef, GetState, Inbound
     from actors.supervisor import SupervisorActor
     from protocol import (
@@ -91,7 +90,7 @@ def measure(kind: str, n: int, idle_s: float) -> dict[str, Any]:
     cpu0 = _cpu_s()
     start = time.perf_counter()
     if kind == "evse":
-        sup = SupervisorActor.start(bridge=None, fleet_view=FleetView())
+        sup = SupervisorActor.start(bridge=None)
         for birth in births:
             sup.tell(Inbound(message=birth))
         last_key = evse_key(f"st{n // 2 - 1:06d}", "2")

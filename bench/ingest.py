@@ -41,7 +41,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from actors.bridge import SUBSCRIPTIONS
-from actors.dashboard import EvseListener
+from actors.listeners import EvseListener
 from actors.messages import EvseChanged
 from actors.system import CsmsConfig, CsmsSystem
 from bench._publisher import Stream, serve

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from actors.dashboard import EvseListener
 from actors.evse_state import EvseState
+from actors.listeners import EvseListener
 from actors.messages import EvseChanged, OperatorAlert, StationChanged
 from protocol import EvseId, split_evse_key
 

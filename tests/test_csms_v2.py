@@ -13,9 +13,9 @@ import pykka
 import pytest
 
 from actors.bridge import MqttBridgeActor
-from actors.dashboard import DashboardSubscriber
 from actors.errors import UnknownEvseError
-from actors.fleet_view import FleetView
+from actors.fleet_view import FleetView, FleetViewWriter
+from actors.listeners import ListenerHost
 from actors.messages import GetEvseRef, GetState, Inbound, Publish, SendCommand, VersionRefused
 from actors.supervisor import SupervisorActor
 from actors.timers import Timers
@@ -62,10 +62,9 @@ class Csms:
         self.view = FleetView()
         self.published: queue.Queue[Publish] = queue.Queue()
         self.timers = Timers()
-        subscriber = DashboardSubscriber.start(self.watcher)
+        subscriber = ListenerHost.start([FleetViewWriter(self.view), self.watcher])
         self.supervisor = SupervisorActor.start(
             bridge=BridgeRecorder.start(self.published),
-            fleet_view=self.view,
             subscribers=[subscriber],
             timers=self.timers,
         )

@@ -264,6 +264,22 @@ def test_a_station_whose_evses_have_not_reported_lists_no_evses(
     assert result.json["evses"] == []
 
 
+def test_a_station_that_no_longer_lists_an_evse_drops_it_from_the_view(
+    csms: CsmsSystem, client: falcon.testing.TestClient
+) -> None:
+    csms.view.put_station(station("st-004", evses=2), online=True)
+    for n in (1, 2):
+        csms.view.put_evse(evse(f"st-004.{n}", "st-004", EvseStatus.AVAILABLE))
+    csms.view.put_station(station("st-004", evses=1), online=True)
+    assert client.simulate_get("/api/v1/evses/st-004.2").status_code == 404
+    csms.view.put_evse(evse("st-004.2", "st-004", EvseStatus.CHARGING))  # its stopped actor's
+
+    assert client.simulate_get("/api/v1/evses/st-004.2").status_code == 404
+    assert [e["id"] for e in client.simulate_get("/api/v1/stations/st-004").json["evses"]] == [
+        "st-004.1"
+    ]
+
+
 def test_an_empty_fleet_lists_no_stations() -> None:
     client = falcon.testing.TestClient(create_app(CsmsSystem(CsmsConfig())))
 

@@ -17,13 +17,12 @@ from sqlalchemy import text
 from actors.bridge import BridgeStats
 from actors.evse_state import EvseState
 from actors.fleet_view import FleetView
+from actors.listeners import ListenerHost, Tick
 from actors.live import LiveHub
 from actors.messages import EvseChanged
 from actors.metrics import CsmsMetrics
 from actors.metrics_recorder import (
-    FlushDue,
     MetricsRecorder,
-    MetricsRecorderSubscriber,
     SampleRetention,
 )
 from actors.system import CsmsConfig, CsmsSystem
@@ -398,11 +397,11 @@ def test_the_recorder_downsamples_on_its_timer_with_the_configured_retention() -
 def test_the_recorder_subscriber_writes_on_a_tick_and_what_is_left_when_it_stops() -> None:
     store, monotonic = CountingStore(), FakeMonotonic()
     recorder = MetricsRecorder(store, monotonic=monotonic)
-    subscriber = MetricsRecorderSubscriber.start(recorder, None)
+    subscriber = ListenerHost.start([recorder])
     try:
         subscriber.tell(changed("e-1", 1.0))
         monotonic.now += 1.0
-        subscriber.ask(FlushDue(), timeout=5)
+        subscriber.ask(Tick(), timeout=5)
         assert [len(b) for b in store.batches] == [1]
         subscriber.tell(changed("e-1", 2.0))
     finally:

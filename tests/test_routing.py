@@ -11,10 +11,9 @@ import pykka
 import pytest
 
 from actors.acks import AppliedLatch
-from actors.dashboard import DashboardSubscriber
 from actors.evse import EvseBatch
-from actors.fleet_view import FleetView
 from actors.inbox import BatchInbox
+from actors.listeners import ListenerHost
 from actors.messages import InboundReady
 from actors.routing import EvseRegistry, IngestRouter
 from actors.supervisor import SupervisorActor
@@ -120,8 +119,7 @@ def test_through_the_real_supervisor_no_report_overtakes_the_birth_it_follows() 
     watcher = FleetWatcher()
     supervisor = SupervisorActor.start(
         bridge=None,
-        fleet_view=FleetView(),
-        subscribers=[DashboardSubscriber.start(watcher)],
+        subscribers=[ListenerHost.start([watcher])],
         registry=registry,
     )
     router = IngestRouter(registry, BatchInbox(supervisor))

@@ -58,7 +58,7 @@ def test_a_row_left_open_for_an_evse_that_runs_no_session_is_closed_when_its_sta
         sessions, SessionOwners(), Notifier(None, LiveHub()), resumed=resumed
     )
 
-    recorder.attached(None)
+    recorder.started()
     recorder.batch_done()
 
     waiting = sessions.get("s-ended")
@@ -89,7 +89,7 @@ def preparing_then_charging(storage: Storage) -> tuple[SessionRecorder, EvseStat
     recorder = SessionRecorder(
         storage.sessions, SessionOwners(), Notifier(None, LiveHub()), resumed=[saved]
     )
-    recorder.attached(None)
+    recorder.started()
     return recorder, saved
 
 
@@ -143,7 +143,7 @@ def test_a_row_opened_after_the_saved_state_stays_open_while_its_station_charges
     recorder = SessionRecorder(
         storage.sessions, SessionOwners(), Notifier(None, LiveHub()), resumed=[saved]
     )
-    recorder.attached(None)
+    recorder.started()
     recorder.batch_done()
 
     charging = replace(

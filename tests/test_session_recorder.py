@@ -11,8 +11,8 @@ from typing import Any
 import pykka
 import pytest
 
-from actors.dashboard import DashboardSubscriber, EvseListener
 from actors.evse_state import EvseState, SessionClosed, SessionOpened, StateChanged
+from actors.listeners import EvseListener, ListenerHost
 from actors.live import LiveEvent, LiveHub
 from actors.messages import EvseChanged, EvseChangedBatch
 from actors.session_recorder import SessionRecorder
@@ -105,7 +105,7 @@ def test_the_writes_of_a_batch_share_one_transaction_and_are_notified_after_it(
         with store.transaction():
             yield
 
-    subscriber = DashboardSubscriber.start(recorder_for(store, hub, counted))
+    subscriber = ListenerHost.start([recorder_for(store, hub, counted)])
     subscriber.ask(one_session(), timeout=10)
 
     assert transactions == 1, "open, progress, close and two notifications: one transaction"
@@ -127,7 +127,7 @@ def test_a_batch_whose_transaction_fails_is_written_again_change_by_change(
             failures += 1
             raise StorageUnavailableError("the disk went away")  # rolls everything back
 
-    subscriber = DashboardSubscriber.start(recorder_for(store, hub, fails_at_commit))
+    subscriber = ListenerHost.start([recorder_for(store, hub, fails_at_commit)])
     subscriber.ask(one_session(), timeout=10)
 
     assert failures == 1
@@ -147,7 +147,7 @@ class CallLog(EvseListener):
 
 def test_a_listener_hears_batch_done_after_each_message_and_its_events(actors: None) -> None:
     log = CallLog()
-    subscriber = DashboardSubscriber.start(log)
+    subscriber = ListenerHost.start([log])
     batch = one_session()
 
     subscriber.ask(batch, timeout=10)

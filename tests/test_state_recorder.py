@@ -12,7 +12,6 @@ from typing import Any
 import pykka
 import pytest
 
-from actors.dashboard import DashboardSubscriber
 from actors.evse_state import (
     EvseState,
     SessionClosed,
@@ -20,8 +19,8 @@ from actors.evse_state import (
     StationWentOffline,
     transition,
 )
-from actors.fleet_view import FleetView
-from actors.messages import EvseChanged, GetEvseRef, Inbound, Publish
+from actors.listeners import ListenerHost
+from actors.messages import EvseChanged, GetEvseRef, GetState, Inbound, Publish
 from actors.state_recorder import (
     LastKnownEvse,
     StateRecorder,
@@ -30,6 +29,7 @@ from actors.state_recorder import (
     state_to_json,
 )
 from actors.supervisor import SupervisorActor
+from actors.system import CsmsConfig, CsmsSystem
 from actors.timers import Timers
 from protocol import (
     EvseDescriptor,
@@ -151,24 +151,33 @@ def actors() -> Iterator[None]:
     pykka.ActorRegistry.stop_all()
 
 
-def test_the_supervisor_rebuilds_offline_then_asks_the_station_after_its_birth(
-    actors: None,
-) -> None:
-    view = FleetView()
-    published: queue.Queue[Publish] = queue.Queue()
-    bridge = BridgeRecorder.start(published)
+def test_the_read_model_starts_offline_from_the_last_known_fleet_and_keeps_its_age() -> None:
     known = LastKnownEvse(state=CHARGING, station=STATION, updated_at_ms=1_000)
-    supervisor = SupervisorActor.start(bridge=bridge, fleet_view=view, last_known=[known])
-    supervisor.ask(GetEvseRef(evse_id=A), timeout=5)  # answered after on_start rebuilt it
+    system = CsmsSystem(CsmsConfig())  # not started: the read model is seeded before any actor
+    system._restore_view([known])
 
-    rebuilt = view.evse(A)
+    rebuilt = system.view.evse(A)
     assert rebuilt is not None
     assert rebuilt.state.status is S.OFFLINE
     assert rebuilt.state.session_open, "the session stays open while its station is unknown"
     assert rebuilt.updated_at == 1.0, "the view keeps the age of what it knows"
-    station = view.station(SID)
+    station = system.view.station(SID)
     assert station is not None
     assert not station.online
+
+
+def test_the_supervisor_rebuilds_offline_then_asks_the_station_after_its_birth(
+    actors: None,
+) -> None:
+    published: queue.Queue[Publish] = queue.Queue()
+    bridge = BridgeRecorder.start(published)
+    known = LastKnownEvse(state=CHARGING, station=STATION, updated_at_ms=1_000)
+    supervisor = SupervisorActor.start(bridge=bridge, last_known=[known])
+    ref = supervisor.ask(GetEvseRef(evse_id=A), timeout=5)  # answered after on_start rebuilt it
+
+    rebuilt = ref.ask(GetState(), timeout=5)
+    assert rebuilt.status is S.OFFLINE
+    assert rebuilt.session_open, "the session stays open while its station is unknown"
     assert published.empty()
 
     supervisor.tell(Inbound(message=StationBirth(station=STATION, ts=3_000)))
@@ -209,8 +218,8 @@ def test_meter_progress_is_coalesced_into_one_write_and_a_status_change_is_logge
     stores = FakeStores()
     timers = Timers()
     try:
-        recorder = StateRecorder(stores, stores, timers=timers, flush_every_s=0.2)
-        subscriber = DashboardSubscriber.start(recorder)
+        recorder = StateRecorder(stores, stores, flush_every_s=0.2)
+        subscriber = ListenerHost.start([recorder], timers=timers, tick_s=0.05)
         state = CHARGING
         for n in range(50):
             meter = MeterValues(

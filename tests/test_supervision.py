@@ -9,10 +9,10 @@ from typing import Any
 import pykka
 import pytest
 
-from actors.dashboard import DashboardSubscriber
 from actors.errors import ActorUnavailableError
 from actors.evse import EvseActor
-from actors.fleet_view import FleetView
+from actors.fleet_view import FleetView, FleetViewWriter
+from actors.listeners import ListenerHost
 from actors.messages import GetEvseRef, GetState, Inbound
 from actors.supervisor import SupervisorActor
 from protocol import (
@@ -43,9 +43,9 @@ def poisonable(monkeypatch: pytest.MonkeyPatch) -> None:
 def fleet(poisonable: None) -> Iterator[tuple[pykka.ActorRef[Any], FleetWatcher, FleetView]]:
     watcher = FleetWatcher()
     view = FleetView()
-    subscriber = DashboardSubscriber.start(watcher)
+    subscriber = ListenerHost.start([FleetViewWriter(view), watcher])
     supervisor = SupervisorActor.start(
-        bridge=None, fleet_view=view, subscribers=[subscriber], max_restarts=2, restart_window_s=60
+        bridge=None, subscribers=[subscriber], max_restarts=2, restart_window_s=60
     )
     station = StationDescriptor(
         id=SID,
@@ -164,10 +164,8 @@ def test_ten_stations_of_two_evses_run_twenty_evse_actors_and_one_crash_touches_
     poisonable: None,
 ) -> None:
     watcher = FleetWatcher()
-    subscriber = DashboardSubscriber.start(watcher)
-    supervisor = SupervisorActor.start(
-        bridge=None, fleet_view=FleetView(), subscribers=[subscriber]
-    )
+    subscriber = ListenerHost.start([watcher])
+    supervisor = SupervisorActor.start(bridge=None, subscribers=[subscriber])
     try:
         for n in range(10):
             sid = StationId(f"ten-{n:02d}")
