@@ -3,7 +3,7 @@ MQTT bridge, the read model.
 
 The wire protocol is the top-level package :mod:`protocol`, not part of this one.
 
-The names below are imported on first use (PEP 562), so ``import actors.mqtt_link`` (the
+The names below are imported on first use (PEP 562), so ``import actors.mqtt_child`` (the
 CSMS's MQTT process) stays light: the whole package, with storage and SQLAlchemy behind it,
 takes over a second to import.
 """

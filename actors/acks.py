@@ -1,9 +1,9 @@
 """AppliedLatch: acknowledge a batch of QoS 1 messages to the broker once it has been applied.
 
-The MQTT client (:mod:`actors.mqtt_link`'s child process, or the bridge's in-process
-client) uses paho's ``manual_ack``: a message is acknowledged (PUBACK) only when the CSMS
-has applied it, so a crash between receipt and apply leaves it with the broker, which
-delivers it again (``DUP`` set) to the session's next connection. The EVSE logic ignores
+The MQTT client (:mod:`actors.mqtt_session`, in :mod:`actors.mqtt_link`'s child process or
+in the CSMS's own) uses paho's ``manual_ack``: a message is acknowledged (PUBACK) only when
+the CSMS has applied it, so a crash between receipt and apply leaves it with the broker,
+which delivers it again (``DUP`` set) to the session's next connection. The EVSE logic ignores
 a report whose ``seq`` it has already applied, so a redelivery changes nothing.
 
 One latch per raw batch the client handed over, a countdown shared by every thread the

@@ -2,16 +2,16 @@
 
 Under the GIL the MQTT client's own work (framing, PUBACKs, its socket calls) competes
 with every actor for one core; measured here it was over half of the CSMS's CPU per
-station message (``docs/performance.md``). :class:`MqttLink` runs the paho client (a
-:class:`~actors.mqtt_client.BufferedClient`) in a child process (``python -m
-actors.mqtt_link``, a light import) and talks to it over a socket pair with
+station message (``docs/performance.md``). :class:`MqttLink`, the production
+:class:`~actors.mqtt_transport.MqttTransport`, runs the CSMS's
+:class:`~actors.mqtt_session.PahoSession` in a child process (``python -m
+actors.mqtt_child``, a light import) and talks to it over a socket pair with
 :class:`multiprocessing.connection.Connection` framing:
 
 - child -> parent: ``("msgs", [(topic, payload), ...], (generation, [mid, ...]))`` one
   batch per burst the client read, with the ids of its QoS 1 messages and the connection
-  they came on; ``("up", session_present)`` and ``("down", reason, failure)`` as the
-  connection comes and goes; ``("pubfail", topic, error)`` when a publish could not be
-  queued;
+  they came on; ``("up", detail)`` and ``("down", detail, failure)`` as the connection
+  comes and goes; ``("pubfail", topic, error)`` when a publish could not be queued;
 - parent -> child: ``("pub", topic, payload, retain)``, ``("ack", [(generation, [mid,
   ...]), ...])`` once a batch is applied, and ``("stop",)``.
 
@@ -37,7 +37,6 @@ import functools
 import json
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -49,7 +48,8 @@ from pathlib import Path
 from typing import Any
 
 from actors.acks import AppliedLatch
-from protocol.mqtt_settings import BACKOFF_MAX_S, BACKOFF_MIN_S, MqttSettings
+from actors.mqtt_session import Batch
+from protocol.mqtt_settings import MqttSettings
 
 __all__ = ["MqttLink"]
 
@@ -59,7 +59,9 @@ _RESTART_DELAY_S = 1.0
 _MAX_BATCH = 5_000
 _MAX_RESTART_DELAY_S = 30.0
 
-Batch = list[tuple[str | None, bytes]]
+CHILD_MODULE = "actors.mqtt_child"
+"""What the child process runs (``python -m``); also how tests and benches find it."""
+
 Acks = list[tuple[int, list[int]]]
 """``[(generation, [mid, ...]), ...]``: QoS 1 message ids by the child's connection."""
 
@@ -123,16 +125,18 @@ class MqttLink:
         self._reader.start()
 
     def publish(self, topic: str, payload: bytes, retain: bool) -> bool:
-        """Queue a QoS 1 publish in the child; ``False`` if the child is not there."""
+        """Queue a QoS 1 publish in the child; ``False`` (and ``on_publish_failed``) if the
+        child is not there. The child reports a publish paho refused with ``pubfail``."""
         conn = self._conn
-        if conn is None:
-            return False
-        try:
-            with self._send_lock:
-                conn.send(("pub", topic, payload, retain))
-        except OSError:
-            return False
-        return True
+        if conn is not None:
+            try:
+                with self._send_lock:
+                    conn.send(("pub", topic, payload, retain))
+                return True
+            except OSError:
+                pass
+        self._on_publish_failed(topic, "the MQTT process is not running")
+        return False
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stopping.set()
@@ -168,7 +172,7 @@ class MqttLink:
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "actors.mqtt_link", str(child_end.fileno())],
+            [sys.executable, "-m", CHILD_MODULE, str(child_end.fileno())],
             pass_fds=(child_end.fileno(),),
             stdin=subprocess.PIPE,
             env=env,
@@ -266,7 +270,7 @@ class MqttLink:
     def _handle(self, message: Any) -> None:
         kind = message[0]
         if kind == "up":
-            self._on_state(True, f"session present: {message[1]}", False)
+            self._on_state(True, message[1], False)
         elif kind == "down":
             self._on_state(False, message[1], message[2])
         elif kind == "pubfail":
@@ -283,123 +287,3 @@ class MqttLink:
                 proc.wait(5)
             except subprocess.TimeoutExpired:
                 log.error("MQTT process %s did not die", proc.pid)
-
-
-# ---------------------------------------------------------------------- the child process
-
-
-def _child(config: dict[str, Any], fd: int) -> None:
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    from actors.mqtt_client import BufferedClient, ack_many, new_client, no_delay
-    from protocol import CSMS_SUBSCRIPTIONS, QOS
-
-    conn = Connection(fd)
-    send_lock = threading.Lock()
-
-    def send(message: Any) -> None:
-        try:
-            with send_lock:
-                conn.send(message)
-        except OSError:
-            # The parent is gone: exit before paho acknowledges what it could not take
-            # (the broker keeps it for the session's next connection).
-            os._exit(1)
-
-    subscriptions = [(topic, QOS) for topic in CSMS_SUBSCRIPTIONS]
-    pending: list[tuple[str | None, bytes | bytearray]] = []
-    pending_mids: list[int] = []
-    # The connection a message id belongs to: bumped (under the lock) when one ends, so an
-    # ack checked against it is either queued before paho's reconnect() clears the output
-    # queue, or dropped.
-    generation = [0]
-    generation_lock = threading.Lock()
-
-    def flush() -> None:
-        if pending:
-            batch, mids = pending[:], pending_mids[:]
-            del pending[:], pending_mids[:]
-            send(("msgs", batch, (generation[0], mids)))
-
-    settings = MqttSettings.from_json(config["settings"])
-    client = new_client(
-        CallbackAPIVersion.VERSION2,
-        client_id=config["client_id"],
-        clean_session=False,
-        protocol=mqtt.MQTTv311,
-        manual_ack=True,
-    )
-    settings.apply_to(client)
-    batched = isinstance(client, BufferedClient)
-
-    session_present: list[Any] = [None]
-
-    def on_connect(c: mqtt.Client, u: Any, flags: Any, reason: Any, props: Any) -> None:
-        if reason.is_failure:
-            send(("down", f"connect refused: {reason}", True))
-            return
-        session_present[0] = getattr(flags, "session_present", None)
-        c.subscribe(subscriptions)
-
-    def on_subscribe(c: mqtt.Client, u: Any, mid: Any, reasons: Any, props: Any) -> None:
-        send(("up", session_present[0]))  # subscribed: messages published from now arrive
-
-    def on_disconnect(c: mqtt.Client, u: Any, flags: Any, reason: Any, props: Any) -> None:
-        flush()  # what this connection delivered goes out with its generation
-        with generation_lock:
-            generation[0] += 1
-        send(("down", f"{'lost' if reason.is_failure else 'closed'}: {reason}", reason.is_failure))
-
-    def on_message(c: mqtt.Client, u: Any, msg: mqtt.MQTTMessage) -> None:
-        try:
-            topic: str | None = msg.topic
-        except UnicodeDecodeError:
-            topic = None
-        pending.append((topic, msg.payload))
-        if msg.qos == 1:
-            pending_mids.append(msg.mid)
-        if not batched:
-            flush()
-
-    client.max_queued_messages_set(60_000)
-    client.reconnect_delay_set(min_delay=BACKOFF_MIN_S, max_delay=BACKOFF_MAX_S)  # type: ignore[arg-type]
-    client.on_connect = on_connect
-    client.on_subscribe = on_subscribe
-    client.on_disconnect = on_disconnect
-    client.on_message = on_message
-    client.on_socket_open = no_delay
-    if isinstance(client, BufferedClient):
-        client.on_read_done = flush
-    client.connect_async(settings.host, settings.port, keepalive=config["keepalive"])
-    client.loop_start()
-    try:
-        while True:
-            try:
-                request = conn.recv()
-            except (EOFError, OSError):
-                break  # the parent is gone
-            if request[0] == "stop":
-                break
-            if request[0] == "ack":
-                with generation_lock:
-                    for of_generation, mids in request[1]:
-                        if of_generation == generation[0]:
-                            ack_many(client, mids)
-                continue
-            _, topic, payload, retain = request
-            info = client.publish(topic, payload, qos=QOS, retain=retain)
-            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-                send(("pubfail", topic, mqtt.error_string(info.rc)))
-    finally:
-        client.disconnect()
-        client.loop_stop()
-
-
-if __name__ == "__main__":
-    # Ctrl-C or a SIGTERM to the whole process group: the parent decides when this child
-    # stops (it sends "stop", or its end of the socket closes when it dies).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    logging.basicConfig(level=logging.WARNING, format="mqtt-link %(levelname)s %(message)s")
-    _child(json.loads(sys.stdin.readline()), int(sys.argv[1]))

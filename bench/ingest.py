@@ -43,6 +43,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from actors.bridge import SUBSCRIPTIONS
 from actors.listeners import EvseListener
 from actors.messages import EvseChanged
+from actors.mqtt_link import CHILD_MODULE
 from actors.system import CsmsConfig, CsmsSystem
 from bench._publisher import Stream, serve
 from bench._support import loadavg, mosquitto, wait_for
@@ -164,7 +165,7 @@ def _link_cpu_s() -> float:
             if int(fields[1]) != me:
                 continue
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if b"actors.mqtt_link" not in f.read():
+                if CHILD_MODULE.encode() not in f.read():
                     continue
             total += (int(fields[11]) + int(fields[12])) / tck
         except (OSError, IndexError, ValueError):

@@ -33,6 +33,7 @@ from actors.acks import AppliedLatch
 from actors.bridge import MqttBridgeActor
 from actors.messages import Publish
 from actors.mqtt_link import MqttLink
+from actors.mqtt_transport import InProcessLink
 from actors.system import CsmsConfig, CsmsSystem
 from protocol import (
     EvseDescriptor,
@@ -238,12 +239,13 @@ def drop_connection(system: CsmsSystem) -> None:
     """The CSMS's MQTT connection dies: its child killed, or (in-process) its socket cut."""
     bridge = bridge_of(system)
     connects = system.bridge_stats.connects
-    link = bridge._link
-    if link is not None:
-        assert link.pid is not None
-        os.kill(link.pid, signal.SIGKILL)
+    transport = bridge._transport
+    if isinstance(transport, MqttLink):
+        assert transport.pid is not None
+        os.kill(transport.pid, signal.SIGKILL)
     else:
-        sock = bridge._client.socket()
+        assert isinstance(transport, InProcessLink)
+        sock = transport.session.client.socket()
         assert isinstance(sock, socket.socket)
         sock.shutdown(socket.SHUT_RDWR)
     wait_until(lambda: system.bridge_stats.connects > connects, "the CSMS to reconnect")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pykka
 import pytest
 
+from actors.mqtt_link import CHILD_MODULE
 from actors.system import CsmsConfig, CsmsSystem
 from gateway.broker_accounts import write_secret
 from protocol import EvseDescriptor, EvseId, StationDescriptor, StationId
@@ -27,7 +28,7 @@ SID = "sec-001"
 
 
 def mqtt_children() -> dict[int, bytes]:
-    """pid -> command line of our MQTT child processes (``python -m actors.mqtt_link``)."""
+    """pid -> command line of our MQTT child processes (``python -m actors.mqtt_child``)."""
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -38,7 +39,7 @@ def mqtt_children() -> dict[int, bytes]:
         except OSError:
             continue
         ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        if ppid == os.getpid() and b"actors.mqtt_link" in cmdline:
+        if ppid == os.getpid() and CHILD_MODULE.encode() in cmdline:
             found[int(entry.name)] = cmdline
     return found
 
