@@ -29,13 +29,14 @@ from protocol import (
     EvseId,
     EvseInfo,
     EvseStatus,
+    EvseValues,
     MaintenanceArgs,
     RejectReason,
     ReserveArgs,
-    SessionId,
     StartArgs,
     StopArgs,
     StopReason,
+    evse_values,
 )
 from simulator.physics import Car, charge, draw_car, draw_unplug_delay
 
@@ -75,43 +76,28 @@ class EvseSpec:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class EvseState:
-    """Everything that changes; times are simulated epoch seconds."""
+class EvseState(EvseValues):
+    """Everything that changes (the reported :class:`~protocol.EvseValues` and what only
+    the simulation keeps); times are simulated epoch seconds."""
 
     evse_id: EvseId
     status: EvseStatus = S.AVAILABLE
-    soc: float | None = None
     car: Car | None = None
-    power_w: float = 0.0
-    energy_wh: float = 0.0
-    session_id: SessionId | None = None
-    session_energy_wh: float = 0.0
-    target_soc: float | None = None
-    reservation_id: str | None = None
     reservation_expires_at: int | None = None
-    maintenance: bool = False
-    maintenance_pending: bool = False
-    stop_reason: StopReason | None = None
     last_sample_at: float | None = None
     unplug_at: float | None = None
     draws: int = 0
 
     def info(self) -> EvseInfo:
         """The wire view (rounded: a monotonic value stays monotonic when rounded)."""
-        return EvseInfo(
-            evse_id=self.evse_id,
-            status=self.status,
+        values = evse_values(self)
+        values.update(
             soc=None if self.soc is None else round(self.soc, 2),
             power_w=round(self.power_w),
             energy_wh=round(self.energy_wh, 1),
-            session_id=self.session_id,
             session_energy_wh=round(self.session_energy_wh, 1),
-            target_soc=self.target_soc,
-            reservation_id=self.reservation_id,
-            maintenance=self.maintenance,
-            maintenance_pending=self.maintenance_pending,
-            stop_reason=self.stop_reason,
         )
+        return EvseInfo(evse_id=self.evse_id, **values)
 
     def report_key(self) -> tuple[object, ...]:
         """The fields whose change deserves a status report (meter progress does not)."""
