@@ -17,7 +17,8 @@ from functools import partial
 from typing import Any
 
 from actors.dashboard import EvseListener
-from actors.evse_state import EvseState, SessionClosed, SessionOpened, StateChanged
+from actors.evse_state import EvseState
+from actors.evse_transition import SessionClosed, SessionOpened, StateChanged
 from actors.messages import EvseChanged
 from actors.sessions import DriverNote, Notifier, SessionOwner, SessionOwners
 from protocol import EvseStatus

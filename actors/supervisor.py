@@ -28,7 +28,8 @@ import pykka
 from actors.acks import AppliedLatch
 from actors.errors import ActorUnavailableError, UnknownEvseError
 from actors.evse import EvseActor, EvseBatch, RetireEvse, new_correlation_id
-from actors.evse_state import EvseState, MarkFaulted, StationWentOffline, transition
+from actors.evse_state import EvseState
+from actors.evse_transition import MarkFaulted, StationWentOffline, transition
 from actors.fleet_view import FleetView
 from actors.inbox import BatchInbox
 from actors.messages import (
@@ -323,12 +324,7 @@ class SupervisorActor(pykka.ThreadingActor):
             key = evse_key(station.id, evse.id)
             slot = self._slots.get(key)
             if slot is None:
-                state = EvseState(
-                    evse_id=key,
-                    station_id=station.id,
-                    max_power_w=evse.max_power_w,
-                    connector=evse.connector,
-                )
+                state = EvseState(station_id=station.id, descriptor=evse)
                 slot = self._slots[key] = _Slot(state=state)
                 self._view.put_evse(state)
                 self._start(slot)

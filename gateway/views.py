@@ -24,8 +24,8 @@ def evse_json(view: EvseView, now: float, reservation: Any = None) -> dict[str, 
         "soc": None if s.soc is None else round(s.soc, 2),
         "power_w": round(s.power_w, 1),
         "energy_wh": round(s.energy_wh, 1),
-        "max_power_w": s.max_power_w,
-        "connector": s.connector,
+        "max_power_w": s.descriptor.max_power_w,
+        "connector": s.descriptor.connector,
         "session": None
         if s.session_id is None
         else {
