@@ -20,7 +20,8 @@ from actors.dashboard import EvseListener
 from actors.evse_state import EvseState
 from actors.evse_transition import SessionClosed, SessionOpened, StateChanged
 from actors.messages import EvseChanged
-from actors.sessions import DriverNote, Notifier, SessionOwner, SessionOwners
+from actors.notifier import DriverNote, Notifier
+from actors.session_owners import SessionOwner, SessionOwners
 from protocol import EvseStatus
 
 __all__ = ["SessionRecorder"]

@@ -12,8 +12,9 @@ from actors.evse_state import EvseState
 from actors.evse_transition import transition
 from actors.live import LiveHub
 from actors.messages import EvseChanged
+from actors.notifier import Notifier
+from actors.session_owners import SessionOwners
 from actors.session_recorder import SessionRecorder
-from actors.sessions import Notifier, SessionOwners
 from protocol import EvseStatus, SessionId, StationId, StatusReport
 from storage import Storage
 from tests import db

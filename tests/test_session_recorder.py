@@ -16,8 +16,9 @@ from actors.evse_state import EvseState
 from actors.evse_transition import SessionClosed, SessionOpened, StateChanged
 from actors.live import LiveEvent, LiveHub
 from actors.messages import EvseChanged, EvseChangedBatch
+from actors.notifier import Notifier
+from actors.session_owners import SessionOwner, SessionOwners
 from actors.session_recorder import SessionRecorder
-from actors.sessions import Notifier, SessionOwner, SessionOwners
 from protocol import EvseStatus, SessionId, StopReason
 from storage import Role, Storage, StorageUnavailableError
 from tests.support import evse_state
