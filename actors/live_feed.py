@@ -1,34 +1,19 @@
 """LiveFeed: a listener turning EVSE changes into live events: a public ``evse`` event
 for every change, and a ``session`` event to the driver whose session it is; station
-changes and operator alerts go live too."""
+changes and operator alerts go live too.
+
+The EVSE events carry the :class:`~actors.evse_state.EvseState` itself: their JSON shapes
+are the gateway's (``gateway/views.py``), rendered once per event when a stream sends it.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
 from actors.dashboard import EvseListener
-from actors.evse_state import EvseState
 from actors.live import LiveHub
 from actors.messages import EvseChanged, OperatorAlert, StationChanged
 from actors.session_owners import SessionOwners
 
-__all__ = ["LiveFeed", "evse_summary"]
-
-
-def evse_summary(state: EvseState) -> dict[str, Any]:
-    """The live view of an EVSE, as pushed to browsers (no driver identities)."""
-    return {
-        "id": state.evse_id,
-        "station_id": state.station_id,
-        "status": str(state.status),
-        "soc": None if state.soc is None else round(state.soc, 1),
-        "power_w": round(state.power_w),
-        "energy_wh": round(state.energy_wh, 1),
-        "session_energy_wh": round(state.session_energy_wh, 1),
-        "maintenance": state.maintenance,
-        "maintenance_pending": state.maintenance_pending,
-        "session_open": state.session_open,
-    }
+__all__ = ["LiveFeed"]
 
 
 class LiveFeed(EvseListener):
@@ -40,16 +25,11 @@ class LiveFeed(EvseListener):
 
     def evse_changed(self, event: EvseChanged) -> None:
         state = event.state
-        summary = evse_summary(state)
-        self._hub.publish("evse", summary, public=True)
+        self._hub.publish("evse", state, public=True)
         if state.session_id is not None:
             driver = self._owners.driver_of(state.session_id)
             if driver is not None:
-                self._hub.publish(
-                    "session",
-                    {**summary, "session_id": state.session_id, "target_soc": state.target_soc},
-                    user_id=driver,
-                )
+                self._hub.publish("session", state, user_id=driver)
 
     def station_changed(self, event: StationChanged) -> None:
         self._hub.publish("station", {"id": event.station.id, "online": event.online}, public=True)
