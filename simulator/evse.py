@@ -26,6 +26,7 @@ from typing import Final
 from protocol import (
     CancelReservationArgs,
     CommandArgs,
+    EvseDescriptor,
     EvseId,
     EvseInfo,
     EvseStatus,
@@ -66,13 +67,16 @@ class EventKind(StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EvseSpec:
-    """What never changes for an EVSE during a run."""
+    """What never changes for an EVSE during a run: its station's description of it, and
+    how it is simulated."""
 
-    evse_id: EvseId
-    max_power_w: float
-    connector: str
+    descriptor: EvseDescriptor
     rng_key: str
     meter_interval: float = 5.0
+
+    @property
+    def evse_id(self) -> EvseId:
+        return self.descriptor.id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -179,7 +183,7 @@ def _start(spec: EvseSpec, state: EvseState, args: StartArgs, now: float) -> Out
             return Outcome(state=state, reason=RejectReason.RESERVED)
     elif state.status is not S.AVAILABLE:
         return Outcome(state=state, reason=BLOCKED[state.status])
-    car, soc = draw_car(_rng(spec, state), spec.connector)
+    car, soc = draw_car(_rng(spec, state), spec.descriptor.connector)
     log.info("Evse %s executing charge", state.evse_id)
     return _changed(
         state,
@@ -316,7 +320,9 @@ def _sample(spec: EvseSpec, state: EvseState, at: float) -> tuple[EvseState, boo
     assert state.soc is not None
     assert state.last_sample_at is not None
     target = state.target_soc if state.target_soc is not None else 100.0
-    step = charge(state.car, state.soc, spec.max_power_w, at - state.last_sample_at, target)
+    step = charge(
+        state.car, state.soc, spec.descriptor.max_power_w, at - state.last_sample_at, target
+    )
     return replace(
         state,
         soc=step.soc,
