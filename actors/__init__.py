@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     )
     from actors.evse import EvseActor
     from actors.evse_logic import Evse
-    from actors.evse_state import EvseState, transition
+    from actors.evse_state import EvseState
+    from actors.evse_transition import transition
     from actors.fleet_view import EvseView, FleetView, StationView
     from actors.listeners import EvseListener, ListenerHost
     from actors.messages import CommandOutcome, EvseChanged, OperatorAlert, StationChanged
@@ -52,7 +53,7 @@ _EXPORTS = {
     "StationView": "actors.fleet_view",
     "SupervisorActor": "actors.supervisor",
     "UnknownEvseError": "actors.errors",
-    "transition": "actors.evse_state",
+    "transition": "actors.evse_transition",
 }
 
 __all__ = [

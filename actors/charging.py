@@ -25,7 +25,7 @@ from actors.reservations import (
     Reservation,
     TrackReservation,
 )
-from actors.sessions import SessionOwner, SessionOwners
+from actors.session_owners import SessionOwner, SessionOwners
 from protocol import (
     CancelReservationArgs,
     CommandName,

@@ -38,13 +38,8 @@ from actors.evse_logic import (
     TimedOut,
     new_correlation_id,
 )
-from actors.evse_state import (
-    EvseState,
-    Ignored,
-    SessionClosed,
-    SessionOpened,
-    StateChanged,
-)
+from actors.evse_state import EvseState
+from actors.evse_transition import Ignored, SessionClosed, SessionOpened, StateChanged
 from actors.inbox import BatchInbox
 from actors.messages import (
     CommandTimedOut,

@@ -20,10 +20,9 @@ from typing import Any
 import pykka
 
 from actors.errors import CommandTimeoutError
-from actors.evse_state import (
-    SESSION_STATUSES,
+from actors.evse_state import SESSION_STATUSES, EvseState
+from actors.evse_transition import (
     EvseEvent,
-    EvseState,
     Ignored,
     Inconsistent,
     MeterReset,
@@ -176,7 +175,7 @@ class Evse:
             case StatusReport() | MeterValues() | CommandReply():
                 return self._inbound(message, message, now_ms)
             case StationBirth(ts=ts, epoch=epoch, station=station):
-                local = self.state.local_id
+                local = self.state.descriptor.id
                 descriptor = next((e for e in station.evses if e.id == local), None)
                 event = StationCameOnline(ts=ts, epoch=epoch, descriptor=descriptor)
                 return self._inbound(message, event, now_ms)
@@ -297,7 +296,7 @@ class Evse:
             station_id=state.station_id,
             id=cid,
             command=command.command,
-            evse_id=state.local_id,
+            evse_id=state.descriptor.id,
             expires_at=now_ms + int(command.timeout_s * 1000),
             args=args_dict(command.args),
             ts=now_ms,

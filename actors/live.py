@@ -13,28 +13,44 @@ import itertools
 import json
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["LiveEvent", "LiveHub", "LiveStream"]
+from actors.evse_state import EvseState
+
+__all__ = ["LiveData", "LiveEvent", "LiveHub", "LiveStream"]
+
+
+LiveData = Mapping[str, Any] | EvseState
+"""What an event carries: an EVSE's state (the gateway renders its JSON shape when a stream
+sends it: the actors know no JSON shapes), or a JSON-able mapping."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LiveEvent:
-    """One event for the browser: ``event:`` name, JSON ``data``, and who may see it."""
+    """One event for the browser: ``event:`` name, its ``data``, and who may see it."""
 
     kind: str
-    data: dict[str, Any]
+    data: LiveData
     user_id: str | None = None
     """Only this user's streams (and operators') get it; ``None``: operators only."""
     public: bool = False
     """Every stream gets it (EVSE status changes are public information)."""
     id: int = 0
+    _frame: list[bytes] = field(default_factory=list, compare=False, repr=False)
+    """The encoded frame, once a stream has sent it (a one-slot cache)."""
 
-    def encode(self) -> bytes:
-        body = json.dumps(self.data, separators=(",", ":"))
-        return f"id: {self.id}\nevent: {self.kind}\ndata: {body}\n\n".encode()
+    def encode(self, render: Callable[[LiveEvent], Mapping[str, Any]]) -> bytes:
+        """The SSE frame, with ``render(self)`` as its JSON data. Rendered once per event
+        however many streams send it (runs on a stream's thread; two streams racing render
+        twice, the same bytes)."""
+        if self._frame:
+            return self._frame[0]
+        body = json.dumps(render(self), separators=(",", ":"))
+        frame = f"id: {self.id}\nevent: {self.kind}\ndata: {body}\n\n".encode()
+        self._frame.append(frame)
+        return frame
 
 
 @dataclass
@@ -77,7 +93,7 @@ class LiveHub:
             return len(self._streams)
 
     def publish(
-        self, kind: str, data: dict[str, Any], *, user_id: str | None = None, public: bool = False
+        self, kind: str, data: LiveData, *, user_id: str | None = None, public: bool = False
     ) -> LiveEvent:
         event = LiveEvent(kind=kind, data=data, user_id=user_id, public=public, id=next(self._ids))
         with self._lock:

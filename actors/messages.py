@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from actors.evse_state import Effect, EvseState
+from actors.evse_state import EvseState
+from actors.evse_transition import Effect
 from protocol import (
     CommandArgs,
     CommandName,

@@ -23,7 +23,8 @@ import pykka
 from actors.evse_state import SESSION_STATUSES, EvseState
 from actors.fleet_view import FleetView
 from actors.messages import EvseChanged, EvseChangedBatch, InboundReady
-from actors.sessions import Notifier, SessionOwners
+from actors.notifier import Notifier
+from actors.session_owners import SessionOwners
 from actors.timers import Timers
 from protocol import EvseStatus
 

@@ -16,10 +16,12 @@ from contextlib import AbstractContextManager
 from functools import partial
 from typing import Any
 
-from actors.evse_state import EvseState, SessionClosed, SessionOpened, StateChanged
+from actors.evse_state import EvseState
+from actors.evse_transition import SessionClosed, SessionOpened, StateChanged
 from actors.listeners import EvseListener
 from actors.messages import EvseChanged
-from actors.sessions import DriverNote, Notifier, SessionOwner, SessionOwners
+from actors.notifier import DriverNote, Notifier
+from actors.session_owners import SessionOwner, SessionOwners
 from protocol import EvseStatus
 
 __all__ = ["SessionRecorder"]

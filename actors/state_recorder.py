@@ -18,10 +18,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Final
 
-from actors.evse_state import EvseState, StateChanged
+from actors.evse_state import EvseState
+from actors.evse_transition import StateChanged
 from actors.listeners import EvseListener
 from actors.messages import EvseChanged, StationChanged
 from protocol import (
@@ -61,34 +62,51 @@ def _now_ms() -> int:
 # --------------------------------------------------------------------------- JSON
 
 
-_STATE_FIELDS: Final = tuple(f.name for f in fields(EvseState))
+_STORED_FIELDS: Final = tuple(f.name for f in fields(EvseState) if f.name != "descriptor")
 
 
 def state_to_json(state: EvseState) -> dict[str, Any]:
-    """Every field of the state, JSON-able (enums as their strings). The fields are flat
-    values, so no ``asdict`` (a deep copy, the recorder's main cost under load)."""
-    data = {key: getattr(state, key) for key in _STATE_FIELDS}
+    """Every field of the state, JSON-able (enums as their strings), with the descriptor's
+    flat beside them (``evse_id`` is the CSMS-wide id). The fields are flat values, so no
+    ``asdict`` (a deep copy, the recorder's main cost under load)."""
+    data = {key: getattr(state, key) for key in _STORED_FIELDS}
     for key in ("status", "status_before_offline", "stop_reason"):
         value = data[key]
         if value is not None:
             data[key] = str(value)
+    descriptor = state.descriptor
+    data.update(
+        evse_id=state.evse_id,
+        connector=descriptor.connector,
+        max_power_w=descriptor.max_power_w,
+    )
     return data
 
 
-def state_from_json(data: Mapping[str, Any]) -> EvseState:
-    """The inverse of :func:`state_to_json`; unknown keys are ignored, missing ones default."""
-    known = {f.name for f in fields(EvseState)}
-    values = {k: v for k, v in data.items() if k in known}
-    values["evse_id"] = EvseId(str(values["evse_id"]))
-    values["station_id"] = StationId(str(values["station_id"]))
-    for key in ("status", "status_before_offline"):
-        if values.get(key) is not None:
-            values[key] = EvseStatus(values[key])
+def state_from_json(data: Mapping[str, Any], evse_id: str | None = None) -> EvseState:
+    """The inverse of :func:`state_to_json` (``evse_id``, if given, wins over the stored
+    one); unknown keys are ignored, missing ones default (but for the descriptor's)."""
+    values = {k: v for k, v in data.items() if k in _STORED_FIELDS}
+    station_id = values["station_id"] = StationId(str(values["station_id"]))
+    key = str(data["evse_id"] if evse_id is None else evse_id)
+    values["descriptor"] = _evse_descriptor(key.removeprefix(f"{station_id}."), data)
+    for name in ("status", "status_before_offline"):
+        if values.get(name) is not None:
+            values[name] = EvseStatus(values[name])
     if values.get("stop_reason") is not None:
         values["stop_reason"] = StopReason(values["stop_reason"])
     if values.get("session_id") is not None:
         values["session_id"] = SessionId(str(values["session_id"]))
     return EvseState(**values)
+
+
+def _evse_descriptor(evse_id: str, data: Mapping[str, Any]) -> EvseDescriptor:
+    """An EVSE's descriptor from a stored ``connector`` and ``max_power_w``."""
+    return EvseDescriptor(
+        id=EvseId(evse_id),
+        connector=str(data["connector"]),
+        max_power_w=float(data["max_power_w"]),
+    )
 
 
 def descriptor_to_json(station: StationDescriptor) -> dict[str, Any]:
@@ -101,14 +119,7 @@ def descriptor_from_json(data: Mapping[str, Any]) -> StationDescriptor:
         name=str(data["name"]),
         lat=float(data["lat"]),
         lon=float(data["lon"]),
-        evses=tuple(
-            EvseDescriptor(
-                id=EvseId(str(e["id"])),
-                connector=str(e["connector"]),
-                max_power_w=float(e["max_power_w"]),
-            )
-            for e in data["evses"]
-        ),
+        evses=tuple(_evse_descriptor(str(e["id"]), e) for e in data["evses"]),
     )
 
 
@@ -128,7 +139,7 @@ def last_known_fleet(rows: Iterable[EvseStateRow]) -> list[LastKnownEvse]:
     out = []
     for row in rows:
         try:
-            state = replace(state_from_json(row.state), evse_id=EvseId(row.evse_id))
+            state = state_from_json(row.state, evse_id=row.evse_id)
             station = None if row.station is None else descriptor_from_json(row.station)
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("ignoring the stored state of EVSE %s: %s", row.evse_id, exc)

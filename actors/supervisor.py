@@ -29,7 +29,8 @@ import pykka
 from actors.acks import AppliedLatch
 from actors.errors import ActorUnavailableError, UnknownEvseError
 from actors.evse import EvseActor, RetireEvse, new_correlation_id
-from actors.evse_state import EvseState, MarkFaulted, StationWentOffline, transition
+from actors.evse_state import EvseState
+from actors.evse_transition import MarkFaulted, StationWentOffline, transition
 from actors.inbox import BatchInbox
 from actors.messages import (
     EvseChanged,
@@ -292,12 +293,7 @@ class SupervisorActor(pykka.ThreadingActor):
             key = evse_key(station.id, evse.id)
             slot = self._slots.get(key)
             if slot is None:
-                state = EvseState(
-                    evse_id=key,
-                    station_id=station.id,
-                    max_power_w=evse.max_power_w,
-                    connector=evse.connector,
-                )
+                state = EvseState(station_id=station.id, descriptor=evse)
                 slot = self._slots[key] = _Slot(state=state)
                 self._start(slot)
             self._deliver(slot, birth)

@@ -28,13 +28,15 @@ from actors.errors import (
 from actors.fleet_view import EvseView, FleetView, FleetViewWriter
 from actors.listeners import EvseListener, ListenerHost
 from actors.live import LiveHub
+from actors.live_feed import LiveFeed
 from actors.messages import CommandOutcome, GetEvseRef, SendCommand
 from actors.metrics import CsmsMetrics, supervisor_restarts
 from actors.metrics_recorder import MetricsRecorder, SampleRetention
+from actors.notifier import Notifier
 from actors.reservations import ReservationActor
 from actors.routing import EvseRegistry
+from actors.session_owners import SessionOwner, SessionOwners
 from actors.session_recorder import SessionRecorder
-from actors.sessions import LiveFeed, Notifier, SessionOwner, SessionOwners
 from actors.state_recorder import LastKnownEvse, StateRecorder, last_known_fleet
 from actors.supervisor import SupervisorActor, restored
 from actors.timers import Timers

@@ -122,9 +122,10 @@ def build_fleet(rng: random.Random, n_evses: int) -> FleetView:
         for e in evses:
             available = rng.random() < AVAILABLE_SHARE
             status = EvseStatus.AVAILABLE if available else rng.choice(OTHER_STATUSES)
-            view.put_evse(EvseState(evse_id=e.id, station_id=sid, status=status))
+            state = EvseState(station_id=sid, descriptor=e, status=status)
+            view.put_evse(state)
             if available and rng.random() < RESERVED_SHARE:
-                view.put_reservation(e.id, 1)
+                view.put_reservation(state.evse_id, 1)
     return view
 
 

@@ -14,11 +14,10 @@ import falcon
 
 from actors.charging import Caller, ChargingService
 from actors.fleet_view import FleetView
-from actors.messages import CommandOutcome
 from gateway.auth import Authenticator, Principal
 from gateway.ratelimit import SlidingWindowLimiter
 from gateway.security import json_body, principal, require
-from gateway.views import evse_json
+from gateway.views import evse_json, outcome_json
 
 __all__ = [
     "AuthResource",
@@ -38,29 +37,6 @@ CREDENTIALS = {"email": str, "password": str}
 def caller(req: falcon.Request) -> Caller:
     who: Principal = principal(req)
     return Caller(user_id=who.user_id, operator=who.role == "operator")
-
-
-def outcome_json(outcome: CommandOutcome) -> dict[str, Any]:
-    info = outcome.info
-    return {
-        "command": str(outcome.command),
-        "accepted": outcome.accepted,
-        "reason": outcome.reason,
-        "evse": None
-        if info is None
-        else {
-            "id": outcome.state.evse_id,  # the CSMS's id (station.evse), not the station's own
-            "status": str(info.status),
-            "soc": info.soc,
-            "power_w": info.power_w,
-            "energy_wh": info.energy_wh,
-            "session_id": info.session_id,
-            "session_energy_wh": info.session_energy_wh,
-            "maintenance": info.maintenance,
-            "maintenance_pending": info.maintenance_pending,
-            "reservation_id": info.reservation_id,
-        },
-    }
 
 
 class AuthResource:

@@ -15,6 +15,7 @@ import falcon
 
 from actors.live import LiveEvent, LiveHub, LiveStream
 from gateway.security import principal, require
+from gateway.views import live_json
 
 __all__ = ["EventStreamResource"]
 
@@ -62,6 +63,6 @@ class EventStreamResource:
                 if stream.lagged:
                     stream.lagged = False
                     yield b"event: lagged\ndata: {}\n\n"
-                yield b": ping\n\n" if event is None else event.encode()
+                yield b": ping\n\n" if event is None else event.encode(live_json)
         finally:
             self._hub.unsubscribe(stream)

@@ -1,17 +1,51 @@
-"""JSON shapes of the public API. Outside clients rely on these: change them carefully.
+"""Every JSON shape of an EVSE, and the one rounding rule they share. Outside clients rely
+on these: change them carefully.
 
-``{"stations": [{"id", "name", "lat", "lon", "online", "evses": [EVSE, ...]}]}`` and an
-EVSE alone as the same object; status strings are the OCPP 1.6 names plus "Offline".
+- the API: ``{"stations": [{"id", "name", "lat", "lon", "online", "evses": [EVSE, ...]}]}``
+  and an EVSE alone as the same object (:func:`evse_json`);
+- the live events (:func:`live_json`): the public ``evse`` event (no driver identity, no
+  session id) and the driver's own ``session`` event, rendered when a stream sends them;
+- a command's outcome (:func:`outcome_json`): the EVSE as the station's reply shows it.
+
+Status strings are the OCPP 1.6 names plus "Offline". Rounding: ``soc`` to 0.01 %,
+``power_w`` to 0.1 W, every energy to 0.1 Wh.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from actors.evse_state import EvseState
 from actors.fleet_view import EvseView, StationView
+from actors.live import LiveEvent
+from actors.messages import CommandOutcome
+from protocol import EvseValues
 
-__all__ = ["evse_json", "station_json"]
+__all__ = [
+    "evse_event_json",
+    "evse_json",
+    "live_json",
+    "outcome_json",
+    "session_event_json",
+    "station_json",
+]
+
+
+def _energy(wh: float) -> float:
+    return round(wh, 1)
+
+
+def _values_json(values: EvseValues) -> dict[str, Any]:
+    """What every shape shows of an EVSE's reported values, rounded the one way."""
+    return {
+        "status": str(values.status),
+        "soc": None if values.soc is None else round(values.soc, 2),
+        "power_w": round(values.power_w, 1),
+        "energy_wh": _energy(values.energy_wh),
+        "maintenance": values.maintenance,
+        "maintenance_pending": values.maintenance_pending,
+    }
 
 
 def evse_json(view: EvseView, now: float, reservation: Any = None) -> dict[str, Any]:
@@ -20,25 +54,20 @@ def evse_json(view: EvseView, now: float, reservation: Any = None) -> dict[str, 
     return {
         "id": s.evse_id,
         "station_id": s.station_id,
-        "status": str(s.status),
-        "soc": None if s.soc is None else round(s.soc, 2),
-        "power_w": round(s.power_w, 1),
-        "energy_wh": round(s.energy_wh, 1),
-        "max_power_w": s.max_power_w,
-        "connector": s.connector,
+        **_values_json(s),
+        "max_power_w": s.descriptor.max_power_w,
+        "connector": s.descriptor.connector,
         "session": None
         if s.session_id is None
         else {
             "id": s.session_id,
             "open": s.session_open,
-            "energy_wh": round(s.session_energy_wh, 1),
+            "energy_wh": _energy(s.session_energy_wh),
             "target_soc": s.target_soc,
             "stop_reason": None if s.stop_reason is None else str(s.stop_reason),
         },
         "reservation_id": s.reservation_id,
         "reservation": None if reservation is None else reservation.public(int(now * 1000)),
-        "maintenance": s.maintenance,
-        "maintenance_pending": s.maintenance_pending,
         "last_report_age_s": round(max(0.0, now - view.updated_at), 1),
         "alert": view.alert,
     }
@@ -58,4 +87,51 @@ def station_json(
             evse_json(e, now, reservation(e.state.evse_id) if reservation else None)
             for e in view.evses
         ],
+    }
+
+
+def evse_event_json(state: EvseState) -> dict[str, Any]:
+    """The public live ``evse`` event: no driver identity, no session id."""
+    return {
+        "id": state.evse_id,
+        "station_id": state.station_id,
+        **_values_json(state),
+        "session_energy_wh": _energy(state.session_energy_wh),
+        "session_open": state.session_open,
+    }
+
+
+def session_event_json(state: EvseState) -> dict[str, Any]:
+    """The live ``session`` event, sent to the session's driver only."""
+    return {
+        **evse_event_json(state),
+        "session_id": state.session_id,
+        "target_soc": state.target_soc,
+    }
+
+
+def live_json(event: LiveEvent) -> Mapping[str, Any]:
+    """The JSON of a live event: an EVSE's state as its event shape, other data as it is."""
+    data = event.data
+    if not isinstance(data, EvseState):
+        return data
+    return session_event_json(data) if event.kind == "session" else evse_event_json(data)
+
+
+def outcome_json(outcome: CommandOutcome) -> dict[str, Any]:
+    """A command's outcome; ``evse`` is the station's reply as the CSMS names the EVSE."""
+    info = outcome.info
+    return {
+        "command": str(outcome.command),
+        "accepted": outcome.accepted,
+        "reason": outcome.reason,
+        "evse": None
+        if info is None
+        else {
+            "id": outcome.state.evse_id,  # the CSMS's id (station.evse), not the station's own
+            **_values_json(info),
+            "session_id": info.session_id,
+            "session_energy_wh": _energy(info.session_energy_wh),
+            "reservation_id": info.reservation_id,
+        },
     }

@@ -63,12 +63,14 @@ from protocol.ids import (
     valid_station_id,
 )
 from protocol.messages import (
+    EVSE_VALUE_FIELDS,
     CommandName,
     CommandReply,
     CommandRequest,
     EvseDescriptor,
     EvseInfo,
     EvseStatus,
+    EvseValues,
     Message,
     MeterValues,
     RejectReason,
@@ -77,6 +79,7 @@ from protocol.messages import (
     StationOffline,
     StatusReport,
     StopReason,
+    evse_values,
 )
 from protocol.topics import (
     ALL_TOPICS_FILTER,
@@ -103,6 +106,7 @@ __all__ = [
     "ALL_TOPICS_FILTER",
     "ANY_VERSION_ROOT",
     "CSMS_SUBSCRIPTIONS",
+    "EVSE_VALUE_FIELDS",
     "LEGACY_TOPIC_ROOT",
     "MAX_FUTURE_SKEW_MS",
     "MAX_PAYLOAD_BYTES",
@@ -121,6 +125,7 @@ __all__ = [
     "EvseInfo",
     "EvseKey",
     "EvseStatus",
+    "EvseValues",
     "MaintenanceArgs",
     "Message",
     "MeterValues",
@@ -144,6 +149,7 @@ __all__ = [
     "encode",
     "evse_key",
     "evse_topic_filter",
+    "evse_values",
     "meter_topic",
     "parse",
     "replies_topic",

@@ -29,6 +29,7 @@ from protocol.messages import (
     StationOffline,
     StatusReport,
     StopReason,
+    evse_values,
 )
 from protocol.topics import (
     PROTOCOL_VERSION,
@@ -51,7 +52,8 @@ MAX_FUTURE_SKEW_MS: Final = 300_000
 
 
 def _info_dict(info: EvseInfo) -> dict[str, Any]:
-    return {k: v for k, v in asdict(info).items() if v is not None}
+    values = {k: v for k, v in evse_values(info).items() if v is not None}
+    return {"evse_id": info.evse_id, **values}
 
 
 def encode(message: Message) -> tuple[str, bytes, bool]:

@@ -6,19 +6,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from protocol.ids import CorrelationId, EvseId, SessionId, StationId
 
 __all__ = [
+    "EVSE_VALUE_FIELDS",
     "CommandName",
     "CommandReply",
     "CommandRequest",
     "EvseDescriptor",
     "EvseInfo",
     "EvseStatus",
+    "EvseValues",
     "Message",
     "MeterValues",
     "RejectReason",
@@ -27,6 +29,7 @@ __all__ = [
     "StationOffline",
     "StatusReport",
     "StopReason",
+    "evse_values",
 ]
 
 
@@ -123,10 +126,11 @@ class StationOffline:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class EvseInfo:
-    """The full state of one EVSE, as a station reports it (status reports and replies)."""
+class EvseValues:
+    """What changes of an EVSE, the one list of its fields: what a station reports
+    (:class:`EvseInfo`), what the CSMS holds (``actors.evse_state.EvseState``) and what a
+    simulated EVSE keeps all extend it, and :func:`evse_values` copies them across."""
 
-    evse_id: EvseId
     status: EvseStatus
     soc: float | None = None
     power_w: float = 0.0
@@ -138,6 +142,22 @@ class EvseInfo:
     maintenance: bool = False
     maintenance_pending: bool = False
     stop_reason: StopReason | None = None
+
+
+EVSE_VALUE_FIELDS: Final = tuple(f.name for f in fields(EvseValues))
+
+
+def evse_values(source: EvseValues) -> dict[str, Any]:
+    """The :class:`EvseValues` fields of ``source`` by name (a shallow copy, for
+    ``EvseInfo(evse_id=..., **evse_values(state))`` or ``replace(state, **evse_values(info))``)."""
+    return {name: getattr(source, name) for name in EVSE_VALUE_FIELDS}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EvseInfo(EvseValues):
+    """The full state of one EVSE, as a station reports it (status reports and replies)."""
+
+    evse_id: EvseId
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -26,16 +26,18 @@ from typing import Final
 from protocol import (
     CancelReservationArgs,
     CommandArgs,
+    EvseDescriptor,
     EvseId,
     EvseInfo,
     EvseStatus,
+    EvseValues,
     MaintenanceArgs,
     RejectReason,
     ReserveArgs,
-    SessionId,
     StartArgs,
     StopArgs,
     StopReason,
+    evse_values,
 )
 from simulator.physics import Car, charge, draw_car, draw_unplug_delay
 
@@ -65,53 +67,41 @@ class EventKind(StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EvseSpec:
-    """What never changes for an EVSE during a run."""
+    """What never changes for an EVSE during a run: its station's description of it, and
+    how it is simulated."""
 
-    evse_id: EvseId
-    max_power_w: float
-    connector: str
+    descriptor: EvseDescriptor
     rng_key: str
     meter_interval: float = 5.0
 
+    @property
+    def evse_id(self) -> EvseId:
+        return self.descriptor.id
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class EvseState:
-    """Everything that changes; times are simulated epoch seconds."""
+class EvseState(EvseValues):
+    """Everything that changes (the reported :class:`~protocol.EvseValues` and what only
+    the simulation keeps); times are simulated epoch seconds."""
 
     evse_id: EvseId
     status: EvseStatus = S.AVAILABLE
-    soc: float | None = None
     car: Car | None = None
-    power_w: float = 0.0
-    energy_wh: float = 0.0
-    session_id: SessionId | None = None
-    session_energy_wh: float = 0.0
-    target_soc: float | None = None
-    reservation_id: str | None = None
     reservation_expires_at: int | None = None
-    maintenance: bool = False
-    maintenance_pending: bool = False
-    stop_reason: StopReason | None = None
     last_sample_at: float | None = None
     unplug_at: float | None = None
     draws: int = 0
 
     def info(self) -> EvseInfo:
         """The wire view (rounded: a monotonic value stays monotonic when rounded)."""
-        return EvseInfo(
-            evse_id=self.evse_id,
-            status=self.status,
+        values = evse_values(self)
+        values.update(
             soc=None if self.soc is None else round(self.soc, 2),
             power_w=round(self.power_w),
             energy_wh=round(self.energy_wh, 1),
-            session_id=self.session_id,
             session_energy_wh=round(self.session_energy_wh, 1),
-            target_soc=self.target_soc,
-            reservation_id=self.reservation_id,
-            maintenance=self.maintenance,
-            maintenance_pending=self.maintenance_pending,
-            stop_reason=self.stop_reason,
         )
+        return EvseInfo(evse_id=self.evse_id, **values)
 
     def report_key(self) -> tuple[object, ...]:
         """The fields whose change deserves a status report (meter progress does not)."""
@@ -193,7 +183,7 @@ def _start(spec: EvseSpec, state: EvseState, args: StartArgs, now: float) -> Out
             return Outcome(state=state, reason=RejectReason.RESERVED)
     elif state.status is not S.AVAILABLE:
         return Outcome(state=state, reason=BLOCKED[state.status])
-    car, soc = draw_car(_rng(spec, state), spec.connector)
+    car, soc = draw_car(_rng(spec, state), spec.descriptor.connector)
     log.info("Evse %s executing charge", state.evse_id)
     return _changed(
         state,
@@ -330,7 +320,9 @@ def _sample(spec: EvseSpec, state: EvseState, at: float) -> tuple[EvseState, boo
     assert state.soc is not None
     assert state.last_sample_at is not None
     target = state.target_soc if state.target_soc is not None else 100.0
-    step = charge(state.car, state.soc, spec.max_power_w, at - state.last_sample_at, target)
+    step = charge(
+        state.car, state.soc, spec.descriptor.max_power_w, at - state.last_sample_at, target
+    )
     return replace(
         state,
         soc=step.soc,

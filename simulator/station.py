@@ -103,9 +103,7 @@ class StationSimulator:
         self._commands_topic = commands_topic(descriptor.id)
         self._specs = {
             e.id: EvseSpec(
-                evse_id=e.id,
-                max_power_w=e.max_power_w,
-                connector=e.connector,
+                descriptor=e,
                 rng_key=f"{seed}:{descriptor.id}",
                 meter_interval=meter_interval,
             )

@@ -14,7 +14,7 @@ from typing import Any
 from actors.evse_state import EvseState
 from actors.listeners import EvseListener
 from actors.messages import EvseChanged, OperatorAlert, StationChanged
-from protocol import EvseId, split_evse_key
+from protocol import EvseDescriptor, EvseId, split_evse_key
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,6 +22,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def wire_id(key: str) -> EvseId:
     """The station's own id of an EVSE the CSMS names ``key`` (``st-001.1`` -> ``1``)."""
     return split_evse_key(key)[1]
+
+
+def evse_state(key: str, **fields: Any) -> EvseState:
+    """The CSMS's state of the EVSE it names ``key`` (``st-001.1``); ``connector`` and
+    ``max_power_w`` go to its descriptor, the other ``fields`` to the state."""
+    station_id, local_id = split_evse_key(key)
+    rating = {name: fields.pop(name) for name in ("connector", "max_power_w") if name in fields}
+    return EvseState(
+        station_id=station_id, descriptor=EvseDescriptor(id=local_id, **rating), **fields
+    )
 
 
 class FleetWatcher(EvseListener):

@@ -166,7 +166,7 @@ def test_a_later_birth_updates_adds_and_retires_evses(csms: Csms) -> None:
 
     one = csms.view.evse("ST-A.1")
     assert one is not None
-    assert (one.state.connector, one.state.max_power_w) == ("CCS2", 150_000.0)
+    assert (one.state.descriptor.connector, one.state.descriptor.max_power_w) == ("CCS2", 150_000.0)
     assert csms.view.evse("ST-A.2") is None, "a retired EVSE is gone from the read model"
     with pytest.raises(UnknownEvseError):
         csms.supervisor.ask(GetEvseRef(evse_id=EvseId("ST-A.2")), timeout=5)

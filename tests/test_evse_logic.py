@@ -21,7 +21,6 @@ from actors.evse_logic import (
     StartTimer,
     TimedOut,
 )
-from actors.evse_state import EvseState
 from actors.messages import EvseChanged, SendCommand
 from protocol import (
     CommandName,
@@ -36,6 +35,7 @@ from protocol import (
     StatusReport,
     StopArgs,
 )
+from tests.support import evse_state
 
 SID = StationId("lg-1")
 KEY = EvseId("lg-1.1")
@@ -44,7 +44,7 @@ T0 = 1_800_000_000_000
 
 def online_evse() -> Evse:
     ids = (CorrelationId(f"c{n}") for n in itertools.count(1))
-    state = EvseState(evse_id=KEY, station_id=SID, status=EvseStatus.AVAILABLE, station_online=True)
+    state = evse_state(KEY, status=EvseStatus.AVAILABLE, station_online=True)
     return Evse(state=state, new_id=lambda: next(ids))
 
 
@@ -100,7 +100,7 @@ def test_a_reply_cancels_the_timer_measures_the_round_trip_and_answers_the_calle
 
 
 def test_a_command_to_an_offline_station_is_refused_with_nothing_sent() -> None:
-    evse = Evse(state=EvseState(evse_id=KEY, station_id=SID))  # Offline: its station not seen
+    evse = Evse(state=evse_state(KEY))  # Offline: its station not seen
     start = command(CommandName.START, StartArgs(session_id=SessionId("s1")))
     effects = evse.step(start, T0)
     assert kinds(effects) == ["Resolve"]

@@ -38,6 +38,7 @@ from protocol import (
     StationDescriptor,
     StationId,
 )
+from tests.support import wire_id
 
 STATION_KEYS = {"id", "name", "lat", "lon", "online", "evses"}
 EVSE_KEYS = {
@@ -87,9 +88,8 @@ def station(station_id: str, evses: int = 2, name: str | None = None) -> Station
 
 def evse(evse_id: str, station_id: str, status: EvseStatus, **fields: Any) -> EvseState:
     return EvseState(
-        evse_id=EvseId(evse_id),
         station_id=StationId(station_id),
-        max_power_w=11_000.0,
+        descriptor=EvseDescriptor(id=wire_id(evse_id), max_power_w=11_000.0),
         status=status,
         **fields,
     )

@@ -100,7 +100,7 @@ def put_evses(
             continue  # described but never reported: not in the read model yet
         status = EvseStatus.AVAILABLE if rng.random() < 0.6 else rng.choice(STATUSES)
         key = evse_key(desc.id, e.id)
-        view.put_evse(EvseState(evse_id=key, station_id=desc.id, status=status))
+        view.put_evse(EvseState(station_id=desc.id, descriptor=e, status=status))
         view.put_reservation(key, 1 if rng.random() < 0.1 else None)
 
 
@@ -196,7 +196,7 @@ def test_empty_fleet_and_zero_limit() -> None:
     desc = station("a", 1.0, 1.0, 1)
     view.put_station(desc, online=True)
     assert view.nearest(0.0, 0.0, 10, False) == []  # described EVSE never reported
-    view.put_evse(EvseState(evse_id=evse_key(desc.id, desc.evses[0].id), station_id=desc.id))
+    view.put_evse(EvseState(station_id=desc.id, descriptor=desc.evses[0]))
     assert [e.state.evse_id for _, _, e in view.nearest(0.0, 0.0, 10, False)] == ["a.a-e0"]
     assert view.nearest(0.0, 0.0, 10, True) == []  # Offline
     assert view.nearest(0.0, 0.0, 0, False) == []

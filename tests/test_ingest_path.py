@@ -48,7 +48,7 @@ from protocol import (
     parse,
 )
 from tests.brokers import MqttClientFactory, parse_mqtt_url
-from tests.support import POISON_SEQ, poison_evse_logic, wire_id
+from tests.support import POISON_SEQ, evse_state, poison_evse_logic, wire_id
 
 WAIT_S = 20.0
 """Upper bound of every wait in this module (pytest-timeout stops the test anyway)."""
@@ -488,7 +488,7 @@ class ActorRig:
     def evse(self, evse_id: EvseId, state: EvseState | None = None) -> pykka.ActorRef[Any]:
         """Start an EVSE actor for ``evse_id`` (from ``state``, else a fresh Available one of
         an online station), as the supervisor does."""
-        fresh = EvseState(evse_id=evse_id, station_id=SID, status=EvseStatus.AVAILABLE)
+        fresh = evse_state(evse_id, status=EvseStatus.AVAILABLE)
         return EvseActor.start(
             state or fresh,
             bridge=self.bridge.ref,
@@ -546,7 +546,7 @@ def info_command(reply: pykka.Future[Any]) -> SendCommand:
 
 
 def test_an_evse_actor_is_a_pykka_actor_answering_get_state(rig: ActorRig) -> None:
-    state = EvseState(evse_id=A, station_id=SID, max_power_w=50_000, connector="CCS")
+    state = evse_state(A, max_power_w=50_000, connector="CCS")
     ref = rig.evse(A, state)
     assert isinstance(ref, pykka.ActorRef)
     assert ref.actor_class is EvseActor
@@ -588,7 +588,7 @@ def test_a_batch_is_applied_in_order_and_fanned_out_as_one_batch(rig: ActorRig) 
 
 
 def test_a_command_inside_a_batch_runs_in_batch_order(rig: ActorRig) -> None:
-    a = rig.evse(A, EvseState(evse_id=A, station_id=SID))  # Offline until its station speaks
+    a = rig.evse(A, evse_state(A))  # Offline until its station speaks
     refused: pykka.Future[Any] = pykka.ThreadingFuture()
     sent: pykka.Future[Any] = pykka.ThreadingFuture()
     a.tell(
@@ -610,7 +610,7 @@ def test_a_command_inside_a_batch_runs_in_batch_order(rig: ActorRig) -> None:
 def test_a_command_to_an_offline_evse_is_refused_at_once_and_never_published(
     rig: ActorRig,
 ) -> None:
-    ref = rig.evse(A, EvseState(evse_id=A, station_id=SID))  # Offline until its station speaks
+    ref = rig.evse(A, evse_state(A))  # Offline until its station speaks
     reply: pykka.Future[Any] = pykka.ThreadingFuture()
     ref.tell(info_command(reply))
     outcome = reply.get(timeout=WAIT_S)

@@ -28,7 +28,7 @@ from actors.metrics_recorder import (
 from actors.system import CsmsConfig, CsmsSystem
 from gateway.app import create_app
 from gateway.auth import LocalAuthenticator
-from protocol import CommandName, EvseId, EvseStatus, StationId
+from protocol import CommandName, EvseDescriptor, EvseId, EvseStatus, StationId
 from storage import DuplicateError, EvseSample, Storage
 from tests import api_fixtures
 from tests.api_fixtures import EVSE_IDS, PASSWORD, Running
@@ -318,8 +318,8 @@ class FakeMonotonic:
 
 def changed(evse_id: str, power_w: float) -> EvseChanged:
     state = EvseState(
-        evse_id=EvseId(evse_id),
         station_id=StationId("st"),
+        descriptor=EvseDescriptor(id=EvseId(evse_id)),
         status=EvseStatus.CHARGING,
         power_w=power_w,
         energy_wh=power_w / 10,
@@ -341,7 +341,7 @@ def test_the_recorder_writes_a_second_of_samples_in_one_insert_many() -> None:
     assert len(store.batches) == 1
     assert [s.power_w for s in store.batches[0]] == [float(i) for i in range(301)]
     assert store.batches[0][0] == EvseSample(
-        evse_id="e-0", ts=1_000, power_w=0.0, energy_wh=0.0, soc=50.0
+        evse_id="st.e-0", ts=1_000, power_w=0.0, energy_wh=0.0, soc=50.0
     )
 
 

@@ -8,15 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from actors.evse_state import EvseState, transition
+from actors.evse_state import EvseState
+from actors.evse_transition import transition
 from actors.live import LiveHub
 from actors.messages import EvseChanged
+from actors.notifier import Notifier
+from actors.session_owners import SessionOwners
 from actors.session_recorder import SessionRecorder
-from actors.sessions import Notifier, SessionOwners
-from protocol import EvseId, EvseStatus, SessionId, StationId, StatusReport
+from protocol import EvseStatus, SessionId, StationId, StatusReport
 from storage import Storage
 from tests import db
 from tests.db import open_test_storage
+from tests.support import evse_state
 
 pytestmark = pytest.mark.needs_db
 db_url = db.db_url  # the fixture: SQLite, or a fresh PostgreSQL database (SMARTCHARGE_DB_URL)
@@ -25,9 +28,8 @@ SID = StationId("st-001")
 
 
 def state(evse: str, status: EvseStatus, session: str | None = None) -> EvseState:
-    return EvseState(
-        evse_id=EvseId(evse),
-        station_id=SID,
+    return evse_state(
+        evse,
         status=status,
         session_id=SessionId(session) if session else None,
     )

@@ -11,20 +11,23 @@ from typing import Any
 import pykka
 import pytest
 
-from actors.evse_state import EvseState, SessionClosed, SessionOpened, StateChanged
+from actors.evse_state import EvseState
+from actors.evse_transition import SessionClosed, SessionOpened, StateChanged
 from actors.listeners import EvseListener, ListenerHost
 from actors.live import LiveEvent, LiveHub
 from actors.messages import EvseChanged, EvseChangedBatch
+from actors.notifier import Notifier
+from actors.session_owners import SessionOwner, SessionOwners
 from actors.session_recorder import SessionRecorder
-from actors.sessions import Notifier, SessionOwner, SessionOwners
-from protocol import EvseId, EvseStatus, SessionId, StationId, StopReason
+from protocol import EvseStatus, SessionId, StopReason
 from storage import Role, Storage, StorageUnavailableError
+from tests.support import evse_state
 
 pytest_plugins = ("tests.storage_fixtures",)
 
 S = EvseStatus
 SID = SessionId("s-1")
-IDLE = EvseState(evse_id=EvseId("st-001.1"), station_id=StationId("st-001"), status=S.AVAILABLE)
+IDLE = evse_state("st-001.1", status=S.AVAILABLE)
 
 
 @pytest.fixture

@@ -12,13 +12,8 @@ from typing import Any
 import pykka
 import pytest
 
-from actors.evse_state import (
-    EvseState,
-    SessionClosed,
-    SessionOpened,
-    StationWentOffline,
-    transition,
-)
+from actors.evse_state import EvseState
+from actors.evse_transition import SessionClosed, SessionOpened, StationWentOffline, transition
 from actors.listeners import ListenerHost
 from actors.messages import EvseChanged, GetEvseRef, GetState, Inbound, Publish
 from actors.state_recorder import (
@@ -45,7 +40,7 @@ from protocol import (
     StopReason,
 )
 from storage import EvseStateRow, StatusEvent, Storage
-from tests.support import wire_id
+from tests.support import evse_state, wire_id
 
 pytest_plugins = ("tests.storage_fixtures",)
 
@@ -59,9 +54,8 @@ STATION = StationDescriptor(
     lon=11.34,
     evses=(EvseDescriptor(id=wire_id(A), max_power_w=22e3),),
 )
-CHARGING = EvseState(
-    evse_id=A,
-    station_id=SID,
+CHARGING = evse_state(
+    A,
     status=S.CHARGING,
     soc=41.5,
     power_w=11_000.0,

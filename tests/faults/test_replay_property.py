@@ -28,13 +28,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.evse_state import (
-    EvseState,
-    SessionClosed,
-    SessionOpened,
-    StationCameOnline,
-    transition,
-)
+from actors.evse_state import EvseState
+from actors.evse_transition import SessionClosed, SessionOpened, StationCameOnline, transition
 from actors.messages import GetEvseRef, GetState
 from protocol import (
     EvseDescriptor,
@@ -148,7 +143,7 @@ def replay(
 ) -> tuple[EvseState, Counter[str], Counter[str], dict[str, float]]:
     """The EVSE's pure state machine, after its station's birth: final state, how often each
     session was opened and closed, and the energy each was closed with."""
-    state = EvseState(evse_id=EvseId(f"{SID}.{EID}"), station_id=SID)
+    state = EvseState(station_id=SID, descriptor=EvseDescriptor(id=EID))
     state, _ = transition(state, StationCameOnline(ts=EPOCH, epoch=EPOCH))
     opened: Counter[str] = Counter()
     closed: Counter[str] = Counter()

@@ -273,7 +273,7 @@ def test_a_station_killed_mid_session_resumes_it_and_the_csms_records_the_energy
                 )
                 assert second.terminate() == 0  # a clean shutdown: the final save
             watcher.wait_for(watcher.status_is(key, "Offline"), "Offline after the shutdown")
-            max_power_w = watcher.state(key).max_power_w
+            max_power_w = watcher.state(key).descriptor.max_power_w
         # the CSMS stopped: its recorders have flushed
         row = storage.sessions.get(session)
     finally:
