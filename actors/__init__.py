@@ -16,27 +16,20 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from actors.bridge import MqttBridgeActor
     from actors.dashboard import DashboardSubscriber, EvseListener
-    from actors.errors import (
-        ActorUnavailableError,
-        CommandTimeoutError,
-        SmartchargeError,
-        UnknownEvseError,
-    )
     from actors.evse import EvseActor
     from actors.evse_logic import Evse
     from actors.evse_state import EvseState, transition
     from actors.fleet_view import EvseView, FleetView, StationView
     from actors.messages import CommandOutcome, EvseChanged, OperatorAlert, StationChanged
     from actors.supervisor import SupervisorActor
-    from actors.system import Csms, CsmsConfig, CsmsSystem
+    from actors.system import Csms, CsmsConfig, CsmsSystem, build_csms
 
 _EXPORTS = {
-    "ActorUnavailableError": "actors.errors",
     "CommandOutcome": "actors.messages",
-    "CommandTimeoutError": "actors.errors",
     "Csms": "actors.system",
     "CsmsConfig": "actors.system",
     "CsmsSystem": "actors.system",
+    "build_csms": "actors.system",
     "DashboardSubscriber": "actors.dashboard",
     "Evse": "actors.evse_logic",
     "EvseActor": "actors.evse",
@@ -47,18 +40,14 @@ _EXPORTS = {
     "FleetView": "actors.fleet_view",
     "MqttBridgeActor": "actors.bridge",
     "OperatorAlert": "actors.messages",
-    "SmartchargeError": "actors.errors",
     "StationChanged": "actors.messages",
     "StationView": "actors.fleet_view",
     "SupervisorActor": "actors.supervisor",
-    "UnknownEvseError": "actors.errors",
     "transition": "actors.evse_state",
 }
 
 __all__ = [
-    "ActorUnavailableError",
     "CommandOutcome",
-    "CommandTimeoutError",
     "Csms",
     "CsmsConfig",
     "CsmsSystem",
@@ -72,11 +61,10 @@ __all__ = [
     "FleetView",
     "MqttBridgeActor",
     "OperatorAlert",
-    "SmartchargeError",
     "StationChanged",
     "StationView",
     "SupervisorActor",
-    "UnknownEvseError",
+    "build_csms",
     "transition",
 ]
 

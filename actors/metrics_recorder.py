@@ -22,9 +22,9 @@ from typing import Any, Protocol
 
 import pykka
 
+from actors.clock import Scheduler, TimerHandle
 from actors.dashboard import DashboardSubscriber, EvseListener
 from actors.messages import EvseChanged
-from actors.timers import TimerHandle, Timers
 from storage import EvseSample
 
 __all__ = [
@@ -145,7 +145,7 @@ class MetricsRecorderSubscriber(DashboardSubscriber):
     Runs the recorder on this actor's thread; the timer thread only ``tell``\\ s it.
     """
 
-    def __init__(self, recorder: MetricsRecorder, timers: Timers | None) -> None:
+    def __init__(self, recorder: MetricsRecorder, timers: Scheduler | None) -> None:
         super().__init__(recorder)
         self._recorder = recorder
         self._timers = timers

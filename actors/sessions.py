@@ -23,6 +23,7 @@ from actors.dashboard import EvseListener
 from actors.evse_state import EvseState
 from actors.live import LiveHub
 from actors.messages import EvseChanged, OperatorAlert, StationChanged
+from storage.protocols import Notifications
 
 __all__ = [
     "DriverNote",
@@ -147,7 +148,9 @@ class DriverNote:
 class Notifier:
     """Stores a driver's notification and pushes it live; operator alerts go live only."""
 
-    def __init__(self, store: Any, hub: LiveHub, clock_ms: Callable[[], int] = _now_ms) -> None:
+    def __init__(
+        self, store: Notifications | None, hub: LiveHub, clock_ms: Callable[[], int] = _now_ms
+    ) -> None:
         self._store = store
         self._hub = hub
         self._clock_ms = clock_ms

@@ -24,10 +24,10 @@ from typing import Any, Final
 
 import pykka
 
+from actors.clock import Scheduler, TimerHandle
 from actors.dashboard import EvseListener, ListenerTimer
 from actors.evse_state import EvseState, StateChanged
 from actors.messages import EvseChanged, StationChanged
-from actors.timers import TimerHandle, Timers
 from protocol import (
     EvseDescriptor,
     EvseId,
@@ -39,6 +39,7 @@ from protocol import (
     evse_key,
 )
 from storage import EvseStateRow, StatusEvent
+from storage.protocols import EvseStates, StatusEvents
 
 __all__ = [
     "LastKnownEvse",
@@ -162,10 +163,10 @@ class StateRecorder(EvseListener):
 
     def __init__(
         self,
-        evse_states: Any,
-        status_events: Any,
+        evse_states: EvseStates,
+        status_events: StatusEvents,
         *,
-        timers: Timers | None = None,
+        timers: Scheduler | None = None,
         flush_every_s: float = 0.5,
         last_known: Iterable[LastKnownEvse] = (),
         clock_ms: Callable[[], int] = _now_ms,

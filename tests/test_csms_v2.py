@@ -14,7 +14,6 @@ import pytest
 
 from actors.bridge import MqttBridgeActor
 from actors.dashboard import DashboardSubscriber
-from actors.errors import UnknownEvseError
 from actors.fleet_view import FleetView
 from actors.messages import GetEvseRef, GetState, Inbound, Publish, SendCommand, VersionRefused
 from actors.supervisor import SupervisorActor
@@ -39,6 +38,7 @@ from protocol import (
     state_topic,
     status_topic,
 )
+from storage.errors import UnknownEvseError
 from tests.support import FleetWatcher
 
 WAIT_S = 10.0

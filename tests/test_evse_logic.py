@@ -9,7 +9,6 @@ from typing import Any
 import pykka
 import pytest
 
-from actors.errors import CommandTimeoutError
 from actors.evse_logic import (
     Alert,
     CancelTimer,
@@ -36,6 +35,7 @@ from protocol import (
     StatusReport,
     StopArgs,
 )
+from storage.errors import CommandTimeoutError
 
 SID = StationId("lg-1")
 KEY = EvseId("lg-1.1")

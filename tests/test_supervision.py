@@ -10,7 +10,6 @@ import pykka
 import pytest
 
 from actors.dashboard import DashboardSubscriber
-from actors.errors import ActorUnavailableError
 from actors.evse import EvseActor
 from actors.fleet_view import FleetView
 from actors.messages import GetEvseRef, GetState, Inbound
@@ -27,6 +26,7 @@ from protocol import (
     StationId,
     StatusReport,
 )
+from storage.errors import ActorUnavailableError
 from tests.support import POISON_SEQ, FleetWatcher, poison_evse_logic, wire_id
 
 SID = StationId("st-001")
