@@ -15,12 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from actors.bridge import MqttBridgeActor
-    from actors.errors import (
-        ActorUnavailableError,
-        CommandTimeoutError,
-        SmartchargeError,
-        UnknownEvseError,
-    )
     from actors.evse import EvseActor
     from actors.evse_logic import Evse
     from actors.evse_state import EvseState
@@ -29,16 +23,15 @@ if TYPE_CHECKING:
     from actors.listeners import EvseListener, ListenerHost
     from actors.messages import CommandOutcome, EvseChanged, OperatorAlert, StationChanged
     from actors.supervisor import SupervisorActor
-    from actors.system import Csms, CsmsConfig, CsmsSystem
+    from actors.system import Csms, CsmsConfig, CsmsSystem, build_csms
 
 _EXPORTS = {
-    "ActorUnavailableError": "actors.errors",
     "CommandOutcome": "actors.messages",
-    "CommandTimeoutError": "actors.errors",
     "Csms": "actors.system",
     "CsmsConfig": "actors.system",
     "CsmsSystem": "actors.system",
     "ListenerHost": "actors.listeners",
+    "build_csms": "actors.system",
     "Evse": "actors.evse_logic",
     "EvseActor": "actors.evse",
     "EvseChanged": "actors.messages",
@@ -48,18 +41,14 @@ _EXPORTS = {
     "FleetView": "actors.fleet_view",
     "MqttBridgeActor": "actors.bridge",
     "OperatorAlert": "actors.messages",
-    "SmartchargeError": "actors.errors",
     "StationChanged": "actors.messages",
     "StationView": "actors.fleet_view",
     "SupervisorActor": "actors.supervisor",
-    "UnknownEvseError": "actors.errors",
     "transition": "actors.evse_transition",
 }
 
 __all__ = [
-    "ActorUnavailableError",
     "CommandOutcome",
-    "CommandTimeoutError",
     "Csms",
     "CsmsConfig",
     "CsmsSystem",
@@ -73,11 +62,10 @@ __all__ = [
     "ListenerHost",
     "MqttBridgeActor",
     "OperatorAlert",
-    "SmartchargeError",
     "StationChanged",
     "StationView",
     "SupervisorActor",
-    "UnknownEvseError",
+    "build_csms",
     "transition",
 ]
 

@@ -9,15 +9,14 @@ may do anything. The station decides *what can*: its refusals come back as
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import cast
 
-import pykka
-
-from actors.errors import CommandTimeoutError, SmartchargeError, UnknownEvseError
+from actors.commands import Commands
+from actors.evse_state import EvseState
+from actors.fleet_view import FleetView
 from actors.messages import CommandOutcome
 from actors.reservations import (
     GetReservation,
@@ -26,6 +25,7 @@ from actors.reservations import (
     TrackReservation,
 )
 from actors.session_owners import SessionOwner, SessionOwners
+from actors.slot import ActorSlot
 from protocol import (
     CancelReservationArgs,
     CommandName,
@@ -36,25 +36,18 @@ from protocol import (
     StartArgs,
     StopArgs,
 )
+from storage.errors import (
+    CommandTimeoutError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    SmartchargeError,
+    UnknownEvseError,
+)
 
-if TYPE_CHECKING:
-    from actors.system import Csms
-
-__all__ = ["Caller", "ChargingService", "Conflict", "Forbidden", "NotFound"]
+__all__ = ["Caller", "ChargingService"]
 
 ASK_TIMEOUT_S = 5.0
-
-
-class Conflict(SmartchargeError):
-    """The EVSE or its station refuses what was asked (HTTP 409), with the reason."""
-
-
-class Forbidden(SmartchargeError):
-    """The caller may not do this (HTTP 403)."""
-
-
-class NotFound(SmartchargeError, LookupError):
-    """Nothing of the caller's there (HTTP 404): also what another driver's things look like."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,25 +67,30 @@ class ChargingService:
 
     def __init__(
         self,
-        csms: Csms,
+        commands: Commands,
         *,
-        reservations: Callable[[], pykka.ActorRef[Any]],
+        view: FleetView,
+        reservations: ActorSlot,
         owners: SessionOwners,
+        clock_ms: Callable[[], int],
         reservation_s: float = 900.0,
-        clock_ms: Callable[[], int] | None = None,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:
-        self._csms = csms
-        self._reservations_ref = reservations
+        """``commands`` sends to the EVSE actors, ``view`` is read for the EVSE's state, and
+        ``reservations`` holds the reservation actor once it runs; ``clock_ms``: the CSMS
+        clock's wall time (:mod:`actors.clock`)."""
+        self._commands = commands
+        self._view = view
+        self._reservations = reservations
         self._owners = owners
         self.reservation_s = reservation_s
-        self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
+        self._clock_ms = clock_ms
         self._new_id = new_id
 
     # ------------------------------------------------------------------ reservations
 
     def reservation(self, evse_id: str) -> Reservation | None:
-        found = self._reservations_ref().ask(GetReservation(evse_id=evse_id), timeout=ASK_TIMEOUT_S)
+        found = self._reservations.get().ask(GetReservation(evse_id=evse_id), timeout=ASK_TIMEOUT_S)
         return cast(Reservation | None, found)
 
     def reserve(self, caller: Caller, evse_id: str, duration_s: float | None = None) -> Reservation:
@@ -110,14 +108,14 @@ class ChargingService:
             created_at=now,
             expires_at=now + int(duration * 1000),
         )
-        outcome = self._csms.command(
+        outcome = self._commands.command(
             evse_id,
             CommandName.RESERVE,
             ReserveArgs(reservation_id=reservation.id, expires_at=reservation.expires_at),
         )
         if not outcome.accepted:
             raise Conflict(f"the station refused the reservation: {outcome.reason}")
-        self._reservations_ref().ask(
+        self._reservations.get().ask(
             TrackReservation(reservation=reservation), timeout=ASK_TIMEOUT_S
         )
         return reservation
@@ -135,11 +133,11 @@ class ChargingService:
         return current
 
     def _release(self, evse_id: str, outcome: str, reason: str, current: Reservation) -> None:
-        self._reservations_ref().ask(
+        self._reservations.get().ask(
             ReleaseReservation(evse_id=evse_id, outcome=outcome, reason=reason),
             timeout=ASK_TIMEOUT_S,
         )
-        self._csms.command(
+        self._commands.command(
             evse_id,
             CommandName.CANCEL_RESERVATION,
             CancelReservationArgs(reservation_id=current.id),
@@ -167,7 +165,7 @@ class ChargingService:
             )
         )
         try:
-            outcome = self._csms.command(
+            outcome = self._commands.command(
                 evse_id,
                 CommandName.START,
                 StartArgs(
@@ -200,7 +198,7 @@ class ChargingService:
             raise NotFound(f"you have no session running on {evse_id}")
         if not caller.operator and self._owners.driver_of(session_id) != caller.user_id:
             raise Forbidden(f"the session on {evse_id} is not yours")
-        outcome = self._csms.command(
+        outcome = self._commands.command(
             evse_id, CommandName.STOP, StopArgs(session_id=SessionId(session_id))
         )
         if not outcome.accepted:
@@ -213,7 +211,7 @@ class ChargingService:
         if not caller.operator:
             raise Forbidden("only operators switch maintenance")
         self._state(evse_id)
-        outcome = self._csms.command(
+        outcome = self._commands.command(
             evse_id, CommandName.MAINTENANCE, MaintenanceArgs(enabled=enabled)
         )
         if not outcome.accepted:
@@ -223,10 +221,10 @@ class ChargingService:
     def info(self, evse_id: str) -> CommandOutcome:
         """A live ``info`` round trip to the station (not the CSMS's cached view)."""
         self._state(evse_id)
-        return self._csms.command(evse_id, CommandName.INFO)
+        return self._commands.command(evse_id, CommandName.INFO)
 
-    def _state(self, evse_id: str) -> Any:
-        view = self._csms.view.evse(evse_id)
+    def _state(self, evse_id: str) -> EvseState:
+        view = self._view.evse(evse_id)
         if view is None:
             raise UnknownEvseError(f"unknown EVSE {evse_id!r}")
         return view.state

@@ -24,7 +24,7 @@ from typing import Any
 import pykka
 
 from actors.acks import AppliedLatch
-from actors.errors import ActorUnavailableError, UnknownEvseError
+from actors.clock import Scheduler, TimerHandle
 from actors.evse_logic import (
     Alert,
     CancelTimer,
@@ -51,13 +51,13 @@ from actors.messages import (
     Publish,
     SendCommand,
 )
-from actors.timers import TimerHandle, Timers
 from protocol import (
     CommandName,
     CorrelationId,
     EvseId,
     encode,
 )
+from storage.errors import ActorUnavailableError, UnknownEvseError
 
 __all__ = [
     "Evse",
@@ -98,7 +98,7 @@ class EvseActor(pykka.ThreadingActor):
         supervisor: Sink | None,
         subscribers: Sequence[Sink] = (),
         status_subscribers: Sequence[Sink] = (),
-        timers: Timers | None = None,
+        timers: Scheduler | None = None,
         correlation_ids: Callable[[], CorrelationId] = new_correlation_id,
         clock_ms: Callable[[], int] | None = None,
         observe_command: Callable[[CommandName, float | None], None] | None = None,

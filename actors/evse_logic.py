@@ -19,7 +19,6 @@ from typing import Any
 
 import pykka
 
-from actors.errors import CommandTimeoutError
 from actors.evse_state import SESSION_STATUSES, EvseState
 from actors.evse_transition import (
     EvseEvent,
@@ -47,6 +46,7 @@ from protocol import (
     StopArgs,
     args_dict,
 )
+from storage.errors import CommandTimeoutError
 
 __all__ = [
     "Alert",

@@ -34,6 +34,7 @@ from typing import Any
 import pykka
 
 from actors.acks import AppliedLatch
+from actors.clock import Scheduler, TimerHandle
 from actors.messages import (
     EvseChanged,
     EvseChangedBatch,
@@ -41,7 +42,6 @@ from actors.messages import (
     OperatorAlert,
     StationChanged,
 )
-from actors.timers import TimerHandle, Timers
 
 __all__ = ["EvseListener", "ListenerHost", "Tick"]
 
@@ -90,7 +90,7 @@ class ListenerHost(pykka.ThreadingActor):
         self,
         listeners: Sequence[EvseListener],
         *,
-        timers: Timers | None = None,
+        timers: Scheduler | None = None,
         tick_s: float = 0.25,
         name: str = "listeners",
     ) -> None:

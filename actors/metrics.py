@@ -3,7 +3,8 @@ a process may run several systems, tests do).
 
 Most values are read at scrape time, on the scraping (gunicorn) thread, from what the system
 already keeps: EVSEs by status and open sessions from the :class:`FleetView`, MQTT traffic from
-:class:`BridgeStats`, open event streams from the :class:`LiveHub`, restarts from the supervisor.
+:class:`BridgeStats`, open event streams from the :class:`LiveHub`, restarts from the
+:class:`RestartCounter` the supervisor writes.
 Only command round trips are recorded as they happen: each EVSE actor calls
 :meth:`CsmsMetrics.observe_command` on its own thread when a reply resolves a command, or when
 the command times out.
@@ -11,12 +12,10 @@ the command times out.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Callable, Iterator
-from typing import Any
+import threading
+from collections.abc import Iterator
 
-import pykka
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -25,27 +24,30 @@ from actors.fleet_view import FleetView
 from actors.live import LiveHub
 from protocol import CommandName, EvseStatus
 
-__all__ = ["ROUND_TRIP_BUCKETS_S", "CsmsMetrics", "supervisor_restarts"]
+__all__ = ["ROUND_TRIP_BUCKETS_S", "CsmsMetrics", "RestartCounter"]
 
 log = logging.getLogger(__name__)
 
 ROUND_TRIP_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
-def supervisor_restarts(
-    supervisor: Callable[[], pykka.ActorRef[Any] | None], timeout_s: float = 1.0
-) -> Callable[[], int | None]:
-    """Read the supervisor's ``restart_count`` with an ``ask`` (an edge: the scrape), or None."""
+class RestartCounter:
+    """How many EVSE actors the supervisor restarted: the supervisor writes it (on its
+    thread), the scrape reads it (on the scraping thread). No ``ask`` and no reference to
+    the supervisor: the composition root hands the same counter to both."""
 
-    def read() -> int | None:
-        ref = supervisor()
-        if ref is None:
-            return None
-        with contextlib.suppress(pykka.Timeout, pykka.ActorDeadError):
-            return int(ref.proxy().restart_count.get(timeout=timeout_s))
-        return None
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
 
-    return read
+    def record(self) -> None:
+        with self._lock:
+            self._count += 1
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return self._count
 
 
 class _ScrapeTimeCollector:
@@ -56,13 +58,12 @@ class _ScrapeTimeCollector:
         view: FleetView,
         bridge: BridgeStats,
         hub: LiveHub,
-        restarts: Callable[[], int | None],
+        restarts: RestartCounter,
     ) -> None:
         self._view = view
         self._bridge = bridge
         self._hub = hub
         self._restarts = restarts
-        self._last_restarts = 0  # a counter must not vanish when the supervisor is busy
 
     def describe(self) -> Iterator[Metric]:
         return self._families(empty=True)
@@ -98,9 +99,7 @@ class _ScrapeTimeCollector:
                 by_status.add_metric([status], count)
             sessions.add_metric([], sum(1 for e in evses if e.state.session_open))
             streams.add_metric([], self._hub.stream_count)
-            found = self._restarts()
-            self._last_restarts = max(self._last_restarts, found or 0)
-            restarts.add_metric([], self._last_restarts)
+            restarts.add_metric([], self._restarts.count)
             traffic["received"].add_metric([], self._bridge.messages_in)
             traffic["sent"].add_metric([], self._bridge.messages_out)
             traffic["malformed"].add_metric([], self._bridge.malformed)
@@ -118,7 +117,7 @@ class CsmsMetrics:
         view: FleetView,
         bridge: BridgeStats,
         hub: LiveHub,
-        restarts: Callable[[], int | None] = lambda: None,
+        restarts: RestartCounter | None = None,
     ) -> None:
         self.registry = CollectorRegistry()
         self._round_trip = Histogram(
@@ -134,7 +133,9 @@ class CsmsMetrics:
             ["command"],
             registry=self.registry,
         )
-        self.registry.register(_ScrapeTimeCollector(view, bridge, hub, restarts))
+        self.registry.register(
+            _ScrapeTimeCollector(view, bridge, hub, restarts or RestartCounter())
+        )
 
     def observe_command(self, command: CommandName, seconds: float | None) -> None:
         """A command's round trip; ``None``: it timed out. Runs on the EVSE actor's thread."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors.live import LiveHub
+from storage.protocols import Notifications
 
 __all__ = ["DriverNote", "Notifier"]
 
@@ -32,7 +33,9 @@ class DriverNote:
 class Notifier:
     """Stores a driver's notification and pushes it live; operator alerts go live only."""
 
-    def __init__(self, store: Any, hub: LiveHub, clock_ms: Callable[[], int] = _now_ms) -> None:
+    def __init__(
+        self, store: Notifications | None, hub: LiveHub, clock_ms: Callable[[], int] = _now_ms
+    ) -> None:
         self._store = store
         self._hub = hub
         self._clock_ms = clock_ms

@@ -6,27 +6,31 @@ runs out (``expired``: the station is told to cancel, the driver notified), or
 is cancelled by the driver. It is *interrupted*, and the driver told why, when
 the EVSE goes busy with someone else's session, into maintenance, offline or
 faulted. This actor is the only writer of reservation rows; everything runs on
-its own thread, the expiry timer only ``tell``s it.
+its own thread, the expiry timer (on the CSMS clock, :mod:`actors.clock`) only ``tell``s it.
+On expiry the station is told to cancel with a command ``tell``; its outcome comes back
+as a :class:`StationCancelDone` message, so the count never waits on a station.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pykka
 
+from actors.clock import Clock, TimerHandle
+from actors.commands import Commands, NotifyingFuture
 from actors.evse_state import SESSION_STATUSES, EvseState
 from actors.fleet_view import FleetView
 from actors.messages import EvseChanged, EvseChangedBatch, InboundReady
 from actors.notifier import Notifier
 from actors.session_owners import SessionOwners
-from actors.timers import Timers
-from protocol import EvseStatus
+from protocol import CancelReservationArgs, CommandName, EvseStatus
+from storage.errors import SmartchargeError
+from storage.protocols import Reservations
 
 __all__ = [
     "ExpireReservation",
@@ -34,6 +38,7 @@ __all__ = [
     "ReleaseReservation",
     "Reservation",
     "ReservationActor",
+    "StationCancelDone",
     "TrackReservation",
 ]
 
@@ -84,6 +89,15 @@ class GetReservation:
     evse_id: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StationCancelDone:
+    """The station answered the cancel of an expired reservation (``reply`` is complete)."""
+
+    evse_id: str
+    reservation_id: str
+    reply: pykka.Future[Any]
+
+
 _INTERRUPTIONS = {
     S.UNAVAILABLE: ("maintenance", "{evse} went into maintenance"),
     S.OFFLINE: ("offline", "the station of {evse} went offline"),
@@ -97,24 +111,23 @@ class ReservationActor(pykka.ThreadingActor):
     def __init__(
         self,
         *,
-        store: Any,
+        store: Reservations | None,
         notifier: Notifier,
         owners: SessionOwners,
-        timers: Timers,
+        clock: Clock,
         view: FleetView,
-        cancel_at_station: Callable[[str, str], None],
-        clock_ms: Callable[[], int] | None = None,
+        commands: Commands,
     ) -> None:
+        """``commands``: how the station of an expired reservation is told to cancel it."""
         super().__init__()
         self._store = store
         self._notifier = notifier
         self._owners = owners
-        self._timers = timers
+        self._clock = clock
         self._view = view
-        self._cancel_at_station = cancel_at_station
-        self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
+        self._commands = commands
         self._active: dict[str, Reservation] = {}
-        self._timer: dict[str, Any] = {}
+        self._timer: dict[str, TimerHandle] = {}
 
     def on_start(self) -> None:
         """Resume the counts that were running when the CSMS stopped."""
@@ -151,6 +164,8 @@ class ReservationActor(pykka.ThreadingActor):
                 self._expire(rid)
             case GetReservation(evse_id=evse_id):
                 return self._active.get(evse_id)
+            case StationCancelDone():
+                self._station_cancelled(message)
             case _:
                 pass  # station/alert events are not for us
         return None
@@ -168,9 +183,9 @@ class ReservationActor(pykka.ThreadingActor):
             )
         self._active[reservation.evse_id] = reservation
         self._view.put_reservation(reservation.evse_id, reservation)
-        delay = max(0.0, (reservation.expires_at - self._clock_ms()) / 1000)
+        delay = max(0.0, (reservation.expires_at - self._clock.time_ms()) / 1000)
         ref = self.actor_ref
-        self._timer[reservation.id] = self._timers.call_later(
+        self._timer[reservation.id] = self._clock.call_later(
             delay, lambda: _tell(ref, ExpireReservation(reservation_id=reservation.id))
         )
         log.info(
@@ -186,7 +201,9 @@ class ReservationActor(pykka.ThreadingActor):
             timer.cancel()
         self._view.put_reservation(evse_id, None)
         if self._store is not None:
-            self._store.finish(reservation.id, at=self._clock_ms(), outcome=outcome, reason=reason)
+            self._store.finish(
+                reservation.id, at=self._clock.time_ms(), outcome=outcome, reason=reason
+            )
         data = {
             "reservation_id": reservation.id,
             "evse_id": evse_id,
@@ -221,6 +238,37 @@ class ReservationActor(pykka.ThreadingActor):
                 self._finish(evse_id, "expired", "the reservation time ran out")
                 self._cancel_at_station(evse_id, reservation_id)
 
+    def _cancel_at_station(self, evse_id: str, reservation_id: str) -> None:
+        """Tell the EVSE actor to cancel; the outcome comes back as :class:`StationCancelDone`."""
+        ref = self.actor_ref
+        reply: NotifyingFuture[Any] = NotifyingFuture(
+            functools.partial(_tell_done, ref, evse_id, reservation_id)
+        )
+        try:
+            self._commands.send(
+                evse_id,
+                CommandName.CANCEL_RESERVATION,
+                CancelReservationArgs(reservation_id=reservation_id),
+                reply=reply,
+                ask_supervisor=False,
+            )
+        except SmartchargeError as exc:
+            log.warning("could not cancel reservation %s at %s: %s", reservation_id, evse_id, exc)
+
+    def _station_cancelled(self, done: StationCancelDone) -> None:
+        try:
+            outcome = done.reply.get(timeout=0)
+        except SmartchargeError as exc:
+            reason = str(exc)
+        else:
+            if outcome.accepted:
+                log.info("Station cancelled the expired reservation on %s", done.evse_id)
+                return
+            reason = f"the station refused: {outcome.reason}"
+        log.warning(
+            "could not cancel reservation %s at %s: %s", done.reservation_id, done.evse_id, reason
+        )
+
     def _evse_changed(self, state: EvseState) -> None:
         reservation = self._active.get(state.evse_id)
         if reservation is None:
@@ -239,6 +287,13 @@ class ReservationActor(pykka.ThreadingActor):
         interruption = _INTERRUPTIONS.get(state.status)
         if interruption is not None:
             self._finish(evse, "interrupted", interruption[1].format(evse=evse))
+
+
+def _tell_done(
+    ref: pykka.ActorRef[Any], evse_id: str, reservation_id: str, reply: pykka.Future[Any]
+) -> None:
+    """Runs on the EVSE actor's thread, when it completes the cancel's future."""
+    _tell(ref, StationCancelDone(evse_id=evse_id, reservation_id=reservation_id, reply=reply))
 
 
 def _tell(ref: pykka.ActorRef[Any], message: Any) -> None:

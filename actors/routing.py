@@ -65,6 +65,9 @@ class EvseRegistry:
         """Taken by the router to route a message and by the supervisor to release a station."""
         self.held: dict[StationId, list[Any]] = {}
         """Station -> messages (and latches) kept aside until the supervisor releases it."""
+        self.supervisor: pykka.ActorRef[Any] | None = None
+        """The running supervisor (it registers itself on start, and leaves on stop): who
+        says why an EVSE has no live actor (:class:`actors.commands.Commands`)."""
 
     def get(self, evse_id: str) -> pykka.ActorRef[Any] | None:
         """The EVSE's live actor, or ``None`` (unknown, retired, given up)."""

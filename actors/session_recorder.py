@@ -23,6 +23,7 @@ from actors.messages import EvseChanged
 from actors.notifier import DriverNote, Notifier
 from actors.session_owners import SessionOwner, SessionOwners
 from protocol import EvseStatus
+from storage.protocols import Sessions
 
 __all__ = ["SessionRecorder"]
 
@@ -45,7 +46,7 @@ class SessionRecorder(EvseListener):
 
     def __init__(
         self,
-        sessions: Any,
+        sessions: Sessions,
         owners: SessionOwners,
         notifier: Notifier,
         *,
@@ -106,8 +107,13 @@ class SessionRecorder(EvseListener):
         """
         if not self._resumed:
             return
-        running = {s.evse_id: s.session_id for s in self._resumed if s.session_open}
-        starting = {s.evse_id: s.session_id for s in self._resumed if _preparing(s)}
+        # keyed by str: a stored row's evse_id is a plain str
+        running: dict[str, str | None] = {
+            s.evse_id: s.session_id for s in self._resumed if s.session_open
+        }
+        starting: dict[str, str | None] = {
+            s.evse_id: s.session_id for s in self._resumed if _preparing(s)
+        }
         known = {s.evse_id for s in self._resumed}
         for row in self._sessions.open_sessions():
             if row.evse_id not in known or running.get(row.evse_id) == row.id:

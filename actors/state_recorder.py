@@ -36,6 +36,7 @@ from protocol import (
     evse_key,
 )
 from storage import EvseStateRow, StatusEvent
+from storage.protocols import EvseStates, StatusEvents
 
 __all__ = [
     "LastKnownEvse",
@@ -167,8 +168,8 @@ class StateRecorder(EvseListener):
 
     def __init__(
         self,
-        evse_states: Any,
-        status_events: Any,
+        evse_states: EvseStates,
+        status_events: StatusEvents,
         *,
         flush_every_s: float = 0.5,
         last_known: Iterable[LastKnownEvse] = (),

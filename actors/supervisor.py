@@ -27,7 +27,7 @@ from typing import Any
 import pykka
 
 from actors.acks import AppliedLatch
-from actors.errors import ActorUnavailableError, UnknownEvseError
+from actors.clock import Scheduler
 from actors.evse import EvseActor, RetireEvse, new_correlation_id
 from actors.evse_state import EvseState
 from actors.evse_transition import MarkFaulted, StationWentOffline, transition
@@ -44,10 +44,10 @@ from actors.messages import (
     StationChanged,
     VersionRefused,
 )
+from actors.metrics import RestartCounter
 from actors.outbox import EvseOutbox
 from actors.routing import EvseRegistry
 from actors.state_recorder import LastKnownEvse
-from actors.timers import Timers
 from protocol import (
     CommandName,
     CommandReply,
@@ -62,6 +62,7 @@ from protocol import (
     StatusReport,
     evse_key,
 )
+from storage.errors import ActorUnavailableError, UnknownEvseError
 
 __all__ = ["SupervisorActor", "restored"]
 
@@ -69,6 +70,10 @@ log = logging.getLogger(__name__)
 
 _MAX_EARLY_REPORTS = 256
 _MAX_REFUSED = 10_000
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
 
 
 @dataclass
@@ -90,7 +95,7 @@ class SupervisorActor(pykka.ThreadingActor):
         bridge: pykka.ActorRef[Any] | None,
         subscribers: Sequence[pykka.ActorRef[Any]] = (),
         status_subscribers: Sequence[pykka.ActorRef[Any]] = (),
-        timers: Timers | None = None,
+        timers: Scheduler | None = None,
         max_restarts: int = 3,
         restart_window_s: float = 60.0,
         correlation_ids: Callable[[], CorrelationId] = new_correlation_id,
@@ -100,9 +105,14 @@ class SupervisorActor(pykka.ThreadingActor):
         reconcile_timeout_s: float = 10.0,
         session_writer: pykka.ActorRef[Any] | None = None,
         registry: EvseRegistry | None = None,
+        clock_ms: Callable[[], int] = _wall_ms,
+        restarts: RestartCounter | None = None,
     ) -> None:
-        """``registry``: where it publishes each EVSE's live actor, read by the ingest
-        router and the gateway without an ``ask`` (:mod:`actors.routing`); ``last_known``:
+        """``registry``: where it publishes each EVSE's live actor (and itself), read by the
+        ingest router and the gateway without an ``ask`` (:mod:`actors.routing`);
+        ``timers``, ``monotonic`` and ``clock_ms``: the CSMS's clock (:mod:`actors.clock`),
+        also handed to every EVSE actor; ``restarts``: counts restarts for the metrics;
+        ``last_known``:
         the stored states to rebuild the EVSE actors from (see :meth:`on_start`);
         ``reconcile_timeout_s`` bounds their ``info`` round trips;
         ``session_writer``: the subscriber that writes session rows, after whose write a
@@ -134,6 +144,8 @@ class SupervisorActor(pykka.ThreadingActor):
         self._slots: dict[EvseId, _Slot] = {}
         self._early: dict[StationId, list[Any]] = {}
         self._refused: set[tuple[StationId, str]] = set()
+        self._clock_ms = clock_ms
+        self._restarts = restarts
         self.restart_count = 0
 
     # ------------------------------------------------------------------ messages
@@ -151,6 +163,8 @@ class SupervisorActor(pykka.ThreadingActor):
         like any reply (so a session that ended meanwhile is closed with the station's
         energy, and a running one gets the station's count).
         """
+        if self._registry is not None:
+            self._registry.supervisor = self.actor_ref
         for known in self._last_known:
             station = known.station
             state = restored(known)
@@ -191,6 +205,8 @@ class SupervisorActor(pykka.ThreadingActor):
         return None
 
     def on_stop(self) -> None:
+        if self._registry is not None and self._registry.supervisor is self.actor_ref:
+            self._registry.supervisor = None
         stopping = []
         for slot in self._slots.values():
             if slot.ref is not None:
@@ -212,6 +228,7 @@ class SupervisorActor(pykka.ThreadingActor):
             subscribers=self._feeds,
             status_subscribers=self._status_feeds,
             timers=self._timers,
+            clock_ms=self._clock_ms,
             correlation_ids=self._correlation_ids,
             observe_command=self._observe_command,
             session_writer=self._writer_feed,
@@ -319,7 +336,7 @@ class SupervisorActor(pykka.ThreadingActor):
             OperatorAlert(
                 kind="protocol_version",
                 station_id=refused.station_id,
-                ts=_wall_ms(),
+                ts=self._clock_ms(),
                 message=f"Station {refused.station_id} was refused: {refused.why}",
             )
         )
@@ -356,7 +373,7 @@ class SupervisorActor(pykka.ThreadingActor):
                     kind="evse_retired",
                     station_id=now.id,
                     evse_id=key,
-                    ts=_wall_ms(),
+                    ts=self._clock_ms(),
                     message=f"EVSE {key} is no longer announced by its station: retired",
                 )
             )
@@ -455,6 +472,8 @@ class SupervisorActor(pykka.ThreadingActor):
         slot.restarts.append(now)
         slot.state = last_state
         self.restart_count += 1
+        if self._restarts is not None:
+            self._restarts.record()
         self._start(slot)
         log.warning(
             "EVSE actor %s restarted from its last known state (%s)", evse_id, last_state.status
@@ -464,7 +483,7 @@ class SupervisorActor(pykka.ThreadingActor):
                 kind="actor_restarted",
                 evse_id=evse_id,
                 station_id=last_state.station_id,
-                ts=_wall_ms(),
+                ts=self._clock_ms(),
                 message=f"EVSE {evse_id} restarted after: {error}",
             )
         )
@@ -486,7 +505,7 @@ class SupervisorActor(pykka.ThreadingActor):
                 kind="evse_faulted",
                 evse_id=last_state.evse_id,
                 station_id=last_state.station_id,
-                ts=_wall_ms(),
+                ts=self._clock_ms(),
                 message=message,
             )
         )
@@ -498,7 +517,3 @@ def restored(known: LastKnownEvse) -> EvseState:
     through ``status_before_offline``."""
     state, _ = transition(known.state, StationWentOffline(ts=known.state.ts))
     return state
-
-
-def _wall_ms() -> int:
-    return int(time.time() * 1000)

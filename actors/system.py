@@ -1,9 +1,19 @@
-"""CsmsSystem: starts the actors in dependency order, stops them in reverse.
+"""The composition root: :func:`build_csms` builds a running CSMS; :class:`CsmsSystem` is it.
 
-It is also the one small interface the gateway talks to (:class:`Csms`): reads
-go to the :class:`FleetView`, commands go to the owning EVSE actor with a
-time-out. Keeping the gateway on this interface is what lets it become remote
-later (a gateway node sending commands over MQTT to the node that owns the EVSE).
+Construction goes in dependency order and nothing refers back to the whole: first the plain
+objects (the clock, the read model, the EVSE registry, the restart counter, the live hub,
+the metrics, the session owners, the notifier, :class:`~actors.commands.Commands` and the
+:class:`~actors.charging.ChargingService`), which exist before any thread so the gateway can
+be built on them before gunicorn forks; then, in :meth:`CsmsSystem.start`, the actors:
+subscribers, reservations, bridge, supervisor (and through it the EVSE actors), stopped in
+reverse. Later-started actors are found through registries, not back-references: the
+supervisor registers itself and every EVSE actor in the :class:`EvseRegistry`, the
+reservation actor goes into an :class:`~actors.slot.ActorSlot`.
+
+:class:`CsmsSystem` is also the one small interface the gateway talks to (:class:`Csms`):
+reads go to the :class:`FleetView`, commands go to the owning EVSE actor with a time-out.
+Keeping the gateway on this interface is what lets it become remote later (a gateway node
+sending commands over MQTT to the node that owns the EVSE).
 """
 
 from __future__ import annotations
@@ -12,45 +22,36 @@ import contextlib
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 import pykka
 
 from actors.bridge import BridgeStats, Connect, MqttBridgeActor
 from actors.charging import ChargingService
-from actors.errors import (
-    ActorUnavailableError,
-    CommandTimeoutError,
-    SmartchargeError,
-    StationOfflineError,
-)
+from actors.clock import Clock, SystemClock
+from actors.commands import Commands
 from actors.fleet_view import EvseView, FleetView, FleetViewWriter
 from actors.listeners import EvseListener, ListenerHost
 from actors.live import LiveHub
 from actors.live_feed import LiveFeed
-from actors.messages import CommandOutcome, GetEvseRef, SendCommand
-from actors.metrics import CsmsMetrics, supervisor_restarts
+from actors.messages import CommandOutcome
+from actors.metrics import CsmsMetrics, RestartCounter
 from actors.metrics_recorder import MetricsRecorder, SampleRetention
 from actors.notifier import Notifier
 from actors.reservations import ReservationActor
 from actors.routing import EvseRegistry
 from actors.session_owners import SessionOwner, SessionOwners
 from actors.session_recorder import SessionRecorder
+from actors.slot import ActorSlot
 from actors.state_recorder import LastKnownEvse, StateRecorder, last_known_fleet
 from actors.supervisor import SupervisorActor, restored
-from actors.timers import Timers
-from protocol import (
-    CancelReservationArgs,
-    CommandArgs,
-    CommandName,
-    EvseId,
-    RejectReason,
-)
+from protocol import CommandArgs, CommandName
 from protocol.mqtt_settings import MqttSettings
 from storage import Storage
+from storage.protocols import CsmsStores
 
-__all__ = ["Csms", "CsmsConfig", "CsmsSystem"]
+__all__ = ["Csms", "CsmsConfig", "CsmsSystem", "build_csms"]
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,9 @@ class CsmsConfig:
     max_restarts: int = 3
     restart_window_s: float = 60.0
     listeners: Sequence[EvseListener] = field(default_factory=tuple)
-    storage: Any = None
-    """A :class:`storage.Storage`; without one, sessions and reservations are not recorded."""
+    storage: CsmsStores | None = None
+    """The stores (:class:`storage.Storage`, or one with its sessions and notifications on
+    Firebase); without them, sessions and reservations are not recorded."""
     reservation_s: float = 900.0
     sample_retention: SampleRetention = field(default_factory=SampleRetention)
     """How long raw EVSE samples are kept (with storage), and the buckets after that."""
@@ -99,41 +101,76 @@ class CsmsConfig:
     actors' GIL; ``False`` keeps it in this process."""
 
 
-class CsmsSystem:
-    """The running CSMS of one node: timers, bridge, supervisor, subscribers, read model."""
+def build_csms(
+    config: CsmsConfig,
+    *,
+    clock: Clock | None = None,
+    stores: CsmsStores | None = None,
+    wait_connected_s: float | None = 10.0,
+) -> CsmsSystem:
+    """Build and start a CSMS: :class:`CsmsSystem` then :meth:`CsmsSystem.start`.
 
-    def __init__(self, config: CsmsConfig) -> None:
+    ``clock``: where every time read and timer goes (default: a :class:`SystemClock` the
+    system stops with its actors); ``stores``: instead of ``config.storage``.
+    """
+    return CsmsSystem(config, clock=clock, stores=stores).start(wait_connected_s=wait_connected_s)
+
+
+class CsmsSystem:
+    """The running CSMS of one node: clock, bridge, supervisor, subscribers, read model.
+
+    ``CsmsSystem(config)`` builds the plain objects only (no thread); :meth:`start` starts the
+    actors. See the module docstring for the order.
+    """
+
+    def __init__(
+        self,
+        config: CsmsConfig,
+        *,
+        clock: Clock | None = None,
+        stores: CsmsStores | None = None,
+    ) -> None:
+        if stores is not None:
+            config = replace(config, storage=stores)
         self.config = config
-        self.view = FleetView()
+        self._own_clock: SystemClock | None = None
+        if clock is None:
+            clock = self._own_clock = SystemClock()
+        self.clock: Clock = clock
+        self.view = FleetView(clock=self.clock.time_s)
         self.bridge_stats = BridgeStats()
         self.registry = EvseRegistry()
-        """EVSE key -> live EVSE actor: the ingest router's and :meth:`evse_ref`'s map."""
+        """EVSE key -> live EVSE actor, and the supervisor: the ingest router's and
+        :attr:`commands`' map."""
+        self.restarts = RestartCounter()
         self.mqtt_connected = threading.Event()
-        self._timers: Timers | None = None
         self._refs: list[pykka.ActorRef[Any]] = []
-        self.supervisor: pykka.ActorRef[Any] | None = None
         self.hub = LiveHub()
         self.metrics = CsmsMetrics(
-            view=self.view,
-            bridge=self.bridge_stats,
-            hub=self.hub,
-            restarts=supervisor_restarts(lambda: self.supervisor),
+            view=self.view, bridge=self.bridge_stats, hub=self.hub, restarts=self.restarts
         )
         store = config.storage
-        self.owners = SessionOwners(lookup=self._driver_from_storage if store else None)
-        self.notifier = Notifier(store.notifications if store else None, self.hub)
-        self._reservations: pykka.ActorRef[Any] | None = None
+        self.owners = SessionOwners(
+            lookup=self._driver_from_storage if store else None, monotonic=self.clock.monotonic
+        )
+        self.notifier = Notifier(
+            store.notifications if store else None, self.hub, clock_ms=self.clock.time_ms
+        )
+        self.commands = Commands(self.registry, timeout_s=config.command_timeout_s)
+        self.reservations = ActorSlot("reservation")
         self.charging = ChargingService(
-            self,
-            reservations=self._reservations_ref,
+            self.commands,
+            view=self.view,
+            reservations=self.reservations,
             owners=self.owners,
+            clock_ms=self.clock.time_ms,
             reservation_s=config.reservation_s,
         )
 
-    def _reservations_ref(self) -> pykka.ActorRef[Any]:
-        if self._reservations is None:
-            raise ActorUnavailableError("the CSMS is not running")
-        return self._reservations
+    @property
+    def supervisor(self) -> pykka.ActorRef[Any] | None:
+        """The running supervisor (it registers itself in :attr:`registry`), or ``None``."""
+        return self.registry.supervisor
 
     def _driver_in_memory(self, session_id: str | None) -> str | None:
         """The state recorder's lookup: never a query per flush."""
@@ -141,6 +178,7 @@ class CsmsSystem:
         return None if owner is None else owner.driver_id
 
     def _driver_from_storage(self, session_id: str) -> str | None:
+        assert self.config.storage is not None  # only looked up with storage
         session = self.config.storage.sessions.get(session_id)
         return None if session is None else session.driver_id
 
@@ -154,6 +192,8 @@ class CsmsSystem:
                 store.sessions,
                 self.owners,
                 self.notifier,
+                clock_ms=self.clock.time_ms,
+                monotonic=self.clock.monotonic,
                 resumed=[known.state for known in last_known],
                 # sessions and notifications in one SQL database (not on Firebase)
                 transaction=store.transaction if isinstance(store, Storage) else None,
@@ -161,10 +201,17 @@ class CsmsSystem:
             StateRecorder(
                 store.evse_states,
                 store.status_events,
+                clock_ms=self.clock.time_ms,
+                monotonic=self.clock.monotonic,
                 last_known=last_known,
                 driver_of=self._driver_in_memory,
             ),
-            MetricsRecorder(store.metrics, retention=self.config.sample_retention),
+            MetricsRecorder(
+                store.metrics,
+                retention=self.config.sample_retention,
+                clock_ms=self.clock.time_ms,
+                monotonic=self.clock.monotonic,
+            ),
         ]
 
     def _restore_view(self, last_known: Sequence[LastKnownEvse]) -> None:
@@ -192,27 +239,9 @@ class CsmsSystem:
                 )
         return fleet
 
-    def _cancel_reservation_at_station(self, evse_id: str, reservation_id: str) -> None:
-        """Called on the reservation actor's thread: never block it on a round trip."""
-
-        def cancel() -> None:
-            try:
-                self.command(
-                    evse_id,
-                    CommandName.CANCEL_RESERVATION,
-                    CancelReservationArgs(reservation_id=reservation_id),
-                )
-            except SmartchargeError as exc:
-                log.warning(
-                    "could not cancel reservation %s at %s: %s", reservation_id, evse_id, exc
-                )
-
-        threading.Thread(target=cancel, name=f"cancel-{evse_id}", daemon=True).start()
-
     def start(self, *, wait_connected_s: float | None = 10.0) -> CsmsSystem:
         """Start everything; optionally wait until the MQTT session is up."""
         try:
-            self._timers = Timers()
             last_known = self._last_known_fleet()
             self._restore_view(last_known)
             # Two listener hosts: what people see (read model first, then the live feed)
@@ -230,7 +259,7 @@ class CsmsSystem:
             session_writer = None
             recorders = self._storage_listeners(last_known)
             if recorders:
-                session_writer = ListenerHost.start(recorders, timers=self._timers, name="storage")
+                session_writer = ListenerHost.start(recorders, timers=self.clock, name="storage")
                 self._refs.append(session_writer)
                 subscribers.append(session_writer)
             store = self.config.storage
@@ -238,12 +267,12 @@ class CsmsSystem:
                 store=store.reservations if store else None,
                 notifier=self.notifier,
                 owners=self.owners,
-                timers=self._timers,
+                clock=self.clock,
                 view=self.view,
-                cancel_at_station=self._cancel_reservation_at_station,
+                commands=self.commands,
             )
             self._refs.append(reservations)
-            self._reservations = reservations
+            self.reservations.put(reservations)
             bridge = MqttBridgeActor.start(
                 self.config.mqtt_url,
                 client_id=self.config.client_id,
@@ -253,11 +282,14 @@ class CsmsSystem:
                 process=self.config.mqtt_process,
             )
             self._refs.append(bridge)
-            self.supervisor = SupervisorActor.start(
+            supervisor = SupervisorActor.start(
                 bridge=bridge,
                 subscribers=subscribers,
                 status_subscribers=[reservations],
-                timers=self._timers,
+                timers=self.clock,
+                monotonic=self.clock.monotonic,
+                clock_ms=self.clock.time_ms,
+                restarts=self.restarts,
                 max_restarts=self.config.max_restarts,
                 restart_window_s=self.config.restart_window_s,
                 observe_command=self.metrics.observe_command,
@@ -266,8 +298,8 @@ class CsmsSystem:
                 session_writer=session_writer,
                 registry=self.registry,
             )
-            self._refs.append(self.supervisor)
-            bridge.tell(Connect(target=self.supervisor, registry=self.registry))
+            self._refs.append(supervisor)
+            bridge.tell(Connect(target=supervisor, registry=self.registry))
         except BaseException:
             self.stop()
             raise
@@ -276,14 +308,15 @@ class CsmsSystem:
         return self
 
     def stop(self) -> None:
-        """Stop in reverse order of start: supervisor (and its EVSEs), bridge, subscribers."""
+        """Stop in reverse order of start: supervisor (and its EVSEs), bridge, subscribers;
+        then the clock's timer thread, if this system made the clock."""
         for ref in reversed(self._refs):
             with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
                 ref.stop(block=True, timeout=10)
         self._refs.clear()
-        if self._timers is not None:
-            self._timers.stop()
-            self._timers = None
+        self.reservations.put(None)
+        if self._own_clock is not None:
+            self._own_clock.close()
 
     def __enter__(self) -> CsmsSystem:
         return self.start()
@@ -294,23 +327,8 @@ class CsmsSystem:
     # ------------------------------------------------------------------ Csms interface
 
     def evse_ref(self, evse_id: str, timeout_s: float = 5.0) -> pykka.ActorRef[Any]:
-        """The EVSE's live actor, from the registry (no ``ask``); the supervisor says why
-        there is none (unknown, out of service)."""
-        if self.supervisor is None:
-            raise ActorUnavailableError("the CSMS is not running")
-        known = self.registry.get(evse_id)
-        if known is not None and known.is_alive():
-            return known
-        try:
-            ref = cast(
-                "pykka.ActorRef[Any]",
-                self.supervisor.ask(GetEvseRef(evse_id=EvseId(evse_id)), timeout=timeout_s),
-            )
-        except pykka.Timeout:
-            raise ActorUnavailableError("the supervisor did not answer in time") from None
-        except pykka.ActorDeadError:
-            raise ActorUnavailableError("the supervisor is down") from None
-        return ref
+        """The EVSE's live actor (:meth:`Commands.evse_ref`)."""
+        return self.commands.evse_ref(evse_id, timeout_s)
 
     def command(
         self,
@@ -319,20 +337,5 @@ class CsmsSystem:
         args: CommandArgs = None,
         timeout_s: float | None = None,
     ) -> CommandOutcome:
-        """Send a command to an EVSE's station and wait for the reply (edge-only ``ask``)."""
-        timeout = timeout_s if timeout_s is not None else self.config.command_timeout_s
-        ref = self.evse_ref(evse_id)
-        reply: pykka.Future[Any] = pykka.ThreadingFuture()
-        try:
-            ref.tell(SendCommand(command=command, args=args, reply=reply, timeout_s=timeout))
-        except pykka.ActorDeadError:
-            raise ActorUnavailableError(f"EVSE {evse_id} is restarting; try again") from None
-        try:
-            outcome: CommandOutcome = reply.get(timeout=timeout + 2.0)
-        except pykka.Timeout:
-            raise CommandTimeoutError(f"no answer for {command} on EVSE {evse_id}") from None
-        if not outcome.accepted and outcome.reason == RejectReason.OFFLINE:
-            raise StationOfflineError(
-                f"offline: the station of EVSE {evse_id} is not connected; {command} was not sent"
-            )
-        return outcome
+        """Send a command to an EVSE's station and wait for the reply (edge-only)."""
+        return self.commands.command(evse_id, command, args, timeout_s)

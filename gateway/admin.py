@@ -316,8 +316,9 @@ def cmd_sessions(args: argparse.Namespace) -> None:
 
 
 def cmd_create_operator(args: argparse.Namespace) -> None:
-    from gateway.auth import AuthError, LocalAuthenticator, load_or_create_secret
+    from gateway.auth import LocalAuthenticator, load_or_create_secret
     from storage import DuplicateError
+    from storage.errors import AuthError
 
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")

@@ -9,21 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import falcon
 
-from actors.charging import Conflict, Forbidden, NotFound
-from actors.errors import (
-    ActorUnavailableError,
-    CommandTimeoutError,
-    SmartchargeError,
-    StationOfflineError,
-    UnknownEvseError,
-)
 from actors.system import Csms
+from gateway import errors
 from gateway.api import (
     AuthResource,
     EvseActionResource,
@@ -34,7 +26,7 @@ from gateway.api import (
     NearestResource,
     ReservationResource,
 )
-from gateway.auth import Authenticator, AuthError
+from gateway.auth import Authenticator
 from gateway.credentials_api import StationCredentialResource, StationCredentialsResource
 from gateway.events import EventStreamResource
 from gateway.metrics import MetricsSummaryResource, PrometheusResource
@@ -44,6 +36,9 @@ from gateway.security import Authentication, TransportPolicy
 from gateway.static import add_static_routes
 from gateway.stations import StationProvisioner
 from gateway.views import evse_json, station_json
+from storage.errors import (
+    UnknownEvseError,
+)
 
 __all__ = ["create_app"]
 
@@ -129,26 +124,6 @@ def _error_serializer(req: falcon.Request, resp: falcon.Response, exc: falcon.HT
     )
 
 
-def _map(status: Callable[..., falcon.HTTPError]) -> Any:
-    def handler(
-        req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]
-    ) -> None:
-        raise status(description=str(ex))
-
-    return handler
-
-
-def _map_auth(
-    req: falcon.Request, resp: falcon.Response, ex: AuthError, params: dict[str, Any]
-) -> None:
-    status = getattr(ex, "http_status", 401)
-    if status == 401:
-        raise falcon.HTTPUnauthorized(
-            title="Unauthorized", description=str(ex), challenges=["Bearer"]
-        )
-    raise falcon.HTTPError(falcon.code_to_http_status(status), description=str(ex))
-
-
 def create_app(
     csms: Csms,
     *,
@@ -166,15 +141,7 @@ def create_app(
     app = falcon.App(cors_enable=False, middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(_error_serializer)
-    app.add_error_handler(SmartchargeError, _map(falcon.HTTPInternalServerError))
-    app.add_error_handler(UnknownEvseError, _map(falcon.HTTPNotFound))
-    app.add_error_handler(NotFound, _map(falcon.HTTPNotFound))
-    app.add_error_handler(Forbidden, _map(falcon.HTTPForbidden))
-    app.add_error_handler(Conflict, _map(falcon.HTTPConflict))
-    app.add_error_handler(StationOfflineError, _map(falcon.HTTPConflict))
-    app.add_error_handler(ActorUnavailableError, _map(falcon.HTTPServiceUnavailable))
-    app.add_error_handler(CommandTimeoutError, _map(falcon.HTTPGatewayTimeout))
-    app.add_error_handler(AuthError, _map_auth)
+    errors.install(app)
     app.add_route("/healthz", HealthResource(csms, mqtt_connected))
     app.add_route("/openapi.json", OpenApiResource())
     app.add_route("/metrics", PrometheusResource(csms.metrics))  # public: Prometheus scrapes

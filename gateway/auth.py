@@ -39,11 +39,6 @@ from gateway.auth_model import (
     ROLES,
     SECRET_BYTES,
     Authenticator,
-    AuthError,
-    EmailTaken,
-    InvalidCredentials,
-    InvalidEmail,
-    InvalidToken,
     PasswordHashUpdater,
     Principal,
     RefreshTokenRecord,
@@ -52,18 +47,17 @@ from gateway.auth_model import (
     Tokens,
     UserRecord,
     UserRepo,
-    WeakPassword,
     check_password_policy,
     normalize_email,
 )
+from storage.errors import (
+    EmailTaken,
+    InvalidCredentials,
+    InvalidToken,
+)
 
 __all__ = [
-    "AuthError",
     "Authenticator",
-    "EmailTaken",
-    "InvalidCredentials",
-    "InvalidEmail",
-    "InvalidToken",
     "LocalAuthenticator",
     "PasswordHashUpdater",
     "Principal",
@@ -73,7 +67,6 @@ __all__ = [
     "Tokens",
     "UserRecord",
     "UserRepo",
-    "WeakPassword",
     "check_password_policy",
     "default_password_hasher",
     "load_or_create_secret",

@@ -7,20 +7,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Protocol, get_args, runtime_checkable
+from typing import Literal, Protocol, get_args, runtime_checkable
 
-from actors.errors import SmartchargeError
+from storage.errors import InvalidEmail, WeakPassword
 
 __all__ = [
     "MAX_PASSWORD_CHARS",
     "MIN_PASSWORD_CHARS",
     "ROLES",
-    "AuthError",
     "Authenticator",
-    "EmailTaken",
-    "InvalidCredentials",
-    "InvalidEmail",
-    "InvalidToken",
     "PasswordHashUpdater",
     "Principal",
     "RefreshTokenRecord",
@@ -29,7 +24,6 @@ __all__ = [
     "Tokens",
     "UserRecord",
     "UserRepo",
-    "WeakPassword",
     "check_password_policy",
     "normalize_email",
 ]
@@ -68,44 +62,6 @@ class Tokens:
             "expires_in": self.expires_in,
             "refresh_token": self.refresh_token,
         }
-
-
-# -- errors: the gateway maps each to ``http_status`` once -------------------------------
-
-
-class AuthError(SmartchargeError):
-    """Root of the authentication errors."""
-
-    http_status: ClassVar[int] = 401
-
-
-class InvalidCredentials(AuthError):
-    """Unknown email or wrong password: one message for both (HTTP 401)."""
-
-    def __init__(self) -> None:
-        super().__init__("wrong email or password")
-
-
-class InvalidToken(AuthError):
-    """A token is malformed, forged, expired, revoked or reused (HTTP 401)."""
-
-
-class EmailTaken(AuthError):
-    """Registration with an email that already has an account (HTTP 409)."""
-
-    http_status = 409
-
-
-class WeakPassword(AuthError):
-    """The password breaks the policy (HTTP 422)."""
-
-    http_status = 422
-
-
-class InvalidEmail(AuthError):
-    """The email address is not plausible (HTTP 422)."""
-
-    http_status = 422
 
 
 # -- the interface HTTP resources use --------------------------------------------------

@@ -30,19 +30,15 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar, cast
 
-from gateway.auth import (
-    ROLES,
+from gateway.auth import ROLES, Principal, Role, Tokens, check_password_policy, normalize_email
+from storage.errors import (
     AuthError,
     EmailTaken,
+    FirebaseUnavailable,
     InvalidCredentials,
     InvalidEmail,
     InvalidToken,
-    Principal,
-    Role,
-    Tokens,
     WeakPassword,
-    check_password_policy,
-    normalize_email,
 )
 
 __all__ = [
@@ -50,7 +46,6 @@ __all__ = [
     "TEST_MODE_ENV",
     "EmulatorOutsideTests",
     "FirebaseAuthenticator",
-    "FirebaseUnavailable",
     "firebase_app",
     "refuse_emulators_outside_tests",
 ]
@@ -68,12 +63,6 @@ SECURE_TOKEN = "https://securetoken.googleapis.com/v1"
 
 class EmulatorOutsideTests(RuntimeError):
     """A Firebase emulator variable is set while test mode is off."""
-
-
-class FirebaseUnavailable(AuthError):
-    """Firebase could not be reached or answered unexpectedly (HTTP 503)."""
-
-    http_status = 503
 
 
 def _test_mode(env: Mapping[str, str]) -> bool:

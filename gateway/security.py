@@ -16,7 +16,8 @@ from typing import Any
 
 import falcon
 
-from gateway.auth import Authenticator, InvalidToken, Principal
+from gateway.auth import Authenticator, Principal
+from storage.errors import InvalidToken
 
 __all__ = [
     "MAX_BODY_BYTES",

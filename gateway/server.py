@@ -23,13 +23,14 @@ from gunicorn.app.base import BaseApplication
 
 from actors.system import CsmsConfig, CsmsSystem
 from gateway.app import create_app
-from gateway.auth import Authenticator, EmailTaken, LocalAuthenticator, load_or_create_secret
+from gateway.auth import Authenticator, LocalAuthenticator, load_or_create_secret
 from gateway.firebase_auth import refuse_emulators_outside_tests
 from gateway.firebase_backend import FirebaseUserData, firebase_backends
 from gateway.lease import csms_keeper
 from gateway.tls import ensure_self_signed_cert
 from gateway.worker import gunicorn_options
 from storage import DuplicateError, Lease, LeaseKeeper, Storage, open_storage
+from storage.errors import EmailTaken
 
 __all__ = ["GatewayServer", "GatewaySettings", "Runtime", "serve"]
 

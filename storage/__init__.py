@@ -22,15 +22,8 @@ reservations and notifications, on SQLite (default) or PostgreSQL, through ``dat
 from storage._accounts import RefreshTokenStore, UserStore, normalize_email
 from storage._charging import ReservationStore, SessionStore
 from storage._engine import Clock, system_clock_ms
-from storage._errors import (
-    ConstraintError,
-    DuplicateError,
-    MigrationError,
-    StorageError,
-    StorageUnavailableError,
-)
 from storage._evse_state import EvseStateStore, StatusEventStore
-from storage._leases import Lease, LeaseHeldError, LeaseKeeper, LeaseLostError, LeaseStore
+from storage._leases import Lease, LeaseKeeper, LeaseStore
 from storage._metrics import (
     DayTotal,
     EvseSample,
@@ -54,6 +47,15 @@ from storage._records import (
 )
 from storage._stations import StationCredential, StationCredentialStore
 from storage._storage import DB_FILENAME, Storage, open_storage, sqlite_url
+from storage.errors import (
+    ConstraintError,
+    DuplicateError,
+    LeaseHeldError,
+    LeaseLostError,
+    MigrationError,
+    StorageError,
+    StorageUnavailableError,
+)
 
 __all__ = [
     "DB_FILENAME",

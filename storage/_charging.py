@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import BindParameter, ColumnElement, bindparam, case, select, update
 
 from storage._engine import Clock, Database
-from storage._errors import DuplicateError
 from storage._records import Reservation, ReservationOutcome, Session
+from storage.errors import DuplicateError
 
 __all__ = ["ReservationStore", "SessionStore"]
 

@@ -34,7 +34,7 @@ import dataset
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
-from storage._errors import ConstraintError, DuplicateError, StorageUnavailableError
+from storage.errors import ConstraintError, DuplicateError, StorageUnavailableError
 
 __all__ = ["Clock", "Database", "system_clock_ms", "translated_errors"]
 

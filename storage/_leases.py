@@ -27,9 +27,9 @@ from typing import Any
 from sqlalchemy import text
 
 from storage._engine import Clock, Database
-from storage._errors import DuplicateError, StorageError
+from storage.errors import DuplicateError, LeaseHeldError, LeaseLostError, StorageError
 
-__all__ = ["Lease", "LeaseHeldError", "LeaseKeeper", "LeaseLostError", "LeaseStore"]
+__all__ = ["Lease", "LeaseKeeper", "LeaseStore"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,21 +38,6 @@ class Lease:
     holder: str
     epoch: int
     expires_at: int
-
-
-class LeaseHeldError(StorageError):
-    """Another holder has a live lease: ``lease`` says who, with which epoch, until when."""
-
-    def __init__(self, lease: Lease) -> None:
-        super().__init__(
-            f"lease {lease.name!r} is held by {lease.holder} (epoch {lease.epoch}) "
-            f"until {lease.expires_at} ms"
-        )
-        self.lease = lease
-
-
-class LeaseLostError(StorageError):
-    """Our lease is gone: another holder took it over with a higher epoch, or it was removed."""
 
 
 def _lease(row: Any) -> Lease:

@@ -36,7 +36,7 @@ from sqlalchemy import (
 )
 
 from storage._engine import BEGIN_OPTION, Clock
-from storage._errors import MigrationError
+from storage.errors import MigrationError
 
 __all__ = ["LATEST_VERSION", "MIGRATIONS", "current_version", "migrate"]
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import update
 
 from storage._engine import Clock, Database
-from storage._errors import DuplicateError
+from storage.errors import DuplicateError
 
 __all__ = ["StationCredential", "StationCredentialStore"]
 

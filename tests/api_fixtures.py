@@ -14,6 +14,7 @@ import falcon.testing
 import pykka
 import pytest
 
+from actors.clock import ManualClock
 from actors.live import LiveEvent, LiveStream
 from actors.system import CsmsConfig, CsmsSystem
 from gateway.app import create_app
@@ -35,6 +36,8 @@ class Running:
     auth: LocalAuthenticator
     client: falcon.testing.TestClient
     watcher: FleetWatcher
+    clock: ManualClock | None = None
+    """With ``@pytest.mark.manual_clock``: the CSMS's clock, moved only by the test."""
     streams: list[LiveStream] = field(default_factory=list)
 
     def call(
@@ -95,6 +98,7 @@ def running(
 ) -> Iterator[Running]:
     marker = request.node.get_closest_marker("reservation_s")
     reservation_s = marker.args[0] if marker else 900.0
+    clock = ManualClock() if request.node.get_closest_marker("manual_clock") else None
     database = contextlib.ExitStack()  # SQLite in tmp_path, or a fresh PostgreSQL database
     storage = open_test_storage(
         tmp_path / "csms", database.enter_context(database_for_test(tmp_path / "csms"))
@@ -107,7 +111,8 @@ def running(
             listeners=(watcher,),
             reservation_s=reservation_s,
             command_timeout_s=5,
-        )
+        ),
+        clock=clock,
     )
     auth = LocalAuthenticator(
         storage.users,
@@ -135,6 +140,7 @@ def running(
             auth=auth,
             client=falcon.testing.TestClient(app),
             watcher=watcher,
+            clock=clock,
         )
     finally:
         fleet.terminate()

@@ -13,7 +13,6 @@ import pykka
 import pytest
 
 from actors.bridge import MqttBridgeActor
-from actors.errors import UnknownEvseError
 from actors.fleet_view import FleetView, FleetViewWriter
 from actors.listeners import ListenerHost
 from actors.messages import GetEvseRef, GetState, Inbound, Publish, SendCommand, VersionRefused
@@ -39,6 +38,7 @@ from protocol import (
     state_topic,
     status_topic,
 )
+from storage.errors import UnknownEvseError
 from tests.support import FleetWatcher
 
 WAIT_S = 10.0

@@ -9,7 +9,6 @@ from typing import Any
 import pykka
 import pytest
 
-from actors.errors import CommandTimeoutError
 from actors.evse_logic import (
     Alert,
     CancelTimer,
@@ -35,6 +34,7 @@ from protocol import (
     StatusReport,
     StopArgs,
 )
+from storage.errors import CommandTimeoutError
 from tests.support import evse_state
 
 SID = StationId("lg-1")

@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from actors.errors import CommandTimeoutError
 from actors.evse import EvseActor, EvseBatch
 from actors.evse_logic import Evse, Reject, Resolve, SendRequest, TimedOut
 from actors.evse_state import EvseState
@@ -58,6 +57,7 @@ from protocol import (
     evse_key,
     parse,
 )
+from storage.errors import CommandTimeoutError
 
 SID, EID = StationId("st-001"), EvseId("1")
 KEY = evse_key(SID, EID)

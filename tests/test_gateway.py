@@ -15,12 +15,6 @@ import falcon.testing
 import pytest
 
 from actors.bridge import BridgeStats
-from actors.errors import (
-    ActorUnavailableError,
-    CommandTimeoutError,
-    SmartchargeError,
-    UnknownEvseError,
-)
 from actors.evse_state import EvseState
 from actors.fleet_view import FleetView
 from actors.live import LiveHub
@@ -37,6 +31,14 @@ from protocol import (
     SessionId,
     StationDescriptor,
     StationId,
+)
+from storage.errors import (
+    ActorUnavailableError,
+    CommandTimeoutError,
+    SmartchargeError,
+    StorageError,
+    StorageUnavailableError,
+    UnknownEvseError,
 )
 from tests.support import wire_id
 
@@ -455,3 +457,27 @@ def test_a_domain_error_becomes_its_http_status_with_the_message_as_reason(
     assert result.json["status"] == status
     assert result.json["reason"] == str(error)
     assert result.json["title"].startswith(str(status))
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "reason"),
+    [
+        (
+            StorageUnavailableError("database is locked: /var/lib/x.db"),
+            503,
+            "storage is unavailable",
+        ),
+        (StorageError("UNIQUE constraint failed: sessions.id"), 500, "internal storage error"),
+    ],
+    ids=["storage-outage-503", "storage-error-500"],
+)
+def test_a_storage_error_becomes_its_status_without_the_database_details(
+    error: Exception, status: int, reason: str
+) -> None:
+    client = client_whose_commands_raise(error)
+
+    result = client.simulate_post("/test/evses/st-001.1/info")
+
+    assert result.status_code == status
+    assert result.json["reason"].startswith(reason)
+    assert str(error) not in result.text

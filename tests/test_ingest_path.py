@@ -22,7 +22,6 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 import actors.mqtt_client
-from actors.errors import ActorUnavailableError
 from actors.evse import EvseActor, EvseBatch
 from actors.evse_state import EvseState
 from actors.inbox import BatchInbox
@@ -47,6 +46,7 @@ from protocol import (
     StatusReport,
     parse,
 )
+from storage.errors import ActorUnavailableError
 from tests.brokers import MqttClientFactory, parse_mqtt_url
 from tests.support import POISON_SEQ, evse_state, poison_evse_logic, wire_id
 

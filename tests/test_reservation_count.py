@@ -73,18 +73,32 @@ def test_the_holder_starting_uses_the_reservation(running: Running) -> None:
     assert wait_until(outcome, "the reservation to be marked used", timeout=10) == "used"
 
 
-@pytest.mark.reservation_s(1.0)
-def test_an_unused_reservation_expires_and_frees_the_evse(running: Running) -> None:
+@pytest.mark.manual_clock
+def test_an_unused_reservation_expires_on_the_csms_clock_and_frees_the_evse(
+    running: Running,
+) -> None:
+    """Driven on the manual clock: nothing expires until the CSMS's time passes the end."""
+    assert running.clock is not None
     alice, alice_id = running.driver("alice@example.com")
     live = running.live(alice_id)
     reserved = running.call("POST", f"/api/v1/evses/{EVSE}/reservation", alice)
     assert reserved.status_code == 201
     running.watcher.wait_for(running.watcher.has_been(EVSE, "Reserved"), "Reserved")
+    hold_s = running.system.config.reservation_s
+
+    running.clock.advance(hold_s - 1)
+    # The expiry timer only tells the reservation actor, so this read (an ask queued behind
+    # anything the advance told it) would already see the reservation gone.
+    assert running.call("GET", f"/api/v1/evses/{EVSE}").json["reservation"] is not None
+    running.clock.advance(1)
 
     note = next_event(live, "notification", timeout=10)
     assert note.data["kind"] == "reservation_expired"
+    # The station was told to cancel (a command tell): it reports Available again.
     running.watcher.wait_for(running.watcher.status_is(EVSE, "Available"), "Available again")
     assert running.call("GET", f"/api/v1/evses/{EVSE}").json["reservation"] is None
     row = running.storage.reservations.get(reserved.json["id"])
     assert row is not None
     assert row.outcome == "expired"
+    assert row.ended_at is not None
+    assert abs(row.ended_at - reserved.json["expires_at"]) <= 1  # expired at the CSMS clock's end

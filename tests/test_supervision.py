@@ -9,7 +9,6 @@ from typing import Any
 import pykka
 import pytest
 
-from actors.errors import ActorUnavailableError
 from actors.evse import EvseActor
 from actors.fleet_view import FleetView, FleetViewWriter
 from actors.listeners import ListenerHost
@@ -27,6 +26,7 @@ from protocol import (
     StationId,
     StatusReport,
 )
+from storage.errors import ActorUnavailableError
 from tests.support import POISON_SEQ, FleetWatcher, poison_evse_logic, wire_id
 
 SID = StationId("st-001")

@@ -30,7 +30,6 @@ import falcon.testing
 import pykka
 import pytest
 
-from actors.errors import CommandTimeoutError
 from actors.evse_state import EvseState
 from actors.system import CsmsConfig, CsmsSystem
 from gateway.app import create_app
@@ -58,6 +57,7 @@ from protocol import (
 )
 from protocol.mqtt_settings import BACKOFF_MAX_S
 from storage import DuplicateError, Storage, open_storage
+from storage.errors import CommandTimeoutError
 from tests.brokers import MqttClientFactory, parse_mqtt_url
 from tests.faults.proxy import FaultProxy
 from tests.support import FleetProcess, FleetWatcher
