@@ -45,7 +45,8 @@ from actors.session_owners import SessionOwner, SessionOwners
 from actors.session_recorder import SessionRecorder
 from actors.slot import ActorSlot
 from actors.state_recorder import LastKnownEvse, StateRecorder, last_known_fleet
-from actors.supervisor import SupervisorActor, restored
+from actors.supervision import restored
+from actors.supervisor import SupervisorActor
 from protocol import CommandArgs, CommandName
 from protocol.mqtt_settings import MqttSettings
 from storage import Storage
