@@ -196,7 +196,13 @@ class LocalAuthenticator:
         if user is None:
             self._refresh_tokens.revoke_family(record.family_id, at=now_ms)
             raise InvalidToken("the account of this refresh token no longer exists")
-        return self._issue(user, family_id=record.family_id)
+        tokens = self._issue(user, family_id=record.family_id)
+        spent = self._refresh_tokens.get(token_hash)
+        if spent is None or spent.revoked_at is not None:
+            # A concurrent reuse revoked the family before the new token joined it: the new
+            # one must not outlive it (a revocation after the join covers it already).
+            self._revoke_reused(record, now_ms)
+        return tokens
 
     def _revoke_reused(self, record: RefreshTokenRecord, now_ms: int) -> NoReturn:
         self._refresh_tokens.revoke_family(record.family_id, at=now_ms)

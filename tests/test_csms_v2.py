@@ -14,7 +14,7 @@ import pytest
 
 from actors.bridge import MqttBridgeActor
 from actors.fleet_view import FleetView, FleetViewWriter
-from actors.listeners import ListenerHost
+from actors.listeners import ListenerHost, Tick
 from actors.messages import GetEvseRef, GetState, Inbound, Publish, SendCommand, VersionRefused
 from actors.supervisor import SupervisorActor
 from actors.timers import Timers
@@ -62,15 +62,20 @@ class Csms:
         self.view = FleetView()
         self.published: queue.Queue[Publish] = queue.Queue()
         self.timers = Timers()
-        subscriber = ListenerHost.start([FleetViewWriter(self.view), self.watcher])
+        self.host = ListenerHost.start([FleetViewWriter(self.view), self.watcher])
         self.supervisor = SupervisorActor.start(
             bridge=BridgeRecorder.start(self.published),
-            subscribers=[subscriber],
+            subscribers=[self.host],
             timers=self.timers,
         )
 
     def tell(self, message: Any) -> None:
         self.supervisor.tell(Inbound(message=message))
+
+    def sync_view(self) -> None:
+        """The changes of every EVSE actor asked so far are in the read model: this ask queues
+        behind the notices their changes sent the listener host."""
+        self.host.ask(Tick(), timeout=WAIT_S)
 
     def sync(self) -> None:
         """Every message told so far has been routed and applied (asks queue behind them)."""

@@ -217,6 +217,7 @@ def test_the_real_ingest_path_ends_in_the_stations_last_state_too(
         ref = csms.supervisor.ask(GetEvseRef(evse_id=EvseId(f"{SID}.{EID}")), timeout=10)
         state = ref.ask(GetState(), timeout=10)
         assert seen_as(state) == expected(recording)
+        csms.sync_view()
         view = csms.view.evse(f"{SID}.{EID}")
         assert view is not None
         assert seen_as(view.state) == expected(recording)
