@@ -30,7 +30,6 @@ import contextlib
 import socket
 import struct
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -76,11 +75,6 @@ class BufferedClient(mqtt.Client):
         self.on_read_done: Callable[[], None] | None = None
         """Called on the network thread after each burst of reads (its ``on_message`` calls):
         where a caller that batches messages sends its batch."""
-        self.read_linger_s = 0.0
-        """When the socket turns readable, wait this long before reading: what arrives
-        meanwhile is read, parsed and handed on with it (one wake-up, one hand-over and one
-        acknowledgement for several messages at a steady rate, at the cost of this much
-        latency)."""
 
     def _sock_close(self) -> None:
         super()._sock_close()  # every way a connection ends: no old bytes for the next one
@@ -106,8 +100,6 @@ class BufferedClient(mqtt.Client):
         thread = self._thread
         on_network_thread = thread is not None and thread.ident == threading.get_ident()
         wake_up = self._wake_up = self._sockpairW
-        if on_network_thread and self.read_linger_s > 0 and self._rpos >= len(self._rbuf):
-            time.sleep(self.read_linger_s)
         if on_network_thread and wake_up is not None:
             self._sockpairW = _NO_WAKE_UP  # type: ignore[assignment]
         try:

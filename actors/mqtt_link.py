@@ -89,12 +89,9 @@ class MqttLink:
         on_publish_failed: Callable[[str, str], None],
         on_acked: Callable[[int], None] | None = None,
         linger_s: float = 0.001,
-        read_linger_s: float = 0.0,
     ) -> None:
         """``linger_s``: after a batch arrives, how long the reader waits for more before
-        handing them over together (fewer thread wake-ups downstream per message);
-        ``read_linger_s``: the same in the child, before it reads the socket
-        (:attr:`~actors.mqtt_client.BufferedClient.read_linger_s`)."""
+        handing them over together (fewer thread wake-ups downstream per message)."""
         self._linger_s = linger_s
         settings = (
             host if isinstance(host, MqttSettings) else MqttSettings(host=host, port=port or 1883)
@@ -104,7 +101,6 @@ class MqttLink:
             "settings": settings.with_client_id(client_id).to_json(),
             "client_id": client_id,
             "keepalive": keepalive,
-            "read_linger_s": read_linger_s,
         }
         self._on_messages = on_messages
         self._on_state = on_state
