@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pykka
@@ -67,6 +67,10 @@ class Connect:
 
 @dataclass
 class BridgeStats:
+    """The bridge's counters. Several threads count (the link's reader, the bridge actor, and
+    whichever thread applies a batch last: its acknowledgement), so every write goes through
+    :meth:`count`, under a lock; readers (the metrics scrape) read the fields."""
+
     messages_in: int = 0
     messages_out: int = 0
     malformed: int = 0
@@ -77,6 +81,14 @@ class BridgeStats:
     wrong_version: int = 0
     acked: int = 0
     """QoS 1 messages acknowledged to the broker (after they were applied)."""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, name: str, n: int = 1) -> int:
+        """Add ``n`` to the counter ``name``; its new value."""
+        with self._lock:
+            value: int = getattr(self, name) + n
+            setattr(self, name, value)
+        return value
 
 
 class MqttBridgeActor(pykka.ThreadingActor):
@@ -136,7 +148,7 @@ class MqttBridgeActor(pykka.ThreadingActor):
 
     def _publish(self, topic: str, payload: bytes, retain: bool) -> None:
         if self._transport.publish(topic, payload, retain):  # else on_publish_failed counted it
-            self.stats.messages_out += 1
+            self.stats.count("messages_out")
 
     # ------------------------------------------------------------------ transport thread
 
@@ -158,11 +170,11 @@ class MqttBridgeActor(pykka.ThreadingActor):
             log.error("supervisor is gone; dropping %d messages", len(parsed))
 
     def _on_acked(self, n: int) -> None:
-        self.stats.acked += n
+        self.stats.count("acked", n)
 
     def _on_link_state(self, up: bool, detail: str, failure: bool) -> None:
         if up:
-            self.stats.connects += 1
+            self.stats.count("connects")
             log.info("CSMS connected to MQTT %s:%s (%s)", self._host, self._port, detail)
             self.connected.set()
             return
@@ -173,14 +185,14 @@ class MqttBridgeActor(pykka.ThreadingActor):
             log.info("CSMS disconnected from MQTT (%s)", detail)
 
     def _on_publish_failed(self, topic: str, error: str) -> None:
-        self.stats.publish_failures += 1
+        self.stats.count("publish_failures")
         log.error("publish to %s failed: %s", topic, error)
 
     # ------------------------------------------------------------------ either thread
 
     def _parse(self, topic: str | None, payload: bytes | bytearray) -> Any:
         """The parsed message, or ``None`` (counted and logged) if it is malformed."""
-        self.stats.messages_in += 1
+        self.stats.count("messages_in")
         try:
             if topic is None:
                 raise ProtocolError("topic is not UTF-8")
@@ -188,7 +200,7 @@ class MqttBridgeActor(pykka.ThreadingActor):
             if isinstance(message, StatusReport | MeterValues | StationBirth):
                 ahead = message.ts - _wall_ms()
                 if ahead > MAX_FUTURE_SKEW_MS:
-                    self.stats.future_stamped += 1
+                    self.stats.count("future_stamped")
                     log.warning(
                         "refusing a report stamped %.0f s in the future on %r",
                         ahead / 1000,
@@ -197,15 +209,14 @@ class MqttBridgeActor(pykka.ThreadingActor):
                     return None
             return message
         except UnsupportedVersion as exc:
-            self.stats.wrong_version += 1
+            self.stats.count("wrong_version")
             return VersionRefused(station_id=exc.station_id, version=exc.version, why=str(exc))
         except ProtocolError as exc:
-            self.stats.malformed += 1
-            n = self.stats.malformed
+            n = self.stats.count("malformed")
             if n <= 10 or n % 1000 == 0:
                 log.warning("dropping malformed message #%d on %r: %s", n, (topic or "")[:200], exc)
         except Exception:  # never kill the loop
-            self.stats.malformed += 1
+            self.stats.count("malformed")
             log.exception("dropping undecodable message")
         return None
 
