@@ -29,30 +29,30 @@ Four figures, each against the bare subscriber on the same broker in the same ru
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any, Final
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
-from actors.bridge import SUBSCRIPTIONS
 from actors.listeners import EvseListener
 from actors.messages import EvseChanged
-from actors.mqtt_link import CHILD_MODULE
 from actors.system import CsmsConfig, CsmsSystem
-from bench._publisher import Stream, serve
+from bench._ingest_parts import (
+    BareSubscriber,
+    PublisherProcess,
+    cpu_s,
+    lat_summary,
+    link_cpu_s,
+    per_message_us,
+    thread_cpu_s,
+)
+from bench._publisher import Stream
 from bench._support import loadavg, mosquitto, wait_for
-from bench.common import BenchmarkError, Options, Result, benchmark, ms, percentile
+from bench.common import BenchmarkError, Options, Result, benchmark, percentile
 from protocol import MeterValues, StatusReport, parse
-from protocol.mqtt_settings import parse_mqtt_url
 from storage import open_storage
 
-__all__ = ["BareSubscriber", "Probe", "run"]
+__all__ = ["Probe", "run"]
 
 NAME: Final = "ingest"
 KEEP_UP_TARGET: Final = 0.8
@@ -84,111 +84,14 @@ class Probe(EvseListener):
                 self.ts_lag_ms.append(now / 1e6 - state.ts)
 
 
-class BareSubscriber:
-    """The baseline: paho's callback counts (and timestamps) messages, nothing else."""
-
-    def __init__(self, url: str, client_id: str, *, persistent: bool) -> None:
-        self.count = 0
-        self.times: list[int] = []
-        self.recording = False
-        self.connected = threading.Event()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            clean_session=not persistent,
-            protocol=mqtt.MQTTv311,
-        )
-        self.client.max_queued_messages_set(60_000)
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
-        settings = parse_mqtt_url(url)
-        settings.apply_to(self.client)
-        self.host, self.port = settings.host, settings.port
-
-    def _on_connect(self, client: mqtt.Client, *_: Any) -> None:
-        client.subscribe([(topic, 1) for topic in SUBSCRIPTIONS])
-        self.connected.set()
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self.count += 1
-        if self.recording:
-            self.times.append(time.time_ns())
-
-    def connect(self) -> None:
-        self.connected.clear()
-        self.client.connect(self.host, self.port, keepalive=30)
-        self.client.loop_start()
-        if not self.connected.wait(10):
-            raise BenchmarkError("the bare subscriber could not connect")
-        time.sleep(0.2)  # the SUBACK
-
-    def disconnect(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-class _PublisherProcess:
-    def __init__(self, url: str, stations: int) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=serve, args=(child, url, stations, 2), daemon=True)
-        self.proc.start()
-        if not self.conn.poll(30) or not self.conn.recv().get("ready"):
-            raise BenchmarkError("the publisher process did not start")
-
-    def call(self, *request: Any) -> dict[str, Any]:
-        self.conn.send(request)
-        answer: dict[str, Any] = self.conn.recv()
-        return answer
-
-    def close(self) -> None:
-        self.conn.send(("bye",))
-        self.proc.join(10)
-        if self.proc.is_alive():
-            self.proc.kill()
-
-
-def _cpu_s() -> float:
-    t = os.times()
-    return t.user + t.system
-
-
-def _link_cpu_s() -> float:
-    """CPU seconds of this process's MQTT link children (the CSMS's MQTT client process)."""
-    total, me, tck = 0.0, os.getpid(), os.sysconf("SC_CLK_TCK")
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[1]) != me:
-                continue
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if CHILD_MODULE.encode() not in f.read():
-                    continue
-            total += (int(fields[11]) + int(fields[12])) / tck
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
-
-
-def _lat_summary(lags_ns: list[int]) -> dict[str, float]:
-    return {
-        "p50": ms(percentile(lags_ns, 50)),
-        "p99": ms(percentile(lags_ns, 99)),
-        "max": ms(max(lags_ns)),
-    }
-
-
 def _bare_run(
-    bare: BareSubscriber, pub: _PublisherProcess, n: int, rate: float, timeout: float
+    bare: BareSubscriber, pub: PublisherProcess, n: int, rate: float, timeout: float
 ) -> dict[str, Any]:
     bare.count, bare.times, bare.recording = 0, [], True
-    cpu0 = _cpu_s()
+    cpu0 = cpu_s()
     sent = pub.call("run", n, rate, True)
     wait_for(lambda: bare.count >= n, f"{n} messages at the bare subscriber", timeout)
-    cpu = _cpu_s() - cpu0
+    cpu = cpu_s() - cpu0
     bare.recording = False
     if bare.count != n:
         raise BenchmarkError(f"bare subscriber got {bare.count} messages, {n} were published")
@@ -197,7 +100,7 @@ def _bare_run(
     return {
         "rate": round(n / elapsed_s, 1),
         "publisher_rate": round(n / ((sent["end_ns"] - sent["start_ns"]) / 1e9), 1),
-        "lag": _lat_summary(lags),
+        "lag": lat_summary(lags),
         "cpu_s_per_1k": round(cpu / n * 1000, 4),
     }
 
@@ -206,19 +109,20 @@ def _csms_run(
     system: CsmsSystem,
     probe: Probe,
     stream: Stream,
-    pub: _PublisherProcess,
+    pub: PublisherProcess,
     n: int,
     rate: float,
     timeout: float,
 ) -> dict[str, Any]:
     probe.times, probe.ts_lag_ms, probe.recording = {}, [], True
     target = probe.applied + n
-    cpu0, link0 = _cpu_s(), _link_cpu_s()
+    cpu0, link0, threads0 = cpu_s(), link_cpu_s(), thread_cpu_s()
     sent = pub.call("run", n, rate, True)
     wait_for(lambda: probe.applied >= target, f"{n} messages applied by the CSMS", timeout)
     done_ns = max(probe.times.values())
-    link_cpu = _link_cpu_s() - link0
-    cpu = _cpu_s() - cpu0 + link_cpu
+    link_cpu = link_cpu_s() - link0
+    by_thread = per_message_us(threads0, thread_cpu_s(), n)
+    cpu = cpu_s() - cpu0 + link_cpu
     probe.recording = False
     if probe.applied != target:
         raise BenchmarkError(f"the CSMS applied {probe.applied - target + n} of {n} messages")
@@ -231,10 +135,11 @@ def _csms_run(
     return {
         "rate": round(n / ((done_ns - sent["start_ns"]) / 1e9), 1),
         "publisher_rate": round(n / ((sent["end_ns"] - sent["start_ns"]) / 1e9), 1),
-        "lag": _lat_summary(lags),
+        "lag": lat_summary(lags),
         "ts_p99": round(percentile(probe.ts_lag_ms, 99), 3),
         "cpu_s_per_1k": round(cpu / n * 1000, 4),
         "mqtt_process_cpu_s_per_1k": round(link_cpu / n * 1000, 4),
+        "cpu_us_per_msg_by_thread": by_thread,
     }
 
 
@@ -300,7 +205,7 @@ def run(options: Options) -> Result:
         mosquitto(Path(tmp) / "broker") as broker,
     ):
         url = broker.url
-        pub = _PublisherProcess(url, stations)
+        pub = PublisherProcess(url, stations)
         system: CsmsSystem | None = None
         try:
             # ---- baseline: the bare subscriber, keep-up then steady latency
