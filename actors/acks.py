@@ -10,8 +10,10 @@ One latch per raw batch the client handed over, a countdown shared by every thre
 batch fans out to::
 
     bridge (reader thread)      latch = AppliedLatch(ack)       count 1 (the bridge's part)
-      -> supervisor             latch.hold() per EVSE actor the batch reached, then
-                                latch.release() (the bridge's part)
+      -> IngestRouter           (same thread, actors.routing) latch.hold() per EVSE actor
+                                the batch reached and per held station, then release()
+                                (the bridge's part, or it goes with what the supervisor
+                                routes, which passes it on behind those messages)
       -> EvseActor, per EVSE    after the batch's messages for it were applied and their
                                 changes fanned out: release(), unless the changes open or
                                 close a session and a session writer exists: then the

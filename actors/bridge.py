@@ -8,16 +8,18 @@ thread hands them over. Both run the same paho set-up (:mod:`actors.mqtt_session
 subscriptions made on every connect so a reconnect restores them, a persistent session,
 ``clean_session=False``, so QoS 1 messages queued by the broker while the CSMS was away
 are delivered when it comes back), and the bridge has one code path for both: on the
-transport's thread the messages are parsed and queued for the supervisor in a
-:class:`~actors.inbox.BatchInbox` (one ``tell`` per burst, not per message) or routed to
-their EVSEs; a bad topic or payload is logged and dropped, never raised into the network
-loop; the actor's own thread runs :class:`Publish` messages.
+transport's thread the messages are parsed and routed by the
+:class:`~actors.routing.IngestRouter`: each EVSE's messages of the burst straight to its actor,
+only births, offline notices and unknown EVSEs to the supervisor, through a
+:class:`~actors.inbox.BatchInbox` (one ``tell`` per burst, not per message); a bad topic or
+payload is logged and dropped, never raised into the network loop; the actor's own thread runs
+:class:`Publish` messages.
 
-QoS 1 messages are acknowledged after they are applied (paho ``manual_ack``): each raw
-batch gets an :class:`~actors.acks.AppliedLatch` that travels with its parsed messages
-through the inbox to the supervisor, the EVSE actors and, for session starts and ends, the
-session recorder's write (:mod:`actors.acks`). A malformed message is acknowledged with its
-batch: it will never apply, and redelivering it would not help.
+QoS 1 messages are acknowledged after they are applied (paho ``manual_ack``): each raw batch
+gets an :class:`~actors.acks.AppliedLatch` that travels with its parsed messages to the EVSE
+actors (and the supervisor, for what it routes) and, for session starts and ends, the session
+recorder's write (:mod:`actors.acks`). A malformed message is acknowledged with its batch: it
+will never apply, and redelivering it would not help.
 """
 
 from __future__ import annotations

@@ -2,13 +2,13 @@
 
 :class:`~actors.evse_logic.Evse` is the whole behaviour as a pure step (state machine,
 commands, time-outs; no threads, no clock). :class:`EvseActor` is the EVSE's actor (a
-:class:`pykka.ThreadingActor`): it owns its ``Evse`` and applies the effects its steps
-return; it takes the station's messages for this EVSE in order (one :class:`EvseBatch` per
-burst, from the ingest router or the supervisor), sends its commands, and routes what
-changed to the dashboard subscriber actors and the supervisor. It fails alone: an exception
-while it handles a ``tell`` stops this actor only (its pending and queued commands fail at
-once), the supervisor is told with :class:`~actors.messages.EvseCrashed` and starts a new
-actor from the last state; an exception in an ``ask`` goes back to the caller, as in Pykka.
+:class:`pykka.ThreadingActor`): it owns its ``Evse`` and applies the effects its steps return;
+it takes the station's messages for this EVSE in order (one :class:`EvseBatch` per burst, from
+the ingest router or the supervisor), sends its commands, and routes what changed to the
+listener hosts, the reservation actor and the supervisor. It fails alone: an exception while it
+handles a ``tell`` stops this actor only (its pending and queued commands fail at once), the
+supervisor is told with :class:`~actors.messages.EvseCrashed` and starts a new actor from the
+last state; an exception in an ``ask`` goes back to the caller, as in Pykka.
 """
 
 from __future__ import annotations
@@ -75,9 +75,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class EvseBatch:
-    """Supervisor -> EVSE actor, handled in order: this EVSE's station messages of one burst,
-    commands the supervisor sends (``info`` to reconcile) and the :class:`AppliedLatch` of a
-    raw MQTT batch after its last message for this EVSE (:mod:`actors.acks`)."""
+    """Ingest router or supervisor -> EVSE actor, handled in order: this EVSE's station
+    messages of one burst, commands the supervisor sends (``info`` to reconcile) and the
+    :class:`AppliedLatch` of a raw MQTT batch after its last message for this EVSE
+    (:mod:`actors.acks`)."""
 
     items: Sequence[Any]
 

@@ -1,4 +1,4 @@
-"""SupervisorActor: owns the fleet registry, routes station messages, restarts EVSE actors.
+"""SupervisorActor: births, offline notices and unknown EVSEs; starts and restarts EVSE actors.
 
 Runs on its own thread, off the hot path: the ingest router (:mod:`actors.routing`)
 sends an EVSE's reports straight to its actor; the supervisor gets births, offline

@@ -2,7 +2,8 @@
 
 Started by :class:`gateway.broker.EmbeddedBroker` as
 ``python -m gateway.amqtt_runner --host 127.0.0.1 --port P``; not meant to be imported by the CSMS
-itself (FACTS.md: amqtt in the same process as the clients loses QoS 1 deliveries).
+itself (``docs/facts.md``, amqtt: in the same process as its clients it loses QoS 1
+deliveries).
 
 Configuration (amqtt 0.12.1, ``amqtt.contexts.BrokerConfig``): one TCP listener bound to the
 given host only (amqtt binds ``0.0.0.0:1883`` unless told otherwise), no websocket listener, and

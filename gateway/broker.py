@@ -10,7 +10,7 @@
   silently drops messages for a subscriber that falls behind), no daemonizing.
 - **amqtt** otherwise, in its own process (``python -m gateway.amqtt_runner``): zero setup but
   slower, MQTT 3.1.1 only, no sessions for anonymous clients, and it leaks retained messages to
-  unrelated subscribers (FACTS.md). Good enough for a demo, not for production.
+  unrelated subscribers (``docs/facts.md``, amqtt). Good enough for a demo, not for production.
 
 ``start()`` returns once the broker has answered an MQTT CONNECT with a CONNACK, so the broker is
 really serving, not just listening. ``stop()`` sends SIGTERM, waits, then kills.

@@ -40,7 +40,8 @@ __all__ = ["CSMS_LEASE", "RENEW_S", "TTL_S", "CsmsLeaseRefused", "csms_keeper", 
 log = logging.getLogger(__name__)
 
 CSMS_LEASE: Final = "csms/partition/0"
-"""The single node's lease: partition 0 of 1 (ARCHITECTURE.md: later one per partition)."""
+"""The single node's lease: partition 0 of 1 (later one per partition: ``docs/architecture.md``,
+"Many machines")."""
 TTL_S: Final = 15
 RENEW_S: Final = 5.0
 

@@ -3,7 +3,8 @@
 Threads do not survive a fork, so the actors start in ``post_worker_init`` (in the
 worker, after the fork) and stop in ``worker_exit``; ``preload_app`` stays off.
 One worker owns the CSMS's persistent MQTT session; its gthread pool serves
-requests, which only read the :class:`FleetView` or ``ask`` an EVSE actor.
+requests, which only read the :class:`FleetView` or tell an EVSE actor a command and
+wait on its reply future (``docs/architecture.md``, "The two paths, hop by hop").
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ nothing else of smartcharge (``setup.cfg``'s import-linter contracts).
 - :mod:`protocol.mqtt_settings`: how a client reaches the broker (URL, TLS, password file,
   reconnect back-off), shared by the CSMS and the stations; not re-exported here.
 
-Design points (see FACTS.md for why):
+Design points (``docs/facts.md``, amqtt, says why):
 
 - MQTT 3.1.1 is enough (amqtt rejects MQTT 5), so correlation ids travel in the
   payload, not in MQTT 5 properties.

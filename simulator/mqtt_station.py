@@ -38,7 +38,8 @@ __all__ = ["BrokerAddress", "MqttStation", "password_path", "station_settings"]
 
 log = logging.getLogger("simulator.mqtt")
 
-#: Bound what paho buffers while the broker is away (FACTS: > 65,535 fails silently).
+#: Bound what paho buffers while the broker is away: past 65,535 ``publish()`` fails
+#: silently (``docs/facts.md``, paho-mqtt).
 MAX_QUEUED_MESSAGES = 10_000
 
 

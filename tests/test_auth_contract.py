@@ -299,9 +299,10 @@ def test_firebase_refuses_tokens_with_an_unknown_role_claim(
 def test_the_auth_emulator_accepts_forged_tokens_hence_the_refusal_outside_tests(
     firebase_auth: FirebaseAuthenticator,
 ) -> None:
-    """The hole FACTS.md warns about, pinned: an unsigned token with a role the user does not
-    have verifies against the emulator. The same token to the local backend fails (see the
-    contract), and the app will not start with the variable outside test mode."""
+    """The hole ``docs/facts.md`` warns about (Firebase), pinned: an unsigned token with a role
+    the user does not have verifies against the emulator. The same token to the local backend
+    fails (see the contract), and the app will not start with the variable outside test
+    mode."""
     tokens = firebase_auth.register(new_email(), PASSWORD)
 
     forged = _with_claims(tokens.access_token, role="operator")
