@@ -9,7 +9,7 @@ import pykka
 import pytest
 
 WAIT_S = 20.0
-"""Upper bound of every wait in this module (pytest-timeout stops the test anyway)."""
+"""Upper bound of every wait in the tests that use it (pytest-timeout stops the test anyway)."""
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ from protocol import EvseId, StationId, meter_topic
 from tests.brokers import MqttTestClient
 
 WAIT_S = 20.0
-"""Upper bound of every wait in this module (pytest-timeout stops the test anyway)."""
+"""Upper bound of every wait in the tests that use it (pytest-timeout stops the test anyway)."""
 
 SID, EID = StationId("lk-001"), EvseId("1")  # EID: the station's own id
 TOPIC = meter_topic(SID, EID)

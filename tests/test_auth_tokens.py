@@ -32,14 +32,15 @@ from tests.auth_support import (
     cheap_hasher,
 )
 
+
+def b64url(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
 auth = auth_support.auth
 clock = auth_support.clock
 make_auth = auth_support.make_auth
 users = auth_support.users
-
-
-def b64url(data: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
 
 # -- access tokens -----------------------------------------------------------------------
