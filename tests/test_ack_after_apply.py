@@ -51,8 +51,8 @@ from protocol import (
 from tests import db
 from tests.brokers import MqttClientFactory, MqttTestClient, parse_mqtt_url
 from tests.db import open_test_storage
+from tests.mqtt_link_support import WAIT_S, now_ms, publish_burst, wait_until
 from tests.support import FleetWatcher
-from tests.test_mqtt_link import WAIT_S, now_ms, publish_burst, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

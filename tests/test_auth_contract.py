@@ -10,7 +10,7 @@
     ``demo-smartcharge`` (demo projects need no credentials). Without Node or the installed
     firebase-tools these cases skip with the command to run (CI turns skips into failures).
 
-What the contract leaves out, on purpose (backend-specific tests below and in test_auth.py):
+What the contract leaves out, on purpose (backend-specific tests below and in test_auth_*.py):
 
 - refresh-token rotation: local tokens rotate, Firebase's do not;
 - signatures: the Auth emulator issues *unsigned* ID tokens and firebase-admin accepts unsigned

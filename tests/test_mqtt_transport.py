@@ -1,5 +1,5 @@
 """The bridge's one MQTT transport, without a broker: which paho clients get built, and how a
-publish that cannot go out is reported (the broker-backed behaviour is in test_mqtt_link.py
+publish that cannot go out is reported (the broker-backed behaviour is in test_mqtt_link_*.py
 and test_ack_after_apply.py, for both transports)."""
 
 from __future__ import annotations

@@ -8,8 +8,10 @@ the tests that open storage run again on PostgreSQL (``needs_db``).
 
 - ``test_csms_kill``: ``kill -9`` of the CSMS with 200 sessions charging.
 - ``test_malformed_from_station``: 10,000 malformed payloads from an authenticated station.
-- ``test_station_faults``: a station behind a blackholed link (``proxy.FaultProxy``), killed
-  mid-session, frozen while a start is on its way, and gone when a driver starts.
+- ``test_station_faults_link``: a station behind a blackholed link (``proxy.FaultProxy``), and
+  killed mid-session.
+- ``test_station_faults_commands``: a station frozen while a start is on its way, and gone when a
+  driver starts.
 - ``test_broker_faults``: ``kill -9`` of the broker under ~1,000 msg/s with 80 sessions, and 500
   stations reconnecting at once after a broker restart.
 - ``test_hostile_clients``: on a broker that enforces identity (Mosquitto and amqtt), clients

@@ -1,46 +1,27 @@
-"""The Falcon gateway (gateway/app.py, gateway/views.py) through falcon's TestClient.
+"""The Falcon gateway (gateway/app.py, gateway/views.py) through falcon's TestClient: health,
+the stations and EVSEs it lists, and the age of their last report.
 
 The CSMS is a real :class:`CsmsSystem` that is never started: its :class:`FleetView` is filled
-directly, as the supervisor would fill it. Command errors come from a tiny fake CSMS behind a
-test-only route, since no public route sends commands yet.
+directly, as the supervisor would fill it (tests/gateway_support.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 import falcon
 import falcon.testing
-import pytest
 
-from actors.bridge import BridgeStats
-from actors.evse_state import EvseState
-from actors.fleet_view import FleetView
-from actors.live import LiveHub
-from actors.messages import CommandOutcome
-from actors.metrics import CsmsMetrics
 from actors.system import CsmsConfig, CsmsSystem
 from gateway.app import create_app
-from protocol import (
-    CommandArgs,
-    CommandName,
-    EvseDescriptor,
-    EvseId,
-    EvseStatus,
-    SessionId,
-    StationDescriptor,
-    StationId,
-)
-from storage.errors import (
-    ActorUnavailableError,
-    CommandTimeoutError,
-    SmartchargeError,
-    StorageError,
-    StorageUnavailableError,
-    UnknownEvseError,
-)
-from tests.support import wire_id
+from protocol import EvseStatus
+from tests import gateway_support
+from tests.gateway_support import FakeClock, evse, station
+
+client = gateway_support.client
+clock = gateway_support.clock
+csms = gateway_support.csms
+
 
 STATION_KEYS = {"id", "name", "lat", "lon", "online", "evses"}
 EVSE_KEYS = {
@@ -61,78 +42,6 @@ EVSE_KEYS = {
     "alert",
 }
 OCPP_STATUSES = {s.value for s in EvseStatus}
-
-
-class FakeClock:
-    """A wall clock the test moves by hand."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def station(station_id: str, evses: int = 2, name: str | None = None) -> StationDescriptor:
-    return StationDescriptor(
-        id=StationId(station_id),
-        name=name or f"Station {station_id}",
-        lat=52.52,
-        lon=13.405,
-        evses=tuple(
-            EvseDescriptor(id=EvseId(str(n)), max_power_w=11_000.0) for n in range(1, evses + 1)
-        ),
-    )
-
-
-def evse(evse_id: str, station_id: str, status: EvseStatus, **fields: Any) -> EvseState:
-    return EvseState(
-        station_id=StationId(station_id),
-        descriptor=EvseDescriptor(id=wire_id(evse_id), max_power_w=11_000.0),
-        status=status,
-        **fields,
-    )
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def csms(clock: FakeClock) -> CsmsSystem:
-    """A CsmsSystem that is never started, with two stations in its read model."""
-    system = CsmsSystem(CsmsConfig(mqtt_url="mqtt://127.0.0.1:1"))
-    system.view = FleetView(clock=clock)
-    system.view.put_station(station("st-002"), online=False)
-    system.view.put_station(station("st-001"), online=True)
-    system.view.put_evse(evse("st-001.1", "st-001", EvseStatus.AVAILABLE))
-    system.view.put_evse(
-        evse(
-            "st-001.2",
-            "st-001",
-            EvseStatus.CHARGING,
-            soc=41.2345,
-            power_w=10_987.654,
-            energy_wh=1234.567,
-            session_id=SessionId("sess-7"),
-            session_energy_wh=456.789,
-            target_soc=80.0,
-        )
-    )
-    system.view.put_evse(evse("st-002.1", "st-002", EvseStatus.OFFLINE))
-    system.view.put_evse(
-        evse("st-002.2", "st-002", EvseStatus.FAULTED), alert="restarted too often"
-    )
-    return system
-
-
-@pytest.fixture
-def client(csms: CsmsSystem) -> falcon.testing.TestClient:
-    return falcon.testing.TestClient(create_app(csms))
 
 
 # -- health ----------------------------------------------------------------------------------
@@ -349,135 +258,3 @@ def test_last_report_age_is_never_negative(
     clock.advance(-5)  # the wall clock stepped back (NTP)
 
     assert client.simulate_get("/api/v1/evses/st-001.1").json["last_report_age_s"] == 0.0
-
-
-# -- not found -------------------------------------------------------------------------------
-
-
-def test_an_unknown_evse_is_a_json_404_with_a_reason(client: falcon.testing.TestClient) -> None:
-    result = client.simulate_get("/api/v1/evses/nope-9")
-
-    assert result.status_code == 404
-    assert result.headers["content-type"].startswith("application/json")
-    assert result.json == {
-        "status": 404,
-        "title": "404 Not Found",
-        "reason": "unknown EVSE 'nope-9'",
-    }
-
-
-def test_an_unknown_station_is_a_json_404_with_a_reason(
-    client: falcon.testing.TestClient,
-) -> None:
-    result = client.simulate_get("/api/v1/stations/nope")
-
-    assert result.status_code == 404
-    assert result.headers["content-type"].startswith("application/json")
-    assert result.json["status"] == 404
-    assert result.json["reason"] == "unknown station 'nope'"
-
-
-def test_an_unknown_path_is_a_json_404(client: falcon.testing.TestClient) -> None:
-    result = client.simulate_get("/api/v2/whatever")
-
-    assert result.status_code == 404
-    assert result.headers["content-type"].startswith("application/json")
-    assert result.json["status"] == 404
-    assert result.json["reason"]
-
-
-def test_a_write_to_a_read_only_resource_is_a_json_405(
-    client: falcon.testing.TestClient,
-) -> None:
-    result = client.simulate_post("/api/v1/stations")
-
-    assert result.status_code == 405
-    assert result.json["status"] == 405
-    assert result.json["reason"]
-
-
-# -- domain errors -> HTTP statuses ----------------------------------------------------------
-
-
-class FailingCsms:
-    """A Csms whose every command raises ``error``; its read model is empty."""
-
-    def __init__(self, error: Exception) -> None:
-        self.view = FleetView()
-        self.metrics = CsmsMetrics(view=self.view, bridge=BridgeStats(), hub=LiveHub())
-        self.error = error
-
-    def command(
-        self,
-        evse_id: str,
-        command: CommandName,
-        args: CommandArgs = None,
-        timeout_s: float | None = None,
-    ) -> CommandOutcome:
-        raise self.error
-
-
-class InfoResource:
-    """Test-only route: asks an EVSE for its info, as the driver API will."""
-
-    def __init__(self, csms: FailingCsms) -> None:
-        self._csms = csms
-
-    def on_post(self, req: falcon.Request, resp: falcon.Response, evse_id: str) -> None:
-        self._csms.command(evse_id, CommandName.INFO)
-        resp.media = {"ok": True}
-
-
-def client_whose_commands_raise(error: Exception) -> falcon.testing.TestClient:
-    csms = FailingCsms(error)
-    app = create_app(csms)
-    app.add_route("/test/evses/{evse_id}/info", InfoResource(csms))
-    return falcon.testing.TestClient(app)
-
-
-@pytest.mark.parametrize(
-    ("error", "status"),
-    [
-        (UnknownEvseError("unknown EVSE 'st-404.1'"), 404),
-        (ActorUnavailableError("EVSE st-001.1 is restarting; try again"), 503),
-        (CommandTimeoutError("no answer for info on EVSE st-001.1"), 504),
-        (SmartchargeError("something the CSMS did not expect"), 500),
-    ],
-    ids=["unknown-evse-404", "actor-unavailable-503", "command-timeout-504", "other-500"],
-)
-def test_a_domain_error_becomes_its_http_status_with_the_message_as_reason(
-    error: Exception, status: int
-) -> None:
-    client = client_whose_commands_raise(error)
-
-    result = client.simulate_post("/test/evses/st-001.1/info")
-
-    assert result.status_code == status
-    assert result.headers["content-type"].startswith("application/json")
-    assert result.json["status"] == status
-    assert result.json["reason"] == str(error)
-    assert result.json["title"].startswith(str(status))
-
-
-@pytest.mark.parametrize(
-    ("error", "status", "reason"),
-    [
-        (
-            StorageUnavailableError("database is locked: /var/lib/x.db"),
-            503,
-            "storage is unavailable",
-        ),
-        (StorageError("UNIQUE constraint failed: sessions.id"), 500, "internal storage error"),
-    ],
-    ids=["storage-outage-503", "storage-error-500"],
-)
-def test_a_storage_error_becomes_its_status_without_the_database_details(
-    error: Exception, status: int, reason: str
-) -> None:
-    client = client_whose_commands_raise(error)
-
-    result = client.simulate_post("/test/evses/st-001.1/info")
-
-    assert result.status_code == status
-    assert result.json["reason"].startswith(reason)
-    assert str(error) not in result.text

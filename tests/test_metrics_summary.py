@@ -1,111 +1,31 @@
-"""Metrics: Prometheus ``/metrics`` on a running fleet, the operators' summary against the stored
-sessions, the EVSE sample store on both databases, and the recorder's batching."""
+"""Metrics: the operators' summary (``/api/v1/metrics/summary``) against the stored sessions,
+and the EVSE sample store (MetricsStore) on both databases: time order, downsampling and
+coarser passes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import argon2
 import falcon.testing
-import pykka
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from actors.bridge import BridgeStats
-from actors.evse_state import EvseState
-from actors.fleet_view import FleetView
-from actors.listeners import ListenerHost, Tick
-from actors.live import LiveHub
-from actors.messages import EvseChanged
-from actors.metrics import CsmsMetrics
-from actors.metrics_recorder import (
-    MetricsRecorder,
-    SampleRetention,
-)
 from actors.system import CsmsConfig, CsmsSystem
 from gateway.app import create_app
 from gateway.auth import LocalAuthenticator
-from protocol import CommandName, EvseDescriptor, EvseId, EvseStatus, StationId
 from storage import DuplicateError, EvseSample, Storage
-from tests import api_fixtures
-from tests.api_fixtures import EVSE_IDS, PASSWORD, Running
+from tests.api_fixtures import PASSWORD
 
 if TYPE_CHECKING:
     from tests.storage_fixtures import FakeClock
 
+
 pytest_plugins = ("tests.storage_fixtures",)
-running = api_fixtures.running
 
 DAY_MS = 86_400_000
 MINUTE_MS = 60_000
-
-
-def scrape(
-    client: falcon.testing.TestClient,
-) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """``/metrics`` over plain HTTP without a token, as ``{(sample name, labels): value}``."""
-    result = client.simulate_get("/metrics", protocol="http")
-    assert result.status_code == 200
-    assert result.headers["content-type"].startswith("text/plain")
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(result.text)
-        for sample in family.samples
-    }
-
-
-# -- /metrics on a running fleet ---------------------------------------------------------------
-
-
-@pytest.mark.integration
-@pytest.mark.timeout(120)
-def test_metrics_move_when_a_driver_starts_charging(running: Running) -> None:
-    evse = EVSE_IDS[0]
-    # Each EVSE actor tells the supervisor before the watcher, so once an ask to the
-    # supervisor returns, the FleetView shows what the watcher saw.
-    running.system.evse_ref(evse)
-    before = scrape(running.client)
-    assert before[("smartcharge_evses", (("status", "Available"),))] == len(EVSE_IDS)
-    assert before[("smartcharge_evses", (("status", "Charging"),))] == 0
-
-    token, _ = running.driver("alice@example.com")
-    started = running.call("POST", f"/api/v1/evses/{evse}/start", token)
-    assert started.status_code == 201, started.json
-    running.watcher.wait_for(running.watcher.status_is(evse, "Charging"), "Charging")
-    running.system.evse_ref(evse)
-
-    after = scrape(running.client)
-    start = (("command", "start"),)
-    assert (
-        after[("smartcharge_mqtt_messages_received_total", ())]
-        > before[("smartcharge_mqtt_messages_received_total", ())]
-    )
-    assert after[("smartcharge_mqtt_messages_sent_total", ())] >= 1
-    assert after[("smartcharge_command_round_trip_seconds_count", start)] == 1
-    assert after[("smartcharge_command_round_trip_seconds_sum", start)] > 0
-    assert after[("smartcharge_evses", (("status", "Charging"),))] == 1
-    assert after[("smartcharge_sessions_active", ())] == 1
-    assert after[("smartcharge_actor_restarts_total", ())] == 0
-    assert after[("smartcharge_mqtt_messages_malformed_total", ())] == 0
-
-
-def test_metrics_count_timeouts_and_open_streams_per_system() -> None:
-    first, second = CsmsSystem(CsmsConfig()), CsmsSystem(CsmsConfig())
-    first.metrics.observe_command(CommandName.STOP, None)
-    first.metrics.observe_command(CommandName.INFO, 0.2)
-    first.hub.subscribe(lambda event: True)
-
-    ours = scrape(falcon.testing.TestClient(create_app(first)))
-    theirs = scrape(falcon.testing.TestClient(create_app(second)))
-
-    assert ours[("smartcharge_command_timeouts_total", (("command", "stop"),))] == 1
-    assert ours[("smartcharge_command_round_trip_seconds_count", (("command", "info"),))] == 1
-    assert ours[("smartcharge_sse_streams", ())] == 1
-    assert ("smartcharge_command_timeouts_total", (("command", "stop"),)) not in theirs
-    assert theirs[("smartcharge_sse_streams", ())] == 0
 
 
 # -- /api/v1/metrics/summary -------------------------------------------------------------------
@@ -287,132 +207,3 @@ def test_a_coarser_pass_weights_each_bucket_by_its_samples(
     (hour,) = store.metrics.series("e-1", since=start, until=start + DAY_MS)
 
     assert (hour.samples, hour.power_w, hour.energy_wh) == (6, 3500.0, 500.0)
-
-
-# -- MetricsRecorder -----------------------------------------------------------------------------
-
-
-class CountingStore:
-    """A fake MetricsStore: counts ``add_many`` calls (each one ``insert_many``)."""
-
-    def __init__(self) -> None:
-        self.batches: list[list[EvseSample]] = []
-        self.downsampled: list[tuple[int, int]] = []
-
-    def add_many(self, samples: Iterable[EvseSample]) -> int:
-        self.batches.append(list(samples))
-        return len(self.batches[-1])
-
-    def downsample(self, older_than_ms: int, bucket_ms: int) -> int:
-        self.downsampled.append((older_than_ms, bucket_ms))
-        return 0
-
-
-class FakeMonotonic:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def changed(evse_id: str, power_w: float) -> EvseChanged:
-    state = EvseState(
-        station_id=StationId("st"),
-        descriptor=EvseDescriptor(id=EvseId(evse_id)),
-        status=EvseStatus.CHARGING,
-        power_w=power_w,
-        energy_wh=power_w / 10,
-        soc=50.0,
-    )
-    return EvseChanged(state=state, effects=())
-
-
-def test_the_recorder_writes_a_second_of_samples_in_one_insert_many() -> None:
-    store, monotonic = CountingStore(), FakeMonotonic()
-    recorder = MetricsRecorder(store, clock_ms=lambda: 1_000, monotonic=monotonic)
-
-    for i in range(300):
-        recorder.evse_changed(changed(f"e-{i % 7}", float(i)))
-    assert store.batches == []
-    monotonic.now += 1.0
-    recorder.evse_changed(changed("e-0", 300.0))
-
-    assert len(store.batches) == 1
-    assert [s.power_w for s in store.batches[0]] == [float(i) for i in range(301)]
-    assert store.batches[0][0] == EvseSample(
-        evse_id="st.e-0", ts=1_000, power_w=0.0, energy_wh=0.0, soc=50.0
-    )
-
-
-def test_the_recorder_writes_early_when_the_batch_is_full() -> None:
-    store = CountingStore()
-    recorder = MetricsRecorder(store, max_batch=500, monotonic=FakeMonotonic())
-
-    for i in range(1_200):
-        recorder.evse_changed(changed("e-1", float(i)))
-
-    assert [len(batch) for batch in store.batches] == [500, 500]
-
-
-class FailingOnceStore(CountingStore):
-    def __init__(self) -> None:
-        super().__init__()
-        self.failed = False
-
-    def add_many(self, samples: Iterable[EvseSample]) -> int:
-        if not self.failed:
-            self.failed = True
-            raise RuntimeError("database down")
-        return super().add_many(samples)
-
-
-def test_the_recorder_keeps_a_failed_batch_for_the_next_write() -> None:
-    store = FailingOnceStore()
-    recorder = MetricsRecorder(store, monotonic=FakeMonotonic())
-    recorder.evse_changed(changed("e-1", 1.0))
-    recorder.flush()
-    recorder.evse_changed(changed("e-1", 2.0))
-    recorder.flush()
-
-    assert [[s.power_w for s in batch] for batch in store.batches] == [[1.0, 2.0]]
-
-
-def test_the_recorder_downsamples_on_its_timer_with_the_configured_retention() -> None:
-    store, monotonic = CountingStore(), FakeMonotonic()
-    retention = SampleRetention(raw_s=3600, bucket_s=60, downsample_every_s=300)
-    recorder = MetricsRecorder(
-        store, retention=retention, clock_ms=lambda: 10_000_000, monotonic=monotonic
-    )
-
-    recorder.tick()
-    monotonic.now += 299
-    recorder.tick()
-    monotonic.now += 1
-    recorder.tick()
-
-    assert store.downsampled == [(10_000_000 - 3_600_000, 60_000)] * 2
-
-
-def test_the_recorder_subscriber_writes_on_a_tick_and_what_is_left_when_it_stops() -> None:
-    store, monotonic = CountingStore(), FakeMonotonic()
-    recorder = MetricsRecorder(store, monotonic=monotonic)
-    subscriber = ListenerHost.start([recorder])
-    try:
-        subscriber.tell(changed("e-1", 1.0))
-        monotonic.now += 1.0
-        subscriber.ask(Tick(), timeout=5)
-        assert [len(b) for b in store.batches] == [1]
-        subscriber.tell(changed("e-1", 2.0))
-    finally:
-        subscriber.stop(timeout=5)
-        pykka.ActorRegistry.stop_all()
-
-    assert [len(b) for b in store.batches] == [1, 1]
-
-
-def test_a_system_scrape_without_a_fleet_lists_every_status_at_zero() -> None:
-    metrics = CsmsMetrics(view=FleetView(), bridge=BridgeStats(), hub=LiveHub())
-    families = {f.name: f for f in text_string_to_metric_families(metrics.exposition().decode())}
-    statuses = {s.labels["status"]: s.value for s in families["smartcharge_evses"].samples}
-    assert statuses == {str(status): 0 for status in EvseStatus}

@@ -1,11 +1,10 @@
-"""MqttLink (the CSMS's paho client in a child process) against a real Mosquitto.
+"""MqttLink (the CSMS's paho client in a child process) against a real Mosquitto, the link and
+its processes:
 
 - the link alone: a burst of raw messages arrives whole and in order, in batches; the
   link publishes for the parent; ``stop()`` ends the child process and the reader thread;
 - the child killed: the link reports it, starts a new child a second later, and the
   persistent session hands over what the broker queued meanwhile (nothing lost);
-- the whole CSMS with the MQTT client in a child process and in-process: stations are
-  seen, commands go out and come back, malformed payloads are counted and dropped;
 - the parent killed: the orphaned child notices and exits on its own.
 
 Every wait is on a condition, a queue or a polling helper with a deadline; nothing sleeps.
@@ -25,57 +24,19 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-import pykka
 import pytest
 
 import actors.mqtt_client
 from actors.acks import AppliedLatch
 from actors.mqtt_link import MqttLink
-from actors.system import CsmsConfig, CsmsSystem
-from protocol import (
-    CommandName,
-    CommandReply,
-    CommandRequest,
-    EvseDescriptor,
-    EvseId,
-    EvseInfo,
-    EvseStatus,
-    StationBirth,
-    StationDescriptor,
-    StationId,
-    StatusReport,
-    commands_topic,
-    encode,
-    evse_key,
-    meter_topic,
-    parse,
-    status_topic,
-)
+from protocol import commands_topic, meter_topic
 from tests.brokers import MqttClientFactory, MqttTestClient, parse_mqtt_url
-from tests.support import REPO_ROOT, FleetWatcher
+from tests.mqtt_link_support import SID, TOPIC, WAIT_S, publish_burst, wait_until
+from tests.support import REPO_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-WAIT_S = 20.0
-"""Upper bound of every wait in this module (pytest-timeout stops the test anyway)."""
-
-SID, EID = StationId("lk-001"), EvseId("1")  # EID: the station's own id
-KEY = evse_key(SID, EID)  # the CSMS's
-TOPIC = meter_topic(SID, EID)
 PROBE_TOPIC = meter_topic("lk-probe", "lk-probe-1")
 Batch = list[tuple[str | None, bytes]]
-
-
-# ============================================================================ helpers
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
-    """Poll ``predicate`` (state another thread or process owns) until true or the deadline."""
-    tick, deadline = threading.Event(), time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        tick.wait(0.02)
 
 
 @dataclass(frozen=True)
@@ -178,14 +139,6 @@ def exists(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def publish_burst(client: MqttTestClient, topic: str, payloads: list[bytes]) -> None:
-    """Publish every payload at QoS 1 back to back; return once the broker acknowledged all."""
-    infos = [client.client.publish(topic, payload, qos=1) for payload in payloads]
-    for info in infos:
-        info.wait_for_publish(WAIT_S)
-        assert info.is_published(), f"publish {info.mid} not acknowledged"
 
 
 def wait_subscribed(rec: LinkRecorder, publisher: MqttTestClient) -> None:
@@ -369,126 +322,6 @@ def test_killed_child_is_restarted_and_the_session_delivers_what_was_queued(
     assert sub.get_on(commands_topic(SID), timeout=WAIT_S).payload == b"from the new child"
     assert link.restarts == 1
     assert len(rec.downs()) == 1
-
-
-# ============================================================================ the whole CSMS
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def station_birth() -> tuple[str, bytes, bool]:
-    station = StationDescriptor(
-        id=SID, name="Link test", lat=45.0, lon=9.0, evses=(EvseDescriptor(id=EID),)
-    )
-    return encode(StationBirth(station=station, ts=now_ms()))
-
-
-def status_report(status: EvseStatus, seq: int) -> tuple[str, bytes, bool]:
-    info = EvseInfo(evse_id=EID, status=status)
-    return encode(StatusReport(station_id=SID, info=info, seq=seq, ts=now_ms()))
-
-
-def link_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("mqtt-link-")]
-
-
-@pytest.fixture(params=[True, False], ids=["process", "in-process"])
-def csms(
-    request: pytest.FixtureRequest, mosquitto_url: str
-) -> Iterator[tuple[CsmsSystem, FleetWatcher]]:
-    watcher = FleetWatcher()
-    system = CsmsSystem(
-        CsmsConfig(
-            mqtt_url=mosquitto_url,
-            client_id="lk-csms",
-            listeners=(watcher,),
-            mqtt_process=request.param,
-            command_timeout_s=10,
-        )
-    )
-    try:
-        system.start(wait_connected_s=WAIT_S)
-        yield system, watcher
-    finally:
-        system.stop()
-        pykka.ActorRegistry.stop_all()
-    assert not link_threads(), "the MQTT link's reader outlived the CSMS"
-
-
-def test_csms_sees_stations_answers_commands_and_drops_malformed_payloads(
-    csms: tuple[CsmsSystem, FleetWatcher], mqtt_client: MqttClientFactory, mosquitto_url: str
-) -> None:
-    system, watcher = csms
-    assert system.mqtt_connected.is_set(), "the CSMS did not connect to Mosquitto"
-    assert system.config.mqtt_process == bool(link_threads()), link_threads()
-
-    station = mqtt_client(mosquitto_url)
-    station.subscribe(commands_topic(SID))
-    for topic, payload, retain in (station_birth(), status_report(EvseStatus.AVAILABLE, 1)):
-        station.publish(topic, payload, retain=retain)
-    watcher.wait_for(watcher.status_is(KEY, "Available"), f"{KEY} Available")
-    view = system.view.evse(KEY)
-    assert view is not None
-    assert view.state.status == EvseStatus.AVAILABLE
-
-    # A command goes out through the bridge and its reply comes back in.
-    outcome: queue.Queue[object] = queue.Queue()
-
-    def ask() -> None:
-        try:
-            outcome.put(system.command(KEY, CommandName.INFO))
-        except Exception as exc:  # reported on the test thread
-            outcome.put(exc)
-
-    asker = threading.Thread(target=ask, name="lk-ask", daemon=True)
-    asker.start()
-    request = parse(commands_topic(SID), station.get_on(commands_topic(SID)).payload)
-    assert isinstance(request, CommandRequest)
-    assert (request.command, request.evse_id) == (CommandName.INFO, EID)
-    reply = CommandReply(
-        station_id=SID,
-        id=request.id,
-        command=request.command,
-        evse_id=EID,
-        accepted=True,
-        info=EvseInfo(evse_id=EID, status=EvseStatus.AVAILABLE),
-        ts=now_ms(),
-    )
-    topic, payload, retain = encode(reply)
-    station.publish(topic, payload, retain=retain)
-    result = outcome.get(timeout=WAIT_S)
-    assert not isinstance(result, Exception), result
-    assert result.accepted  # type: ignore[attr-defined]
-    assert system.bridge_stats.messages_out >= 1
-
-    # Malformed payloads are counted and dropped; nothing stops.
-    malformed_before = system.bridge_stats.malformed
-    bad = [
-        (status_topic(SID, EID), b"{not json"),
-        (status_topic(SID, EID), b"\xff\xfe\x00"),
-        (TOPIC, b'{"v":2,"evse_id":"1","seq":"one"}'),
-    ]
-    for topic, payload in bad:
-        station.publish(topic, payload)
-    wait_until(
-        lambda: system.bridge_stats.malformed - malformed_before >= len(bad),
-        f"{len(bad)} malformed messages counted",
-    )
-    assert system.bridge_stats.malformed - malformed_before == len(bad)
-
-    topic, payload, retain = status_report(EvseStatus.UNAVAILABLE, 2)
-    station.publish(topic, payload, retain=retain)
-    watcher.wait_for(watcher.status_is(KEY, "Unavailable"), f"{KEY} Unavailable after the garbage")
-    view = system.view.evse(KEY)
-    assert view is not None
-    assert view.state.status == EvseStatus.UNAVAILABLE
-    assert system.supervisor is not None
-    assert system.supervisor.is_alive()
-    assert system.mqtt_connected.is_set()
-    assert system.bridge_stats.connects == 1
-    assert system.config.mqtt_process == bool(link_threads())
 
 
 # ============================================================================ parent killed
