@@ -18,18 +18,31 @@ Two ways to send, both a ``tell`` to the EVSE actor:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast, overload
 
 import pykka
 
 from actors.messages import CommandOutcome, GetEvseRef, SendCommand
 from actors.routing import EvseRegistry
-from protocol import CommandArgs, CommandName, EvseId, RejectReason
+from protocol import (
+    CancelReservationArgs,
+    Command,
+    CommandArgs,
+    CommandName,
+    EvseId,
+    MaintenanceArgs,
+    RejectReason,
+    ReserveArgs,
+    StartArgs,
+    StopArgs,
+    command_for,
+)
 from storage.errors import ActorUnavailableError, CommandTimeoutError, StationOfflineError
 
 __all__ = ["Commands", "NotifyingFuture"]
 
 T = TypeVar("T")
+T_s = float | None
 
 REPLY_GRACE_S = 2.0
 """How much longer than the command's own time-out :meth:`Commands.command` waits in real
@@ -85,14 +98,14 @@ class Commands:
     def send(
         self,
         evse_id: str,
-        command: CommandName,
-        args: CommandArgs = None,
+        command: Command,
         timeout_s: float | None = None,
         *,
         reply: pykka.Future[CommandOutcome] | None = None,
         ask_supervisor: bool = True,
     ) -> pykka.Future[CommandOutcome]:
-        """Tell the EVSE actor to send ``command``; the future (``reply``, or a new one)
+        """Tell the EVSE actor to send ``command`` (one class per command: ``StopArgs(...)``
+        is a stop, :mod:`protocol.commands`); the future (``reply``, or a new one)
         gets its :class:`CommandOutcome`, or :class:`CommandTimeoutError` once the CSMS clock
         passes ``timeout_s``. ``ask_supervisor=False``: an actor's call, which must not
         ``ask``; without a live actor in the registry it gets :class:`ActorUnavailableError`."""
@@ -107,10 +120,59 @@ class Commands:
         if reply is None:
             reply = pykka.ThreadingFuture()
         try:
-            ref.tell(SendCommand(command=command, args=args, reply=reply, timeout_s=timeout))
+            ref.tell(SendCommand(args=command, reply=reply, timeout_s=timeout))
         except pykka.ActorDeadError:
             raise ActorUnavailableError(f"EVSE {evse_id} is restarting; try again") from None
         return reply
+
+    @overload
+    def command(
+        self,
+        evse_id: str,
+        command: Literal[CommandName.START],
+        args: StartArgs,
+        timeout_s: T_s = None,
+    ) -> CommandOutcome: ...
+    @overload
+    def command(
+        self,
+        evse_id: str,
+        command: Literal[CommandName.STOP],
+        args: StopArgs | None = None,
+        timeout_s: T_s = None,
+    ) -> CommandOutcome: ...
+    @overload
+    def command(
+        self,
+        evse_id: str,
+        command: Literal[CommandName.MAINTENANCE],
+        args: MaintenanceArgs,
+        timeout_s: T_s = None,
+    ) -> CommandOutcome: ...
+    @overload
+    def command(
+        self,
+        evse_id: str,
+        command: Literal[CommandName.RESERVE],
+        args: ReserveArgs,
+        timeout_s: T_s = None,
+    ) -> CommandOutcome: ...
+    @overload
+    def command(
+        self,
+        evse_id: str,
+        command: Literal[CommandName.CANCEL_RESERVATION],
+        args: CancelReservationArgs | None = None,
+        timeout_s: T_s = None,
+    ) -> CommandOutcome: ...
+    @overload
+    def command(
+        self,
+        evse_id: str,
+        command: Literal[CommandName.INFO],
+        args: None = None,
+        timeout_s: T_s = None,
+    ) -> CommandOutcome: ...
 
     def command(
         self,
@@ -119,9 +181,22 @@ class Commands:
         args: CommandArgs = None,
         timeout_s: float | None = None,
     ) -> CommandOutcome:
-        """Send a command and wait for the station's reply (edge-only: blocks the caller)."""
+        """Send a command and wait for the station's reply (edge-only: blocks the caller).
+        The overloads pair each command with its arguments for mypy; :meth:`named` is the
+        same for a caller that holds the name apart (checked when it runs)."""
+        return self.named(evse_id, command, args, timeout_s)
+
+    def named(
+        self,
+        evse_id: str,
+        command: CommandName,
+        args: CommandArgs = None,
+        timeout_s: float | None = None,
+    ) -> CommandOutcome:
+        """:meth:`command` for any name; ``TypeError`` if ``args`` are another command's."""
+        typed = command_for(command, args)
         timeout = timeout_s if timeout_s is not None else self.timeout_s
-        reply = self.send(evse_id, command, args, timeout)
+        reply = self.send(evse_id, typed, timeout)
         try:
             outcome = reply.get(timeout=timeout + REPLY_GRACE_S)
         except pykka.Timeout:

@@ -236,7 +236,6 @@ class Evse:
             # Started after the CSMS stopped waiting for that start: the driver was told it
             # failed, so it is stopped, and recorded with no driver.
             stop = SendCommand(
-                command=CommandName.STOP,
                 args=StopArgs(session_id=late),
                 reply=pykka.ThreadingFuture(),
                 timeout_s=LATE_STOP_TIMEOUT_S,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from actors.evse_state import EvseState
 from actors.evse_transition import Effect
 from protocol import (
-    CommandArgs,
+    Command,
     CommandName,
     CorrelationId,
     EvseId,
@@ -70,12 +70,16 @@ class Publish:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SendCommand:
-    """Send a command to the EVSE's station; ``reply`` gets a :class:`CommandOutcome`."""
+    """Send a command to the EVSE's station; ``reply`` gets a :class:`CommandOutcome`.
+    ``args`` is the command (one class per command, :mod:`protocol.commands`)."""
 
-    command: CommandName
-    args: CommandArgs
+    args: Command
     reply: pykka.Future[Any]
     timeout_s: float = 10.0
+
+    @property
+    def command(self) -> CommandName:
+        return self.args.command
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -28,7 +28,7 @@ from actors.fleet_view import FleetView
 from actors.messages import EvseChanged, EvseChangedBatch, InboundReady
 from actors.notifier import Notifier
 from actors.session_owners import SessionOwners
-from protocol import CancelReservationArgs, CommandName, EvseStatus
+from protocol import CancelReservationArgs, EvseStatus
 from storage.errors import SmartchargeError
 from storage.protocols import Reservations
 
@@ -247,7 +247,6 @@ class ReservationActor(pykka.ThreadingActor):
         try:
             self._commands.send(
                 evse_id,
-                CommandName.CANCEL_RESERVATION,
                 CancelReservationArgs(reservation_id=reservation_id),
                 reply=reply,
                 ask_supervisor=False,

@@ -50,6 +50,7 @@ from protocol import (
     CommandReply,
     CorrelationId,
     EvseId,
+    InfoArgs,
     MeterValues,
     StationBirth,
     StationDescriptor,
@@ -280,7 +281,7 @@ class SupervisorActor(pykka.ThreadingActor):
     def _ask_info(self, slot: EvseSlot) -> None:
         """Fire and forget: nobody waits on the future; the reply's info is what counts."""
         reply: pykka.Future[Any] = pykka.ThreadingFuture()
-        info = SendCommand(command=CommandName.INFO, args=None, reply=reply)
+        info = SendCommand(args=InfoArgs(), reply=reply)
         self._to_actor(slot, replace(info, timeout_s=self._reconcile_timeout_s))
 
     def _retire_missing(self, before: StationDescriptor, now: StationDescriptor) -> None:

@@ -339,4 +339,4 @@ class CsmsSystem:
         timeout_s: float | None = None,
     ) -> CommandOutcome:
         """Send a command to an EVSE's station and wait for the reply (edge-only)."""
-        return self.commands.command(evse_id, command, args, timeout_s)
+        return self.commands.named(evse_id, command, args, timeout_s)

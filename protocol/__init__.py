@@ -38,13 +38,16 @@ from protocol.codec import (
 )
 from protocol.commands import (
     CancelReservationArgs,
+    Command,
     CommandArgs,
+    InfoArgs,
     MaintenanceArgs,
     ReserveArgs,
     StartArgs,
     StopArgs,
     args_dict,
     command_args,
+    command_for,
 )
 from protocol.errors import (
     ProtocolError,
@@ -115,6 +118,7 @@ __all__ = [
     "TOPIC_NAMESPACE",
     "TOPIC_ROOT",
     "CancelReservationArgs",
+    "Command",
     "CommandArgs",
     "CommandName",
     "CommandReply",
@@ -126,6 +130,7 @@ __all__ = [
     "EvseKey",
     "EvseStatus",
     "EvseValues",
+    "InfoArgs",
     "MaintenanceArgs",
     "Message",
     "MeterValues",
@@ -145,6 +150,7 @@ __all__ = [
     "all_station_topics_filter",
     "args_dict",
     "command_args",
+    "command_for",
     "commands_topic",
     "encode",
     "evse_key",

@@ -28,6 +28,7 @@ from protocol import (
     EvseId,
     EvseInfo,
     EvseStatus,
+    MaintenanceArgs,
     MeterValues,
     SessionId,
     StartArgs,
@@ -36,6 +37,7 @@ from protocol import (
     StationId,
     StationOffline,
     StatusReport,
+    command_for,
     evse_key,
 )
 from storage.errors import CommandTimeoutError
@@ -217,10 +219,12 @@ class EvseRules(RuleBasedStateMachine):
         args: Any = None
         if name is CommandName.START:
             args = StartArgs(session_id=SessionId(f"start-{self.commands}"))
+        elif name is CommandName.MAINTENANCE:
+            args = MaintenanceArgs(enabled=True)
         future: pykka.Future[Any] = pykka.ThreadingFuture()
         before = len(self.requests())
         reachable = self.model.reachable
-        self.send(SendCommand(command=name, args=args, reply=future, timeout_s=10.0))
+        self.send(SendCommand(args=command_for(name, args), reply=future, timeout_s=10.0))
         sent = self.requests()[before:]
         if not reachable:  # refused at once, never queued for a station that is away
             outcome = future.get(timeout=WAIT_S)

@@ -33,6 +33,7 @@ from protocol import (
     StationDescriptor,
     StationId,
     StatusReport,
+    command_for,
     encode,
     parse,
     state_topic,
@@ -90,7 +91,7 @@ class Csms:
     ) -> pykka.Future[Any]:
         ref = self.supervisor.ask(GetEvseRef(evse_id=EvseId(key)), timeout=5)
         reply: pykka.Future[Any] = pykka.ThreadingFuture()
-        ref.tell(SendCommand(command=command, args=args, reply=reply, timeout_s=timeout_s))
+        ref.tell(SendCommand(args=command_for(command, args), reply=reply, timeout_s=timeout_s))
         return reply
 
     def next_request(self) -> CommandRequest:

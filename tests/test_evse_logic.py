@@ -33,6 +33,7 @@ from protocol import (
     StationId,
     StatusReport,
     StopArgs,
+    command_for,
 )
 from storage.errors import CommandTimeoutError
 from tests.support import evse_state
@@ -49,7 +50,9 @@ def online_evse() -> Evse:
 
 
 def command(name: CommandName, args: Any = None, timeout_s: float = 10.0) -> SendCommand:
-    return SendCommand(command=name, args=args, reply=pykka.ThreadingFuture(), timeout_s=timeout_s)
+    return SendCommand(
+        args=command_for(name, args), reply=pykka.ThreadingFuture(), timeout_s=timeout_s
+    )
 
 
 def reply(cid: str, info: EvseInfo | None = None, accepted: bool = True) -> CommandReply:

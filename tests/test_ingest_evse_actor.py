@@ -16,11 +16,11 @@ from actors.evse import EvseActor, EvseBatch
 from actors.evse_state import EvseState
 from actors.messages import EvseChangedBatch, EvseCrashed, GetState, Publish, SendCommand
 from protocol import (
-    CommandName,
     CommandRequest,
     EvseId,
     EvseInfo,
     EvseStatus,
+    InfoArgs,
     MeterValues,
     SessionId,
     StationId,
@@ -164,7 +164,7 @@ def meter(evse: EvseId, seq: int, energy: float, session: str) -> MeterValues:
 
 
 def info_command(reply: pykka.Future[Any]) -> SendCommand:
-    return SendCommand(command=CommandName.INFO, args=None, reply=reply)
+    return SendCommand(args=InfoArgs(), reply=reply)
 
 
 def test_an_evse_actor_is_a_pykka_actor_answering_get_state(rig: ActorRig) -> None:

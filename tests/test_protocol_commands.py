@@ -15,6 +15,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import protocol as p
+from protocol import (
+    CommandName,
+    InfoArgs,
+    SessionId,
+    StartArgs,
+    StopArgs,
+    args_dict,
+    command_for,
+)
 from tests.protocol_support import (
     COMMANDS,
     FAST,
@@ -194,3 +203,21 @@ def test_the_vendor_document_lists_every_status_reason_and_command() -> None:
     text = DOC.read_text(encoding="utf-8")
     for name in [*p.EvseStatus, *p.RejectReason, *p.StopReason, *p.CommandName]:
         assert f"`{name}`" in text, name
+
+
+def test_each_command_is_one_class_and_a_name_cannot_disagree_with_its_arguments() -> None:
+    assert [cls.command for cls in (StartArgs, StopArgs, InfoArgs)] == [
+        CommandName.START,
+        CommandName.STOP,
+        CommandName.INFO,
+    ]
+    stop = StopArgs(session_id=SessionId("s-1"))
+    assert command_for(CommandName.STOP, stop) is stop
+    assert command_for(CommandName.INFO) == InfoArgs()
+    assert command_for(CommandName.STOP) == StopArgs()
+    with pytest.raises(TypeError, match="StopArgs are not the arguments of start"):
+        command_for(CommandName.START, stop)
+    with pytest.raises(TypeError, match="needs its arguments"):
+        command_for(CommandName.START)
+    assert args_dict(InfoArgs()) == {}
+    assert args_dict(stop) == {"session_id": "s-1"}, "the class's command is not an argument"
