@@ -183,22 +183,29 @@ class CsmsSystem:
         session = self.config.storage.sessions.get(session_id)
         return None if session is None else session.driver_id
 
-    def _storage_listeners(self, last_known: Sequence[LastKnownEvse]) -> list[EvseListener]:
-        """The recorders: sessions, every EVSE's last state, the metric samples."""
+    def _session_recorder(self, last_known: Sequence[LastKnownEvse]) -> SessionRecorder | None:
+        """The session rows' writer, on a host of its own: a session's row (and its driver)
+        is written right after the burst that opened it, never behind a bulk write."""
+        store = self.config.storage
+        if store is None:
+            return None
+        return SessionRecorder(
+            store.sessions,
+            self.owners,
+            self.notifier,
+            clock_ms=self.clock.time_ms,
+            monotonic=self.clock.monotonic,
+            resumed=[known.state for known in last_known],
+            # sessions and notifications in one SQL database (not on Firebase)
+            transaction=store.transaction if isinstance(store, Storage) else None,
+        )
+
+    def _recorders(self, last_known: Sequence[LastKnownEvse]) -> list[EvseListener]:
+        """Every EVSE's last state and the metric samples: coalesced, written on ticks."""
         store = self.config.storage
         if store is None:
             return []
         return [
-            SessionRecorder(
-                store.sessions,
-                self.owners,
-                self.notifier,
-                clock_ms=self.clock.time_ms,
-                monotonic=self.clock.monotonic,
-                resumed=[known.state for known in last_known],
-                # sessions and notifications in one SQL database (not on Firebase)
-                transaction=store.transaction if isinstance(store, Storage) else None,
-            ),
             StateRecorder(
                 store.evse_states,
                 store.status_events,
@@ -245,8 +252,8 @@ class CsmsSystem:
         try:
             last_known = self._last_known_fleet()
             self._restore_view(last_known)
-            # Two listener hosts: what people see (read model first, then the live feed)
-            # never waits for a disk; the recorders write on their own thread.
+            # Three listener hosts: what people see (read model first, then the live feed)
+            # never waits for a disk; session rows never wait behind the bulk recorders.
             live = ListenerHost.start(
                 [
                     FleetViewWriter(self.view),
@@ -258,11 +265,16 @@ class CsmsSystem:
             self._refs.append(live)
             subscribers: list[pykka.ActorRef[Any]] = [live]
             session_writer = None
-            recorders = self._storage_listeners(last_known)
-            if recorders:
-                session_writer = ListenerHost.start(recorders, timers=self.clock, name="storage")
+            sessions = self._session_recorder(last_known)
+            if sessions is not None:
+                session_writer = ListenerHost.start([sessions], name="sessions")
                 self._refs.append(session_writer)
                 subscribers.append(session_writer)
+            recorders = self._recorders(last_known)
+            if recorders:
+                storage = ListenerHost.start(recorders, timers=self.clock, name="recorders")
+                self._refs.append(storage)
+                subscribers.append(storage)
             store = self.config.storage
             reservations = ReservationActor.start(
                 store=store.reservations if store else None,
