@@ -53,6 +53,7 @@ from gateway.auth_model import (
 from storage.errors import (
     EmailTaken,
     InvalidCredentials,
+    InvalidEmail,
     InvalidToken,
 )
 
@@ -148,7 +149,10 @@ class LocalAuthenticator:
         return any(cls.__name__ == "DuplicateError" for cls in type(exc).__mro__)
 
     def login(self, email: str, password: str) -> Tokens:
-        user = self._users.by_email(email.strip().lower())
+        try:  # not an address (a NUL byte, say) is an unknown account, never a query
+            user = self._users.by_email(normalize_email(email))
+        except InvalidEmail:
+            user = None
         if user is None:
             self._verify_password(self._dummy_hash, password)
             raise InvalidCredentials()

@@ -34,7 +34,7 @@ ROLES: frozenset[str] = frozenset(get_args(Role))
 MIN_PASSWORD_CHARS = 10
 MAX_PASSWORD_CHARS = 128
 SECRET_BYTES = 32
-_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
+_EMAIL_RE = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s.\x00-\x1f\x7f]+(\.[^@\s.\x00-\x1f\x7f]+)+")
 
 
 @dataclass(frozen=True, slots=True)

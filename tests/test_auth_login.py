@@ -174,3 +174,14 @@ def test_login_works_when_the_repo_cannot_store_a_rehash(
     )
     auth.login("ada@example.com", PASSWORD)
     assert next(iter(users.rows.values())).password_hash == old_hash
+
+
+def test_an_email_with_a_nul_byte_is_an_unknown_account_not_a_storage_error(
+    auth: LocalAuthenticator,
+) -> None:
+    """PostgreSQL refuses NUL in text (a 500 before): such an email is never looked up."""
+    auth.register("ada@example.com", PASSWORD)
+    with pytest.raises(InvalidCredentials):
+        auth.login("ada\x00@example.com", PASSWORD)
+    with pytest.raises(InvalidEmail):
+        auth.register("eve\x00@example.com", PASSWORD)
