@@ -36,7 +36,15 @@ from actors.state_recorder import (
     state_from_json,
     state_to_json,
 )
-from protocol import CommandName, EvseId, EvseInfo, StationDescriptor, evse_values
+from protocol import (
+    NODE_REQUESTS_TOPIC,
+    NODE_ROOT,
+    CommandName,
+    EvseId,
+    EvseInfo,
+    StationDescriptor,
+    evse_values,
+)
 from storage import errors
 
 __all__ = [
@@ -65,13 +73,12 @@ __all__ = [
     "station_topic",
 ]
 
-NODE_ROOT: Final = "smartcharge/node/1"
 EVSES_FILTER: Final = f"{NODE_ROOT}/evses/+"
 STATIONS_FILTER: Final = f"{NODE_ROOT}/station/+"
 RESERVATIONS_FILTER: Final = f"{NODE_ROOT}/reservations/+"
 LIVE_TOPIC: Final = f"{NODE_ROOT}/live"
 ALIVE_TOPIC: Final = f"{NODE_ROOT}/alive"
-REQUESTS_TOPIC: Final = f"{NODE_ROOT}/requests"
+REQUESTS_TOPIC: Final = NODE_REQUESTS_TOPIC
 
 MAX_REQUEST_BYTES: Final = 16_384
 """A request larger than this is dropped (and counted) unread."""

@@ -60,7 +60,7 @@ class NodeChannel:
         self.connected = threading.Event()
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"{settings.client_id or 'smartcharge-csms'}-node",
+            client_id=settings.client_id or settings.username or "smartcharge-csms-node",
             clean_session=True,
             protocol=mqtt.MQTTv311,
         )

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import pykka
 
 from actors.bridge import BridgeStats, Connect, MqttBridgeActor
-from actors.charging import ChargingService
+from actors.charging import Charging, ChargingService
 from actors.clock import Clock, SystemClock
 from actors.commands import Commands
 from actors.fleet_view import EvseView, FleetView, FleetViewWriter
@@ -65,7 +65,7 @@ class Csms(Protocol):
     def view(self) -> FleetView: ...
 
     @property
-    def charging(self) -> ChargingService: ...
+    def charging(self) -> Charging: ...
 
     @property
     def hub(self) -> LiveHub: ...
@@ -104,6 +104,10 @@ class CsmsConfig:
     serve_gateways: bool = False
     """Publish the read model and answer gateways' requests on the broker
     (:mod:`actors.node_server`, ``docs/node-protocol.md``): gateways then run apart."""
+    node_mqtt: MqttSettings | None = None
+    """The account the node's contract client connects with (a broker with accounts ties a
+    client id to its account, so it cannot share the station link's); ``None``: the station
+    link's URL, with the client id ``<client_id>-node`` (a broker without accounts)."""
 
 
 def build_csms(
@@ -180,9 +184,12 @@ class CsmsSystem:
 
     def _serve_node(self) -> tuple[NodeChannel, NodePublisher, NodeRpc]:
         url = self.config.mqtt_url
-        settings = url if isinstance(url, MqttSettings) else parse_mqtt_url(url)
-        if settings.client_id is None:
-            settings = settings.with_client_id(self.config.client_id)
+        settings = self.config.node_mqtt
+        if settings is None:
+            settings = url if isinstance(url, MqttSettings) else parse_mqtt_url(url)
+            if settings.username is not None:
+                raise ValueError("serve_gateways on a broker with accounts needs node_mqtt")
+            settings = settings.with_client_id(f"{self.config.client_id}-node")
         return serve_node(
             settings=settings,
             view=self.view,

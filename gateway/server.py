@@ -33,7 +33,14 @@ from gateway.worker import gunicorn_options
 from storage import DuplicateError, Lease, LeaseKeeper, Storage, open_storage
 from storage.errors import EmailTaken
 
-__all__ = ["GatewayServer", "GatewaySettings", "Runtime", "serve"]
+__all__ = [
+    "GatewayServer",
+    "GatewaySettings",
+    "Runtime",
+    "gunicorn_base_options",
+    "open_accounts",
+    "serve",
+]
 
 log = logging.getLogger(__name__)
 
@@ -81,17 +88,8 @@ class Runtime:
 
     @classmethod
     def build(cls, config: CsmsConfig, settings: GatewaySettings) -> Runtime:
-        refuse_emulators_outside_tests()  # the Auth emulator accepts unsigned tokens
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        sql = open_storage(settings.db_url, data_dir=settings.data_dir)
-        firebase_auth, storage = firebase_backends(settings, sql)
+        sql, storage, auth = open_accounts(settings)
         system = CsmsSystem(replace(config, storage=storage))
-        auth: Authenticator = firebase_auth or LocalAuthenticator(
-            storage.users,
-            storage.refresh_tokens,
-            secret=load_or_create_secret(settings.data_dir / "secret.key"),
-            duplicate_error=DuplicateError,
-        )
         if settings.demo_users:
             ensure_demo_users(auth, storage, settings.data_dir)
         keeper = None if settings.lease is None else csms_keeper(sql.leases, settings.lease)
@@ -120,6 +118,24 @@ class Runtime:
         if self.lease_keeper is not None:  # after the actors: a successor starts at once
             self.lease_keeper.stop(release=True)
         self.storage.close()
+
+
+def open_accounts(
+    settings: GatewaySettings,
+) -> tuple[Storage, Storage | FirebaseUserData, Authenticator]:
+    """The SQL storage, the user-data storage and the authenticator the settings choose (a
+    node's and a gateway's alike: a gateway reads storage for accounts and history)."""
+    refuse_emulators_outside_tests()  # the Auth emulator accepts unsigned tokens
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    sql = open_storage(settings.db_url, data_dir=settings.data_dir)
+    firebase_auth, storage = firebase_backends(settings, sql)
+    auth: Authenticator = firebase_auth or LocalAuthenticator(
+        storage.users,
+        storage.refresh_tokens,
+        secret=load_or_create_secret(settings.data_dir / "secret.key"),
+        duplicate_error=DuplicateError,
+    )
+    return sql, storage, auth
 
 
 DEMO_LOGINS = "demo-logins.json"
@@ -191,14 +207,20 @@ class GatewayServer(BaseApplication):  # type: ignore[misc,unused-ignore]
 
 def serve(config: CsmsConfig, settings: GatewaySettings) -> None:
     """Run gunicorn in the foreground until SIGINT/SIGTERM: HTTP reads, HTTPS writes."""
+    options = gunicorn_base_options(settings, workers=1, name="smartcharge-csms")
+    GatewayServer(options, config, settings).run()
+
+
+def gunicorn_base_options(settings: GatewaySettings, *, workers: int, name: str) -> dict[str, Any]:
+    """gunicorn's settings: workers, threads, HTTP on ``http_port``, HTTPS on ``https_port``."""
     options: dict[str, Any] = {
-        "workers": 1,
+        "workers": workers,
         "threads": settings.threads,
         "timeout": 60,
         "graceful_timeout": 10,
         "loglevel": settings.loglevel,
         "accesslog": None,
-        "proc_name": "smartcharge-csms",
+        "proc_name": name,
         # Trust no X-Forwarded-Proto: a local client must not make plain HTTP look like HTTPS.
         "forwarded_allow_ips": "",
     }
@@ -217,4 +239,4 @@ def serve(config: CsmsConfig, settings: GatewaySettings) -> None:
                 keyfile=str(keyfile),
             )
         )
-    GatewayServer(options, config, settings).run()
+    return options
