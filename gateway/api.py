@@ -74,13 +74,19 @@ class AuthResource:
             (self._per_ip, req.remote_addr or "?"),
             (self._per_email, email.strip().lower()),
         ):
-            retry_after = limiter.hit(key)
-            if retry_after is not None:
-                raise falcon.HTTPTooManyRequests(
-                    title="Too many attempts",
-                    description=f"too many attempts; retry in {math.ceil(retry_after)} s",
-                    retry_after=math.ceil(retry_after),
-                )
+            _limit(limiter, key, "attempts")
+
+
+def _limit(limiter: SlidingWindowLimiter, key: str, what: str) -> None:
+    """Count a hit on ``key``; over the limit, a 429 with ``Retry-After``."""
+    retry_after = limiter.hit(key)
+    if retry_after is not None:
+        wait = max(1, math.ceil(retry_after))
+        raise falcon.HTTPTooManyRequests(
+            title=f"Too many {what}",
+            description=f"too many {what}; retry in {wait} s",
+            retry_after=wait,
+        )
 
 
 def nearest_evses(
@@ -121,12 +127,15 @@ class NearestResource:
 
 @falcon.before(require())
 class EvseInfoResource:
-    """``GET /evses/{evse_id}/info``: a live round trip to the station."""
+    """``GET /evses/{evse_id}/info``: a live round trip to the station, so limited per user
+    (``per_user``: a person asks now and then; a script in a loop is refused with 429)."""
 
-    def __init__(self, charging: ChargingService) -> None:
+    def __init__(self, charging: ChargingService, per_user: SlidingWindowLimiter) -> None:
         self._charging = charging
+        self._per_user = per_user
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, evse_id: str) -> None:
+        _limit(self._per_user, principal(req).user_id, "live info requests")
         resp.media = outcome_json(self._charging.info(evse_id))
 
 

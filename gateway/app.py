@@ -45,6 +45,8 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 
 API = "/api/v1"
+INFO_LIMIT = (30, 60.0)
+"""Live ``info`` round trips per user: 30 a minute (a person never needs that many)."""
 
 
 class HealthResource:
@@ -132,9 +134,12 @@ def create_app(
     storage: Any = None,
     https_base: str | None = None,
     login_limits: tuple[int, int] = (30, 5),
+    info_limit: tuple[int, float] = INFO_LIMIT,
     csms_data_dir: Path | None = None,
 ) -> falcon.App:
-    """The WSGI app. Without ``auth`` only the public reads are served."""
+    """The WSGI app. Without ``auth`` only the public reads are served. ``login_limits``:
+    logins a minute per IP and per email; ``info_limit``: live info requests per user and
+    window (seconds)."""
     middleware: list[Any] = [TransportPolicy(https_base)]
     if auth is not None:
         middleware.append(Authentication(auth))
@@ -158,7 +163,8 @@ def create_app(
     for action in ("register", "login", "refresh", "logout"):
         app.add_route(f"{API}/auth/{action}", auth_resource, suffix=action)
     charging = csms.charging
-    app.add_route(f"{API}/evses/{{evse_id}}/info", EvseInfoResource(charging))
+    info_per_user = SlidingWindowLimiter(info_limit[0], info_limit[1])
+    app.add_route(f"{API}/evses/{{evse_id}}/info", EvseInfoResource(charging, info_per_user))
     app.add_route(f"{API}/evses/{{evse_id}}/reservation", ReservationResource(charging, csms.view))
     actions = EvseActionResource(charging)
     app.add_route(f"{API}/evses/{{evse_id}}/start", actions, suffix="start")

@@ -367,6 +367,16 @@ RESPONSES: dict[str, Any] = {
             }
         },
     ),
+    "TooManyInfoRequests": error(
+        "Too many live info requests from this user (30 a minute); retry later.",
+        headers={
+            "Retry-After": {
+                "required": True,
+                "schema": {"type": "integer", "minimum": 1},
+                "description": "seconds",
+            }
+        },
+    ),
     "Unavailable": error("The CSMS, or the EVSE's actor, is not running; try again."),
     "Timeout": error("The station did not answer the command in time."),
 }

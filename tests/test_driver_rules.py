@@ -14,6 +14,7 @@ import pytest
 from actors.driver_quota import DriverQuota
 from actors.fleet_view import FleetView
 from actors.session_owners import SessionOwner, SessionOwners
+from gateway.app import INFO_LIMIT
 from gateway.cli import build_parser
 from storage.errors import Conflict
 from tests import api_fixtures
@@ -126,6 +127,32 @@ def test_concurrent_starts_of_one_driver_run_one_session_and_an_operator_runs_ma
     with ThreadPoolExecutor(len(free)) as pool:
         by_operator = list(pool.map(start, free, [operator] * len(free)))
     assert by_operator == [201] * len(free)
+
+
+# -- 4. the live info round trip is rate limited per user -------------------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.needs_db
+def test_live_info_beyond_the_per_user_limit_is_refused_with_429_and_retry_after(
+    running: Running,
+) -> None:
+    alice, _ = running.driver("alice@example.com")
+    bob, _ = running.driver("bob@example.com")
+    limit, window_s = INFO_LIMIT
+    for _ in range(limit):
+        answered = running.call("GET", f"/api/v1/evses/{EVSE}/info", alice)
+        assert answered.status_code == 200, answered.json
+
+    refused = running.call("GET", f"/api/v1/evses/{EVSE}/info", alice)
+
+    assert refused.status_code == 429, refused.json
+    assert "too many live info requests" in reason_of(refused)
+    assert 1 <= int(refused.headers["Retry-After"]) <= window_s
+    assert running.call("GET", f"/api/v1/evses/{EVSE}/info", bob).status_code == 200
+
+
+# -- the quota on its own, and its flag -------------------------------------------------------
 
 
 def test_the_quota_counts_from_memory_with_the_configured_limit() -> None:
