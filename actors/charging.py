@@ -100,6 +100,10 @@ class ChargingService:
         found = self._reservations.get().ask(GetReservation(evse_id=evse_id), timeout=ASK_TIMEOUT_S)
         return cast(Reservation | None, found)
 
+    def reservation_count(self, evse_id: str) -> Reservation | None:
+        """The reservation on an EVSE as the read model has it (memory, no ``ask``)."""
+        return cast(Reservation | None, self._view.reservation(evse_id))
+
     def reserve(self, caller: Caller, evse_id: str, duration_s: float | None = None) -> Reservation:
         with self.quota.reserving(caller.user_id, operator=caller.operator):
             return self._reserve(caller, evse_id, duration_s)
@@ -219,6 +223,11 @@ class ChargingService:
         if not outcome.accepted:
             raise Conflict(f"the station refused to stop: {outcome.reason}")
         return outcome
+
+    def session_driver(self, session_id: str) -> str | None:
+        """The driver of a session the CSMS started, from memory only (never a query)."""
+        owner = self._owners.get(session_id)
+        return None if owner is None else owner.driver_id
 
     # ------------------------------------------------------------------ operators
 

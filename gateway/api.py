@@ -17,7 +17,7 @@ from actors.fleet_view import FleetView
 from gateway.auth import Authenticator, Principal
 from gateway.ratelimit import SlidingWindowLimiter
 from gateway.security import json_body, principal, require
-from gateway.views import evse_json, outcome_json
+from gateway.views import ANONYMOUS, Viewer, evse_json, outcome_json
 
 __all__ = [
     "AuthResource",
@@ -29,6 +29,7 @@ __all__ = [
     "NearestResource",
     "ReservationResource",
     "nearest_evses",
+    "viewer",
 ]
 
 CREDENTIALS = {"email": str, "password": str}
@@ -37,6 +38,16 @@ CREDENTIALS = {"email": str, "password": str}
 def caller(req: falcon.Request) -> Caller:
     who: Principal = principal(req)
     return Caller(user_id=who.user_id, operator=who.role == "operator")
+
+
+def viewer(req: falcon.Request, charging: ChargingService) -> Viewer:
+    """Who reads (anonymous without a token): what ids an EVSE's JSON may show them."""
+    who: Principal | None = getattr(req.context, "principal", None)
+    if who is None:
+        return ANONYMOUS
+    return Viewer(
+        user_id=who.user_id, operator=who.role == "operator", driver_of=charging.session_driver
+    )
 
 
 class AuthResource:
@@ -90,13 +101,18 @@ def _limit(limiter: SlidingWindowLimiter, key: str, what: str) -> None:
 
 
 def nearest_evses(
-    view: FleetView, lat: float, lon: float, limit: int, available_only: bool
+    view: FleetView,
+    lat: float,
+    lon: float,
+    limit: int,
+    available_only: bool,
+    who: Viewer = ANONYMOUS,
 ) -> list[dict[str, Any]]:
     """EVSEs by great-circle distance from ``(lat, lon)``, nearest first (spatial index)."""
     now = view.now()
     return [
         {
-            **evse_json(evse, now, view.reservation(evse.state.evse_id)),
+            **evse_json(evse, now, view.reservation(evse.state.evse_id), who),
             "distance_km": round(distance, 3),
             "station_name": station.station.name,
             "lat": station.station.lat,
@@ -109,8 +125,9 @@ def nearest_evses(
 class NearestResource:
     """``GET /evses/nearest?lat=&lon=&limit=&available=true`` (public)."""
 
-    def __init__(self, view: FleetView) -> None:
+    def __init__(self, view: FleetView, charging: ChargingService) -> None:
         self._view = view
+        self._charging = charging
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         lat = req.get_param_as_float("lat", required=True, min_value=-90, max_value=90)
@@ -122,7 +139,9 @@ class NearestResource:
         for name, value in (("lat", lat), ("lon", lon)):
             if math.isnan(value):  # NaN passes min_value/max_value: every comparison is False
                 raise falcon.HTTPInvalidParam("The value must be a number.", name)
-        resp.media = {"evses": nearest_evses(self._view, lat, lon, limit, bool(available))}
+        who = viewer(req, self._charging)
+        found = nearest_evses(self._view, lat, lon, limit, bool(available), who)
+        resp.media = {"evses": found}
 
 
 @falcon.before(require())
@@ -136,7 +155,9 @@ class EvseInfoResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, evse_id: str) -> None:
         _limit(self._per_user, principal(req).user_id, "live info requests")
-        resp.media = outcome_json(self._charging.info(evse_id))
+        outcome = self._charging.info(evse_id)
+        held = self._charging.reservation_count(evse_id)
+        resp.media = outcome_json(outcome, viewer(req, self._charging), held)
 
 
 @falcon.before(require())
@@ -181,13 +202,13 @@ class EvseActionResource:
         resp.media = {
             "session_id": started.session_id,
             "evse_id": evse_id,
-            **outcome_json(started.outcome),
+            **outcome_json(started.outcome, viewer(req, self._charging)),
         }
 
     def on_post_stop(self, req: falcon.Request, resp: falcon.Response, evse_id: str) -> None:
         json_body(req, {})
         outcome = self._charging.stop(caller(req), evse_id)
-        resp.media = {"evse_id": evse_id, **outcome_json(outcome)}
+        resp.media = {"evse_id": evse_id, **outcome_json(outcome, viewer(req, self._charging))}
 
 
 @falcon.before(require("operator"))
@@ -200,7 +221,7 @@ class MaintenanceResource:
     def on_put(self, req: falcon.Request, resp: falcon.Response, evse_id: str) -> None:
         body = json_body(req, {"enabled": bool}, required=("enabled",))
         outcome = self._charging.set_maintenance(caller(req), evse_id, body["enabled"])
-        resp.media = {"evse_id": evse_id, **outcome_json(outcome)}
+        resp.media = {"evse_id": evse_id, **outcome_json(outcome, viewer(req, self._charging))}
 
 
 @falcon.before(require())

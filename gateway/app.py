@@ -25,6 +25,7 @@ from gateway.api import (
     MySessionsResource,
     NearestResource,
     ReservationResource,
+    viewer,
 )
 from gateway.auth import Authenticator
 from gateway.credentials_api import StationCredentialResource, StationCredentialsResource
@@ -35,7 +36,7 @@ from gateway.ratelimit import SlidingWindowLimiter
 from gateway.security import Authentication, TransportPolicy
 from gateway.static import add_static_routes
 from gateway.stations import StationProvisioner
-from gateway.views import evse_json, station_json
+from gateway.views import ANONYMOUS, evse_json, station_json
 from storage.errors import (
     UnknownEvseError,
 )
@@ -66,19 +67,22 @@ class HealthResource:
 
 
 class StationsResource:
-    """The whole fleet. Its encoded body is reused while the view is unchanged and at
-    most ``max_age_s`` old (``last_report_age_s`` is then that much stale at worst)."""
+    """The whole fleet. The encoded bodies of anonymous and operator reads (the same for
+    everyone of each) are reused while the view is unchanged and at most ``max_age_s`` old
+    (``last_report_age_s`` is then that much stale at worst); a driver's is made for them."""
 
     def __init__(self, csms: Csms, max_age_s: float = 0.5) -> None:
         self._csms = csms
         self._max_age_s = max_age_s
-        self._cached: tuple[int, float, bytes] | None = None
+        self._cached: dict[bool, tuple[int, float, bytes]] = {}  # operator? -> body
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         view = self._csms.view
         now = view.now()
+        who = viewer(req, self._csms.charging)
+        shared = who is ANONYMOUS or who.operator
         version = getattr(view, "version", None)
-        cached = self._cached
+        cached = self._cached.get(who.operator) if shared else None
         if (
             cached is not None
             and version is not None
@@ -88,10 +92,10 @@ class StationsResource:
             body = cached[2]
         else:
             reservations = view.reservations()  # one lock for the whole listing
-            stations = [station_json(s, now, reservations.get) for s in view.stations()]
+            stations = [station_json(s, now, reservations.get, who) for s in view.stations()]
             body = json.dumps({"stations": stations}, separators=(",", ":")).encode()
-            if version is not None:
-                self._cached = (version, now, body)
+            if version is not None and shared:
+                self._cached[who.operator] = (version, now, body)
         resp.content_type = falcon.MEDIA_JSON
         resp.data = body
 
@@ -104,7 +108,12 @@ class StationResource:
         view = self._csms.view.station(station_id)
         if view is None:
             raise falcon.HTTPNotFound(description=f"unknown station {station_id!r}")
-        resp.media = station_json(view, self._csms.view.now(), self._csms.view.reservation)
+        resp.media = station_json(
+            view,
+            self._csms.view.now(),
+            self._csms.view.reservation,
+            viewer(req, self._csms.charging),
+        )
 
 
 class EvseResource:
@@ -116,7 +125,8 @@ class EvseResource:
         if view is None:
             raise UnknownEvseError(f"unknown EVSE {evse_id!r}")
         now = self._csms.view.now()
-        resp.media = evse_json(view, now, self._csms.view.reservation(evse_id))
+        reservation = self._csms.view.reservation(evse_id)
+        resp.media = evse_json(view, now, reservation, viewer(req, self._csms.charging))
 
 
 def _error_serializer(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
@@ -153,7 +163,7 @@ def create_app(
     add_static_routes(app, https_base)
     app.add_route(f"{API}/stations", StationsResource(csms))
     app.add_route(f"{API}/stations/{{station_id}}", StationResource(csms))
-    app.add_route(f"{API}/evses/nearest", NearestResource(csms.view))
+    app.add_route(f"{API}/evses/nearest", NearestResource(csms.view, csms.charging))
     app.add_route(f"{API}/evses/{{evse_id}}", EvseResource(csms))
     if auth is None:
         return app
