@@ -2,7 +2,8 @@
 
 Most commands go through the operator HTTPS API, as any client would::
 
-    smartcharge admin status                      # every EVSE (a public read: no login)
+    smartcharge admin status                      # every EVSE (no login needed; with one,
+                                                  # the session ids too)
     smartcharge admin maintenance st-001-1 st-001-2 on   # operator login needed
     smartcharge admin start st-001-1 --target-soc 80
     smartcharge admin stop st-001-1
@@ -145,7 +146,9 @@ def _client(args: argparse.Namespace) -> ApiClient:
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    fleet = _client(args).get(f"{API}/stations", auth=False)
+    # A public read; with an operator login at hand, an operator's (which names sessions).
+    logged_in = bool(args.email or os.environ.get(EMAIL_ENV))
+    fleet = _client(args).get(f"{API}/stations", auth=logged_in)
     rows = []
     for station in fleet["stations"]:
         for evse in station["evses"]:
@@ -163,7 +166,7 @@ def cmd_status(args: argparse.Namespace) -> None:
                     evse["soc"],
                     evse["power_w"] / 1000,
                     None if session is None else session["energy_wh"] / 1000,
-                    None if session is None else session["id"][:12],
+                    None if session is None else (session["id"] or "(hidden)")[:12],
                 ]
             )
     headers = ["STATION", "EVSE", "STATUS", "SOC %", "KW", "KWH", "SESSION"]
