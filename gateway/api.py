@@ -8,6 +8,7 @@ Each resource gets its collaborators injected; permission rules live in
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import falcon
@@ -40,14 +41,13 @@ def caller(req: falcon.Request) -> Caller:
     return Caller(user_id=who.user_id, operator=who.role == "operator")
 
 
-def viewer(req: falcon.Request, charging: ChargingService) -> Viewer:
-    """Who reads (anonymous without a token): what ids an EVSE's JSON may show them."""
+def viewer(req: falcon.Request, driver_of: Callable[[str], str | None]) -> Viewer:
+    """Who reads (anonymous without a token): what ids an EVSE's JSON may show them.
+    ``driver_of``: a session's driver from memory (``ChargingService.session_driver``)."""
     who: Principal | None = getattr(req.context, "principal", None)
     if who is None:
         return ANONYMOUS
-    return Viewer(
-        user_id=who.user_id, operator=who.role == "operator", driver_of=charging.session_driver
-    )
+    return Viewer(user_id=who.user_id, operator=who.role == "operator", driver_of=driver_of)
 
 
 class AuthResource:
@@ -125,9 +125,9 @@ def nearest_evses(
 class NearestResource:
     """``GET /evses/nearest?lat=&lon=&limit=&available=true`` (public)."""
 
-    def __init__(self, view: FleetView, charging: ChargingService) -> None:
+    def __init__(self, view: FleetView, driver_of: Callable[[str], str | None]) -> None:
         self._view = view
-        self._charging = charging
+        self._driver_of = driver_of
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         lat = req.get_param_as_float("lat", required=True, min_value=-90, max_value=90)
@@ -139,7 +139,7 @@ class NearestResource:
         for name, value in (("lat", lat), ("lon", lon)):
             if math.isnan(value):  # NaN passes min_value/max_value: every comparison is False
                 raise falcon.HTTPInvalidParam("The value must be a number.", name)
-        who = viewer(req, self._charging)
+        who = viewer(req, self._driver_of)
         found = nearest_evses(self._view, lat, lon, limit, bool(available), who)
         resp.media = {"evses": found}
 
@@ -157,7 +157,7 @@ class EvseInfoResource:
         _limit(self._per_user, principal(req).user_id, "live info requests")
         outcome = self._charging.info(evse_id)
         held = self._charging.reservation_count(evse_id)
-        resp.media = outcome_json(outcome, viewer(req, self._charging), held)
+        resp.media = outcome_json(outcome, viewer(req, self._charging.session_driver), held)
 
 
 @falcon.before(require())
@@ -202,13 +202,16 @@ class EvseActionResource:
         resp.media = {
             "session_id": started.session_id,
             "evse_id": evse_id,
-            **outcome_json(started.outcome, viewer(req, self._charging)),
+            **outcome_json(started.outcome, viewer(req, self._charging.session_driver)),
         }
 
     def on_post_stop(self, req: falcon.Request, resp: falcon.Response, evse_id: str) -> None:
         json_body(req, {})
         outcome = self._charging.stop(caller(req), evse_id)
-        resp.media = {"evse_id": evse_id, **outcome_json(outcome, viewer(req, self._charging))}
+        resp.media = {
+            "evse_id": evse_id,
+            **outcome_json(outcome, viewer(req, self._charging.session_driver)),
+        }
 
 
 @falcon.before(require("operator"))
@@ -221,7 +224,10 @@ class MaintenanceResource:
     def on_put(self, req: falcon.Request, resp: falcon.Response, evse_id: str) -> None:
         body = json_body(req, {"enabled": bool}, required=("enabled",))
         outcome = self._charging.set_maintenance(caller(req), evse_id, body["enabled"])
-        resp.media = {"evse_id": evse_id, **outcome_json(outcome, viewer(req, self._charging))}
+        resp.media = {
+            "evse_id": evse_id,
+            **outcome_json(outcome, viewer(req, self._charging.session_driver)),
+        }
 
 
 @falcon.before(require())

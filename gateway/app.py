@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,12 @@ INFO_LIMIT = (30, 60.0)
 """Live ``info`` round trips per user: 30 a minute (a person never needs that many)."""
 
 
+def _session_driver(csms: Csms) -> Callable[[str], str | None]:
+    """A session's driver, from the CSMS's memory when a signed-in read asks (anonymous
+    reads never do: a read model alone serves them)."""
+    return lambda session_id: csms.charging.session_driver(session_id)
+
+
 class HealthResource:
     def __init__(self, csms: Csms, mqtt_connected: Any = None) -> None:
         self._csms = csms
@@ -73,13 +80,14 @@ class StationsResource:
 
     def __init__(self, csms: Csms, max_age_s: float = 0.5) -> None:
         self._csms = csms
+        self._driver_of = _session_driver(csms)
         self._max_age_s = max_age_s
         self._cached: dict[bool, tuple[int, float, bytes]] = {}  # operator? -> body
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         view = self._csms.view
         now = view.now()
-        who = viewer(req, self._csms.charging)
+        who = viewer(req, self._driver_of)
         shared = who is ANONYMOUS or who.operator
         version = getattr(view, "version", None)
         cached = self._cached.get(who.operator) if shared else None
@@ -103,6 +111,7 @@ class StationsResource:
 class StationResource:
     def __init__(self, csms: Csms) -> None:
         self._csms = csms
+        self._driver_of = _session_driver(csms)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, station_id: str) -> None:
         view = self._csms.view.station(station_id)
@@ -112,13 +121,14 @@ class StationResource:
             view,
             self._csms.view.now(),
             self._csms.view.reservation,
-            viewer(req, self._csms.charging),
+            viewer(req, self._driver_of),
         )
 
 
 class EvseResource:
     def __init__(self, csms: Csms) -> None:
         self._csms = csms
+        self._driver_of = _session_driver(csms)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, evse_id: str) -> None:
         view = self._csms.view.evse(evse_id)
@@ -126,7 +136,7 @@ class EvseResource:
             raise UnknownEvseError(f"unknown EVSE {evse_id!r}")
         now = self._csms.view.now()
         reservation = self._csms.view.reservation(evse_id)
-        resp.media = evse_json(view, now, reservation, viewer(req, self._csms.charging))
+        resp.media = evse_json(view, now, reservation, viewer(req, self._driver_of))
 
 
 def _error_serializer(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
@@ -163,7 +173,7 @@ def create_app(
     add_static_routes(app, https_base)
     app.add_route(f"{API}/stations", StationsResource(csms))
     app.add_route(f"{API}/stations/{{station_id}}", StationResource(csms))
-    app.add_route(f"{API}/evses/nearest", NearestResource(csms.view, csms.charging))
+    app.add_route(f"{API}/evses/nearest", NearestResource(csms.view, _session_driver(csms)))
     app.add_route(f"{API}/evses/{{evse_id}}", EvseResource(csms))
     if auth is None:
         return app
