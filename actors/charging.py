@@ -3,18 +3,22 @@
 Runs on the caller's thread (a gateway request thread, an admin script); it only
 ``ask``s actors at the edge, with time-outs. It decides *who may*: a driver may
 stop only their own session and cancel only their own reservation; an operator
-may do anything. The station decides *what can*: its refusals come back as
-:class:`Conflict` with the station's reason.
+may do anything. A reserved EVSE starts only for its holder (an operator's start
+interrupts the reservation); a driver holds one reservation and runs a limited number of
+sessions at once (:class:`~actors.driver_quota.DriverQuota`). The station decides *what
+can*: its refusals come back as :class:`Conflict` with the station's reason.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, cast
 
 from actors.commands import Commands
+from actors.driver_quota import DriverQuota
 from actors.evse_state import EvseState
 from actors.fleet_view import FleetView
 from actors.messages import CommandOutcome
@@ -82,6 +86,10 @@ class Charging(Protocol):
 
     def info(self, evse_id: str) -> CommandOutcome: ...
 
+    def reservation_count(self, evse_id: str) -> Reservation | None: ...
+
+    def session_driver(self, session_id: str) -> str | None: ...
+
 
 class ChargingService:
     """Reservations, start/stop, maintenance and live info, with their permission rules."""
@@ -95,11 +103,13 @@ class ChargingService:
         owners: SessionOwners,
         clock_ms: Callable[[], int],
         reservation_s: float = 900.0,
+        quota: DriverQuota | None = None,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:
         """``commands`` sends to the EVSE actors, ``view`` is read for the EVSE's state, and
         ``reservations`` holds the reservation actor once it runs; ``clock_ms``: the CSMS
-        clock's wall time (:mod:`actors.clock`)."""
+        clock's wall time (:mod:`actors.clock`); ``quota``: what one driver may hold at once
+        (default: one session, one reservation)."""
         self._commands = commands
         self._view = view
         self._reservations = reservations
@@ -107,6 +117,7 @@ class ChargingService:
         self.reservation_s = reservation_s
         self._clock_ms = clock_ms
         self._new_id = new_id
+        self.quota = quota or DriverQuota(view, owners, max_sessions=1, monotonic=time.monotonic)
 
     # ------------------------------------------------------------------ reservations
 
@@ -114,7 +125,15 @@ class ChargingService:
         found = self._reservations.get().ask(GetReservation(evse_id=evse_id), timeout=ASK_TIMEOUT_S)
         return cast(Reservation | None, found)
 
+    def reservation_count(self, evse_id: str) -> Reservation | None:
+        """The reservation on an EVSE as the read model has it (memory, no ``ask``)."""
+        return cast(Reservation | None, self._view.reservation(evse_id))
+
     def reserve(self, caller: Caller, evse_id: str, duration_s: float | None = None) -> Reservation:
+        with self.quota.reserving(caller.user_id, operator=caller.operator):
+            return self._reserve(caller, evse_id, duration_s)
+
+    def _reserve(self, caller: Caller, evse_id: str, duration_s: float | None) -> Reservation:
         state = self._state(evse_id)
         if state.status is not EvseStatus.AVAILABLE:
             raise Conflict(f"EVSE {evse_id} is {state.status}, not Available")
@@ -172,19 +191,23 @@ class ChargingService:
         reservation_id = None
         if current is not None and current.driver_id == caller.user_id:
             reservation_id = current.id
-        elif current is not None:
-            self._release(
-                evse_id, "interrupted", f"someone else started charging at {evse_id}", current
-            )
+        elif current is not None and not caller.operator:
+            raise Conflict(f"EVSE {evse_id} is reserved by another driver: choose another EVSE")
         session_id = self._new_id()
-        self._owners.expect(
+        self.quota.admit(
             SessionOwner(
                 session_id=session_id,
                 driver_id=caller.user_id,
                 reservation_id=reservation_id,
                 target_soc=target_soc,
-            )
+                evse_id=evse_id,
+            ),
+            operator=caller.operator,
         )
+        if current is not None and reservation_id is None:  # an operator's start
+            self._release(
+                evse_id, "interrupted", f"someone else started charging at {evse_id}", current
+            )
         try:
             outcome = self._commands.command(
                 evse_id,
@@ -225,6 +248,11 @@ class ChargingService:
         if not outcome.accepted:
             raise Conflict(f"the station refused to stop: {outcome.reason}")
         return outcome
+
+    def session_driver(self, session_id: str) -> str | None:
+        """The driver of a session the CSMS started, from memory only (never a query)."""
+        owner = self._owners.get(session_id)
+        return None if owner is None else owner.driver_id
 
     # ------------------------------------------------------------------ operators
 

@@ -18,6 +18,8 @@ class SessionOwner:
     driver_id: str | None
     reservation_id: str | None = None
     target_soc: float | None = None
+    evse_id: str | None = None
+    """Where it runs (what :class:`~actors.driver_quota.DriverQuota` reads in the view)."""
 
 
 _MAX_LOOKED_UP = 10_000
@@ -45,6 +47,7 @@ class SessionOwners:
         its handling."""
         self._lock = threading.Lock()
         self._owners: dict[str, tuple[SessionOwner, float]] = {}
+        self._by_driver: dict[str, dict[str, None]] = {}  # driver -> their session ids
         self._lookup = lookup
         self._lookup_ttl_s = lookup_ttl_s
         self._looked_up: dict[str, tuple[str | None, float]] = {}
@@ -55,14 +58,27 @@ class SessionOwners:
         now = self._monotonic()
         with self._lock:
             self._owners[owner.session_id] = (owner, now)
+            if owner.driver_id is not None:
+                self._by_driver.setdefault(owner.driver_id, {})[owner.session_id] = None
             oldest = next(iter(self._owners.values()))[1]
             if now - oldest > self._keep_s:
                 self._owners = {k: v for k, v in self._owners.items() if now - v[1] <= self._keep_s}
+                self._by_driver = {}
+                for sid, (kept, _) in self._owners.items():
+                    if kept.driver_id is not None:
+                        self._by_driver.setdefault(kept.driver_id, {})[sid] = None
 
     def get(self, session_id: str) -> SessionOwner | None:
         with self._lock:
             found = self._owners.get(session_id)
         return None if found is None else found[0]
+
+    def sessions_of(self, driver_id: str) -> list[tuple[SessionOwner, float]]:
+        """The driver's sessions still remembered, each with when it was registered (the
+        ``monotonic`` clock's seconds): in memory only, never a query."""
+        with self._lock:
+            sids = self._by_driver.get(driver_id, {})
+            return [self._owners[sid] for sid in sids if sid in self._owners]
 
     def driver_of(self, session_id: str | None) -> str | None:
         """The driver of a session, from memory or (after a restart) from storage."""
@@ -87,4 +103,9 @@ class SessionOwners:
 
     def forget(self, session_id: str) -> None:
         with self._lock:
-            self._owners.pop(session_id, None)
+            found = self._owners.pop(session_id, None)
+            if found is not None and found[0].driver_id is not None:
+                mine = self._by_driver.get(found[0].driver_id, {})
+                mine.pop(session_id, None)
+                if not mine:
+                    self._by_driver.pop(found[0].driver_id, None)

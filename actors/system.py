@@ -31,6 +31,7 @@ from actors.bridge import BridgeStats, Connect, MqttBridgeActor
 from actors.charging import Charging, ChargingService
 from actors.clock import Clock, SystemClock
 from actors.commands import Commands
+from actors.driver_quota import DriverQuota
 from actors.fleet_view import EvseView, FleetView, FleetViewWriter
 from actors.listeners import EvseListener, ListenerHost
 from actors.live import LiveHub
@@ -96,6 +97,9 @@ class CsmsConfig:
     """The stores (:class:`storage.Storage`, or one with its sessions and notifications on
     Firebase); without them, sessions and reservations are not recorded."""
     reservation_s: float = 900.0
+    max_sessions_per_driver: int = 1
+    """Sessions one driver may run at once (operators are not counted); a driver also holds
+    at most one reservation. ``smartcharge csms --max-sessions-per-driver``."""
     sample_retention: SampleRetention = field(default_factory=SampleRetention)
     """How long raw EVSE samples are kept (with storage), and the buckets after that."""
     mqtt_process: bool = True
@@ -175,6 +179,13 @@ class CsmsSystem:
             owners=self.owners,
             clock_ms=self.clock.time_ms,
             reservation_s=config.reservation_s,
+            quota=DriverQuota(
+                self.view,
+                self.owners,
+                max_sessions=config.max_sessions_per_driver,
+                monotonic=self.clock.monotonic,
+                settle_s=config.command_timeout_s + 20.0,
+            ),
         )
 
     @property
@@ -269,6 +280,7 @@ class CsmsSystem:
                         session_id=sid,
                         driver_id=known.session_driver_id,
                         target_soc=known.state.target_soc,
+                        evse_id=known.state.evse_id,
                     )
                 )
         return fleet

@@ -2,7 +2,8 @@
 
 Most commands go through the operator HTTPS API, as any client would::
 
-    smartcharge admin status                      # every EVSE (a public read: no login)
+    smartcharge admin status                      # every EVSE (no login needed; with one,
+                                                  # the session ids too)
     smartcharge admin maintenance st-001-1 st-001-2 on   # operator login needed
     smartcharge admin start st-001-1 --target-soc 80
     smartcharge admin stop st-001-1
@@ -15,13 +16,15 @@ should batch (``maintenance`` takes several EVSEs) rather than loop over single 
 The server's certificate is checked against ``--cafile``, by default the self-signed one the
 CSMS made in its data dir.
 
-Three commands are **local-only**: the HTTP API has no endpoint for them, so they open the
+Some commands are **local-only**: the HTTP API has no endpoint for them, so they open the
 CSMS's database directly (``--data-dir``, or ``--db-url`` for PostgreSQL) and must run on a
 machine that can reach it::
 
     smartcharge admin users
     smartcharge admin sessions [--open]
     smartcharge admin create-operator ops@example.com [--password-stdin]
+    smartcharge admin disable-user alice@example.com   # enable-user undoes it
+    smartcharge admin delete-user alice@example.com
 
 ``--data-dir`` is the CSMS's data dir (``smartcharge csms --data-dir``) or the one of
 ``smartcharge up`` (whose CSMS keeps its files in ``<data-dir>/csms``); both are understood.
@@ -32,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import os
 import sys
 import urllib.error
@@ -43,7 +45,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.admin_client import API, AdminError, ApiClient
-from gateway.admin_output import cell, table, when
+from gateway.admin_output import cell, csms_dir, emit, table, when
+from gateway.admin_users import USER_COMMANDS, add_user_commands
 
 __all__ = ["AdminError", "ApiClient", "main"]
 
@@ -53,14 +56,8 @@ PASSWORD_ENV = "SMARTCHARGE_ADMIN_PASSWORD"
 URL_ENV = "SMARTCHARGE_URL"
 
 
-def _csms_dir(data_dir: Path) -> Path:
-    """The CSMS's own data dir: ``<data-dir>/csms`` for ``smartcharge up``, else data-dir."""
-    nested = data_dir / "csms"
-    return nested if nested.is_dir() else data_dir
-
-
 def _default_cafile(data_dir: Path) -> Path | None:
-    cert = _csms_dir(data_dir) / "tls" / "cert.pem"
+    cert = csms_dir(data_dir) / "tls" / "cert.pem"
     return cert if cert.is_file() else None
 
 
@@ -118,13 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sessions", parents=[common, local], help="list sessions (local-only)")
     p.add_argument("--open", action="store_true", help="only sessions still running")
     p.add_argument("--limit", type=int, default=50, help="newest N sessions (default 50)")
-    p = sub.add_parser(
-        "create-operator", parents=[common, local], help="create an operator account (local-only)"
-    )
-    p.add_argument("email")
-    p.add_argument(
-        "--password-stdin", action="store_true", help="read the password from stdin, not a prompt"
-    )
+    add_user_commands(sub, [common, local])
     return parser
 
 
@@ -151,15 +142,13 @@ def _client(args: argparse.Namespace) -> ApiClient:
     return ApiClient(args.url, cafile=cafile, credentials=_credentials(args))
 
 
-def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    print(json.dumps(data, indent=2, sort_keys=True) if args.json else text)
-
-
 # -- commands over HTTPS ----------------------------------------------------------------------
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    fleet = _client(args).get(f"{API}/stations", auth=False)
+    # A public read; with an operator login at hand, an operator's (which names sessions).
+    logged_in = bool(args.email or os.environ.get(EMAIL_ENV))
+    fleet = _client(args).get(f"{API}/stations", auth=logged_in)
     rows = []
     for station in fleet["stations"]:
         for evse in station["evses"]:
@@ -177,11 +166,11 @@ def cmd_status(args: argparse.Namespace) -> None:
                     evse["soc"],
                     evse["power_w"] / 1000,
                     None if session is None else session["energy_wh"] / 1000,
-                    None if session is None else session["id"][:12],
+                    None if session is None else (session["id"] or "(hidden)")[:12],
                 ]
             )
     headers = ["STATION", "EVSE", "STATUS", "SOC %", "KW", "KWH", "SESSION"]
-    _emit(args, fleet, table(headers, rows))
+    emit(args, fleet, table(headers, rows))
 
 
 def _outcome_text(evse_id: str, what: str, outcome: dict[str, Any]) -> str:
@@ -205,20 +194,20 @@ def cmd_maintenance(args: argparse.Namespace) -> None:
             what += ", pending: it starts when the running session ends"
         outcomes.append(outcome)
         lines.append(_outcome_text(evse_id, what, outcome))
-    _emit(args, outcomes if len(outcomes) > 1 else outcomes[0], "\n".join(lines))
+    emit(args, outcomes if len(outcomes) > 1 else outcomes[0], "\n".join(lines))
 
 
 def cmd_start(args: argparse.Namespace) -> None:
     body = {} if args.target_soc is None else {"target_soc": args.target_soc}
     outcome = _client(args).call("POST", f"{API}/evses/{_quote(args.evse)}/start", body)
-    _emit(
+    emit(
         args, outcome, _outcome_text(args.evse, f"started session {outcome['session_id']}", outcome)
     )
 
 
 def cmd_stop(args: argparse.Namespace) -> None:
     outcome = _client(args).call("POST", f"{API}/evses/{_quote(args.evse)}/stop", {})
-    _emit(args, outcome, _outcome_text(args.evse, "stopped", outcome))
+    emit(args, outcome, _outcome_text(args.evse, "stopped", outcome))
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -229,7 +218,7 @@ def cmd_info(args: argparse.Namespace) -> None:
     else:
         width = max(len(k) for k in live)
         lines = [f"{key.ljust(width)}  {cell(value)}" for key, value in live.items()]
-    _emit(args, outcome, "\n".join(lines))
+    emit(args, outcome, "\n".join(lines))
 
 
 def _quote(evse_id: str) -> str:
@@ -242,7 +231,7 @@ def _quote(evse_id: str) -> str:
 def _open_storage(args: argparse.Namespace) -> Any:
     from storage import DB_FILENAME, StorageError, open_storage
 
-    directory = _csms_dir(args.data_dir)
+    directory = csms_dir(args.data_dir)
     if args.db_url is None and not (directory / DB_FILENAME).is_file():
         raise AdminError(f"no CSMS database in {directory}: give --data-dir or --db-url")
     try:
@@ -265,7 +254,7 @@ def cmd_users(args: argparse.Namespace) -> None:
         for u in users
     ]
     rows = [[u["email"], u["role"], when(u["created_at"]), u["id"]] for u in data]
-    _emit(args, data, table(["EMAIL", "ROLE", "CREATED", "ID"], rows))
+    emit(args, data, table(["EMAIL", "ROLE", "CREATED", "ID"], rows))
 
 
 def cmd_sessions(args: argparse.Namespace) -> None:
@@ -312,49 +301,7 @@ def cmd_sessions(args: argparse.Namespace) -> None:
         for s in data
     ]
     headers = ["SESSION", "EVSE", "DRIVER", "STARTED", "ENDED", "KWH", "END REASON"]
-    _emit(args, data, table(headers, rows))
-
-
-def cmd_create_operator(args: argparse.Namespace) -> None:
-    from gateway.auth import LocalAuthenticator, load_or_create_secret
-    from storage import DuplicateError
-    from storage.errors import AuthError
-
-    if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = getpass.getpass(f"password for {args.email}: ")
-        if getpass.getpass("again: ") != password:
-            raise AdminError("the passwords differ")
-    storage = _open_storage_for_writing(args)
-    try:
-        auth = LocalAuthenticator(
-            storage.users,
-            storage.refresh_tokens,
-            secret=load_or_create_secret(_csms_dir(args.data_dir) / "secret.key"),
-            duplicate_error=DuplicateError,
-        )
-        try:
-            who = auth.create_user(args.email, password, "operator")
-        except AuthError as exc:
-            raise AdminError(str(exc)) from None
-    finally:
-        storage.close()
-    data = {"id": who.user_id, "email": who.email, "role": who.role}
-    _emit(args, data, f"created operator {who.email} ({who.user_id})")
-
-
-def _open_storage_for_writing(args: argparse.Namespace) -> Any:
-    """Like the CSMS: a fresh data dir gets its database (the CSMS will find the account)."""
-    from storage import StorageError, open_storage
-
-    directory = _csms_dir(args.data_dir)
-    if not directory.is_dir():
-        raise AdminError(f"no CSMS data dir at {directory}: give --data-dir")
-    try:
-        return open_storage(args.db_url, data_dir=directory)
-    except StorageError as exc:
-        raise AdminError(f"cannot open the CSMS database: {exc}") from None
+    emit(args, data, table(headers, rows))
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
@@ -365,7 +312,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "info": cmd_info,
     "users": cmd_users,
     "sessions": cmd_sessions,
-    "create-operator": cmd_create_operator,
+    **USER_COMMANDS,
 }
 
 

@@ -1,11 +1,27 @@
-"""Plain text output of ``smartcharge admin``: tables and times."""
+"""Output of ``smartcharge admin`` (tables and times, or JSON for scripts), and where it
+finds the CSMS's files."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-__all__ = ["cell", "table", "when"]
+__all__ = ["cell", "csms_dir", "emit", "table", "when"]
+
+
+def csms_dir(data_dir: Path) -> Path:
+    """The CSMS's own data dir: ``<data-dir>/csms`` for ``smartcharge up``, else data-dir."""
+    nested = data_dir / "csms"
+    return nested if nested.is_dir() else data_dir
+
+
+def emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    """``data`` as JSON with ``--json``, else ``text``."""
+    print(json.dumps(data, indent=2, sort_keys=True) if args.json else text)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -8,6 +8,7 @@ Each resource gets its collaborators injected; permission rules live in
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import falcon
@@ -17,7 +18,7 @@ from actors.fleet_view import FleetView
 from gateway.auth import Authenticator, Principal
 from gateway.ratelimit import SlidingWindowLimiter
 from gateway.security import json_body, principal, require
-from gateway.views import evse_json, outcome_json
+from gateway.views import ANONYMOUS, Viewer, evse_json, outcome_json
 
 __all__ = [
     "AuthResource",
@@ -29,6 +30,7 @@ __all__ = [
     "NearestResource",
     "ReservationResource",
     "nearest_evses",
+    "viewer",
 ]
 
 CREDENTIALS = {"email": str, "password": str}
@@ -37,6 +39,15 @@ CREDENTIALS = {"email": str, "password": str}
 def caller(req: falcon.Request) -> Caller:
     who: Principal = principal(req)
     return Caller(user_id=who.user_id, operator=who.role == "operator")
+
+
+def viewer(req: falcon.Request, driver_of: Callable[[str], str | None]) -> Viewer:
+    """Who reads (anonymous without a token): what ids an EVSE's JSON may show them.
+    ``driver_of``: a session's driver from memory (``ChargingService.session_driver``)."""
+    who: Principal | None = getattr(req.context, "principal", None)
+    if who is None:
+        return ANONYMOUS
+    return Viewer(user_id=who.user_id, operator=who.role == "operator", driver_of=driver_of)
 
 
 class AuthResource:
@@ -74,23 +85,34 @@ class AuthResource:
             (self._per_ip, req.remote_addr or "?"),
             (self._per_email, email.strip().lower()),
         ):
-            retry_after = limiter.hit(key)
-            if retry_after is not None:
-                raise falcon.HTTPTooManyRequests(
-                    title="Too many attempts",
-                    description=f"too many attempts; retry in {math.ceil(retry_after)} s",
-                    retry_after=math.ceil(retry_after),
-                )
+            _limit(limiter, key, "attempts")
+
+
+def _limit(limiter: SlidingWindowLimiter, key: str, what: str) -> None:
+    """Count a hit on ``key``; over the limit, a 429 with ``Retry-After``."""
+    retry_after = limiter.hit(key)
+    if retry_after is not None:
+        wait = max(1, math.ceil(retry_after))
+        raise falcon.HTTPTooManyRequests(
+            title=f"Too many {what}",
+            description=f"too many {what}; retry in {wait} s",
+            retry_after=wait,
+        )
 
 
 def nearest_evses(
-    view: FleetView, lat: float, lon: float, limit: int, available_only: bool
+    view: FleetView,
+    lat: float,
+    lon: float,
+    limit: int,
+    available_only: bool,
+    who: Viewer = ANONYMOUS,
 ) -> list[dict[str, Any]]:
     """EVSEs by great-circle distance from ``(lat, lon)``, nearest first (spatial index)."""
     now = view.now()
     return [
         {
-            **evse_json(evse, now, view.reservation(evse.state.evse_id)),
+            **evse_json(evse, now, view.reservation(evse.state.evse_id), who),
             "distance_km": round(distance, 3),
             "station_name": station.station.name,
             "lat": station.station.lat,
@@ -103,8 +125,9 @@ def nearest_evses(
 class NearestResource:
     """``GET /evses/nearest?lat=&lon=&limit=&available=true`` (public)."""
 
-    def __init__(self, view: FleetView) -> None:
+    def __init__(self, view: FleetView, driver_of: Callable[[str], str | None]) -> None:
         self._view = view
+        self._driver_of = driver_of
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         lat = req.get_param_as_float("lat", required=True, min_value=-90, max_value=90)
@@ -116,18 +139,25 @@ class NearestResource:
         for name, value in (("lat", lat), ("lon", lon)):
             if math.isnan(value):  # NaN passes min_value/max_value: every comparison is False
                 raise falcon.HTTPInvalidParam("The value must be a number.", name)
-        resp.media = {"evses": nearest_evses(self._view, lat, lon, limit, bool(available))}
+        who = viewer(req, self._driver_of)
+        found = nearest_evses(self._view, lat, lon, limit, bool(available), who)
+        resp.media = {"evses": found}
 
 
 @falcon.before(require())
 class EvseInfoResource:
-    """``GET /evses/{evse_id}/info``: a live round trip to the station."""
+    """``GET /evses/{evse_id}/info``: a live round trip to the station, so limited per user
+    (``per_user``: a person asks now and then; a script in a loop is refused with 429)."""
 
-    def __init__(self, charging: Charging) -> None:
+    def __init__(self, charging: Charging, per_user: SlidingWindowLimiter) -> None:
         self._charging = charging
+        self._per_user = per_user
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, evse_id: str) -> None:
-        resp.media = outcome_json(self._charging.info(evse_id))
+        _limit(self._per_user, principal(req).user_id, "live info requests")
+        outcome = self._charging.info(evse_id)
+        held = self._charging.reservation_count(evse_id)
+        resp.media = outcome_json(outcome, viewer(req, self._charging.session_driver), held)
 
 
 @falcon.before(require())
@@ -172,13 +202,16 @@ class EvseActionResource:
         resp.media = {
             "session_id": started.session_id,
             "evse_id": evse_id,
-            **outcome_json(started.outcome),
+            **outcome_json(started.outcome, viewer(req, self._charging.session_driver)),
         }
 
     def on_post_stop(self, req: falcon.Request, resp: falcon.Response, evse_id: str) -> None:
         json_body(req, {})
         outcome = self._charging.stop(caller(req), evse_id)
-        resp.media = {"evse_id": evse_id, **outcome_json(outcome)}
+        resp.media = {
+            "evse_id": evse_id,
+            **outcome_json(outcome, viewer(req, self._charging.session_driver)),
+        }
 
 
 @falcon.before(require("operator"))
@@ -191,7 +224,10 @@ class MaintenanceResource:
     def on_put(self, req: falcon.Request, resp: falcon.Response, evse_id: str) -> None:
         body = json_body(req, {"enabled": bool}, required=("enabled",))
         outcome = self._charging.set_maintenance(caller(req), evse_id, body["enabled"])
-        resp.media = {"evse_id": evse_id, **outcome_json(outcome)}
+        resp.media = {
+            "evse_id": evse_id,
+            **outcome_json(outcome, viewer(req, self._charging.session_driver)),
+        }
 
 
 @falcon.before(require())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from gateway.api import (
     MySessionsResource,
     NearestResource,
     ReservationResource,
+    viewer,
 )
 from gateway.auth import Authenticator
 from gateway.credentials_api import StationCredentialResource, StationCredentialsResource
@@ -35,7 +37,7 @@ from gateway.ratelimit import SlidingWindowLimiter
 from gateway.security import Authentication, TransportPolicy
 from gateway.static import add_static_routes
 from gateway.stations import StationProvisioner
-from gateway.views import evse_json, station_json
+from gateway.views import ANONYMOUS, evse_json, station_json
 from storage.errors import (
     UnknownEvseError,
 )
@@ -45,6 +47,14 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 
 API = "/api/v1"
+INFO_LIMIT = (30, 60.0)
+"""Live ``info`` round trips per user: 30 a minute (a person never needs that many)."""
+
+
+def _session_driver(csms: Csms) -> Callable[[str], str | None]:
+    """A session's driver, from the CSMS's memory when a signed-in read asks (anonymous
+    reads never do: a read model alone serves them)."""
+    return lambda session_id: csms.charging.session_driver(session_id)
 
 
 class HealthResource:
@@ -64,19 +74,23 @@ class HealthResource:
 
 
 class StationsResource:
-    """The whole fleet. Its encoded body is reused while the view is unchanged and at
-    most ``max_age_s`` old (``last_report_age_s`` is then that much stale at worst)."""
+    """The whole fleet. The encoded bodies of anonymous and operator reads (the same for
+    everyone of each) are reused while the view is unchanged and at most ``max_age_s`` old
+    (``last_report_age_s`` is then that much stale at worst); a driver's is made for them."""
 
     def __init__(self, csms: Csms, max_age_s: float = 0.5) -> None:
         self._csms = csms
+        self._driver_of = _session_driver(csms)
         self._max_age_s = max_age_s
-        self._cached: tuple[int, float, bytes] | None = None
+        self._cached: dict[bool, tuple[int, float, bytes]] = {}  # operator? -> body
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         view = self._csms.view
         now = view.now()
+        who = viewer(req, self._driver_of)
+        shared = who is ANONYMOUS or who.operator
         version = getattr(view, "version", None)
-        cached = self._cached
+        cached = self._cached.get(who.operator) if shared else None
         if (
             cached is not None
             and version is not None
@@ -86,10 +100,10 @@ class StationsResource:
             body = cached[2]
         else:
             reservations = view.reservations()  # one lock for the whole listing
-            stations = [station_json(s, now, reservations.get) for s in view.stations()]
+            stations = [station_json(s, now, reservations.get, who) for s in view.stations()]
             body = json.dumps({"stations": stations}, separators=(",", ":")).encode()
-            if version is not None:
-                self._cached = (version, now, body)
+            if version is not None and shared:
+                self._cached[who.operator] = (version, now, body)
         resp.content_type = falcon.MEDIA_JSON
         resp.data = body
 
@@ -97,24 +111,32 @@ class StationsResource:
 class StationResource:
     def __init__(self, csms: Csms) -> None:
         self._csms = csms
+        self._driver_of = _session_driver(csms)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, station_id: str) -> None:
         view = self._csms.view.station(station_id)
         if view is None:
             raise falcon.HTTPNotFound(description=f"unknown station {station_id!r}")
-        resp.media = station_json(view, self._csms.view.now(), self._csms.view.reservation)
+        resp.media = station_json(
+            view,
+            self._csms.view.now(),
+            self._csms.view.reservation,
+            viewer(req, self._driver_of),
+        )
 
 
 class EvseResource:
     def __init__(self, csms: Csms) -> None:
         self._csms = csms
+        self._driver_of = _session_driver(csms)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, evse_id: str) -> None:
         view = self._csms.view.evse(evse_id)
         if view is None:
             raise UnknownEvseError(f"unknown EVSE {evse_id!r}")
         now = self._csms.view.now()
-        resp.media = evse_json(view, now, self._csms.view.reservation(evse_id))
+        reservation = self._csms.view.reservation(evse_id)
+        resp.media = evse_json(view, now, reservation, viewer(req, self._driver_of))
 
 
 def _error_serializer(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
@@ -132,9 +154,12 @@ def create_app(
     storage: Any = None,
     https_base: str | None = None,
     login_limits: tuple[int, int] = (30, 5),
+    info_limit: tuple[int, float] = INFO_LIMIT,
     csms_data_dir: Path | None = None,
 ) -> falcon.App:
-    """The WSGI app. Without ``auth`` only the public reads are served."""
+    """The WSGI app. Without ``auth`` only the public reads are served. ``login_limits``:
+    logins a minute per IP and per email; ``info_limit``: live info requests per user and
+    window (seconds)."""
     middleware: list[Any] = [TransportPolicy(https_base)]
     if auth is not None:
         middleware.append(Authentication(auth))
@@ -148,7 +173,7 @@ def create_app(
     add_static_routes(app, https_base)
     app.add_route(f"{API}/stations", StationsResource(csms))
     app.add_route(f"{API}/stations/{{station_id}}", StationResource(csms))
-    app.add_route(f"{API}/evses/nearest", NearestResource(csms.view))
+    app.add_route(f"{API}/evses/nearest", NearestResource(csms.view, _session_driver(csms)))
     app.add_route(f"{API}/evses/{{evse_id}}", EvseResource(csms))
     if auth is None:
         return app
@@ -158,7 +183,8 @@ def create_app(
     for action in ("register", "login", "refresh", "logout"):
         app.add_route(f"{API}/auth/{action}", auth_resource, suffix=action)
     charging = csms.charging
-    app.add_route(f"{API}/evses/{{evse_id}}/info", EvseInfoResource(charging))
+    info_per_user = SlidingWindowLimiter(info_limit[0], info_limit[1])
+    app.add_route(f"{API}/evses/{{evse_id}}/info", EvseInfoResource(charging, info_per_user))
     app.add_route(f"{API}/evses/{{evse_id}}/reservation", ReservationResource(charging, csms.view))
     actions = EvseActionResource(charging)
     app.add_route(f"{API}/evses/{{evse_id}}/start", actions, suffix="start")

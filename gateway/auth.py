@@ -7,8 +7,11 @@ is the self-hosted backend:
 - passwords are hashed with argon2id (``argon2-cffi``); a login on an unknown email still
   spends one verification on a dummy hash and fails with the same message, so neither the
   answer nor its timing tells whether an account exists;
-- access tokens are short-lived HS256 JWTs, checked statelessly (a deleted user keeps access
-  until the token expires, at most ``access_ttl_s``);
+- access tokens are short-lived HS256 JWTs, checked statelessly on reads; they carry the
+  user's ``token_version`` (claim ``ver``), which write requests check against the user's
+  row (:meth:`LocalAuthenticator.check_current`, one read by primary key): disabling or
+  deleting a user bumps it, so the user's tokens stop writing at once (reads until they
+  expire, at most ``access_ttl_s``);
 - refresh tokens are random strings stored only as SHA-256 digests, rotated on every use.
   Each login starts a *family*; presenting a token that was already used (a stolen copy, or
   the victim after the thief) revokes the whole family, so both parties must log in again.
@@ -158,6 +161,8 @@ class LocalAuthenticator:
             raise InvalidCredentials()
         if not self._verify_password(user.password_hash, password):
             raise InvalidCredentials()
+        if user.disabled_at is not None:  # the same answer as a wrong password
+            raise InvalidCredentials()
         if self._hasher.check_needs_rehash(user.password_hash):
             self._rehash(user, password)
         return self._issue(user, family_id=_new_id())
@@ -197,9 +202,10 @@ class LocalAuthenticator:
         if not self._refresh_tokens.mark_used(token_hash, at=now_ms):
             self._revoke_reused(record, now_ms)  # a concurrent refresh spent it first
         user = self._users.get(record.user_id)
-        if user is None:
+        if user is None or user.disabled_at is not None:
             self._refresh_tokens.revoke_family(record.family_id, at=now_ms)
-            raise InvalidToken("the account of this refresh token no longer exists")
+            gone = "no longer exists" if user is None else "is disabled"
+            raise InvalidToken(f"the account of this refresh token {gone}")
         tokens = self._issue(user, family_id=record.family_id)
         spent = self._refresh_tokens.get(token_hash)
         if spent is None or spent.revoked_at is not None:
@@ -243,6 +249,15 @@ class LocalAuthenticator:
             raise InvalidToken(f"invalid access token: {exc}") from None
         return _check_access_claims(claims, self._clock())
 
+    def check_current(self, principal: Principal) -> None:
+        """The token's version is the user's current one (the user exists, is enabled, and
+        nothing revoked its tokens since): one read by primary key."""
+        version = self._users.token_version(principal.user_id)
+        if version is None:
+            raise InvalidToken("this account is disabled or deleted")
+        if version != principal.token_version:
+            raise InvalidToken("this token was revoked; log in again")
+
     def _issue(self, user: UserRecord, *, family_id: str) -> Tokens:
         now = self._clock()
         issued_at = int(now)
@@ -256,6 +271,7 @@ class LocalAuthenticator:
             "iss": self._issuer,
             "aud": self._audience,
             "jti": secrets.token_urlsafe(16),
+            "ver": user.token_version,
         }
         refresh_token = secrets.token_urlsafe(32)
         now_ms = int(now * 1000)
@@ -286,7 +302,8 @@ def _check_access_claims(claims: dict[str, Any], now: float) -> Principal:
     sub, email, role = claims.get("sub"), claims.get("email"), claims.get("role")
     if not isinstance(sub, str) or not isinstance(email, str) or role not in ROLES:
         raise InvalidToken("invalid access token: bad sub, email or role claim")
-    return Principal(user_id=sub, email=email, role=role)
+    version = _int_claim(claims, "ver", default=0)  # tokens from before versions: 0
+    return Principal(user_id=sub, email=email, role=role, token_version=version)
 
 
 def _int_claim(claims: dict[str, Any], name: str, default: object = None) -> int:

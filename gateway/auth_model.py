@@ -44,6 +44,8 @@ class Principal:
     user_id: str
     email: str
     role: Role
+    token_version: int = 0
+    """The account's token version when the token was issued (see ``check_current``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,6 +86,12 @@ class Authenticator(Protocol):
 
     def verify(self, access_token: str) -> Principal: ...
 
+    def check_current(self, principal: Principal) -> None:
+        """Raise :class:`InvalidToken` if the principal's account was disabled or deleted, or
+        its tokens revoked, since the token was issued. Called on every write request (a
+        read may serve a revoked token until it expires)."""
+        ...
+
     def create_user(self, email: str, password: str, role: Role) -> Principal:
         """Create an account without logging in (operators, seeding)."""
         ...
@@ -101,6 +109,10 @@ class UserRecord(Protocol):
     def password_hash(self) -> str: ...
     @property
     def role(self) -> str: ...
+    @property
+    def token_version(self) -> int: ...
+    @property
+    def disabled_at(self) -> int | None: ...
 
 
 class UserRepo(Protocol):
@@ -111,6 +123,10 @@ class UserRepo(Protocol):
     def get(self, user_id: str) -> UserRecord | None: ...
 
     def by_email(self, email: str) -> UserRecord | None: ...
+
+    def token_version(self, user_id: str) -> int | None:
+        """The user's current token version; None when the user is gone or disabled."""
+        ...
 
 
 @runtime_checkable

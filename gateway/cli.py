@@ -49,8 +49,22 @@ def _add_csms_args(p: argparse.ArgumentParser) -> None:
         "--threads", type=int, default=32, help="gunicorn threads (SSE streams hold one)"
     )
     p.add_argument("--keepalive", type=int, default=10, help="MQTT keepalive in seconds")
+    p.add_argument(
+        "--max-sessions-per-driver",
+        type=_at_least_one,
+        default=1,
+        metavar="N",
+        help="sessions one driver may run at once (default 1; operators are not limited)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     _add_backend_args(p)
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def _add_backend_args(p: argparse.ArgumentParser) -> None:
@@ -248,6 +262,7 @@ def run_csms(args: argparse.Namespace) -> int:
         keepalive=args.keepalive,
         serve_gateways=args.serve_gateways,
         node_mqtt=node_mqtt,
+        max_sessions_per_driver=args.max_sessions_per_driver,
     )
     serve(config, _settings(args, lease=lease, demo_users=args.demo_users))
     return 0

@@ -265,6 +265,10 @@ class FirebaseAuthenticator:
             raise InvalidToken(f"invalid access token: unknown role {role!r}")
         return Principal(user_id=uid, email=email, role=cast(Role, role))
 
+    def check_current(self, principal: Principal) -> None:
+        """Nothing more to check: :meth:`verify` already asked Firebase (``check_revoked``),
+        which refuses the tokens of a disabled, deleted or revoked account."""
+
     # -- REST calls
 
     def _exchange(self, refresh_token: str) -> dict[str, Any]:

@@ -76,6 +76,9 @@ class MirroredFirebaseAuth:
     def verify(self, access_token: str) -> Principal:
         return self._mirror(self._firebase.verify(access_token))
 
+    def check_current(self, principal: Principal) -> None:
+        self._firebase.check_current(principal)
+
     def create_user(self, email: str, password: str, role: Role) -> Principal:
         return self._mirror(self._firebase.create_user(email, password, role))
 

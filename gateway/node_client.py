@@ -71,6 +71,8 @@ class NodeClient:
         self.answer_within_s = answer_within_s
         self._replies = nc.replies_topic(self.client_id)
         self._waiting: dict[str, Future[nc.Reply]] = {}
+        self._drivers: dict[str, str] = {}
+        """Session id -> its driver, from the EVSE records (running sessions only)."""
         self._lock = threading.Lock()
         self.dropped = 0
         self._settings = settings
@@ -190,6 +192,7 @@ class NodeClient:
         elif topic.startswith(f"{nc.NODE_ROOT}/evses/"):
             if payload:  # an empty retained message: a retired EVSE, gone with its station
                 record = nc.EvseRecord.from_json(payload)
+                self._note_driver(record)
                 self.view.put_evse(record.state, alert=record.alert)
                 self.hub.publish("evse", record.state, public=True)
                 if record.driver_id is not None:
@@ -211,6 +214,17 @@ class NodeClient:
             else:
                 self.node_online.clear()
                 self._node_gone()
+
+    def _note_driver(self, record: nc.EvseRecord) -> None:
+        """Keep the driver of each running session (the view keeps only the EVSE's state)."""
+        previous = self.view.evse(record.state.evse_id)
+        if previous is not None and previous.state.session_id != record.state.session_id:
+            self._drivers.pop(previous.state.session_id or "", None)
+        if record.state.session_id is not None and record.driver_id is not None:
+            self._drivers[record.state.session_id] = record.driver_id
+
+    def session_driver(self, session_id: str) -> str | None:
+        return self._drivers.get(session_id)
 
 
 class RemoteCharging:
@@ -249,6 +263,15 @@ class RemoteCharging:
     def info(self, evse_id: str) -> CommandOutcome:
         outcome: CommandOutcome = self._node.call("info", args={"evse_id": evse_id})
         return outcome
+
+    def reservation_count(self, evse_id: str) -> Reservation | None:
+        """From the replica (no request)."""
+        found: Reservation | None = self._node.view.reservation(evse_id)
+        return found
+
+    def session_driver(self, session_id: str) -> str | None:
+        """From the replica's EVSE records (no request)."""
+        return self._node.session_driver(session_id)
 
 
 class RemoteCsms:

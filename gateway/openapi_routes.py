@@ -196,22 +196,27 @@ ROUTES: tuple[Route, ...] = (
     # ------------------------------------------------------------------ drivers' EVSE calls
     Route("get", f"{API}/evses/{{evse_id}}/info", "evseInfo", DRIVERS,
           summary="A live round trip to the station (not the CSMS's cached view)",
-          ok=_ok("CommandOutcome", "The station's answer, even a refusal."),
-          params=(EVSE_ID,), command=True),
+          ok=_ok("CommandOutcome", "The station's answer, even a refusal (the session and"
+                 " reservation ids only for their driver and operators)."),
+          params=(EVSE_ID,), command=True, errors={"429": "TooManyInfoRequests"}),
     Route("post", f"{API}/evses/{{evse_id}}/reservation", "reserve", DRIVERS,
           summary="Reserve an Available EVSE (the countdown is the CSMS's, 15 minutes by default)",
           ok=_ok("Reservation", "Reserved.", "201"), params=(EVSE_ID,), command=True,
           body="EmptyRequest", body_required=False,
-          errors={"409": "Not Available, already reserved, or the station refused."}),
+          errors={"409": "Not Available, already reserved, the caller (a driver) already holds"
+                  " a reservation, or the station refused."}),
     Route("delete", f"{API}/evses/{{evse_id}}/reservation", "cancelReservation", DRIVERS,
           summary="Cancel the caller's reservation (operators: anyone's)",
           ok=_done("204", "Cancelled."), params=(EVSE_ID,), command=True,
           errors={"404": "The caller holds no reservation on this EVSE."}),
     Route("post", f"{API}/evses/{{evse_id}}/start", "startCharging", DRIVERS,
-          summary="Start a session (the caller's reservation is used; someone else's is released)",
+          summary="Start a session (the caller's reservation is used; another driver's refuses"
+          " the start, an operator's start releases it)",
           ok=_ok("StartResult", "The station started the session.", "201"), params=(EVSE_ID,),
           command=True, body="StartRequest", body_required=False,
-          errors={"409": "Conflict", "422": "target_soc is not a number from 1 to 100."}),
+          errors={"409": "Reserved by another driver, the caller (a driver) already runs as many"
+                  " sessions as allowed, or the EVSE or its station refuses.",
+                  "422": "target_soc is not a number from 1 to 100."}),
     Route("post", f"{API}/evses/{{evse_id}}/stop", "stopCharging", DRIVERS,
           summary="Stop the running session (drivers: only their own)",
           ok=_ok("EvseCommandResult", "The station stopped the session."), params=(EVSE_ID,),

@@ -39,9 +39,11 @@ BOOLEAN = {"type": "boolean"}
 EPOCH_MS = {"type": "integer", "description": "epoch milliseconds, UTC"}
 STATUS = {"type": "string", "enum": [str(s) for s in EvseStatus]}
 
+_HIDDEN = "null unless the caller is its driver or an operator"
+
 RESERVATION_COUNT = _obj(
     {
-        "id": STRING,
+        "id": _nullable({"type": "string", "description": _HIDDEN}),
         "expires_at": EPOCH_MS,
         "remaining_s": {"type": "number", "minimum": 0},
     },
@@ -61,7 +63,7 @@ EVSE = _obj(
         "session": _nullable(
             _obj(
                 {
-                    "id": STRING,
+                    "id": _nullable({"type": "string", "description": _HIDDEN}),
                     "open": BOOLEAN,
                     "energy_wh": {"type": "number", "description": "delivered in this session"},
                     "target_soc": _nullable(NUMBER),
@@ -71,7 +73,9 @@ EVSE = _obj(
                 }
             )
         ),
-        "reservation_id": _nullable({"type": "string", "description": "as the station reports it"}),
+        "reservation_id": _nullable(
+            {"type": "string", "description": f"as the station reports it; {_HIDDEN}"}
+        ),
         "reservation": _nullable(RESERVATION_COUNT),
         "maintenance": BOOLEAN,
         "maintenance_pending": {
@@ -96,11 +100,11 @@ OUTCOME_PROPERTIES: dict[str, Any] = {
                 "soc": _nullable(NUMBER),
                 "power_w": NUMBER,
                 "energy_wh": NUMBER,
-                "session_id": _nullable(STRING),
+                "session_id": _nullable({"type": "string", "description": _HIDDEN}),
                 "session_energy_wh": NUMBER,
                 "maintenance": BOOLEAN,
                 "maintenance_pending": BOOLEAN,
-                "reservation_id": _nullable(STRING),
+                "reservation_id": _nullable({"type": "string", "description": _HIDDEN}),
             },
             description="The EVSE as the station answered (live, not the CSMS's view).",
         )
@@ -238,6 +242,7 @@ SCHEMAS: dict[str, Any] = {
     "Reservation": _obj(
         {
             **RESERVATION_COUNT["properties"],
+            "id": STRING,  # the caller's own
             "evse_id": STRING,
             "created_at": EPOCH_MS,
         }
@@ -363,6 +368,16 @@ RESPONSES: dict[str, Any] = {
             "Retry-After": {
                 "required": True,
                 "schema": {"type": "integer", "minimum": 0},
+                "description": "seconds",
+            }
+        },
+    ),
+    "TooManyInfoRequests": error(
+        "Too many live info requests from this user (30 a minute); retry later.",
+        headers={
+            "Retry-After": {
+                "required": True,
+                "schema": {"type": "integer", "minimum": 1},
                 "description": "seconds",
             }
         },

@@ -3,7 +3,9 @@
 - :class:`TransportPolicy`: public reads may use plain HTTP; writes and every call
   that carries a token are refused there with a JSON 403 naming the HTTPS URL.
 - :class:`Authentication`: turns ``Authorization: Bearer`` (or ``?access_token=``
-  on event streams, which browsers cannot give headers) into ``req.context.principal``.
+  on event streams, which browsers cannot give headers) into ``req.context.principal``;
+  on a write (POST, PUT, DELETE, ...) it also checks that the account is still enabled and
+  the token not revoked since it was issued (``Authenticator.check_current``).
 - :func:`require` hooks, and :func:`json_body`: bounded size, an object, only the
   known fields (unknown ones are ignored, never assigned), each of the right type.
 """
@@ -82,7 +84,10 @@ class Authentication:
         if token is None:
             return
         try:
-            req.context.principal = self._auth.verify(token)
+            who = self._auth.verify(token)
+            if req.method not in SAFE_METHODS:
+                self._auth.check_current(who)
+            req.context.principal = who
         except InvalidToken as exc:
             raise falcon.HTTPUnauthorized(
                 title="Unauthorized", description=str(exc), challenges=["Bearer"]

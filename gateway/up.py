@@ -195,6 +195,8 @@ def _spawn_csms(
             args.log_level,
             "--threads",
             str(args.threads),
+            "--max-sessions-per-driver",
+            str(args.max_sessions_per_driver),
             "--demo-users",
             *(["--db-url", args.db_url] if args.db_url else []),
             *_backend_argv(args),

@@ -1,4 +1,12 @@
-"""Users and their refresh tokens."""
+"""Users and their refresh tokens.
+
+An account is never removed while anything refers to it: :meth:`UserStore.delete` is a soft
+delete (the row stays for the foreign keys of its sessions, reservations and notifications,
+with its email and password scrubbed), so a session that is running when its driver is
+deleted still gets its row written. Disabling and deleting both bump the user's
+``token_version`` and revoke the refresh tokens, in one transaction: the user's access
+tokens stop working on the next write request, and nothing is left half-done.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from storage._engine import Clock, Database
 from storage._records import RefreshToken, Role, User
@@ -30,6 +38,8 @@ def _user(row: Mapping[str, Any]) -> User:
         password_hash=row["password_hash"],
         role=Role(row["role"]),
         created_at=row["created_at"],
+        token_version=int(row.get("token_version") or 0),
+        disabled_at=row.get("disabled_at"),
     )
 
 
@@ -91,6 +101,77 @@ class UserStore:
         stmt = update(t).where(t.c.id == user_id).values(password_hash=password_hash)
         with self._db.write() as conn:
             return bool(conn.execute(stmt).rowcount == 1)
+
+    def token_version(self, user_id: str) -> int | None:
+        """The version an access token of this user must carry, or None for an account that
+        is gone or disabled (one read by primary key: what every write request costs)."""
+        t = self._table.table
+        stmt = select(t.c.token_version, t.c.disabled_at).where(t.c.id == user_id)
+        with self._db.read() as conn:
+            row = conn.execute(stmt).first()
+        if row is None or row.disabled_at is not None:
+            return None
+        return int(row.token_version)
+
+    def disable(self, user_id: str, at: int | None = None) -> bool:
+        """Lock an account out now: no login, no refresh, no write with an older token.
+        False if there is no such user or it was disabled already."""
+        return self._revoke_access(user_id, at, {})
+
+    def enable(self, user_id: str) -> bool:
+        """Let a disabled (not deleted) account log in again; its old tokens stay revoked."""
+        t = self._table.table
+        stmt = (
+            update(t)
+            .where(
+                t.c.id == user_id,
+                t.c.disabled_at.is_not(None),
+                ~t.c.email.like("%@deleted.invalid"),
+            )
+            .values(disabled_at=None)
+        )
+        with self._db.write() as conn:
+            return bool(conn.execute(stmt).rowcount == 1)
+
+    def delete(self, user_id: str, at: int | None = None) -> bool:
+        """Soft delete: disable, and scrub the email (free to sign up again) and the password
+        hash. The row stays, so the sessions and reservations of the user keep their driver,
+        including a session still running. False if there is no such user (or deleted)."""
+        scrub = {"email": f"{user_id}@deleted.invalid", "password_hash": "!deleted"}
+        t = self._table.table
+        already = t.c.email == scrub["email"]
+        return self._revoke_access(user_id, at, scrub, unless=already)
+
+    def _revoke_access(
+        self, user_id: str, at: int | None, values: dict[str, Any], unless: Any = None
+    ) -> bool:
+        when = self._clock_ms() if at is None else at
+        t = self._table.table
+        tokens = self._db.table("refresh_tokens").table
+        which = [t.c.id == user_id]
+        if unless is not None:
+            which.append(~unless)
+        else:
+            which.append(t.c.disabled_at.is_(None))
+        stmt = (
+            update(t)
+            .where(*which)
+            .values(
+                token_version=t.c.token_version + 1,
+                disabled_at=func.coalesce(t.c.disabled_at, when),
+                **values,
+            )
+        )
+        revoke = (
+            update(tokens)
+            .where(tokens.c.user_id == user_id, tokens.c.revoked_at.is_(None))
+            .values(revoked_at=when)
+        )
+        with self._db.write() as conn:
+            if conn.execute(stmt).rowcount != 1:
+                return False
+            conn.execute(revoke)
+            return True
 
     def list(self, limit: int = 100, offset: int = 0) -> builtins.list[User]:
         """Oldest first, so that pages stay stable while users sign up."""

@@ -255,6 +255,15 @@ def _v6_leases(conn: Connection) -> None:
     md.create_all(conn, checkfirst=False)
 
 
+def _v7_user_token_version_and_disabled_at(conn: Connection) -> None:
+    """Revoking an account at once: access tokens carry ``token_version``, and a write
+    request whose token's version is not the user's current one is refused; disabling or
+    deleting a user bumps it. ``disabled_at``: a disabled (or deleted: the row stays, with
+    its email and password scrubbed, so its sessions' rows keep their driver) account."""
+    conn.execute(text("ALTER TABLE users ADD COLUMN token_version INTEGER NOT NULL DEFAULT 0"))
+    conn.execute(text("ALTER TABLE users ADD COLUMN disabled_at BIGINT"))
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v1_users_sessions_reservations_notifications,
     _v2_evse_state_and_status_events,
@@ -262,6 +271,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v4_evse_ids_per_station,
     _v5_station_credentials,
     _v6_leases,
+    _v7_user_token_version_and_disabled_at,
 )
 LATEST_VERSION: Final = len(MIGRATIONS)
 

@@ -45,6 +45,10 @@ class User:
     password_hash: str
     role: Role
     created_at: int
+    token_version: int = 0
+    """Access tokens of another version are refused on writes (bumped by disable/delete)."""
+    disabled_at: int | None = None
+    """Set when the account was disabled or deleted: it can no longer log in or write."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

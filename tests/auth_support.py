@@ -47,6 +47,8 @@ class User:
     email: str
     password_hash: str
     role: str
+    token_version: int = 0
+    disabled_at: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +87,11 @@ class MemoryUsers:
             self.rows[user_id] = dataclasses.replace(
                 self.rows[user_id], password_hash=password_hash
             )
+
+    def token_version(self, user_id: str) -> int | None:
+        with self._lock:
+            user = self.rows.get(user_id)
+        return None if user is None or user.disabled_at is not None else user.token_version
 
 
 class MemoryRefreshTokens:

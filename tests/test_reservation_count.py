@@ -1,4 +1,4 @@
-"""The reservation count: interrupted by maintenance and by someone else's start, each
+"""The reservation count: interrupted by maintenance and by an operator's start, each
 with the reason delivered live; an unused reservation expires and frees the EVSE."""
 
 from __future__ import annotations
@@ -42,20 +42,21 @@ def test_maintenance_interrupts_the_count_and_tells_the_driver_why(running: Runn
     assert stored[0]["kind"] == "reservation_interrupted"
 
 
-def test_someone_elses_start_interrupts_the_count(running: Running) -> None:
+def test_an_operators_start_interrupts_the_count(running: Running) -> None:
+    """Another driver's start is refused instead (tests/test_driver_rules.py)."""
     alice, alice_id = running.driver("alice@example.com")
-    bob, _ = running.driver("bob@example.com")
+    operator = running.operator()
     live = running.live(alice_id)
     assert running.call("POST", f"/api/v1/evses/{EVSE}/reservation", alice).status_code == 201
     running.watcher.wait_for(running.watcher.has_been(EVSE, "Reserved"), "Reserved")
 
-    started = running.call("POST", f"/api/v1/evses/{EVSE}/start", bob)
+    started = running.call("POST", f"/api/v1/evses/{EVSE}/start", operator)
     assert started.status_code == 201, started.json
 
     note = next_event(live, "notification")
     assert note.data["kind"] == "reservation_interrupted"
     assert "someone else started charging" in note.data["message"]
-    running.watcher.wait_for(running.watcher.status_is(EVSE, "Charging"), "Bob charging")
+    running.watcher.wait_for(running.watcher.status_is(EVSE, "Charging"), "the operator charging")
 
 
 def test_the_holder_starting_uses_the_reservation(running: Running) -> None:

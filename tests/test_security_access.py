@@ -32,10 +32,12 @@ def test_another_driver_cannot_cancel_a_reservation(running: Running) -> None:
 
     assert cancelled.status_code == 404, cancelled.json
     assert EVSE in reason_of(cancelled)
-    still = running.call("GET", f"/api/v1/evses/{EVSE}").json["reservation"]
+    still = running.call("GET", f"/api/v1/evses/{EVSE}", alice).json["reservation"]
     assert still is not None
-    assert still["id"] == reserved.json["id"]
-    assert "driver_id" not in still  # the public view does not say whose it is
+    assert still["id"] == reserved.json["id"]  # shown to its holder
+    public = running.call("GET", f"/api/v1/evses/{EVSE}").json["reservation"]
+    assert public["id"] is None  # the public view does not say whose it is
+    assert "driver_id" not in still
     assert running.system.charging.reservation(EVSE) is not None
     row = running.storage.reservations.get(reserved.json["id"])
     assert row is not None

@@ -126,7 +126,8 @@ def test_a_broker_killed_under_load_loses_no_acknowledged_message_and_no_session
             60,
         )
         ratings = {i: float(v["max_power_w"]) for i, v in (evses_over_http(api) or {}).items()}
-        sessions = start_sessions(api, operator_token(api, data_dir), FLEET_IDS)
+        operator = operator_token(api, data_dir)
+        sessions = start_sessions(api, operator, FLEET_IDS)
         publisher = AckedPublisher(broker.url, stations=PUB_STATIONS, evses_per_station=PUB_EVSES)
         counter = TrafficCounter(broker.url)
         with closing_all(publisher, counter):
@@ -156,7 +157,7 @@ def test_a_broker_killed_under_load_loses_no_acknowledged_message_and_no_session
 
             def view_right() -> bool:
                 asked = time.time()
-                evses = evses_over_http(api)
+                evses = evses_over_http(api, operator)  # the session ids: an operator's read
                 if evses is None or not all(v["online"] for v in evses.values()):
                     return False
                 if not all(reported_since(v, back_at, asked) for v in evses.values()):

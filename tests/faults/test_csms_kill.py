@@ -83,8 +83,13 @@ def station_truth(fleet_dir: Path) -> dict[str, StationTruth]:
     return truth
 
 
-def evses_over_http(api: Api) -> dict[str, dict[str, Any]] | None:
-    status, body = api.get("/api/v1/stations", secure=False)
+def evses_over_http(api: Api, token: str | None = None) -> dict[str, dict[str, Any]] | None:
+    """The fleet as a public read over HTTP, or with ``token`` over HTTPS (an operator's
+    read shows the session and reservation ids; a public one does not)."""
+    if token is None:
+        status, body = api.get("/api/v1/stations", secure=False)
+    else:
+        status, body = api.get("/api/v1/stations", token=token)
     if status != 200:
         return None
     return {e["id"]: {**e, "online": s["online"]} for s in body["stations"] for e in s["evses"]}

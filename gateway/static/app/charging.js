@@ -168,7 +168,7 @@ export function createCharging(ctx) {
         const { sessions } = await api.get("/me/sessions", { limit: 5 });
         const open = (sessions || []).find((s) => s.open);
         if (!open) return;
-        const evse = await api.publicGet(`/evses/${encodeURIComponent(open.evse_id)}`);
+        const evse = await api.get(`/evses/${encodeURIComponent(open.evse_id)}`); // our own ids
         follow({
           session_id: open.id,
           evse_id: open.evse_id,

@@ -365,7 +365,8 @@ export function createNearby(ctx) {
     const saved = load(RESERVATION_KEY);
     if (!saved || !saved.evse_id) return;
     try {
-      const evse = await api.publicGet(`/evses/${encodeURIComponent(saved.evse_id)}`);
+      // with the token: the reservation's id is shown to its holder only
+      const evse = await api.get(`/evses/${encodeURIComponent(saved.evse_id)}`);
       if (evse.reservation && evse.reservation.id === saved.id) {
         showReservation({ ...saved, ...evse.reservation });
         return;
