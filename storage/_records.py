@@ -45,6 +45,9 @@ class User:
     password_hash: str
     role: Role
     created_at: int
+    confirmed_at: int | None = None
+    """When the user proved the email address is theirs (None: not yet, see
+    ``gateway.account_mail``); accounts made without mail count as confirmed at creation."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
