@@ -51,6 +51,7 @@ from gateway.auth_model import (
     normalize_email,
 )
 from storage.errors import (
+    EmailNotConfirmed,
     EmailTaken,
     InvalidCredentials,
     InvalidEmail,
@@ -158,6 +159,8 @@ class LocalAuthenticator:
             raise InvalidCredentials()
         if not self._verify_password(user.password_hash, password):
             raise InvalidCredentials()
+        if getattr(user, "confirmed_at", 0) is None:  # signed up by mail, link not followed
+            raise EmailNotConfirmed()
         if self._hasher.check_needs_rehash(user.password_hash):
             self._rehash(user, password)
         return self._issue(user, family_id=_new_id())

@@ -46,6 +46,19 @@ def _add_csms_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--keepalive", type=int, default=10, help="MQTT keepalive in seconds")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--smtp-url",
+        default=os.environ.get("SMARTCHARGE_SMTP_URL"),
+        help="mail sign-up confirmations and password resets through this SMTP server:"
+        " smtp[s|+starttls]://[user@]host:port[?from=addr] (password: env"
+        " SMARTCHARGE_SMTP_PASSWORD; env SMARTCHARGE_SMTP_URL)",
+    )
+    p.add_argument(
+        "--public-url",
+        default=os.environ.get("SMARTCHARGE_PUBLIC_URL"),
+        help="where people reach the gateway, for mailed links (default: the HTTPS URL;"
+        " env SMARTCHARGE_PUBLIC_URL)",
+    )
     _add_backend_args(p)
 
 
@@ -192,6 +205,15 @@ def run_csms(args: argparse.Namespace) -> int:
         )
     except (ValueError, OSError) as exc:
         raise SystemExit(f"smartcharge csms: {exc}") from None
+    if args.smtp_url is not None:
+        from gateway.mail import parse_smtp_url
+
+        if args.auth != "local":
+            raise SystemExit("smartcharge csms: --smtp-url needs --auth local")
+        try:
+            parse_smtp_url(args.smtp_url)
+        except ValueError as exc:
+            raise SystemExit(f"smartcharge csms: --smtp-url: {exc}") from None
     config = CsmsConfig(mqtt_url=mqtt, keepalive=args.keepalive)
     serve(
         config,
@@ -212,6 +234,8 @@ def run_csms(args: argparse.Namespace) -> int:
             firebase_api_key=args.firebase_api_key,
             firebase_database_url=args.firebase_database_url,
             lease=lease,
+            smtp_url=args.smtp_url,
+            public_url=args.public_url,
         ),
     )
     return 0

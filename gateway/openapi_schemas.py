@@ -223,6 +223,33 @@ SCHEMAS: dict[str, Any] = {
         "required": ["refresh_token"],
         "properties": {"refresh_token": STRING},
     },
+    "ResetRequest": {
+        "type": "object",
+        "required": ["email"],
+        "properties": {"email": STRING},
+        "description": "The address to mail a reset link to (if it has an account).",
+    },
+    "ResetConfirmation": {
+        "type": "object",
+        "required": ["token", "password"],
+        "properties": {
+            "token": {"type": "string", "description": "from the mailed link"},
+            "password": {
+                "type": "string",
+                "minLength": MIN_PASSWORD_CHARS,
+                "maxLength": MAX_PASSWORD_CHARS,
+            },
+        },
+    },
+    "EmailConfirmation": {
+        "type": "object",
+        "required": ["token"],
+        "properties": {"token": {"type": "string", "description": "from the mailed link"}},
+    },
+    "Accepted": _obj(
+        {"status": {"type": "string", "enum": ["accepted"]}, "message": STRING},
+        description="The same answer whether or not the email has an account: the mail says.",
+    ),
     "Tokens": _obj(
         {
             "access_token": {"type": "string", "description": "an HS256 JWT"},
@@ -357,8 +384,13 @@ RESPONSES: dict[str, Any] = {
     "Conflict": error("The EVSE or its station refuses, with the station's reason."),
     "TooLarge": error(f"The body is larger than {MAX_BODY_BYTES} bytes."),
     "Invalid": error("A field is missing, of the wrong type or out of range."),
+    "NoMail": error("Mail is not configured on this server (`--smtp-url`)."),
+    "BadLink": error(
+        "Malformed JSON, or the link is invalid, expired or already used (ask for a new one)."
+    ),
     "TooManyAttempts": error(
-        "Too many attempts from this address or for this email; retry later.",
+        "Too many attempts from this address, or too many failed ones from it for this"
+        " account; retry later.",
         headers={
             "Retry-After": {
                 "required": True,
