@@ -8,7 +8,7 @@ thread's first statement). Each store method runs inside :meth:`Database.read` o
 (or rolled back) and returned to the pool **by the same thread**. So a connection never crosses
 threads, and any number of threads may call the stores at once; at most ``pool_size +
 max_overflow`` (5 + 10 by default) of them hold a connection at the same moment, the others
-wait for one.
+wait for one (outside ``dataset``'s lock: ``_DatasetDatabase.executable``).
 
 SQLite
 ------
@@ -58,6 +58,33 @@ def system_clock_ms() -> int:
 
 
 class _DatasetDatabase(dataset.Database):
+    @property
+    def executable(self) -> Connection:
+        """This thread's connection, checked out of the pool **outside** ``dataset``'s lock.
+
+        ``dataset`` checks the connection out while holding its process-wide lock, and it
+        takes the same lock to give a connection back at the end of a transaction. With more
+        threads than the pool has connections, a thread waiting for one (up to the pool's
+        30 s timeout) so kept every holder from giving theirs back: every storage call in
+        the process stalled for 30 s (seen: 200 concurrent starts on a running CSMS). Only
+        this thread ever reads or writes its own entry of ``connections``.
+        """
+        tid = threading.get_ident()
+        connection = self.connections.get(tid)
+        if connection is None:
+            if self.engine is None:
+                raise RuntimeError("Database is closed")
+            connection = self.engine.connect()  # may wait for a free connection: lock-free
+            with self.lock:
+                self.connections[tid] = connection
+        return connection
+
+    def _release_connection(self) -> None:
+        with self.lock:
+            connection = self.connections.pop(threading.get_ident(), None)
+        if connection is not None:
+            connection.close()  # back to the pool, outside the lock
+
     def _flush_tables(self) -> None:
         """Keep the reflected tables after a rollback.
 
