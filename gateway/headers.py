@@ -33,7 +33,8 @@ class SecurityHeaders:
         self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
     ) -> None:
         html = (resp.content_type or "").startswith("text/html")
-        resp.set_header("Content-Security-Policy", PAGE_CSP if html else API_CSP)
+        if resp.status_code != 304:  # a 304's headers update the cached page's: keep its CSP
+            resp.set_header("Content-Security-Policy", PAGE_CSP if html else API_CSP)
         resp.set_header("X-Frame-Options", "DENY")
         resp.set_header("X-Content-Type-Options", "nosniff")
         resp.set_header("Referrer-Policy", "same-origin")

@@ -38,6 +38,8 @@ INTEGER = {"type": "integer"}
 BOOLEAN = {"type": "boolean"}
 EPOCH_MS = {"type": "integer", "description": "epoch milliseconds, UTC"}
 STATUS = {"type": "string", "enum": [str(s) for s in EvseStatus]}
+NEW_PASSWORD = {"type": "string", "minLength": MIN_PASSWORD_CHARS, "maxLength": MAX_PASSWORD_CHARS}
+LINK_TOKEN = {"type": "string", "description": "from the mailed link"}
 
 RESERVATION_COUNT = _obj(
     {
@@ -210,11 +212,7 @@ SCHEMAS: dict[str, Any] = {
         "required": ["email", "password"],
         "properties": {
             "email": {"type": "string", "format": "email", "maxLength": 254},
-            "password": {
-                "type": "string",
-                "minLength": MIN_PASSWORD_CHARS,
-                "maxLength": MAX_PASSWORD_CHARS,
-            },
+            "password": NEW_PASSWORD,
         },
         "description": "A new driver account. Unknown fields are ignored.",
     },
@@ -232,19 +230,12 @@ SCHEMAS: dict[str, Any] = {
     "ResetConfirmation": {
         "type": "object",
         "required": ["token", "password"],
-        "properties": {
-            "token": {"type": "string", "description": "from the mailed link"},
-            "password": {
-                "type": "string",
-                "minLength": MIN_PASSWORD_CHARS,
-                "maxLength": MAX_PASSWORD_CHARS,
-            },
-        },
+        "properties": {"token": LINK_TOKEN, "password": NEW_PASSWORD},
     },
     "EmailConfirmation": {
         "type": "object",
         "required": ["token"],
-        "properties": {"token": {"type": "string", "description": "from the mailed link"}},
+        "properties": {"token": LINK_TOKEN},
     },
     "Accepted": _obj(
         {"status": {"type": "string", "enum": ["accepted"]}, "message": STRING},
