@@ -122,7 +122,12 @@ def running(
         hasher=argon2.PasswordHasher(time_cost=1, memory_cost=64, parallelism=1),
     )
     app = create_app(
-        system, auth=auth, storage=storage, https_base=HTTPS_BASE, login_limits=(1000, 1000)
+        system,
+        auth=auth,
+        storage=storage,
+        https_base=HTTPS_BASE,
+        login_limits=(1000, 1000),
+        signup_limits=(1000, 60.0),
     )
     system.start()
     fleet = FleetProcess(
