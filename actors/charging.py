@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 
 from actors.commands import Commands
 from actors.evse_state import EvseState
@@ -45,7 +45,7 @@ from storage.errors import (
     UnknownEvseError,
 )
 
-__all__ = ["Caller", "ChargingService"]
+__all__ = ["Caller", "Charging", "ChargingService", "Started"]
 
 ASK_TIMEOUT_S = 5.0
 
@@ -60,6 +60,27 @@ class Caller:
 class Started:
     session_id: str
     outcome: CommandOutcome
+
+
+class Charging(Protocol):
+    """What the gateway asks of the CSMS: :class:`ChargingService` in the node's process, or
+    its remote stand-in in a gateway apart (``gateway/node_client.py``)."""
+
+    def reservation(self, evse_id: str) -> Reservation | None: ...
+
+    def reserve(
+        self, caller: Caller, evse_id: str, duration_s: float | None = None
+    ) -> Reservation: ...
+
+    def cancel_reservation(self, caller: Caller, evse_id: str) -> Reservation: ...
+
+    def start(self, caller: Caller, evse_id: str, target_soc: float | None = None) -> Started: ...
+
+    def stop(self, caller: Caller, evse_id: str) -> CommandOutcome: ...
+
+    def set_maintenance(self, caller: Caller, evse_id: str, enabled: bool) -> CommandOutcome: ...
+
+    def info(self, evse_id: str) -> CommandOutcome: ...
 
 
 class ChargingService:

@@ -64,6 +64,7 @@ class FleetView:
         self._geo_lock = threading.Lock()  # one update at a time; lock order: _geo_lock, _lock
         self._geo_pending: dict[str, Position] = {}  # added/moved since the snapshot, under _lock
         self._geo_version = 0  # bumped under _lock with every change to _geo_pending
+        self._reservation_watchers: list[Callable[[str], None]] = []
 
     def now(self) -> float:
         return self._clock()
@@ -117,6 +118,13 @@ class FleetView:
             else:
                 self._reservations[evse_id] = reservation
             self._version += 1
+        for watcher in self._reservation_watchers:
+            watcher(evse_id)
+
+    def watch_reservations(self, watcher: Callable[[str], None]) -> None:
+        """``watcher(evse_id)`` after each reservation write, on the writer's thread (the node
+        publishes them for its gateways: :mod:`actors.node_server`). Add before it runs."""
+        self._reservation_watchers.append(watcher)
 
     # ------------------------------------------------------------------ reads (any thread)
 

@@ -75,6 +75,13 @@ class LiveHub:
         self._lock = threading.Lock()
         self._streams: list[LiveStream] = []
         self._ids = itertools.count(1)
+        self._taps: list[Callable[[LiveEvent], None]] = []
+
+    def add_tap(self, tap: Callable[[LiveEvent], None]) -> None:
+        """``tap(event)`` for every event, on the publisher's thread, before the streams get
+        it (the node forwards events to its gateways: :mod:`actors.node_server`). A tap must
+        not block. Add before anything publishes."""
+        self._taps.append(tap)
 
     def subscribe(self, accept: Callable[[LiveEvent], bool]) -> LiveStream:
         stream = LiveStream(accept=accept)
@@ -96,6 +103,8 @@ class LiveHub:
         self, kind: str, data: LiveData, *, user_id: str | None = None, public: bool = False
     ) -> LiveEvent:
         event = LiveEvent(kind=kind, data=data, user_id=user_id, public=public, id=next(self._ids))
+        for tap in self._taps:
+            tap(event)
         with self._lock:
             streams = list(self._streams)
         for stream in streams:

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import pykka
 
 from actors.bridge import BridgeStats, Connect, MqttBridgeActor
-from actors.charging import ChargingService
+from actors.charging import Charging, ChargingService
 from actors.clock import Clock, SystemClock
 from actors.commands import Commands
 from actors.fleet_view import EvseView, FleetView, FleetViewWriter
@@ -38,6 +38,7 @@ from actors.live_feed import LiveFeed
 from actors.messages import CommandOutcome
 from actors.metrics import CsmsMetrics, RestartCounter
 from actors.metrics_recorder import MetricsRecorder, SampleRetention
+from actors.node_server import NodeChannel, NodePublisher, NodeRpc, serve_node
 from actors.notifier import Notifier
 from actors.reservations import ReservationActor
 from actors.routing import EvseRegistry
@@ -48,7 +49,7 @@ from actors.state_recorder import LastKnownEvse, StateRecorder, last_known_fleet
 from actors.supervision import restored
 from actors.supervisor import SupervisorActor
 from protocol import CommandArgs, CommandName
-from protocol.mqtt_settings import MqttSettings
+from protocol.mqtt_settings import MqttSettings, parse_mqtt_url
 from storage import Storage
 from storage.protocols import CsmsStores
 
@@ -64,7 +65,7 @@ class Csms(Protocol):
     def view(self) -> FleetView: ...
 
     @property
-    def charging(self) -> ChargingService: ...
+    def charging(self) -> Charging: ...
 
     @property
     def hub(self) -> LiveHub: ...
@@ -100,6 +101,13 @@ class CsmsConfig:
     mqtt_process: bool = True
     """Run the MQTT client in a child process (:class:`actors.mqtt_link.MqttLink`), off the
     actors' GIL; ``False`` keeps it in this process."""
+    serve_gateways: bool = False
+    """Publish the read model and answer gateways' requests on the broker
+    (:mod:`actors.node_server`, ``docs/node-protocol.md``): gateways then run apart."""
+    node_mqtt: MqttSettings | None = None
+    """The account the node's contract client connects with (a broker with accounts ties a
+    client id to its account, so it cannot share the station link's); ``None``: the station
+    link's URL, with the client id ``<client_id>-node`` (a broker without accounts)."""
 
 
 def build_csms(
@@ -146,6 +154,7 @@ class CsmsSystem:
         self.restarts = RestartCounter()
         self.mqtt_connected = threading.Event()
         self._refs: list[pykka.ActorRef[Any]] = []
+        self._node: tuple[NodeChannel, NodePublisher, NodeRpc] | None = None
         self.hub = LiveHub()
         self.metrics = CsmsMetrics(
             view=self.view, bridge=self.bridge_stats, hub=self.hub, restarts=self.restarts
@@ -172,6 +181,23 @@ class CsmsSystem:
     def supervisor(self) -> pykka.ActorRef[Any] | None:
         """The running supervisor (it registers itself in :attr:`registry`), or ``None``."""
         return self.registry.supervisor
+
+    def _serve_node(self) -> tuple[NodeChannel, NodePublisher, NodeRpc]:
+        url = self.config.mqtt_url
+        settings = self.config.node_mqtt
+        if settings is None:
+            settings = url if isinstance(url, MqttSettings) else parse_mqtt_url(url)
+            if settings.username is not None:
+                raise ValueError("serve_gateways on a broker with accounts needs node_mqtt")
+            settings = settings.with_client_id(f"{self.config.client_id}-node")
+        return serve_node(
+            settings=settings,
+            view=self.view,
+            owners=self.owners,
+            hub=self.hub,
+            charging=self.charging,
+            keepalive=self.config.keepalive,
+        )
 
     def _driver_in_memory(self, session_id: str | None) -> str | None:
         """The state recorder's lookup: never a query per flush."""
@@ -254,12 +280,15 @@ class CsmsSystem:
             self._restore_view(last_known)
             # Three listener hosts: what people see (read model first, then the live feed)
             # never waits for a disk; session rows never wait behind the bulk recorders.
+            node = self._node = self._serve_node() if self.config.serve_gateways else None
             live = ListenerHost.start(
                 [
                     FleetViewWriter(self.view),
                     LiveFeed(self.hub, self.owners),
+                    *([] if node is None else [node[1]]),
                     *self.config.listeners,
                 ],
+                timers=self.clock,  # ticks only if a listener ticks (the node publisher)
                 name="live",
             )
             self._refs.append(live)
@@ -313,6 +342,8 @@ class CsmsSystem:
             )
             self._refs.append(supervisor)
             bridge.tell(Connect(target=supervisor, registry=self.registry))
+            if node is not None:
+                node[0].start()
         except BaseException:
             self.stop()
             raise
@@ -323,6 +354,11 @@ class CsmsSystem:
     def stop(self) -> None:
         """Stop in reverse order of start: supervisor (and its EVSEs), bridge, subscribers;
         then the clock's timer thread, if this system made the clock."""
+        if self._node is not None:
+            channel, _, rpc = self._node
+            channel.stop()  # no new requests; the running ones finish (their replies are lost)
+            rpc.stop()
+            self._node = None
         for ref in reversed(self._refs):
             with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
                 ref.stop(block=True, timeout=10)

@@ -30,7 +30,15 @@ from typing import Any
 from amqtt.contexts import Action
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 
-from gateway.broker_accounts import ACL_PATTERNS, CSMS_USER, PASSWD, verify_password
+from gateway.broker_accounts import (
+    ACL_PATTERNS,
+    CSMS_USER,
+    INTERNAL_USERS,
+    NODE_REQUESTS,
+    NODE_USER,
+    PASSWD,
+    verify_password,
+)
 from protocol import TOPIC_NAMESPACE
 
 __all__ = ["PasswordFileAuthPlugin", "StationAclPlugin", "allowed"]
@@ -59,6 +67,11 @@ def allowed(username: str | None, topic: str, action: str, csms_user: str = CSMS
     levels = topic.split("/")
     if username == csms_user:
         return levels[0] == TOPIC_NAMESPACE
+    if username == NODE_USER or username in INTERNAL_USERS:  # the node-gateway contract
+        node = levels[:2] == ["smartcharge", "node"]
+        if username == NODE_USER or action != "publish":
+            return node
+        return topic == NODE_REQUESTS
     if any(c in username for c in "+#/"):
         return False
     wanted = "write" if action == "publish" else "read"

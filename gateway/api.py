@@ -12,7 +12,7 @@ from typing import Any
 
 import falcon
 
-from actors.charging import Caller, ChargingService
+from actors.charging import Caller, Charging
 from actors.fleet_view import FleetView
 from gateway.account_mail import AccountMail
 from gateway.auth import Authenticator, Principal
@@ -182,7 +182,7 @@ class NearestResource:
 class EvseInfoResource:
     """``GET /evses/{evse_id}/info``: a live round trip to the station."""
 
-    def __init__(self, charging: ChargingService) -> None:
+    def __init__(self, charging: Charging) -> None:
         self._charging = charging
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, evse_id: str) -> None:
@@ -193,7 +193,7 @@ class EvseInfoResource:
 class ReservationResource:
     """``POST``/``DELETE /evses/{evse_id}/reservation``: the count."""
 
-    def __init__(self, charging: ChargingService, view: FleetView) -> None:
+    def __init__(self, charging: Charging, view: FleetView) -> None:
         self._charging = charging
         self._view = view
 
@@ -216,7 +216,7 @@ class ReservationResource:
 class EvseActionResource:
     """``POST /evses/{evse_id}/start`` and ``/stop``."""
 
-    def __init__(self, charging: ChargingService) -> None:
+    def __init__(self, charging: Charging) -> None:
         self._charging = charging
 
     def on_post_start(self, req: falcon.Request, resp: falcon.Response, evse_id: str) -> None:
@@ -244,7 +244,7 @@ class EvseActionResource:
 class MaintenanceResource:
     """``PUT /evses/{evse_id}/maintenance`` ``{"enabled": bool}`` (operators)."""
 
-    def __init__(self, charging: ChargingService) -> None:
+    def __init__(self, charging: Charging) -> None:
         self._charging = charging
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, evse_id: str) -> None:

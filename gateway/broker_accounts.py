@@ -13,7 +13,12 @@ that are written again from it after every change, in the *auth directory*
   (``SIGHUP``: Mosquitto and our amqtt runner reload ``passwd``).
 
 The CSMS has its own account (:data:`CSMS_USER`), its password generated on first run into
-``<csms data dir>/mqtt.password`` (mode 0600). Everything here imports only the standard
+``<csms data dir>/mqtt.password`` (mode 0600). The node-gateway contract
+(``docs/node-protocol.md``) has accounts of its own, as the broker ties a client id to its
+account: the node's client :data:`NODE_USER` (the CSMS's password; ``smartcharge/node/#``),
+and one per gateway worker, :data:`GATEWAY_USER` ``-1`` to ``-64`` (one shared password in
+``<csms data dir>/gateway.password``: they read ``smartcharge/node/#`` and write only
+requests). Everything here imports only the standard
 library (the amqtt process imports it).
 """
 
@@ -34,6 +39,8 @@ from typing import Final
 from protocol import (
     ALL_TOPICS_FILTER,
     ANY_VERSION_ROOT,
+    NODE_REQUESTS_TOPIC,
+    TOPIC_NAMESPACE,
     station_commands_filter,
     station_publish_filters,
     valid_station_id,
@@ -42,11 +49,20 @@ from protocol import (
 __all__ = [
     "ACL_PATTERNS",
     "CSMS_USER",
+    "GATEWAY_PASSWORD_FILE",
+    "GATEWAY_SLOTS",
+    "GATEWAY_USER",
+    "INTERNAL_USERS",
+    "NODE_FILTER",
+    "NODE_REQUESTS",
+    "NODE_USER",
     "acl_text",
     "auth_dir_for",
     "check_station_id",
     "ensure_csms_password",
+    "ensure_gateway_password",
     "hash_password",
+    "internal_users",
     "new_password",
     "read_password_file",
     "signal_broker",
@@ -61,6 +77,16 @@ PASSWD: Final = "passwd"
 ACL: Final = "acl"
 PID_FILE: Final = "broker.pid"
 CSMS_PASSWORD_FILE: Final = "mqtt.password"
+NODE_USER: Final = "csms-node"
+GATEWAY_USER: Final = "csms-gw"
+"""Gateway worker accounts are ``csms-gw-1`` .. ``csms-gw-<GATEWAY_SLOTS>``."""
+GATEWAY_SLOTS: Final = 64
+GATEWAY_PASSWORD_FILE: Final = "gateway.password"
+NODE_FILTER: Final = f"{TOPIC_NAMESPACE}/node/#"
+NODE_REQUESTS: Final = NODE_REQUESTS_TOPIC
+INTERNAL_USERS: Final = frozenset(
+    {CSMS_USER, NODE_USER, *(f"{GATEWAY_USER}-{k}" for k in range(1, GATEWAY_SLOTS + 1))}
+)
 
 _ITERATIONS: Final = 101  # what mosquitto_passwd 2.0 uses
 _SALT_BYTES: Final = 12
@@ -75,10 +101,11 @@ the CSMS hear stations of an older protocol version, so it can refuse them clear
 
 def check_station_id(station_id: str) -> str:
     """A station id usable as a user name and a topic level (no ``+ # /``), not the CSMS's."""
-    if not valid_station_id(station_id) or station_id == CSMS_USER:
+    if not valid_station_id(station_id) or station_id in INTERNAL_USERS:
         raise ValueError(
             f"invalid station id {station_id!r}: 1-64 of A-Z a-z 0-9 _ -, starting with a "
-            f"letter or digit, and not {CSMS_USER!r}"
+            f"letter or digit, and not one of the CSMS's own ({CSMS_USER!r}, {NODE_USER!r}, "
+            f"{GATEWAY_USER}-<n>)"
         )
     return station_id
 
@@ -121,6 +148,19 @@ def acl_text(csms_user: str = CSMS_USER) -> str:
         f"user {csms_user}",
         f"topic readwrite {ALL_TOPICS_FILTER}",
         "",
+        "# The node-gateway contract (docs/node-protocol.md).",
+        f"user {NODE_USER}",
+        f"topic readwrite {NODE_FILTER}",
+        *(
+            line
+            for k in range(1, GATEWAY_SLOTS + 1)
+            for line in (
+                f"user {GATEWAY_USER}-{k}",
+                f"topic read {NODE_FILTER}",
+                f"topic write {NODE_REQUESTS}",
+            )
+        ),
+        "",
         "# A station (user name = station id) writes and reads only its own topics.",
         *(f"pattern {access} {topic}" for access, topic in ACL_PATTERNS),
     ]
@@ -151,6 +191,25 @@ def ensure_csms_password(csms_data_dir: Path) -> Path:
     if not path.exists():
         write_secret(path, new_password() + "\n")
     return path
+
+
+def ensure_gateway_password(csms_data_dir: Path) -> Path:
+    """``<csms data dir>/gateway.password`` (0600), the gateway workers' broker password."""
+    path = csms_data_dir / GATEWAY_PASSWORD_FILE
+    if not path.exists():
+        write_secret(path, new_password() + "\n")
+    return path
+
+
+def internal_users(csms_password: str, gateway_password: str) -> list[tuple[str, str]]:
+    """The ``(user, hash)`` pairs of the CSMS's own accounts."""
+    csms = hash_password(csms_password)
+    gateway = hash_password(gateway_password)
+    return [
+        (CSMS_USER, csms),
+        (NODE_USER, csms),
+        *((f"{GATEWAY_USER}-{k}", gateway) for k in range(1, GATEWAY_SLOTS + 1)),
+    ]
 
 
 def write_auth_files(

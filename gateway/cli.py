@@ -13,7 +13,11 @@ import argparse
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
+
+from gateway.broker_accounts import GATEWAY_SLOTS, NODE_USER
 
 __all__ = ["main"]
 
@@ -27,7 +31,7 @@ def _add_csms_args(p: argparse.ArgumentParser) -> None:
         "--https-port",
         type=int,
         default=8443,
-        help="HTTPS port: writes and every call with a token",
+        help="HTTPS port: writes and every call with a token (0: none, reads only)",
     )
     p.add_argument(
         "--certfile",
@@ -109,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--mqtt-url", default=None, help="use this broker instead of starting an embedded one"
     )
     up.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="gateway worker processes apart from the CSMS node (default: the number of"
+        " cores; 0: the gateway in the node's own process)",
+    )
+    up.add_argument(
         "--broker",
         default="auto",
         choices=["auto", "mosquitto", "amqtt"],
@@ -135,7 +146,42 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="create a demo driver and operator (logins in the data dir)",
     )
+    csms.add_argument(
+        "--serve-gateways",
+        action="store_true",
+        help="publish the read model and answer requests for 'smartcharge gateway' workers"
+        " (docs/node-protocol.md); on a broker with accounts the node connects as csms-node",
+    )
     _add_csms_args(csms)
+
+    gateway = sub.add_parser(
+        "gateway", help="run gateway workers apart from the CSMS node (docs/node-protocol.md)"
+    )
+    gateway.add_argument(
+        "--mqtt-url",
+        default="mqtt://127.0.0.1:1883",
+        help="mqtt[s]://[csms-gw@]host:port; with a user, each worker connects as csms-gw-<n>",
+    )
+    gateway.add_argument(
+        "--mqtt-password-file",
+        type=Path,
+        default=None,
+        help="the gateway accounts' password (first line; <node data dir>/gateway.password)",
+    )
+    gateway.add_argument("--mqtt-ca-file", type=Path, default=None, help="CA of an mqtts:// broker")
+    gateway.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("./var"),
+        help="the node's data dir (secret.key signs tokens; SQLite; the TLS certificate)",
+    )
+    gateway.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="gateway worker processes (default: the number of cores)",
+    )
+    _add_csms_args(gateway)
 
     sub.add_parser(
         "fleet", help="run a simulated station fleet (see 'smartcharge fleet -h')", add_help=False
@@ -175,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "csms":
         return run_csms(args)
+    if args.command == "gateway":
+        return run_gateway(args)
     from gateway.up import run_up
 
     return run_up(args)
@@ -184,7 +232,7 @@ def run_csms(args: argparse.Namespace) -> int:
     from actors.system import CsmsConfig
     from gateway.firebase_auth import EmulatorOutsideTests, refuse_emulators_outside_tests
     from gateway.lease import CsmsLeaseRefused, take_csms_lease
-    from gateway.server import GatewaySettings, serve
+    from gateway.server import serve
     from protocol.mqtt_settings import parse_mqtt_url
 
     if (args.certfile is None) != (args.keyfile is None):
@@ -205,40 +253,68 @@ def run_csms(args: argparse.Namespace) -> int:
         )
     except (ValueError, OSError) as exc:
         raise SystemExit(f"smartcharge csms: {exc}") from None
-    if args.smtp_url is not None:
-        from gateway.mail import parse_smtp_url
+    node_mqtt = None
+    if args.serve_gateways and mqtt.username is not None:
+        node_mqtt = replace(mqtt, username=NODE_USER, client_id=NODE_USER)
+    config = CsmsConfig(
+        mqtt_url=mqtt,
+        keepalive=args.keepalive,
+        serve_gateways=args.serve_gateways,
+        node_mqtt=node_mqtt,
+    )
+    serve(config, _settings(args, lease=lease, demo_users=args.demo_users))
+    return 0
 
+
+def run_gateway(args: argparse.Namespace) -> int:
+    from gateway.gateway_server import serve_gateways
+    from protocol.mqtt_settings import parse_mqtt_url
+
+    if (args.certfile is None) != (args.keyfile is None):
+        raise SystemExit("smartcharge gateway: give both --certfile and --keyfile, or neither")
+    if not 1 <= args.workers <= GATEWAY_SLOTS:
+        raise SystemExit(f"smartcharge gateway: --workers must be 1 to {GATEWAY_SLOTS}")
+    try:
+        mqtt = parse_mqtt_url(
+            args.mqtt_url, password_file=args.mqtt_password_file, ca_file=args.mqtt_ca_file
+        )
+    except (ValueError, OSError) as exc:
+        raise SystemExit(f"smartcharge gateway: {exc}") from None
+    serve_gateways(_settings(args, lease=None, demo_users=False), mqtt, workers=args.workers)
+    return 0
+
+
+def _settings(args: argparse.Namespace, *, lease: Any, demo_users: bool) -> Any:
+    from gateway.mail import parse_smtp_url
+    from gateway.server import GatewaySettings
+
+    if args.smtp_url is not None:  # refuse a bad one before starting anything
         if args.auth != "local":
-            raise SystemExit("smartcharge csms: --smtp-url needs --auth local")
+            raise SystemExit(f"smartcharge {args.command}: --smtp-url needs --auth local")
         try:
             parse_smtp_url(args.smtp_url)
         except ValueError as exc:
-            raise SystemExit(f"smartcharge csms: --smtp-url: {exc}") from None
-    config = CsmsConfig(mqtt_url=mqtt, keepalive=args.keepalive)
-    serve(
-        config,
-        GatewaySettings(
-            http_host=args.http_host,
-            http_port=args.http_port,
-            https_port=args.https_port,
-            certfile=args.certfile,
-            keyfile=args.keyfile,
-            data_dir=args.data_dir,
-            db_url=args.db_url,
-            demo_users=args.demo_users,
-            threads=args.threads,
-            loglevel=args.log_level,
-            auth_backend=args.auth,
-            user_data=args.user_data,
-            firebase_project=args.firebase_project,
-            firebase_api_key=args.firebase_api_key,
-            firebase_database_url=args.firebase_database_url,
-            lease=lease,
-            smtp_url=args.smtp_url,
-            public_url=args.public_url,
-        ),
+            raise SystemExit(f"smartcharge {args.command}: --smtp-url: {exc}") from None
+    return GatewaySettings(
+        http_host=args.http_host,
+        http_port=args.http_port,
+        https_port=args.https_port or None,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+        data_dir=args.data_dir,
+        db_url=args.db_url,
+        demo_users=demo_users,
+        threads=args.threads,
+        loglevel=args.log_level,
+        auth_backend=args.auth,
+        user_data=args.user_data,
+        firebase_project=args.firebase_project,
+        firebase_api_key=args.firebase_api_key,
+        firebase_database_url=args.firebase_database_url,
+        lease=lease,
+        smtp_url=args.smtp_url,
+        public_url=args.public_url,
     )
-    return 0
 
 
 if __name__ == "__main__":

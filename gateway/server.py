@@ -48,7 +48,15 @@ from storage import (
 )
 from storage.errors import EmailTaken
 
-__all__ = ["GatewayServer", "GatewaySettings", "Runtime", "serve"]
+__all__ = [
+    "GatewayServer",
+    "GatewaySettings",
+    "Runtime",
+    "gunicorn_base_options",
+    "open_accounts",
+    "open_mail",
+    "serve",
+]
 
 log = logging.getLogger(__name__)
 
@@ -109,34 +117,14 @@ class Runtime:
 
     @classmethod
     def build(cls, config: CsmsConfig, settings: GatewaySettings) -> Runtime:
-        refuse_emulators_outside_tests()  # the Auth emulator accepts unsigned tokens
-        private_dir(settings.data_dir)  # 0700: it holds the database, keys and secrets
-        sql = open_storage(settings.db_url, data_dir=settings.data_dir)
-        firebase_auth, storage = firebase_backends(settings, sql)
+        sql, storage, auth = open_accounts(settings)
         system = CsmsSystem(replace(config, storage=storage))
-        auth: Authenticator = firebase_auth or LocalAuthenticator(
-            storage.users,
-            storage.refresh_tokens,
-            secret=load_or_create_secret(private_file(settings.data_dir / "secret.key")),
-            duplicate_error=DuplicateError,
-        )
         if settings.demo_users:
             ensure_demo_users(auth, storage, settings.data_dir)
         keeper = None if settings.lease is None else csms_keeper(sql.leases, settings.lease)
+        mailer, mail = open_mail(settings, storage, auth)
         runtime = cls(storage=storage, system=system, auth=auth, lease_keeper=keeper)
-        if settings.smtp_url is not None:
-            if firebase_auth is not None or not isinstance(storage, Storage):
-                raise ValueError("mail (--smtp-url) needs local accounts in the SQL database")
-            runtime.mailer = SmtpMailer(parse_smtp_url(settings.smtp_url))
-            runtime.mail = AccountMail(
-                storage,
-                runtime.mailer,
-                public_url=settings.public_url
-                or settings.https_base
-                or settings.http_base
-                or "http://localhost",
-                hasher=default_password_hasher(),
-            )
+        runtime.mailer, runtime.mail = mailer, mail
         return runtime
 
     def start(self) -> None:
@@ -166,6 +154,44 @@ class Runtime:
         if self.lease_keeper is not None:  # after the actors: a successor starts at once
             self.lease_keeper.stop(release=True)
         self.storage.close()
+
+
+def open_accounts(
+    settings: GatewaySettings,
+) -> tuple[Storage, Storage | FirebaseUserData, Authenticator]:
+    """The SQL storage, the user-data storage and the authenticator the settings choose (a
+    node's and a gateway's alike: a gateway reads storage for accounts and history)."""
+    refuse_emulators_outside_tests()  # the Auth emulator accepts unsigned tokens
+    private_dir(settings.data_dir)  # 0700: it holds the database, keys and secrets
+    sql = open_storage(settings.db_url, data_dir=settings.data_dir)
+    firebase_auth, storage = firebase_backends(settings, sql)
+    auth: Authenticator = firebase_auth or LocalAuthenticator(
+        storage.users,
+        storage.refresh_tokens,
+        secret=load_or_create_secret(private_file(settings.data_dir / "secret.key")),
+        duplicate_error=DuplicateError,
+    )
+    return sql, storage, auth
+
+
+def open_mail(
+    settings: GatewaySettings, storage: Storage | FirebaseUserData, auth: Authenticator
+) -> tuple[SmtpMailer | None, AccountMail | None]:
+    """The mailer and the mailed account flows when ``smtp_url`` is set (a node's worker and
+    a gateway worker alike), else ``(None, None)``."""
+    if settings.smtp_url is None:
+        return None, None
+    if not isinstance(auth, LocalAuthenticator) or not isinstance(storage, Storage):
+        raise ValueError("mail (--smtp-url) needs local accounts in the SQL database")
+    mailer = SmtpMailer(parse_smtp_url(settings.smtp_url))
+    public_url = settings.public_url or settings.https_base or settings.http_base
+    mail = AccountMail(
+        storage,
+        mailer,
+        public_url=public_url or "http://localhost",
+        hasher=default_password_hasher(),
+    )
+    return mailer, mail
 
 
 DEMO_LOGINS = "demo-logins.json"
@@ -238,14 +264,20 @@ class GatewayServer(BaseApplication):  # type: ignore[misc,unused-ignore]
 
 def serve(config: CsmsConfig, settings: GatewaySettings) -> None:
     """Run gunicorn in the foreground until SIGINT/SIGTERM: HTTP reads, HTTPS writes."""
+    options = gunicorn_base_options(settings, workers=1, name="smartcharge-csms")
+    GatewayServer(options, config, settings).run()
+
+
+def gunicorn_base_options(settings: GatewaySettings, *, workers: int, name: str) -> dict[str, Any]:
+    """gunicorn's settings: workers, threads, HTTP on ``http_port``, HTTPS on ``https_port``."""
     options: dict[str, Any] = {
-        "workers": 1,
+        "workers": workers,
         "threads": settings.threads,
         "timeout": 60,
         "graceful_timeout": 10,
         "loglevel": settings.loglevel,
         "accesslog": None,
-        "proc_name": "smartcharge-csms",
+        "proc_name": name,
         # Trust no X-Forwarded-Proto: a local client must not make plain HTTP look like HTTPS.
         "forwarded_allow_ips": "",
     }
@@ -264,4 +296,4 @@ def serve(config: CsmsConfig, settings: GatewaySettings) -> None:
                 keyfile=str(keyfile),
             )
         )
-    GatewayServer(options, config, settings).run()
+    return options

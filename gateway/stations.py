@@ -90,7 +90,8 @@ class StationProvisioner:
         if self.auth_dir is None:
             return False
         csms_password = accounts.read_password_file(self.csms_password_file())
-        users = [(accounts.CSMS_USER, accounts.hash_password(csms_password))]
+        gateway_file = accounts.ensure_gateway_password(self.csms_password_file().parent)
+        users = accounts.internal_users(csms_password, accounts.read_password_file(gateway_file))
         users += [
             (c.station_id, c.password_hash)
             for c in self.storage.station_credentials.list(include_revoked=False)

@@ -18,8 +18,13 @@ import urllib.request
 from pathlib import Path
 from types import FrameType
 
-from gateway.broker_accounts import CSMS_PASSWORD_FILE, CSMS_USER
-from gateway.broker_probe import port_is_free
+from gateway.broker_accounts import (
+    CSMS_PASSWORD_FILE,
+    CSMS_USER,
+    GATEWAY_PASSWORD_FILE,
+    GATEWAY_USER,
+)
+from gateway.broker_probe import free_port, port_is_free
 from storage import private_dir
 
 __all__ = ["run_up"]
@@ -81,10 +86,27 @@ def run_up(args: argparse.Namespace) -> int:
             )
             csms_url = f"mqtt://{CSMS_USER}@{broker.host}:{broker.port}"
             csms_mqtt = ["--mqtt-password-file", str(data_dir / "csms" / CSMS_PASSWORD_FILE)]
+            gateway_url = f"mqtt://{GATEWAY_USER}@{broker.host}:{broker.port}"
+            gateway_mqtt = [
+                "--mqtt-password-file",
+                str(data_dir / "csms" / GATEWAY_PASSWORD_FILE),
+            ]
         else:
-            csms_url = url
-        children.append(("csms", _spawn_csms(args, csms_url, data_dir, csms_mqtt)))
+            csms_url = gateway_url = url
+            gateway_mqtt = []
         base = f"http://{args.http_host}:{args.http_port}"
+        if args.workers == 0:  # the gateway in the node's own process
+            children.append(("csms", _spawn_csms(args, csms_url, data_dir, csms_mqtt)))
+        else:
+            node_port = free_port(args.http_host)
+            node = _spawn_csms(
+                args, csms_url, data_dir, [*csms_mqtt, "--serve-gateways"], ports=(node_port, 0)
+            )
+            children.append(("csms", node))
+            node_health = f"http://{args.http_host}:{node_port}/healthz"
+            if not _wait_http(node_health, node, stop.event, timeout_s=60.0):
+                return 0  # stopped while the node was starting
+            children.append(("gateway", _spawn_gateway(args, gateway_url, data_dir, gateway_mqtt)))
         if not _wait_http(f"{base}/healthz", children[-1][1], stop.event, timeout_s=60.0):
             return 0  # stopped while the CSMS was starting
         children.append(("fleet", _spawn_fleet(args, url, data_dir)))
@@ -142,8 +164,15 @@ def _spawn(cmd: list[str]) -> subprocess.Popen[bytes]:
 
 
 def _spawn_csms(
-    args: argparse.Namespace, url: str, data_dir: Path, mqtt_options: list[str]
+    args: argparse.Namespace,
+    url: str,
+    data_dir: Path,
+    mqtt_options: list[str],
+    ports: tuple[int, int] | None = None,
 ) -> subprocess.Popen[bytes]:
+    """The CSMS node; ``ports``: its HTTP and HTTPS ports (0: none) instead of the public ones
+    (the node's own, for its health and metrics, when gateways serve the public ones)."""
+    http_port, https_port = ports or (args.http_port, args.https_port)
     return _spawn(
         [
             sys.executable,
@@ -153,6 +182,46 @@ def _spawn_csms(
             "--mqtt-url",
             url,
             *mqtt_options,
+            "--http-host",
+            args.http_host,
+            "--http-port",
+            str(http_port),
+            "--https-port",
+            str(https_port),
+            "--keepalive",
+            str(args.keepalive),
+            "--data-dir",
+            str(data_dir / "csms"),
+            "--log-level",
+            args.log_level,
+            "--threads",
+            str(args.threads),
+            "--demo-users",
+            *(["--db-url", args.db_url] if args.db_url else []),
+            *_backend_argv(args),
+            *(
+                ["--certfile", str(args.certfile), "--keyfile", str(args.keyfile)]
+                if args.certfile and args.keyfile
+                else []
+            ),
+        ]
+    )
+
+
+def _spawn_gateway(
+    args: argparse.Namespace, url: str, data_dir: Path, mqtt_options: list[str]
+) -> subprocess.Popen[bytes]:
+    return _spawn(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "gateway",
+            "--mqtt-url",
+            url,
+            *mqtt_options,
+            "--workers",
+            str(args.workers),
             "--http-host",
             args.http_host,
             "--http-port",
@@ -167,7 +236,6 @@ def _spawn_csms(
             args.log_level,
             "--threads",
             str(args.threads),
-            "--demo-users",
             *(["--db-url", args.db_url] if args.db_url else []),
             *_backend_argv(args),
             *(

@@ -18,6 +18,8 @@ __all__ = [
     "ANY_VERSION_ROOT",
     "CSMS_SUBSCRIPTIONS",
     "LEGACY_TOPIC_ROOT",
+    "NODE_REQUESTS_TOPIC",
+    "NODE_ROOT",
     "PROTOCOL_VERSION",
     "QOS",
     "TOPIC_NAMESPACE",
@@ -47,6 +49,10 @@ another version publish, so the CSMS hears it and can refuse it clearly."""
 ALL_TOPICS_FILTER: Final = "smartcharge/#"
 """Every smartcharge topic of every version: what the CSMS's broker account may use."""
 QOS: Final = 1
+NODE_ROOT: Final = f"{TOPIC_NAMESPACE}/node/1"
+"""The node-gateway contract's topics (``docs/node-protocol.md``, ``actors/node_contract.py``):
+no station's ACL reaches them."""
+NODE_REQUESTS_TOPIC: Final = f"{NODE_ROOT}/requests"
 
 
 def state_topic(station_id: str) -> str:

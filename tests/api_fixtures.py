@@ -4,6 +4,7 @@ simulated fleet in its own process. Requests go through ``falcon.testing`` as HT
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,12 +16,15 @@ import pykka
 import pytest
 
 from actors.clock import ManualClock
-from actors.live import LiveEvent, LiveStream
+from actors.live import LiveEvent, LiveHub, LiveStream
 from actors.system import CsmsConfig, CsmsSystem
 from gateway.app import create_app
 from gateway.auth import LocalAuthenticator
+from gateway.node_client import NodeClient, RemoteCsms
+from protocol.mqtt_settings import parse_mqtt_url
 from storage import DuplicateError, Storage
 from tests.db import database_for_test, open_test_storage
+from tests.driver_client import wait_until
 from tests.support import FleetProcess, FleetWatcher
 
 HTTPS_BASE = "https://127.0.0.1:8443"
@@ -39,6 +43,14 @@ class Running:
     clock: ManualClock | None = None
     """With ``@pytest.mark.manual_clock``: the CSMS's clock, moved only by the test."""
     streams: list[LiveStream] = field(default_factory=list)
+    node: NodeClient | None = None
+    """With ``@pytest.mark.remote_gateway``: the app runs on this replica of the node, and
+    reaches the actors only through the broker (``docs/node-protocol.md``)."""
+
+    @property
+    def hub(self) -> LiveHub:
+        """The hub the app's streams read: the node's own, or the remote gateway's."""
+        return self.system.hub if self.node is None else self.node.hub
 
     def call(
         self,
@@ -75,7 +87,7 @@ class Running:
 
     def live(self, user_id: str) -> LiveStream:
         """What ``/me/events`` would stream to this user."""
-        stream = self.system.hub.subscribe(lambda e: e.user_id == user_id)
+        stream = self.hub.subscribe(lambda e: e.user_id == user_id)
         self.streams.append(stream)
         return stream
 
@@ -99,6 +111,9 @@ def running(
     marker = request.node.get_closest_marker("reservation_s")
     reservation_s = marker.args[0] if marker else 900.0
     clock = ManualClock() if request.node.get_closest_marker("manual_clock") else None
+    remote = request.node.get_closest_marker("remote_gateway") is not None or bool(
+        os.environ.get("SMARTCHARGE_TEST_REMOTE_GATEWAY")
+    )
     database = contextlib.ExitStack()  # SQLite in tmp_path, or a fresh PostgreSQL database
     storage = open_test_storage(
         tmp_path / "csms", database.enter_context(database_for_test(tmp_path / "csms"))
@@ -111,6 +126,7 @@ def running(
             listeners=(watcher,),
             reservation_s=reservation_s,
             command_timeout_s=5,
+            serve_gateways=remote,
         ),
         clock=clock,
     )
@@ -121,8 +137,9 @@ def running(
         duplicate_error=DuplicateError,
         hasher=argon2.PasswordHasher(time_cost=1, memory_cost=64, parallelism=1),
     )
+    node = NodeClient(parse_mqtt_url(mosquitto_url)) if remote else None
     app = create_app(
-        system,
+        system if node is None else RemoteCsms(node),
         auth=auth,
         storage=storage,
         https_base=HTTPS_BASE,
@@ -130,6 +147,8 @@ def running(
         signup_limits=(1000, 60.0),
     )
     system.start()
+    if node is not None:
+        node.start()
     fleet = FleetProcess(
         mosquitto_url, tmp_path / "fleet", stations=STATIONS, evses=EVSES, speed=60, prefix="ap"
     ).start()
@@ -139,6 +158,18 @@ def running(
             "the fleet Available",
             30,
         )
+        if node is not None:
+            wait_until(  # the replica changes on the gateway's own thread: polled
+                lambda: (
+                    node.node_online.is_set()
+                    and all(
+                        (v := node.view.evse(e)) is not None and v.state.status == "Available"
+                        for e in EVSE_IDS
+                    )
+                ),
+                "the gateway's replica Available",
+                30,
+            )
         yield Running(
             system=system,
             storage=storage,
@@ -146,8 +177,11 @@ def running(
             client=falcon.testing.TestClient(app),
             watcher=watcher,
             clock=clock,
+            node=node,
         )
     finally:
+        if node is not None:
+            node.stop()
         fleet.terminate()
         system.stop()
         pykka.ActorRegistry.stop_all()

@@ -14,7 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from gateway.broker_accounts import hash_password, verify_password
+from gateway.broker_accounts import (
+    CSMS_USER,
+    GATEWAY_PASSWORD_FILE,
+    GATEWAY_USER,
+    NODE_USER,
+    check_station_id,
+    hash_password,
+    read_password_file,
+    verify_password,
+)
 from tests.brokers import MqttClientFactory, MqttTestClient
 from tests.conftest import SecureBroker
 
@@ -267,3 +276,39 @@ def test_every_message_is_delivered_while_other_clients_subscribe_and_unsubscrib
         for thread in threads:
             thread.join(10)
     assert got == list(range(3000))
+
+
+def test_the_node_gateway_topics_are_the_nodes_and_the_gateways_alone(
+    secure_broker: SecureBroker, mqtt_client: MqttClientFactory
+) -> None:
+    """docs/node-protocol.md: a station reaches none of it; a gateway only sends requests."""
+    node_root = "smartcharge/node/1"
+    gateway_password = read_password_file(
+        secure_broker.provisioner.csms_password_file().parent / GATEWAY_PASSWORD_FILE
+    )
+    node = connect_as(mqtt_client, secure_broker, NODE_USER, secure_broker.csms_password)
+    node.subscribe(f"{node_root}/requests")
+    gateway = connect_as(mqtt_client, secure_broker, f"{GATEWAY_USER}-1", gateway_password)
+    gateway.subscribe(f"{node_root}/#")
+    pw_x = secure_broker.station("st-x")
+    x = connect_as(mqtt_client, secure_broker, "st-x", pw_x)
+    x.subscribe(f"{node_root}/#")  # SUBACK: Mosquitto grants it, amqtt refuses; nothing arrives
+
+    x.publish(f"{node_root}/requests", b'{"forged": "station"}')
+    x.publish(f"{node_root}/evses/st-x.1", b'{"forged": "station"}', retain=True)
+    gateway.publish(f"{node_root}/evses/st-x.1", b'{"forged": "gateway"}', retain=True)
+    gateway.publish(f"{node_root}/requests", b'{"from": "gateway"}')
+    node.publish(f"{node_root}/evses/st-y.1", b'{"from": "node"}', retain=True)
+
+    assert node.get_on(f"{node_root}/requests").payload == b'{"from": "gateway"}'
+    node.assert_nothing(QUIET_S)  # not the station's request
+    seen = [gateway.get(), gateway.get()]  # the request it sent, the node's record
+    assert sorted(m.payload for m in seen) == [b'{"from": "gateway"}', b'{"from": "node"}']
+    gateway.assert_nothing(QUIET_S)  # no forged record, neither the station's nor its own
+    x.assert_nothing(QUIET_S)  # a station hears nothing of it
+
+
+def test_a_station_id_cannot_be_one_of_the_csms_accounts() -> None:
+    for taken in (CSMS_USER, NODE_USER, f"{GATEWAY_USER}-7"):
+        with pytest.raises(ValueError, match="invalid station id"):
+            check_station_id(taken)
