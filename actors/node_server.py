@@ -31,6 +31,7 @@ from actors.fleet_view import FleetView
 from actors.listeners import EvseListener
 from actors.live import LiveEvent, LiveHub
 from actors.messages import EvseChanged, StationChanged
+from actors.mqtt_client import no_delay
 from actors.session_owners import SessionOwners
 from protocol import QOS, EvseKey, StationDescriptor, evse_key
 from protocol.mqtt_settings import BACKOFF_MAX_S, BACKOFF_MIN_S, MqttSettings
@@ -71,6 +72,7 @@ class NodeChannel:
         self.client.on_connect = self._connect
         self.client.on_disconnect = self._disconnect
         self.client.on_message = self._message
+        self.client.on_socket_open = no_delay  # Nagle held each reply ~40 ms (delayed ACK)
         self._settings = settings
         self._keepalive = keepalive
 

@@ -24,6 +24,7 @@ __all__ = [
     "csms_process",
     "fleet_process",
     "free_port",
+    "gateway_process",
     "loadavg",
     "mosquitto",
     "stop_process",
@@ -108,9 +109,15 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
 
 @contextlib.contextmanager
 def csms_process(
-    mqtt_url: str, data_dir: Path, http_port: int, https_port: int, log_path: Path
+    mqtt_url: str,
+    data_dir: Path,
+    http_port: int,
+    https_port: int,
+    log_path: Path,
+    extra: tuple[str, ...] = (),
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``smartcharge csms`` (gunicorn, production options, HTTP + HTTPS) in its own session."""
+    """``smartcharge csms`` (gunicorn, production options, HTTP + HTTPS; ``https_port`` 0:
+    none) in its own session."""
     proc = _spawn(
         [
             sys.executable,
@@ -127,9 +134,33 @@ def csms_process(
             str(data_dir),
             "--log-level",
             "warning",
+            *extra,
         ],
         log_path,
     )
+    try:
+        yield proc
+    finally:
+        stop_process(proc)
+
+
+@contextlib.contextmanager
+def gateway_process(
+    mqtt_url: str, data_dir: Path, http_port: int, https_port: int, log_path: Path, workers: int
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``smartcharge gateway --workers N`` (apart from the node) in its own session."""
+    proc = _spawn(
+        [
+            sys.executable, "-m", "gateway.cli", "gateway",
+            "--mqtt-url", mqtt_url,
+            "--workers", str(workers),
+            "--http-port", str(http_port),
+            "--https-port", str(https_port),
+            "--data-dir", str(data_dir),
+            "--log-level", "warning",
+        ],
+        log_path,
+    )  # fmt: skip
     try:
         yield proc
     finally:

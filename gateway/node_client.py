@@ -33,6 +33,7 @@ from actors.fleet_view import FleetView
 from actors.live import LiveHub
 from actors.messages import CommandOutcome
 from actors.metrics import CsmsMetrics, RestartCounter
+from actors.mqtt_client import no_delay
 from actors.reservations import Reservation
 from protocol import QOS, CommandArgs, CommandName
 from protocol.mqtt_settings import BACKOFF_MAX_S, BACKOFF_MIN_S, MqttSettings
@@ -85,6 +86,7 @@ class NodeClient:
         self.client.on_connect = self._connect
         self.client.on_disconnect = self._disconnect
         self.client.on_message = self._message
+        self.client.on_socket_open = no_delay  # Nagle held each request ~40 ms (delayed ACK)
 
     def start(self) -> NodeClient:
         self.client.connect_async(self._settings.host, self._settings.port, self._keepalive)
