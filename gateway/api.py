@@ -15,10 +15,13 @@ import falcon
 
 from actors.charging import Caller, Charging
 from actors.fleet_view import FleetView
+from gateway.account_mail import AccountMail
 from gateway.auth import Authenticator, Principal
+from gateway.login_guard import LoginGuard
 from gateway.ratelimit import SlidingWindowLimiter
 from gateway.security import json_body, principal, require
 from gateway.views import ANONYMOUS, Viewer, evse_json, outcome_json
+from storage.errors import InvalidCredentials
 
 __all__ = [
     "AuthResource",
@@ -51,25 +54,46 @@ def viewer(req: falcon.Request, driver_of: Callable[[str], str | None]) -> Viewe
 
 
 class AuthResource:
-    """``POST /auth/{action}``: register, login, refresh, logout."""
+    """``POST /auth/{action}``: register, login, refresh, logout, and with mail (``mail``)
+    reset, reset/confirm and confirm (``gateway.account_mail``; 503 without mail).
+
+    Logins go through a :class:`LoginGuard` (failures per account *and* address: nobody can
+    lock someone else out); sign-ups and reset requests through ``signups`` per address.
+    """
 
     def __init__(
-        self, auth: Authenticator, per_ip: SlidingWindowLimiter, per_email: SlidingWindowLimiter
+        self,
+        auth: Authenticator,
+        guard: LoginGuard,
+        signups: SlidingWindowLimiter,
+        mail: AccountMail | None = None,
     ) -> None:
         self._auth = auth
-        self._per_ip = per_ip
-        self._per_email = per_email
+        self._guard = guard
+        self._signups = signups
+        self._mail = mail
 
     def on_post_register(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = json_body(req, CREDENTIALS, required=("email", "password"))
-        self._limit(req, body["email"])
+        self._limit_signups(req)
+        if self._mail is not None:
+            self._mail.sign_up(body["email"], body["password"])
+            _accepted(resp, "check your mailbox to go on")
+            return
         resp.media = self._auth.register(body["email"], body["password"]).as_json()
         resp.status = falcon.HTTP_201
 
     def on_post_login(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = json_body(req, CREDENTIALS, required=("email", "password"))
-        self._limit(req, body["email"])
-        resp.media = self._auth.login(body["email"], body["password"]).as_json()
+        email, address = body["email"], _address(req)
+        _refuse_for(self._guard.check(email, address))
+        try:
+            tokens = self._auth.login(email, body["password"])
+        except InvalidCredentials:
+            self._guard.failed(email, address)
+            raise
+        self._guard.succeeded(email, address)
+        resp.media = tokens.as_json()
 
     def on_post_refresh(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = json_body(req, {"refresh_token": str}, required=("refresh_token",))
@@ -80,12 +104,53 @@ class AuthResource:
         self._auth.logout(body["refresh_token"])
         resp.status = falcon.HTTP_204
 
-    def _limit(self, req: falcon.Request, email: str) -> None:
-        for limiter, key in (
-            (self._per_ip, req.remote_addr or "?"),
-            (self._per_email, email.strip().lower()),
-        ):
-            _limit(limiter, key, "attempts")
+    def on_post_reset(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = json_body(req, {"email": str}, required=("email",))
+        mail = self._mail_or_503()
+        self._limit_signups(req)
+        mail.request_reset(body["email"])
+        _accepted(resp, "if this address has an account, a reset link is on its way")
+
+    def on_post_reset_confirm(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = json_body(req, {"token": str, "password": str}, required=("token", "password"))
+        email = self._mail_or_503().reset(body["token"], body["password"])
+        resp.media = self._auth.login(email, body["password"]).as_json()
+
+    def on_post_confirm(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = json_body(req, {"token": str}, required=("token",))
+        self._mail_or_503().confirm(body["token"])
+        resp.status = falcon.HTTP_204
+
+    def _mail_or_503(self) -> AccountMail:
+        if self._mail is None:
+            raise falcon.HTTPServiceUnavailable(
+                title="No mail", description="mail is not configured on this server"
+            )
+        return self._mail
+
+    def _limit_signups(self, req: falcon.Request) -> None:
+        address = _address(req)
+        _refuse_for(self._guard.per_address.hit(address) or self._signups.hit(address))
+
+
+def _address(req: falcon.Request) -> str:
+    """The peer's address: gunicorn trusts no X-Forwarded-For (``forwarded_allow_ips``)."""
+    return req.remote_addr or "?"
+
+
+def _refuse_for(retry_after: float | None) -> None:
+    if retry_after is not None:
+        wait = max(1, math.ceil(retry_after))
+        raise falcon.HTTPTooManyRequests(
+            title="Too many attempts",
+            description=f"too many attempts; retry in {wait} s",
+            retry_after=wait,
+        )
+
+
+def _accepted(resp: falcon.Response, message: str) -> None:
+    resp.status = falcon.HTTP_202
+    resp.media = {"status": "accepted", "message": message}
 
 
 def _limit(limiter: SlidingWindowLimiter, key: str, what: str) -> None:

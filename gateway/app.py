@@ -17,6 +17,7 @@ import falcon
 
 from actors.system import Csms
 from gateway import errors
+from gateway.account_mail import AccountMail
 from gateway.api import (
     AuthResource,
     EvseActionResource,
@@ -31,6 +32,8 @@ from gateway.api import (
 from gateway.auth import Authenticator
 from gateway.credentials_api import StationCredentialResource, StationCredentialsResource
 from gateway.events import EventStreamResource
+from gateway.headers import SecurityHeaders
+from gateway.login_guard import LoginGuard
 from gateway.metrics import MetricsSummaryResource, PrometheusResource
 from gateway.openapi import OpenApiResource
 from gateway.ratelimit import SlidingWindowLimiter
@@ -153,14 +156,23 @@ def create_app(
     auth: Authenticator | None = None,
     storage: Any = None,
     https_base: str | None = None,
+    http_base: str | None = None,
     login_limits: tuple[int, int] = (30, 5),
+    signup_limits: tuple[int, float] = (10, 3600.0),
     info_limit: tuple[int, float] = INFO_LIMIT,
+    mail: AccountMail | None = None,
     csms_data_dir: Path | None = None,
 ) -> falcon.App:
-    """The WSGI app. Without ``auth`` only the public reads are served. ``login_limits``:
-    logins a minute per IP and per email; ``info_limit``: live info requests per user and
-    window (seconds)."""
-    middleware: list[Any] = [TransportPolicy(https_base)]
+    """The WSGI app. Without ``auth`` only the public reads are served.
+
+    ``login_limits``: (attempts per minute per client address, wrong passwords per account
+    and address before the backoff, ``gateway.login_guard``); ``signup_limits``: (sign-ups and
+    reset requests, per that many seconds) per address; ``info_limit``: live info requests
+    per user and window (seconds); ``mail``: sign-up confirmation and password reset by mail
+    (``gateway.account_mail``); ``http_base``/``https_base``: this instance's URLs, for the
+    HTTPS redirects and ``/openapi.json`` (else the request's own).
+    """
+    middleware: list[Any] = [SecurityHeaders(), TransportPolicy(https_base)]
     if auth is not None:
         middleware.append(Authentication(auth))
     app = falcon.App(cors_enable=False, middleware=middleware)
@@ -168,7 +180,7 @@ def create_app(
     app.set_error_serializer(_error_serializer)
     errors.install(app)
     app.add_route("/healthz", HealthResource(csms, mqtt_connected))
-    app.add_route("/openapi.json", OpenApiResource())
+    app.add_route("/openapi.json", OpenApiResource(http_base, https_base))
     app.add_route("/metrics", PrometheusResource(csms.metrics))  # public: Prometheus scrapes
     add_static_routes(app, https_base)
     app.add_route(f"{API}/stations", StationsResource(csms))
@@ -177,11 +189,12 @@ def create_app(
     app.add_route(f"{API}/evses/{{evse_id}}", EvseResource(csms))
     if auth is None:
         return app
-    per_ip = SlidingWindowLimiter(login_limits[0], 60.0)
-    per_email = SlidingWindowLimiter(login_limits[1], 60.0)
-    auth_resource = AuthResource(auth, per_ip, per_email)
-    for action in ("register", "login", "refresh", "logout"):
+    guard = LoginGuard(SlidingWindowLimiter(login_limits[0], 60.0), free_failures=login_limits[1])
+    signups = SlidingWindowLimiter(signup_limits[0], signup_limits[1])
+    auth_resource = AuthResource(auth, guard, signups, mail)
+    for action in ("register", "login", "refresh", "logout", "reset", "confirm"):
         app.add_route(f"{API}/auth/{action}", auth_resource, suffix=action)
+    app.add_route(f"{API}/auth/reset/confirm", auth_resource, suffix="reset_confirm")
     charging = csms.charging
     info_per_user = SlidingWindowLimiter(info_limit[0], info_limit[1])
     app.add_route(f"{API}/evses/{{evse_id}}/info", EvseInfoResource(charging, info_per_user))

@@ -54,6 +54,7 @@ from gateway.auth_model import (
     normalize_email,
 )
 from storage.errors import (
+    EmailNotConfirmed,
     EmailTaken,
     InvalidCredentials,
     InvalidEmail,
@@ -163,6 +164,8 @@ class LocalAuthenticator:
             raise InvalidCredentials()
         if user.disabled_at is not None:  # the same answer as a wrong password
             raise InvalidCredentials()
+        if getattr(user, "confirmed_at", 0) is None:  # signed up by mail, link not followed
+            raise EmailNotConfirmed()
         if self._hasher.check_needs_rehash(user.password_hash):
             self._rehash(user, password)
         return self._issue(user, family_id=_new_id())

@@ -57,6 +57,19 @@ def _add_csms_args(p: argparse.ArgumentParser) -> None:
         help="sessions one driver may run at once (default 1; operators are not limited)",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--smtp-url",
+        default=os.environ.get("SMARTCHARGE_SMTP_URL"),
+        help="mail sign-up confirmations and password resets through this SMTP server:"
+        " smtp[s|+starttls]://[user@]host:port[?from=addr] (password: env"
+        " SMARTCHARGE_SMTP_PASSWORD; env SMARTCHARGE_SMTP_URL)",
+    )
+    p.add_argument(
+        "--public-url",
+        default=os.environ.get("SMARTCHARGE_PUBLIC_URL"),
+        help="where people reach the gateway, for mailed links (default: the HTTPS URL;"
+        " env SMARTCHARGE_PUBLIC_URL)",
+    )
     _add_backend_args(p)
 
 
@@ -287,8 +300,16 @@ def run_gateway(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace, *, lease: Any, demo_users: bool) -> Any:
+    from gateway.mail import parse_smtp_url
     from gateway.server import GatewaySettings
 
+    if args.smtp_url is not None:  # refuse a bad one before starting anything
+        if args.auth != "local":
+            raise SystemExit(f"smartcharge {args.command}: --smtp-url needs --auth local")
+        try:
+            parse_smtp_url(args.smtp_url)
+        except ValueError as exc:
+            raise SystemExit(f"smartcharge {args.command}: --smtp-url: {exc}") from None
     return GatewaySettings(
         http_host=args.http_host,
         http_port=args.http_port,
@@ -306,6 +327,8 @@ def _settings(args: argparse.Namespace, *, lease: Any, demo_users: bool) -> Any:
         firebase_api_key=args.firebase_api_key,
         firebase_database_url=args.firebase_database_url,
         lease=lease,
+        smtp_url=args.smtp_url,
+        public_url=args.public_url,
     )
 
 

@@ -27,8 +27,9 @@ from gunicorn.app.base import BaseApplication
 
 from gateway.app import create_app
 from gateway.broker_accounts import GATEWAY_SLOTS, GATEWAY_USER
+from gateway.mail import SmtpMailer
 from gateway.node_client import NodeClient, RemoteCsms
-from gateway.server import GatewaySettings, gunicorn_base_options, open_accounts
+from gateway.server import GatewaySettings, gunicorn_base_options, open_accounts, open_mail
 from protocol.mqtt_settings import MqttSettings
 from storage import Storage
 
@@ -75,6 +76,7 @@ class GatewayWorkers(BaseApplication):  # type: ignore[misc,unused-ignore]
         self._node: NodeClient | None = None
         self._storage: Storage | None = None
         self._slot_fd: int | None = None
+        self._mailer: SmtpMailer | None = None
         super().__init__()
 
     def load_config(self) -> None:
@@ -103,6 +105,7 @@ class GatewayWorkers(BaseApplication):  # type: ignore[misc,unused-ignore]
             )
         sql, storage, auth = open_accounts(self._settings)
         self._storage = sql
+        self._mailer, mail = open_mail(self._settings, storage, auth)
         node = self._node = NodeClient(mqtt, client_id=mqtt.client_id)
         return create_app(
             RemoteCsms(node),
@@ -110,6 +113,8 @@ class GatewayWorkers(BaseApplication):  # type: ignore[misc,unused-ignore]
             auth=auth,
             storage=storage,
             https_base=self._settings.https_base,
+            http_base=self._settings.http_base,
+            mail=mail,
             csms_data_dir=self._settings.data_dir.resolve(),
         )
 
@@ -123,6 +128,8 @@ class GatewayWorkers(BaseApplication):  # type: ignore[misc,unused-ignore]
     def _worker_exit(self, server: Any, worker: Any) -> None:
         if self._node is not None:
             self._node.stop()
+        if self._mailer is not None:
+            self._mailer.close()
         if self._storage is not None:
             self._storage.close()
         if self._slot_fd is not None:

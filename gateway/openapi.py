@@ -11,6 +11,8 @@ schemathesis. Change both together.
 
 from __future__ import annotations
 
+import functools
+import json
 from typing import Any
 
 import falcon
@@ -21,14 +23,10 @@ from gateway.security import MAX_BODY_BYTES
 
 __all__ = ["OPENAPI", "OpenApiResource", "build_openapi"]
 
-HTTPS_SERVER = {
-    "url": "https://127.0.0.1:8443",
-    "description": "HTTPS: logins, writes and every call that carries a token",
-}
-HTTP_SERVER = {
-    "url": "http://127.0.0.1:8080",
-    "description": "plain HTTP: public reads without a token only",
-}
+DEFAULT_HTTP_URL = "http://127.0.0.1:8080"
+DEFAULT_HTTPS_URL = "https://127.0.0.1:8443"
+HTTPS_DESCRIPTION = "HTTPS: logins, writes and every call that carries a token"
+HTTP_DESCRIPTION = "plain HTTP: public reads without a token only"
 
 BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 STREAM_AUTH: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"accessTokenQuery": []}]
@@ -107,7 +105,7 @@ def _security(route: Route) -> list[dict[str, list[str]]]:
     return STREAM_AUTH if route.stream else BEARER
 
 
-def operation(route: Route) -> dict[str, Any]:
+def operation(route: Route, https_server: dict[str, str] | None = None) -> dict[str, Any]:
     """The OpenAPI operation object of one row of the table."""
     status, ok = route.ok
     responses: dict[str, str | dict[str, Any]] = {
@@ -123,7 +121,9 @@ def operation(route: Route) -> dict[str, Any]:
         "tags": [str(route.access)],
     }
     if route.access is not Access.PUBLIC:
-        op["servers"] = [HTTPS_SERVER]
+        op["servers"] = [
+            https_server or {"url": DEFAULT_HTTPS_URL, "description": HTTPS_DESCRIPTION}
+        ]
     op["security"] = _security(route)
     op["responses"] = {code: _response(value) for code, value in responses.items()}
     parameters = [*route.params, *([ACCESS_TOKEN_PARAM] if route.stream else [])]
@@ -139,18 +139,34 @@ def operation(route: Route) -> dict[str, Any]:
     return op
 
 
-def build_openapi(routes: tuple[Route, ...] = ROUTES) -> dict[str, Any]:
-    """The whole document: ``paths`` from ``routes`` (in their order), ``components``."""
+def build_openapi(
+    routes: tuple[Route, ...] = ROUTES,
+    *,
+    http_url: str | None = DEFAULT_HTTP_URL,
+    https_url: str | None = DEFAULT_HTTPS_URL,
+) -> dict[str, Any]:
+    """The whole document: ``paths`` from ``routes`` (in their order), ``components``, and
+    the instance's URLs as ``servers`` (without HTTPS, the HTTP URL serves everything)."""
+    if http_url is None and https_url is None:
+        raise ValueError("the document needs at least one server URL")
+    https_server = (
+        {"url": https_url, "description": HTTPS_DESCRIPTION}
+        if https_url is not None
+        else {"url": str(http_url), "description": "every call (this instance has no HTTPS)"}
+    )
+    servers = [https_server]
+    if http_url is not None and https_url is not None:
+        servers.insert(0, {"url": http_url, "description": HTTP_DESCRIPTION})
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         methods = paths.setdefault(route.path, {})
         if route.method in methods:
             raise ValueError(f"{route.method.upper()} {route.path} is in the table twice")
-        methods[route.method] = operation(route)
+        methods[route.method] = operation(route, https_server)
     return {
         "openapi": "3.0.3",
         "info": INFO,
-        "servers": [HTTP_SERVER, HTTPS_SERVER],
+        "servers": servers,
         "tags": TAGS,
         "paths": paths,
         "components": {
@@ -162,8 +178,26 @@ def build_openapi(routes: tuple[Route, ...] = ROUTES) -> dict[str, Any]:
 
 
 OPENAPI: dict[str, Any] = build_openapi()
+"""The document for the default ports (8080, 8443); a gateway serves its own URLs."""
+
+
+@functools.lru_cache(maxsize=16)
+def _encoded(http_url: str | None, https_url: str | None) -> bytes:
+    document = build_openapi(http_url=http_url, https_url=https_url)
+    return json.dumps(document, separators=(",", ":")).encode()
 
 
 class OpenApiResource:
+    """``/openapi.json`` naming the URLs this instance serves: those it was configured with
+    (``http_base``/``https_base``: the ports gunicorn binds), else the request's own."""
+
+    def __init__(self, http_base: str | None = None, https_base: str | None = None) -> None:
+        self._http = http_base.rstrip("/") if http_base else None
+        self._https = https_base.rstrip("/") if https_base else None
+
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = OPENAPI
+        own = req.prefix  # scheme://host[:port], as the client reached us
+        http = self._http or (own if req.scheme == "http" else None)
+        https = self._https or (own if req.scheme == "https" else None)
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = _encoded(http, https)

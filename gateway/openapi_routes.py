@@ -162,10 +162,14 @@ ROUTES: tuple[Route, ...] = (
           params=(EVSE_ID,), errors={"404": "NotFound"}),
     # ------------------------------------------------------------------ accounts and tokens
     Route("post", f"{API}/auth/register", "register", AUTH,
-          summary="Create a driver account and log in",
-          ok=_ok("Tokens", "Registered and logged in.", "201"), body="Registration",
+          summary="Create a driver account: logged in at once, or (with mail) by a mailed link",
+          ok=_ok("Tokens", "Registered and logged in (a server without mail).", "201"),
+          body="Registration",
           errors={
-              "409": "An account already exists for this email.",
+              "202": _ok("Accepted", "With mail: whether or not the email has an account, a"
+                         " mail says what next (confirm the address, or reset the password)."
+                         )[1],
+              "409": "Without mail: an account already exists for this email.",
               "422": "A field is missing or not a string, the email is not plausible, or the"
               f" password is not {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters.",
               "429": "TooManyAttempts",
@@ -178,8 +182,29 @@ ROUTES: tuple[Route, ...] = (
                   "Wrong email or password (one message for both), or an invalid"
                   " Authorization header."
               ),
+              "403": "'HTTPS required', or the right password for an account whose email"
+              " address is not confirmed yet.",
               "429": "TooManyAttempts",
           }),
+    Route("post", f"{API}/auth/reset", "requestPasswordReset", AUTH,
+          summary="Mail a password-reset link (the same answer whether or not the email has"
+          " an account)",
+          ok=_ok("Accepted", "Accepted; a link is mailed if the address has an account.", "202"),
+          body="ResetRequest", errors={"429": "TooManyAttempts", "503": "NoMail"}),
+    Route("post", f"{API}/auth/reset/confirm", "resetPassword", AUTH,
+          summary="Set a new password with a mailed reset link's token, and log in",
+          ok=_ok("Tokens", "New password set; every other login of the account is ended."),
+          body="ResetConfirmation",
+          errors={
+              "400": "BadLink",
+              "422": "A field is missing or not a string, or the password is not"
+              f" {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters.",
+              "503": "NoMail",
+          }),
+    Route("post", f"{API}/auth/confirm", "confirmEmail", AUTH,
+          summary="Confirm an email address with a mailed link's token",
+          ok=_done("204", "Confirmed: the account may log in."), body="EmailConfirmation",
+          errors={"400": "BadLink", "503": "NoMail"}),
     Route("post", f"{API}/auth/refresh", "refresh", AUTH,
           summary="Exchange a refresh token for new tokens (the old one stops working)",
           ok=_ok("Tokens", "New tokens."), body="RefreshRequest",

@@ -38,6 +38,8 @@ INTEGER = {"type": "integer"}
 BOOLEAN = {"type": "boolean"}
 EPOCH_MS = {"type": "integer", "description": "epoch milliseconds, UTC"}
 STATUS = {"type": "string", "enum": [str(s) for s in EvseStatus]}
+NEW_PASSWORD = {"type": "string", "minLength": MIN_PASSWORD_CHARS, "maxLength": MAX_PASSWORD_CHARS}
+LINK_TOKEN = {"type": "string", "description": "from the mailed link"}
 
 _HIDDEN = "null unless the caller is its driver or an operator"
 
@@ -214,11 +216,7 @@ SCHEMAS: dict[str, Any] = {
         "required": ["email", "password"],
         "properties": {
             "email": {"type": "string", "format": "email", "maxLength": 254},
-            "password": {
-                "type": "string",
-                "minLength": MIN_PASSWORD_CHARS,
-                "maxLength": MAX_PASSWORD_CHARS,
-            },
+            "password": NEW_PASSWORD,
         },
         "description": "A new driver account. Unknown fields are ignored.",
     },
@@ -227,6 +225,26 @@ SCHEMAS: dict[str, Any] = {
         "required": ["refresh_token"],
         "properties": {"refresh_token": STRING},
     },
+    "ResetRequest": {
+        "type": "object",
+        "required": ["email"],
+        "properties": {"email": STRING},
+        "description": "The address to mail a reset link to (if it has an account).",
+    },
+    "ResetConfirmation": {
+        "type": "object",
+        "required": ["token", "password"],
+        "properties": {"token": LINK_TOKEN, "password": NEW_PASSWORD},
+    },
+    "EmailConfirmation": {
+        "type": "object",
+        "required": ["token"],
+        "properties": {"token": LINK_TOKEN},
+    },
+    "Accepted": _obj(
+        {"status": {"type": "string", "enum": ["accepted"]}, "message": STRING},
+        description="The same answer whether or not the email has an account: the mail says.",
+    ),
     "Tokens": _obj(
         {
             "access_token": {"type": "string", "description": "an HS256 JWT"},
@@ -362,8 +380,13 @@ RESPONSES: dict[str, Any] = {
     "Conflict": error("The EVSE or its station refuses, with the station's reason."),
     "TooLarge": error(f"The body is larger than {MAX_BODY_BYTES} bytes."),
     "Invalid": error("A field is missing, of the wrong type or out of range."),
+    "NoMail": error("Mail is not configured on this server (`--smtp-url`)."),
+    "BadLink": error(
+        "Malformed JSON, or the link is invalid, expired or already used (ask for a new one)."
+    ),
     "TooManyAttempts": error(
-        "Too many attempts from this address or for this email; retry later.",
+        "Too many attempts from this address, or too many failed ones from it for this"
+        " account; retry later.",
         headers={
             "Retry-After": {
                 "required": True,

@@ -23,14 +23,29 @@ import falcon
 from gunicorn.app.base import BaseApplication
 
 from actors.system import CsmsConfig, CsmsSystem
+from gateway.account_mail import AccountMail
 from gateway.app import create_app
-from gateway.auth import Authenticator, LocalAuthenticator, load_or_create_secret
+from gateway.auth import (
+    Authenticator,
+    LocalAuthenticator,
+    default_password_hasher,
+    load_or_create_secret,
+)
 from gateway.firebase_auth import refuse_emulators_outside_tests
 from gateway.firebase_backend import FirebaseUserData, firebase_backends
 from gateway.lease import csms_keeper
+from gateway.mail import SmtpMailer, parse_smtp_url
 from gateway.tls import ensure_self_signed_cert
 from gateway.worker import gunicorn_options
-from storage import DuplicateError, Lease, LeaseKeeper, Storage, open_storage
+from storage import (
+    DuplicateError,
+    Lease,
+    LeaseKeeper,
+    Storage,
+    open_storage,
+    private_dir,
+    private_file,
+)
 from storage.errors import EmailTaken
 
 __all__ = [
@@ -39,6 +54,7 @@ __all__ = [
     "Runtime",
     "gunicorn_base_options",
     "open_accounts",
+    "open_mail",
     "serve",
 ]
 
@@ -69,12 +85,23 @@ class GatewaySettings:
     lease: Lease | None = None
     """The CSMS's lease, taken before the server starts (``gateway.lease``): the worker
     renews it while the actors run and releases it when they stop."""
+    smtp_url: str | None = None
+    """Mail for sign-up confirmation and password reset (``gateway.mail``); None: no mail."""
+    public_url: str | None = None
+    """Where people reach the gateway, for mailed links (default: the HTTPS URL)."""
 
     @property
     def https_base(self) -> str | None:
         if self.https_port is None:
             return None
         return f"https://{self.http_host}:{self.https_port}"
+
+    @property
+    def http_base(self) -> str | None:
+        """The plain-HTTP URL, or None on a wildcard host (then each request names its own)."""
+        if self.http_host in ("", "0.0.0.0", "::"):
+            return None
+        return f"http://{self.http_host}:{self.http_port}"
 
 
 @dataclass
@@ -85,6 +112,8 @@ class Runtime:
     system: CsmsSystem
     auth: Authenticator
     lease_keeper: LeaseKeeper | None = None
+    mailer: SmtpMailer | None = None
+    mail: AccountMail | None = None
 
     @classmethod
     def build(cls, config: CsmsConfig, settings: GatewaySettings) -> Runtime:
@@ -93,7 +122,10 @@ class Runtime:
         if settings.demo_users:
             ensure_demo_users(auth, storage, settings.data_dir)
         keeper = None if settings.lease is None else csms_keeper(sql.leases, settings.lease)
-        return cls(storage=storage, system=system, auth=auth, lease_keeper=keeper)
+        mailer, mail = open_mail(settings, storage, auth)
+        runtime = cls(storage=storage, system=system, auth=auth, lease_keeper=keeper)
+        runtime.mailer, runtime.mail = mailer, mail
+        return runtime
 
     def start(self) -> None:
         """Renew the lease once (a CSMS that lost it must not connect), then run."""
@@ -110,11 +142,15 @@ class Runtime:
             auth=self.auth,
             storage=self.storage,
             https_base=settings.https_base,
+            http_base=settings.http_base,
+            mail=self.mail,
             csms_data_dir=settings.data_dir.resolve(),
         )
 
     def close(self) -> None:
         self.system.stop()
+        if self.mailer is not None:
+            self.mailer.close()
         if self.lease_keeper is not None:  # after the actors: a successor starts at once
             self.lease_keeper.stop(release=True)
         self.storage.close()
@@ -126,16 +162,36 @@ def open_accounts(
     """The SQL storage, the user-data storage and the authenticator the settings choose (a
     node's and a gateway's alike: a gateway reads storage for accounts and history)."""
     refuse_emulators_outside_tests()  # the Auth emulator accepts unsigned tokens
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)  # 0700: it holds the database, keys and secrets
     sql = open_storage(settings.db_url, data_dir=settings.data_dir)
     firebase_auth, storage = firebase_backends(settings, sql)
     auth: Authenticator = firebase_auth or LocalAuthenticator(
         storage.users,
         storage.refresh_tokens,
-        secret=load_or_create_secret(settings.data_dir / "secret.key"),
+        secret=load_or_create_secret(private_file(settings.data_dir / "secret.key")),
         duplicate_error=DuplicateError,
     )
     return sql, storage, auth
+
+
+def open_mail(
+    settings: GatewaySettings, storage: Storage | FirebaseUserData, auth: Authenticator
+) -> tuple[SmtpMailer | None, AccountMail | None]:
+    """The mailer and the mailed account flows when ``smtp_url`` is set (a node's worker and
+    a gateway worker alike), else ``(None, None)``."""
+    if settings.smtp_url is None:
+        return None, None
+    if not isinstance(auth, LocalAuthenticator) or not isinstance(storage, Storage):
+        raise ValueError("mail (--smtp-url) needs local accounts in the SQL database")
+    mailer = SmtpMailer(parse_smtp_url(settings.smtp_url))
+    public_url = settings.public_url or settings.https_base or settings.http_base
+    mail = AccountMail(
+        storage,
+        mailer,
+        public_url=public_url or "http://localhost",
+        hasher=default_password_hasher(),
+    )
+    return mailer, mail
 
 
 DEMO_LOGINS = "demo-logins.json"
@@ -156,6 +212,7 @@ def ensure_demo_users(
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(logins, f, indent=2)
+    private_file(path)  # passwords: 0600, even if an older version made it 0644
     for role, login in logins.items():
         if storage.users.by_email(login["email"]) is None:
             with contextlib.suppress(EmailTaken):  # kept by Firebase from an earlier run

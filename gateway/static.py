@@ -9,7 +9,8 @@ list them, and ``tests/test_openapi.py`` checks that every route is documented).
   directory (a symlink), is a 404.
 - Content types are explicit (``text/javascript`` for ES modules, ``application/manifest+json``
   for the web app manifest), with ``nosniff``; pages and the service worker are revalidated on
-  every load (``no-cache``), other assets cached briefly; ``ETag`` + ``If-None-Match`` give 304s.
+  every load (``no-cache``), other assets cached briefly; the security headers (CSP, framing,
+  HSTS) come from :mod:`gateway.headers`; ``ETag`` + ``If-None-Match`` give 304s.
 - The service worker (``/static/app/sw.js``) may control ``/app`` (``Service-Worker-Allowed``).
 - On the plain-HTTP port, when an HTTPS URL is known, the pages redirect there: they sign in
   and write, which the API only accepts over HTTPS, and everything must stay same-origin.
@@ -47,13 +48,6 @@ PAGES = ("app", "dashboard")
 
 NO_CACHE = "no-cache"
 ASSET_CACHE = "public, max-age=300"
-
-APP_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; manifest-src 'self'; worker-src 'self'; object-src 'none'; "
-    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
-"""The driver app's pages load nothing but their own files (no inline script, no CDN)."""
 
 SERVICE_WORKER_SCOPES = {"app/sw.js": "/app"}
 
@@ -135,9 +129,7 @@ class PageResource:
         if found is None:
             raise falcon.HTTPNotFound(description=f"the {page} page is not installed")
         _send_file(req, resp, found, NO_CACHE)
-        resp.set_header("Referrer-Policy", "same-origin")
-        if page == "app":
-            resp.set_header("Content-Security-Policy", APP_CSP)
+        # CSP, framing, HSTS and Referrer-Policy: gateway.headers, for every page alike.
 
 
 def add_static_routes(

@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from storage import private_dir, private_file
+
 __all__ = ["ensure_self_signed_cert"]
 
 log = logging.getLogger(__name__)
@@ -40,12 +42,15 @@ def ensure_self_signed_cert(
     """
     tls_dir = directory / "tls"
     cert_path, key_path = tls_dir / "cert.pem", tls_dir / "key.pem"
+    if tls_dir.exists():  # made by an older version, or by hand: 0700, the key 0600
+        private_dir(tls_dir)
+        private_file(key_path)
     wanted = _alt_names(hostnames, ips)
     reason = _unusable(cert_path, key_path, wanted)
     if reason is None:
         return cert_path, key_path
     log.info("generating a self-signed TLS certificate in %s (%s)", tls_dir, reason)
-    tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(tls_dir)
     key = ec.generate_private_key(ec.SECP256R1())
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,

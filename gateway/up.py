@@ -25,6 +25,7 @@ from gateway.broker_accounts import (
     GATEWAY_USER,
 )
 from gateway.broker_probe import free_port, port_is_free
+from storage import private_dir
 
 __all__ = ["run_up"]
 
@@ -59,7 +60,7 @@ def run_up(args: argparse.Namespace) -> int:
                 f"smartcharge up: {kind} port {port} on {args.http_host} is already in use"
                 f" (another smartcharge?); pick another one with --{kind.lower()}-port"
             )
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)  # 0700: the database, keys and demo logins live below
     stop = _Stop()
     broker = None
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
@@ -252,7 +253,13 @@ def _backend_argv(args: argparse.Namespace) -> list[str]:
     """The backend options of ``up``, for its ``csms`` child (the API key goes by argv only
     when given on the command line; the child also reads FIREBASE_API_KEY)."""
     argv = ["--auth", args.auth, "--user-data", args.user_data]
-    for option in ("firebase_project", "firebase_api_key", "firebase_database_url"):
+    for option in (
+        "firebase_project",
+        "firebase_api_key",
+        "firebase_database_url",
+        "smtp_url",
+        "public_url",
+    ):
         value = getattr(args, option)
         if value:
             argv += [f"--{option.replace('_', '-')}", value]

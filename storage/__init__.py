@@ -19,10 +19,12 @@ reservations and notifications, on SQLite (default) or PostgreSQL, through ``dat
 - **Ownership**: each table has one writer (the actor that decides); the rest only reads.
 """
 
+from storage._account_tokens import AccountTokenStore, LinkPurpose
 from storage._accounts import RefreshTokenStore, UserStore, normalize_email
 from storage._charging import ReservationStore, SessionStore
 from storage._engine import Clock, system_clock_ms
 from storage._evse_state import EvseStateStore, StatusEventStore
+from storage._files import private_dir, private_file
 from storage._leases import Lease, LeaseKeeper, LeaseStore
 from storage._metrics import (
     DayTotal,
@@ -60,6 +62,7 @@ from storage.errors import (
 __all__ = [
     "DB_FILENAME",
     "LATEST_VERSION",
+    "AccountTokenStore",
     "Clock",
     "ConstraintError",
     "DayTotal",
@@ -73,6 +76,7 @@ __all__ = [
     "LeaseKeeper",
     "LeaseLostError",
     "LeaseStore",
+    "LinkPurpose",
     "MetricsStore",
     "MetricsSummary",
     "MigrationError",
@@ -98,6 +102,8 @@ __all__ = [
     "UserStore",
     "normalize_email",
     "open_storage",
+    "private_dir",
+    "private_file",
     "sqlite_url",
     "system_clock_ms",
 ]

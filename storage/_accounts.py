@@ -40,6 +40,7 @@ def _user(row: Mapping[str, Any]) -> User:
         created_at=row["created_at"],
         token_version=int(row.get("token_version") or 0),
         disabled_at=row.get("disabled_at"),
+        confirmed_at=row.get("confirmed_at"),
     )
 
 
@@ -59,15 +60,19 @@ class UserStore:
         *,
         created_at: int | None = None,
         user_id: str | None = None,
+        confirmed: bool = True,
     ) -> User:
         """Add a user; raises :class:`DuplicateError` if the email is taken (in any case).
-        ``user_id``: keep an id given elsewhere (a Firebase uid mirrored here); default uuid4."""
+        ``user_id``: keep an id given elsewhere (a Firebase uid mirrored here); default uuid4.
+        ``confirmed=False``: the email address still has to be confirmed (a mailed link)."""
+        created = self._clock_ms() if created_at is None else created_at
         user = User(
             id=uuid.uuid4().hex if user_id is None else user_id,
             email=normalize_email(email),
             password_hash=password_hash,
             role=Role(role),
-            created_at=self._clock_ms() if created_at is None else created_at,
+            created_at=created,
+            confirmed_at=created if confirmed else None,
         )
         with self._db.write():
             self._table.insert(
@@ -77,6 +82,7 @@ class UserStore:
                     "password_hash": user.password_hash,
                     "role": str(user.role),
                     "created_at": user.created_at,
+                    "confirmed_at": user.confirmed_at,
                 }
             )
         return user
@@ -129,6 +135,15 @@ class UserStore:
                 ~t.c.email.like("%@deleted.invalid"),
             )
             .values(disabled_at=None)
+        )
+        with self._db.write() as conn:
+            return bool(conn.execute(stmt).rowcount == 1)
+
+    def confirm(self, user_id: str, at: int) -> bool:
+        """Mark the email address confirmed (once: a later call keeps the first time)."""
+        t = self._table.table
+        stmt = (
+            update(t).where(t.c.id == user_id, t.c.confirmed_at.is_(None)).values(confirmed_at=at)
         )
         with self._db.write() as conn:
             return bool(conn.execute(stmt).rowcount == 1)

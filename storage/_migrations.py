@@ -264,6 +264,29 @@ def _v7_user_token_version_and_disabled_at(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE users ADD COLUMN disabled_at BIGINT"))
 
 
+def _v8_email_confirmation_and_account_tokens(conn: Connection) -> None:
+    """Mailed account links (``storage._account_tokens``): when a user confirmed the email
+    address (existing users count as confirmed when they signed up), and the single-use
+    tokens of the confirmation and password-reset links, stored as SHA-256 digests."""
+    conn.execute(text("ALTER TABLE users ADD COLUMN confirmed_at BIGINT"))
+    conn.execute(text("UPDATE users SET confirmed_at = created_at"))
+    md = MetaData()
+    Table("users", md, Column("id", Text, primary_key=True))  # the foreign key's target
+    Table(
+        "account_tokens",
+        md,
+        Column("token_hash", Text, primary_key=True),
+        Column("user_id", Text, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+        Column("purpose", Text, nullable=False),
+        _epoch_ms("created_at"),
+        _epoch_ms("expires_at"),
+        _epoch_ms("used_at", nullable=True),
+        CheckConstraint("purpose IN ('confirm', 'reset')", name="ck_account_tokens_purpose"),
+        Index("ix_account_tokens_user_id", "user_id"),
+    )
+    md.tables["account_tokens"].create(conn, checkfirst=False)
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v1_users_sessions_reservations_notifications,
     _v2_evse_state_and_status_events,
@@ -272,6 +295,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v5_station_credentials,
     _v6_leases,
     _v7_user_token_version_and_disabled_at,
+    _v8_email_confirmation_and_account_tokens,
 )
 LATEST_VERSION: Final = len(MIGRATIONS)
 

@@ -49,6 +49,9 @@ class User:
     """Access tokens of another version are refused on writes (bumped by disable/delete)."""
     disabled_at: int | None = None
     """Set when the account was disabled or deleted: it can no longer log in or write."""
+    confirmed_at: int | None = None
+    """When the user proved the email address is theirs (None: not yet, see
+    ``gateway.account_mail``); accounts made without mail count as confirmed at creation."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,10 +10,12 @@ from typing import Final
 
 from sqlalchemy import Engine
 
+from storage._account_tokens import AccountTokenStore
 from storage._accounts import RefreshTokenStore, UserStore
 from storage._charging import ReservationStore, SessionStore
 from storage._engine import Clock, Database, system_clock_ms, translated_errors
 from storage._evse_state import EvseStateStore, StatusEventStore
+from storage._files import private_dir, private_file
 from storage._leases import LeaseStore
 from storage._metrics import MetricsStore
 from storage._migrations import current_version, migrate
@@ -26,9 +28,15 @@ DB_FILENAME: Final = "smartcharge.db"
 
 
 def sqlite_url(data_dir: Path) -> str:
-    """The default database: ``<data_dir>/smartcharge.db`` (the directory is created)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(data_dir / DB_FILENAME).resolve()}"
+    """The default database: ``<data_dir>/smartcharge.db``. The directory is created (or
+    tightened) 0700 and the file 0600 before SQLite opens it: it holds password hashes, and
+    SQLite gives its WAL files the mode of the database file (``storage._files``)."""
+    private_dir(data_dir)
+    path = data_dir / DB_FILENAME
+    private_file(path, create=True)
+    for suffix in ("-wal", "-shm"):
+        private_file(path.with_name(path.name + suffix))
+    return f"sqlite:///{path.resolve()}"
 
 
 class Storage:
@@ -45,6 +53,7 @@ class Storage:
             migrate(database.engine, clock_ms)
         self.users = UserStore(database, clock_ms)
         self.refresh_tokens = RefreshTokenStore(database, clock_ms)
+        self.account_tokens = AccountTokenStore(database, clock_ms)
         self.sessions = SessionStore(database, clock_ms)
         self.reservations = ReservationStore(database, clock_ms)
         self.notifications = NotificationStore(database, clock_ms)

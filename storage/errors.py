@@ -29,11 +29,13 @@ __all__ = [
     "Conflict",
     "ConstraintError",
     "DuplicateError",
+    "EmailNotConfirmed",
     "EmailTaken",
     "FirebaseUnavailable",
     "Forbidden",
     "InvalidCredentials",
     "InvalidEmail",
+    "InvalidLink",
     "InvalidToken",
     "LeaseHeldError",
     "LeaseLostError",
@@ -115,6 +117,20 @@ class WeakPassword(AuthError):
 
 class InvalidEmail(AuthError):
     """The email address is not plausible (HTTP 422)."""
+
+
+class EmailNotConfirmed(AuthError):
+    """The right password, but the email address is not confirmed yet (HTTP 403)."""
+
+    def __init__(self) -> None:
+        super().__init__("confirm your email address first: follow the link we mailed you")
+
+
+class InvalidLink(AuthError):
+    """A confirmation or password-reset link that is unknown, expired or used (HTTP 400)."""
+
+    def __init__(self) -> None:
+        super().__init__("this link is invalid, expired or already used; ask for a new one")
 
 
 class FirebaseUnavailable(AuthError):

@@ -144,6 +144,7 @@ def running(
         storage=storage,
         https_base=HTTPS_BASE,
         login_limits=(1000, 1000),
+        signup_limits=(1000, 60.0),
     )
     system.start()
     if node is not None:
