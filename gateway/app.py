@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import falcon
+import falcon.asgi
 
 from actors.system import Csms
 from gateway import errors
@@ -29,15 +30,16 @@ from gateway.api import (
     ReservationResource,
     viewer,
 )
+from gateway.asgi import AsgiRoutes, AsyncMiddleware, LiveStreams, Offload
 from gateway.auth import Authenticator
 from gateway.credentials_api import StationCredentialResource, StationCredentialsResource
-from gateway.events import EventStreamResource
+from gateway.events import AsyncEventStreamResource, EventStreamResource
 from gateway.headers import SecurityHeaders
 from gateway.login_guard import LoginGuard
 from gateway.metrics import MetricsSummaryResource, PrometheusResource
 from gateway.openapi import OpenApiResource
 from gateway.ratelimit import SlidingWindowLimiter
-from gateway.security import Authentication, TransportPolicy
+from gateway.security import SAFE_METHODS, Authentication, TransportPolicy
 from gateway.static import add_static_routes
 from gateway.stations import StationProvisioner
 from gateway.views import ANONYMOUS, evse_json, station_json
@@ -162,8 +164,11 @@ def create_app(
     info_limit: tuple[int, float] = INFO_LIMIT,
     mail: AccountMail | None = None,
     csms_data_dir: Path | None = None,
+    asgi: bool = False,
+    threads: int = 128,
 ) -> falcon.App:
-    """The WSGI app. Without ``auth`` only the public reads are served.
+    """The WSGI app, or with ``asgi`` the ASGI app (what the gunicorn workers serve:
+    ``gateway.asgi``). Without ``auth`` only the public reads are served.
 
     ``login_limits``: (attempts per minute per client address, wrong passwords per account
     and address before the backoff, ``gateway.login_guard``); ``signup_limits``: (sign-ups and
@@ -175,45 +180,68 @@ def create_app(
     middleware: list[Any] = [SecurityHeaders(), TransportPolicy(https_base)]
     if auth is not None:
         middleware.append(Authentication(auth))
-    app = falcon.App(cors_enable=False, middleware=middleware)
+    routes: Any
+    streams: LiveStreams | None = None
+    if asgi:
+        offload = Offload(threads)
+        asgi_app = falcon.asgi.App(
+            cors_enable=False,
+            middleware=[
+                AsyncMiddleware(m, offload, SAFE_METHODS if isinstance(m, Authentication) else None)
+                for m in middleware
+            ],
+        )
+        routes = AsgiRoutes(asgi_app, offload)
+        streams = LiveStreams(csms.hub)
+        app: falcon.App = asgi_app
+    else:
+        app = routes = falcon.App(cors_enable=False, middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(_error_serializer)
     errors.install(app)
-    app.add_route("/healthz", HealthResource(csms, mqtt_connected))
-    app.add_route("/openapi.json", OpenApiResource(http_base, https_base))
-    app.add_route("/metrics", PrometheusResource(csms.metrics))  # public: Prometheus scrapes
-    add_static_routes(app, https_base)
-    app.add_route(f"{API}/stations", StationsResource(csms))
-    app.add_route(f"{API}/stations/{{station_id}}", StationResource(csms))
-    app.add_route(f"{API}/evses/nearest", NearestResource(csms.view, _session_driver(csms)))
-    app.add_route(f"{API}/evses/{{evse_id}}", EvseResource(csms))
+    routes.add_route("/healthz", HealthResource(csms, mqtt_connected))
+    routes.add_route("/openapi.json", OpenApiResource(http_base, https_base))
+    routes.add_route("/metrics", PrometheusResource(csms.metrics))  # public: Prometheus scrapes
+    add_static_routes(routes, https_base)
+    routes.add_route(f"{API}/stations", StationsResource(csms))
+    routes.add_route(f"{API}/stations/{{station_id}}", StationResource(csms))
+    routes.add_route(f"{API}/evses/nearest", NearestResource(csms.view, _session_driver(csms)))
+    routes.add_route(f"{API}/evses/{{evse_id}}", EvseResource(csms))
     if auth is None:
         return app
     guard = LoginGuard(SlidingWindowLimiter(login_limits[0], 60.0), free_failures=login_limits[1])
     signups = SlidingWindowLimiter(signup_limits[0], signup_limits[1])
     auth_resource = AuthResource(auth, guard, signups, mail)
     for action in ("register", "login", "refresh", "logout", "reset", "confirm"):
-        app.add_route(f"{API}/auth/{action}", auth_resource, suffix=action)
-    app.add_route(f"{API}/auth/reset/confirm", auth_resource, suffix="reset_confirm")
+        routes.add_route(f"{API}/auth/{action}", auth_resource, suffix=action)
+    routes.add_route(f"{API}/auth/reset/confirm", auth_resource, suffix="reset_confirm")
     charging = csms.charging
     info_per_user = SlidingWindowLimiter(info_limit[0], info_limit[1])
-    app.add_route(f"{API}/evses/{{evse_id}}/info", EvseInfoResource(charging, info_per_user))
-    app.add_route(f"{API}/evses/{{evse_id}}/reservation", ReservationResource(charging, csms.view))
+    routes.add_route(f"{API}/evses/{{evse_id}}/info", EvseInfoResource(charging, info_per_user))
+    routes.add_route(
+        f"{API}/evses/{{evse_id}}/reservation", ReservationResource(charging, csms.view)
+    )
     actions = EvseActionResource(charging)
-    app.add_route(f"{API}/evses/{{evse_id}}/start", actions, suffix="start")
-    app.add_route(f"{API}/evses/{{evse_id}}/stop", actions, suffix="stop")
-    app.add_route(f"{API}/evses/{{evse_id}}/maintenance", MaintenanceResource(charging))
+    routes.add_route(f"{API}/evses/{{evse_id}}/start", actions, suffix="start")
+    routes.add_route(f"{API}/evses/{{evse_id}}/stop", actions, suffix="stop")
+    routes.add_route(f"{API}/evses/{{evse_id}}/maintenance", MaintenanceResource(charging))
     if storage is not None:
-        app.add_route(f"{API}/me/sessions", MySessionsResource(storage.sessions))
-        app.add_route(f"{API}/me/notifications", MyNotificationsResource(storage.notifications))
-        app.add_route(f"{API}/metrics/summary", MetricsSummaryResource(storage.metrics, csms.view))
+        routes.add_route(f"{API}/me/sessions", MySessionsResource(storage.sessions))
+        routes.add_route(f"{API}/me/notifications", MyNotificationsResource(storage.notifications))
+        routes.add_route(
+            f"{API}/metrics/summary", MetricsSummaryResource(storage.metrics, csms.view)
+        )
     if hasattr(storage, "station_credentials"):  # SQL storage (not Firebase's user data)
         # The broker's files are rewritten only with a data dir (where the broker reads them).
         provisioner = StationProvisioner(storage, csms_data_dir)
-        app.add_route(f"{API}/station-credentials", StationCredentialsResource(provisioner))
-        app.add_route(
+        routes.add_route(f"{API}/station-credentials", StationCredentialsResource(provisioner))
+        routes.add_route(
             f"{API}/station-credentials/{{station_id}}", StationCredentialResource(provisioner)
         )
-    app.add_route(f"{API}/me/events", EventStreamResource(csms.hub, everything=False))
-    app.add_route(f"{API}/events", EventStreamResource(csms.hub, everything=True))
+    if streams is not None:  # coroutines on the loop, not threads
+        app.add_route(f"{API}/me/events", AsyncEventStreamResource(streams, everything=False))
+        app.add_route(f"{API}/events", AsyncEventStreamResource(streams, everything=True))
+    else:
+        routes.add_route(f"{API}/me/events", EventStreamResource(csms.hub, everything=False))
+        routes.add_route(f"{API}/events", EventStreamResource(csms.hub, everything=True))
     return app

@@ -46,7 +46,11 @@ def _add_csms_args(p: argparse.ArgumentParser) -> None:
         help="postgresql://... (default: SQLite in the data dir; env SMARTCHARGE_DB_URL)",
     )
     p.add_argument(
-        "--threads", type=int, default=32, help="gunicorn threads (SSE streams hold one)"
+        "--threads",
+        type=int,
+        default=128,
+        help="threads per gateway worker for blocking work (storage, commands); an event"
+        " stream holds none",
     )
     p.add_argument("--keepalive", type=int, default=10, help="MQTT keepalive in seconds")
     p.add_argument(

@@ -11,6 +11,7 @@ import logging
 from typing import Any, Final
 
 import falcon
+import falcon.asgi
 
 from storage.errors import (
     ActorUnavailableError,
@@ -70,8 +71,18 @@ def http_status_of(error: SmartchargeError) -> int:
 
 
 def install(app: falcon.App) -> None:
-    """Map every :class:`SmartchargeError` raised by a responder to its status."""
-    app.add_error_handler(SmartchargeError, _handle)
+    """Map every :class:`SmartchargeError` raised by a responder to its status (on the ASGI
+    app too: the handler only raises, so a coroutine wrapping it never blocks the loop)."""
+    if isinstance(app, falcon.asgi.App):
+        app.add_error_handler(SmartchargeError, _handle_async)
+    else:
+        app.add_error_handler(SmartchargeError, _handle)
+
+
+async def _handle_async(
+    req: falcon.Request, resp: falcon.Response, ex: SmartchargeError, params: dict[str, Any]
+) -> None:
+    _handle(req, resp, ex, params)
 
 
 def _handle(

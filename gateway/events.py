@@ -8,16 +8,20 @@ tells it) and send a comment every ``heartbeat_s`` so dead clients are noticed.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import falcon
+import falcon.asgi
 
 from actors.live import LiveEvent, LiveHub, LiveStream
+from gateway.asgi import LiveStream as AsyncLiveStream
+from gateway.asgi import LiveStreams
 from gateway.security import principal, require
 from gateway.views import live_json
 
-__all__ = ["EventStreamResource"]
+__all__ = ["AsyncEventStreamResource", "EventStreamResource"]
 
 
 class EventStreamResource:
@@ -66,3 +70,53 @@ class EventStreamResource:
                 yield b": ping\n\n" if event is None else event.encode(live_json)
         finally:
             self._hub.unsubscribe(stream)
+
+
+class AsyncEventStreamResource:
+    """The same streams on the ASGI app: each a coroutine on the worker's loop, fed by
+    :class:`~gateway.asgi.LiveStreams` (at most ``per_user`` per account and ``per_worker`` in
+    all, 429 beyond)."""
+
+    def __init__(
+        self,
+        streams: LiveStreams,
+        *,
+        everything: bool,
+        heartbeat_s: float = 15.0,
+        max_duration_s: float = 300.0,
+    ) -> None:
+        self._streams = streams
+        self._everything = everything
+        self._heartbeat_s = heartbeat_s
+        self._max_duration_s = max_duration_s
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        who = principal(req)
+        if self._everything and who.role != "operator":
+            raise falcon.HTTPForbidden(
+                title="Forbidden", description="this stream is for operators"
+            )
+        stream = self._streams.open(who.user_id, self._everything)
+        resp.content_type = "text/event-stream"
+        resp.set_header("Cache-Control", "no-store")
+        resp.set_header("X-Accel-Buffering", "no")
+        resp.stream = self._frames(stream)
+
+    async def _frames(self, stream: AsyncLiveStream) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._max_duration_s
+        try:
+            yield b"retry: 2000\n: connected\n\n"
+            while loop.time() < deadline:
+                try:
+                    async with asyncio.timeout(self._heartbeat_s):
+                        event = await stream.queue.get()
+                except TimeoutError:
+                    yield b": ping\n\n"
+                    continue
+                if stream.lagged:
+                    stream.lagged = False
+                    yield b"event: lagged\ndata: {}\n\n"
+                yield event.encode(live_json)
+        finally:
+            self._streams.close(stream)

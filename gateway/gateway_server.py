@@ -116,6 +116,8 @@ class GatewayWorkers(BaseApplication):  # type: ignore[misc,unused-ignore]
             http_base=self._settings.http_base,
             mail=mail,
             csms_data_dir=self._settings.data_dir.resolve(),
+            asgi=True,
+            threads=self._settings.threads,
         )
 
     def _post_worker_init(self, worker: Any) -> None:

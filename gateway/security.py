@@ -178,8 +178,12 @@ def _read_body(req: falcon.Request) -> bytes:
 
     A chunked body has no ``Content-Length``, so Falcon's ``bounded_stream`` reads it as
     empty: it is read from the server's stream instead (gunicorn de-chunks it and ends it at
-    the last chunk), still never past the limit.
+    the last chunk), still never past the limit. On the ASGI app the body was read on the
+    event loop before the responder ran (``gateway.asgi.read_body``), with the same limit.
     """
+    early: bytes | None = getattr(req.context, "raw_body", None)
+    if early is not None:
+        return early
     length = req.content_length
     if length is not None and length > MAX_BODY_BYTES:
         raise falcon.HTTPContentTooLarge(

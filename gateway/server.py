@@ -73,7 +73,8 @@ class GatewaySettings:
     data_dir: Path = Path("var/csms")
     db_url: str | None = None
     demo_users: bool = False
-    threads: int = 32
+    threads: int = 128
+    """Threads per worker for blocking work (storage, commands); streams need none."""
     loglevel: str = "info"
     auth_backend: str = "local"
     """``"local"`` (argon2 + JWT in the SQL database) or ``"firebase"``."""
@@ -145,6 +146,8 @@ class Runtime:
             http_base=settings.http_base,
             mail=self.mail,
             csms_data_dir=settings.data_dir.resolve(),
+            asgi=True,
+            threads=settings.threads,
         )
 
     def close(self) -> None:
@@ -269,10 +272,12 @@ def serve(config: CsmsConfig, settings: GatewaySettings) -> None:
 
 
 def gunicorn_base_options(settings: GatewaySettings, *, workers: int, name: str) -> dict[str, Any]:
-    """gunicorn's settings: workers, threads, HTTP on ``http_port``, HTTPS on ``https_port``."""
+    """gunicorn's settings: ``workers`` ASGI workers (``gateway.asgi_worker``: uvicorn, an event
+    loop each), HTTP on ``http_port``, HTTPS on ``https_port``, idle connections closed after
+    ``KEEPALIVE_S``."""
     options: dict[str, Any] = {
         "workers": workers,
-        "threads": settings.threads,
+        "keepalive": KEEPALIVE_S,
         "timeout": 60,
         "graceful_timeout": 10,
         "loglevel": settings.loglevel,
@@ -283,7 +288,7 @@ def gunicorn_base_options(settings: GatewaySettings, *, workers: int, name: str)
     }
     plain = [f"{settings.http_host}:{settings.http_port}"]
     if settings.https_port is None:
-        options.update(bind=plain, worker_class="gthread")
+        options.update(bind=plain)
     else:
         certfile, keyfile = settings.certfile, settings.keyfile
         if certfile is None or keyfile is None:
@@ -296,4 +301,9 @@ def gunicorn_base_options(settings: GatewaySettings, *, workers: int, name: str)
                 keyfile=str(keyfile),
             )
         )
+    options["worker_class"] = ASGI_WORKER
     return options
+
+
+ASGI_WORKER = "gateway.asgi_worker.TlsOnSomePortsUvicornWorker"
+KEEPALIVE_S = 5

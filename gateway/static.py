@@ -132,10 +132,9 @@ class PageResource:
         # CSP, framing, HSTS and Referrer-Policy: gateway.headers, for every page alike.
 
 
-def add_static_routes(
-    app: falcon.App, https_base: str | None = None, *, root: Path = STATIC_ROOT
-) -> None:
-    """Serve ``/app``, ``/dashboard`` and ``/static/...`` from ``root``."""
+def add_static_routes(app: Any, https_base: str | None = None, *, root: Path = STATIC_ROOT) -> None:
+    """Serve ``/app``, ``/dashboard`` and ``/static/...`` from ``root`` (``app``: a Falcon app,
+    or anything with its ``add_sink``, such as ``gateway.asgi.AsgiRoutes``)."""
     pages = "|".join(re.escape(p) for p in PAGES)
     app.add_sink(PageResource(root, https_base), re.compile(rf"^/(?P<page>{pages})/?$"))
     app.add_sink(StaticFiles(root), re.compile(r"^/static/(?P<path>.*)$"))

@@ -3,6 +3,7 @@ simulated fleet in its own process. Requests go through ``falcon.testing`` as HT
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import Iterator
@@ -63,8 +64,18 @@ class Running:
         **kw: Any,
     ) -> falcon.testing.Result:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return self.client.simulate_request(
-            method, path, json=body, headers=headers, protocol="https" if https else "http", **kw
+        conductor = falcon.testing.ASGIConductor(self.client.app)
+        # A loop of its own per call: tests call from several threads at once, and the
+        # TestClient's module-wide runner serves one thread at a time.
+        return asyncio.run(
+            conductor.simulate_request(
+                method,
+                path,
+                json=body,
+                headers=headers,
+                protocol="https" if https else "http",
+                **kw,
+            )
         )
 
     def driver(self, email: str) -> tuple[str, str]:
@@ -145,6 +156,7 @@ def running(
         https_base=HTTPS_BASE,
         login_limits=(1000, 1000),
         signup_limits=(1000, 60.0),
+        asgi=True,  # what the gunicorn workers serve (falcon.testing drives it the same way)
     )
     system.start()
     if node is not None:
