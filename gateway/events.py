@@ -1,9 +1,11 @@
 """Server-Sent Events: ``/me/events`` (a driver's own sessions and notifications) and
 ``/events`` (operators: every EVSE change, station change and alert).
 
-Each stream holds one gunicorn thread while open, so streams end after
-``max_duration_s`` (the browser's EventSource reconnects by itself, as ``retry``
-tells it) and send a comment every ``heartbeat_s`` so dead clients are noticed.
+On the ASGI app (what the workers serve) a stream is a coroutine
+(:class:`AsyncEventStreamResource`); :class:`EventStreamResource` is the same stream on the
+WSGI app, holding a thread. Streams end after ``max_duration_s`` (the browser's EventSource
+reconnects by itself, as ``retry`` tells it) and send a comment every ``heartbeat_s`` so dead
+clients are noticed.
 """
 
 from __future__ import annotations

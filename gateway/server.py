@@ -2,7 +2,7 @@
 
 Threads do not survive a fork, so the actors start in ``post_worker_init`` (in the
 worker, after the fork) and stop in ``worker_exit``; ``preload_app`` stays off.
-One worker owns the CSMS's persistent MQTT session; its gthread pool serves
+One worker owns the CSMS's persistent MQTT session; its event loop and pool serve
 requests, which only read the :class:`FleetView` or tell an EVSE actor a command and
 wait on its reply future (``docs/architecture.md``, "The two paths, hop by hop").
 """
@@ -36,7 +36,7 @@ from gateway.firebase_backend import FirebaseUserData, firebase_backends
 from gateway.lease import csms_keeper
 from gateway.mail import SmtpMailer, parse_smtp_url
 from gateway.tls import ensure_self_signed_cert
-from gateway.worker import gunicorn_options
+from gateway.worker import ASGI_WORKER, gunicorn_options
 from storage import (
     DuplicateError,
     Lease,
@@ -305,5 +305,4 @@ def gunicorn_base_options(settings: GatewaySettings, *, workers: int, name: str)
     return options
 
 
-ASGI_WORKER = "gateway.asgi_worker.TlsOnSomePortsUvicornWorker"
 KEEPALIVE_S = 5

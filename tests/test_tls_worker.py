@@ -1,9 +1,9 @@
-"""HTTP and HTTPS from one gunicorn worker (gateway/worker.py), and the self-signed
-certificate it serves (gateway/tls.py).
+"""HTTP and HTTPS from one gunicorn worker (gateway/worker.py, gateway/asgi_worker.py), and
+the self-signed certificate it serves (gateway/tls.py).
 
 The server tests run a real gunicorn in a subprocess (``serve_scheme_app`` below, started
-with ``python -c``): one gthread worker bound to a plain port and a TLS port, serving a tiny
-Falcon app that answers with the request's scheme.
+with ``python -c``): one uvicorn worker bound to a plain port and a TLS port, serving a tiny
+Falcon ASGI app that answers with the request's scheme.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import falcon
+import falcon.asgi
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -40,8 +41,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class SchemeResource:
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = {"scheme": req.scheme, "url_scheme": req.env["wsgi.url_scheme"]}
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.media = {"scheme": req.scheme, "url_scheme": req.scope["scheme"]}
 
 
 class SchemeServer(BaseApplication):  # type: ignore[misc,unused-ignore]
@@ -56,7 +57,7 @@ class SchemeServer(BaseApplication):  # type: ignore[misc,unused-ignore]
             self.cfg.set("control_socket_disable", True)
 
     def load(self) -> falcon.App:
-        app = falcon.App()
+        app = falcon.asgi.App()
         app.add_route("/scheme", SchemeResource())
         return app
 
@@ -64,7 +65,7 @@ class SchemeServer(BaseApplication):  # type: ignore[misc,unused-ignore]
 def serve_scheme_app() -> None:
     """Entry point of the subprocess: ``sys.argv[1]`` is the JSON of gunicorn options."""
     options = json.loads(sys.argv[1])
-    options.update(workers=1, threads=4, loglevel="debug", graceful_timeout=2)
+    options.update(workers=1, loglevel="debug", graceful_timeout=2)
     SchemeServer(options).run()
 
 
@@ -226,7 +227,7 @@ def test_gunicorn_options_name_the_tls_ports() -> None:
         plain_binds=["0.0.0.0:8080"], tls_binds=["0.0.0.0:8443"], certfile="c", keyfile="k"
     )
     assert options["bind"] == ["0.0.0.0:8080", "0.0.0.0:8443"]
-    assert options["worker_class"] == "gateway.worker.TlsOnSomePortsWorker"
+    assert options["worker_class"] == "gateway.asgi_worker.TlsOnSomePortsUvicornWorker"
     assert options["raw_env"] == [f"{TLS_PORTS_ENV}=8443"]
     with pytest.raises(ValueError, match="both"):
         gunicorn_options(plain_binds=[":8443"], tls_binds=[":8443"], certfile="c", keyfile="k")
