@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.asgi import BODY_TIMEOUT_S
 from gateway.asgi_worker import HEADER_TIMEOUT_S, MAX_CONNECTIONS_PER_CLIENT
 from tests.driver_client import Api, csms_process, wait_until
 from tests.faults.test_csms_kill import free_port
@@ -161,3 +162,16 @@ def test_one_address_holds_at_most_its_share_of_connections(gateway: Gateway) ->
             answer = b""
         assert answer == b""  # closed unanswered
         assert gateway.healthz_from_probe() < PROBE_S  # another address is not affected
+
+
+def test_a_body_that_comes_too_slowly_gets_408_and_holds_nothing(gateway: Gateway) -> None:
+    raw = socket.create_connection(("127.0.0.1", gateway.https_port), timeout=5)
+    with gateway.context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+        sock.sendall(
+            b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"email": '  # and then nothing
+        )
+        assert gateway.healthz_from_probe() < PROBE_S
+        sock.settimeout(BODY_TIMEOUT_S + 10)
+        answer = sock.recv(256)
+    assert answer.startswith(b"HTTP/1.1 408")
