@@ -34,7 +34,12 @@ class _Client:
         self.conn = self._connect()
 
     def _connect(self) -> http.client.HTTPSConnection:
-        return http.client.HTTPSConnection("127.0.0.1", self.port, context=self.context, timeout=60)
+        # Each driver from an address of its own, as drivers' phones are (the gateway caps
+        # the connections of one address).
+        source = f"127.0.2.{1 + sum(self.token.encode()) % 250}" if self.token else "127.0.0.1"
+        return http.client.HTTPSConnection(
+            "127.0.0.1", self.port, context=self.context, timeout=60, source_address=(source, 0)
+        )
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, int]:
         """``(status, nanoseconds)``; reconnects once if the server closed the connection."""

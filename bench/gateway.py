@@ -1,8 +1,8 @@
 """``python -m bench gateway``: public reads per second vs a bare Falcon endpoint.
 
-A real ``smartcharge csms`` (gunicorn, production options: 1 worker, 32 threads) with a
-simulated fleet of 50 stations x 2 EVSEs on a private Mosquitto, and a bare Falcon app
-(:mod:`bench._bare_app`) under the same gunicorn config (gthread, 1 worker, 32 threads).
+A real ``smartcharge csms`` (gunicorn, production options: 1 uvicorn worker) with a
+simulated fleet of 50 stations x 2 EVSEs on a private Mosquitto, and a bare Falcon ASGI app
+(:mod:`bench._bare_app`) under gunicorn with uvicorn's own worker (1 worker).
 ``wrk -t2 -c32`` (a separate process) loads, in turn: the bare endpoint,
 ``GET /api/v1/stations`` and ``GET /api/v1/evses/{id}``, over plain HTTP (public reads);
 rounds alternate so load drift on a shared machine hits all three alike.
@@ -41,7 +41,6 @@ __all__ = ["run", "wrk"]
 NAME: Final = "gateway"
 TARGET: Final = 0.5
 STATIONS: Final = 50
-THREADS: Final = 32
 CONNECTIONS: Final = 32
 _RATE = re.compile(r"Requests/sec:\s+([0-9.]+)")
 _P99 = re.compile(r"^\s+99%\s+([0-9.]+)(us|ms|s)\s*$", re.M)
@@ -103,11 +102,9 @@ def run(options: Options) -> Result:
                 "-m",
                 "gunicorn",
                 "-k",
-                "gthread",
+                "uvicorn_worker.UvicornWorker",
                 "-w",
                 "1",
-                "--threads",
-                str(THREADS),
                 "--log-level",
                 "warning",
                 "-b",
@@ -179,7 +176,7 @@ def run(options: Options) -> Result:
         "reads": reads,
         "baseline_runs": runs["bare"],
         "wrk": f"-t2 -c{CONNECTIONS} -d{seconds:g}s",
-        "gunicorn": f"gthread, 1 worker, {THREADS} threads",
+        "gunicorn": "1 uvicorn worker (ASGI)",
         "stations": STATIONS,
         "evses": 2 * STATIONS,
         "quick": options.quick,

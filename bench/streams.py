@@ -4,7 +4,7 @@ A private Mosquitto, the CSMS node (``smartcharge csms --serve-gateways``) with 
 station of two EVSEs, and **one** gateway worker apart from it (``smartcharge gateway
 --workers 1``, the ASGI worker). Operators are seeded straight into the database (8 streams
 each: the per-account cap), and this process opens ``STREAMS`` ``GET /api/v1/events`` over
-HTTPS (asyncio, spread over 200 loopback source addresses: the gateway allows 64 connections
+HTTPS (asyncio, spread over 200 loopback source addresses: the gateway allows 256 connections
 per address).
 
 - ``/healthz`` over plain HTTP, 200 requests one after the other from another address:

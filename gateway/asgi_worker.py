@@ -10,7 +10,7 @@ thread. What one client may hold is bounded at the connection, before the app se
 - **idle kept-alive** connections close after gunicorn's ``keepalive`` (uvicorn's
   ``timeout_keep_alive``);
 - at most :data:`MAX_CONNECTIONS_PER_CLIENT` connections per client address per worker; the
-  next is closed at once (a driver's phone needs a handful);
+  next is closed at once (a phone needs two or three; a carrier's NAT puts many behind one);
 - request **bodies** are bounded in size and time by the app (``gateway/security.py``).
 
 TLS on some ports (:mod:`gateway.worker`, which once held a gthread worker for this): the ports in
@@ -51,7 +51,9 @@ asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
 
 HEADER_TIMEOUT_S: Final = 10.0
 HANDSHAKE_TIMEOUT_S: Final = 10.0
-MAX_CONNECTIONS_PER_CLIENT: Final = 64
+MAX_CONNECTIONS_PER_CLIENT: Final = 256
+"""Per worker. High enough for a carrier's NAT sharing one address among many phones (each
+needs two or three connections), low enough that one address cannot fill a worker."""
 
 _per_client: collections.Counter[str] = collections.Counter()
 """Open connections by client address, in this worker (one event loop: no lock)."""
