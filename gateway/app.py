@@ -199,14 +199,17 @@ def create_app(
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(_error_serializer)
     errors.install(app)
-    routes.add_route("/healthz", HealthResource(csms, mqtt_connected))
-    routes.add_route("/openapi.json", OpenApiResource(http_base, https_base))
+    # Reads of memory only (the read model, the health): on the ASGI app's loop, no thread.
+    read = {"inline": True} if asgi else {}
+    routes.add_route("/healthz", HealthResource(csms, mqtt_connected), **read)
+    routes.add_route("/openapi.json", OpenApiResource(http_base, https_base), **read)
     routes.add_route("/metrics", PrometheusResource(csms.metrics))  # public: Prometheus scrapes
     add_static_routes(routes, https_base)
-    routes.add_route(f"{API}/stations", StationsResource(csms))
-    routes.add_route(f"{API}/stations/{{station_id}}", StationResource(csms))
-    routes.add_route(f"{API}/evses/nearest", NearestResource(csms.view, _session_driver(csms)))
-    routes.add_route(f"{API}/evses/{{evse_id}}", EvseResource(csms))
+    routes.add_route(f"{API}/stations", StationsResource(csms), **read)
+    routes.add_route(f"{API}/stations/{{station_id}}", StationResource(csms), **read)
+    nearest = NearestResource(csms.view, _session_driver(csms))
+    routes.add_route(f"{API}/evses/nearest", nearest, **read)
+    routes.add_route(f"{API}/evses/{{evse_id}}", EvseResource(csms), **read)
     if auth is None:
         return app
     guard = LoginGuard(SlidingWindowLimiter(login_limits[0], 60.0), free_failures=login_limits[1])

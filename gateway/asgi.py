@@ -113,13 +113,21 @@ def _responder(method: Callable[..., None], offload: Offload) -> Callable[..., A
     return respond
 
 
-def threaded(resource: Any, offload: Offload) -> Any:
+def _inline(method: Callable[..., None]) -> Callable[..., Awaitable[None]]:
+    async def respond(req: falcon.asgi.Request, resp: falcon.asgi.Response, **params: Any) -> None:
+        method(req, resp, **params)
+
+    return respond
+
+
+def threaded(resource: Any, offload: Offload, *, inline: bool = False) -> Any:
     """An asynchronous face of a synchronous ``resource``: every ``on_*`` responder (suffixed
-    ones too) reads the body on the loop, then runs on ``offload``."""
+    ones too) reads the body on the loop, then runs on ``offload``; with ``inline``, on the
+    loop itself (for reads of memory that never block: the read model, the health)."""
     face = type(f"Async{type(resource).__name__}", (), {})()
     for name in dir(resource):
         if name.startswith("on_") and callable(method := getattr(resource, name)):
-            setattr(face, name, _responder(method, offload))
+            setattr(face, name, _inline(method) if inline else _responder(method, offload))
     return face
 
 
@@ -138,8 +146,11 @@ class AsgiRoutes:
         self._app = app
         self._offload = offload
 
-    def add_route(self, uri_template: str, resource: Any, **kwargs: Any) -> None:
-        self._app.add_route(uri_template, threaded(resource, self._offload), **kwargs)
+    def add_route(
+        self, uri_template: str, resource: Any, *, inline: bool = False, **kwargs: Any
+    ) -> None:
+        face = threaded(resource, self._offload, inline=inline)
+        self._app.add_route(uri_template, face, **kwargs)
 
     def add_sink(self, sink: Callable[..., None], prefix: Any = r"/") -> None:
         self._app.add_sink(_sink(sink, self._offload), prefix)  # type: ignore[arg-type]
