@@ -27,6 +27,7 @@ __all__ = [
     "gateway_process",
     "loadavg",
     "mosquitto",
+    "seed_accounts",
     "stop_process",
     "wait_for",
     "wait_http_ok",
@@ -208,3 +209,35 @@ def fleet_process(
         yield proc
     finally:
         stop_process(proc)
+
+
+def seed_accounts(data_dir: Path, n: int, role: str = "driver") -> list[str]:
+    """``n`` accounts of ``role`` straight in the CSMS's database (the HTTP sign-up is rate
+    limited per address), with its JWT secret; their access tokens (valid 15 min)."""
+    import argon2
+
+    from gateway.auth import LocalAuthenticator, load_or_create_secret
+    from storage import DuplicateError, open_storage
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_storage(None, data_dir=data_dir)
+    try:
+        auth = LocalAuthenticator(
+            store.users,
+            store.refresh_tokens,
+            secret=load_or_create_secret(data_dir / "secret.key"),
+            duplicate_error=DuplicateError,
+            # Seeding only: the server never checks these passwords (the clients use tokens).
+            hasher=argon2.PasswordHasher(time_cost=1, memory_cost=64, parallelism=1),
+        )
+        tokens = []
+        for i in range(n):
+            email = f"{role}{i}@bench.local"
+            auth.create_user(email, SEEDED_PASSWORD, role)  # type: ignore[arg-type]
+            tokens.append(auth.login(email, SEEDED_PASSWORD).access_token)
+        return tokens
+    finally:
+        store.close()
+
+
+SEEDED_PASSWORD = "correct horse battery staple"

@@ -51,6 +51,7 @@ from bench._support import (
     free_port,
     gateway_process,
     mosquitto,
+    seed_accounts,
     wait_for,
     wait_http_ok,
 )
@@ -63,30 +64,11 @@ TARGET_MS: Final = 50.0
 LEVELS: Final = (1, 10, 100)
 PACED_DRIVERS: Final = 100
 STATIONS: Final = 100
-PASSWORD: Final = "correct horse battery staple"
 
 
 def seed_drivers(data_dir: Path, n: int) -> list[str]:
-    """Create ``n`` drivers in the CSMS's database; their access tokens (valid 15 min)."""
-    import argon2
-
-    from gateway.auth import LocalAuthenticator, load_or_create_secret
-    from storage import DuplicateError, open_storage
-
-    data_dir.mkdir(parents=True, exist_ok=True)
-    store = open_storage(None, data_dir=data_dir)
-    try:
-        auth = LocalAuthenticator(
-            store.users,
-            store.refresh_tokens,
-            secret=load_or_create_secret(data_dir / "secret.key"),
-            duplicate_error=DuplicateError,
-            # Seeding only: the server never checks these passwords (the drivers use tokens).
-            hasher=argon2.PasswordHasher(time_cost=1, memory_cost=64, parallelism=1),
-        )
-        return [auth.register(f"driver{i}@bench.local", PASSWORD).access_token for i in range(n)]
-    finally:
-        store.close()
+    """``n`` drivers in the CSMS's database; their access tokens (valid 15 min)."""
+    return seed_accounts(data_dir, n, "driver")
 
 
 def _evse_ids(http_port: int) -> list[str]:

@@ -39,6 +39,7 @@ from bench._support import (
     gateway_process,
     loadavg,
     mosquitto,
+    seed_accounts,
     wait_for,
     wait_http_ok,
 )
@@ -54,33 +55,6 @@ ADDRESSES: Final = 200
 HEALTHZ_TARGET_MS: Final = 50.0
 DELIVERY_TARGET_S: Final = 2.0
 PROBE: Final = "127.0.0.2"
-
-
-def seed_operators(data_dir: Path, n: int) -> list[str]:
-    """``n`` operator accounts in the gateway's database; their access tokens."""
-    import argon2
-
-    from gateway.auth import LocalAuthenticator, load_or_create_secret
-    from storage import DuplicateError, open_storage
-
-    data_dir.mkdir(parents=True, exist_ok=True)
-    store = open_storage(None, data_dir=data_dir)
-    try:
-        auth = LocalAuthenticator(
-            store.users,
-            store.refresh_tokens,
-            secret=load_or_create_secret(data_dir / "secret.key"),
-            duplicate_error=DuplicateError,
-            hasher=argon2.PasswordHasher(time_cost=1, memory_cost=64, parallelism=1),
-        )
-        tokens = []
-        for i in range(n):
-            email, password = f"ops{i}@bench.local", "correct horse battery staple"
-            auth.create_user(email, password, "operator")
-            tokens.append(auth.login(email, password).access_token)
-        return tokens
-    finally:
-        store.close()
 
 
 def _healthz_p99(port: int, n: int = 200) -> float:
@@ -235,7 +209,7 @@ def run(options: Options) -> Result:
     with tempfile.TemporaryDirectory(prefix="bench-streams-") as tmp_name:
         tmp = Path(tmp_name)
         data_dir = tmp / "csms"
-        tokens = seed_operators(data_dir, math.ceil(n / PER_ACCOUNT))
+        tokens = seed_accounts(data_dir, math.ceil(n / PER_ACCOUNT), "operator")
         node_port, http_port, https_port = free_port(), free_port(), free_port()
         with (
             mosquitto(tmp / "broker") as broker,

@@ -23,13 +23,18 @@ from pathlib import Path
 from typing import Any
 
 import falcon
-from gunicorn.app.base import BaseApplication
 
 from gateway.app import create_app
 from gateway.broker_accounts import GATEWAY_SLOTS, GATEWAY_USER
 from gateway.mail import SmtpMailer
 from gateway.node_client import NodeClient, RemoteCsms
-from gateway.server import GatewaySettings, gunicorn_base_options, open_accounts, open_mail
+from gateway.server import (
+    GatewaySettings,
+    WorkerApplication,
+    gunicorn_base_options,
+    open_accounts,
+    open_mail,
+)
 from protocol.mqtt_settings import MqttSettings
 from storage import Storage
 
@@ -64,29 +69,19 @@ class NodeHealth:
         return self.node.connected.is_set() and self.node.node_online.is_set()
 
 
-class GatewayWorkers(BaseApplication):  # type: ignore[misc,unused-ignore]
+class GatewayWorkers(WorkerApplication):
     """A gunicorn application whose workers each run one :class:`NodeClient`."""
 
     def __init__(
         self, options: dict[str, Any], settings: GatewaySettings, mqtt: MqttSettings
     ) -> None:
-        self._options = options
         self._settings = settings
         self._mqtt = mqtt
         self._node: NodeClient | None = None
         self._storage: Storage | None = None
         self._slot_fd: int | None = None
         self._mailer: SmtpMailer | None = None
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self._options.items():
-            self.cfg.set(key, value)
-        self.cfg.set("preload_app", False)
-        if "control_socket_disable" in self.cfg.settings:
-            self.cfg.set("control_socket_disable", True)  # see gateway/server.py
-        self.cfg.set("post_worker_init", self._post_worker_init)
-        self.cfg.set("worker_exit", self._worker_exit)
+        super().__init__(options)
 
     def load(self) -> falcon.App:
         """In the worker, after the fork: claim an account, open storage, build the app."""

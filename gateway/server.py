@@ -52,6 +52,7 @@ __all__ = [
     "GatewayServer",
     "GatewaySettings",
     "Runtime",
+    "WorkerApplication",
     "gunicorn_base_options",
     "open_accounts",
     "open_mail",
@@ -222,16 +223,12 @@ def ensure_demo_users(
                 auth.create_user(login["email"], login["password"], role)
 
 
-class GatewayServer(BaseApplication):  # type: ignore[misc,unused-ignore]
-    """A gunicorn application whose worker runs one :class:`CsmsSystem`."""
+class WorkerApplication(BaseApplication):  # type: ignore[misc,unused-ignore]
+    """A gunicorn application with our options whose workers build what they run after the
+    fork (``load``), start it in ``_post_worker_init`` and stop it in ``_worker_exit``."""
 
-    def __init__(
-        self, options: dict[str, Any], config: CsmsConfig, settings: GatewaySettings
-    ) -> None:
+    def __init__(self, options: dict[str, Any]) -> None:
         self._options = options
-        self._config = config
-        self._settings = settings
-        self._runtime: Runtime | None = None
         super().__init__()
 
     def load_config(self) -> None:
@@ -244,6 +241,24 @@ class GatewayServer(BaseApplication):  # type: ignore[misc,unused-ignore]
             self.cfg.set("control_socket_disable", True)
         self.cfg.set("post_worker_init", self._post_worker_init)
         self.cfg.set("worker_exit", self._worker_exit)
+
+    def _post_worker_init(self, worker: Any) -> None:
+        raise NotImplementedError
+
+    def _worker_exit(self, server: Any, worker: Any) -> None:
+        raise NotImplementedError
+
+
+class GatewayServer(WorkerApplication):
+    """A gunicorn application whose worker runs one :class:`CsmsSystem`."""
+
+    def __init__(
+        self, options: dict[str, Any], config: CsmsConfig, settings: GatewaySettings
+    ) -> None:
+        self._config = config
+        self._settings = settings
+        self._runtime: Runtime | None = None
+        super().__init__(options)
 
     def load(self) -> Any:
         """Runs in the worker after the fork: open storage, build the (unstarted) system."""

@@ -162,13 +162,52 @@ def csms_process(
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_group(proc)
+
+
+@contextmanager
+def gateway_process(
+    mqtt_url: str,
+    data_dir: Path,
+    ports: tuple[int, int],
+    log_path: Path,
+    db_url: str | None,
+    workers: int = 2,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``smartcharge gateway --workers N`` (apart from the node: docs/node-protocol.md) in
+    its own process group; ``ports``: HTTP and HTTPS."""
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "gateway.cli", "gateway",
+                "--mqtt-url", mqtt_url,
+                "--workers", str(workers),
+                "--http-port", str(ports[0]),
+                "--https-port", str(ports[1]),
+                "--data-dir", str(data_dir),
+                "--log-level", "warning",
+            ],
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=child_env(db_url),
+        )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        stop_group(proc)
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group, SIGKILL it if it has not stopped 20 s later."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
 
 
 def wait_until(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:

@@ -18,20 +18,18 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests import db
-from tests.db import child_env, open_test_storage
-from tests.driver_client import Api, csms_process, wait_until
+from tests.db import open_test_storage
+from tests.driver_client import Api, csms_process, gateway_process, wait_until
 from tests.faults.test_csms_kill import free_port
-from tests.support import REPO_ROOT, FleetProcess
+from tests.support import FleetProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.needs_db, pytest.mark.timeout(300)]
 
@@ -40,44 +38,6 @@ db_url = db.db_url
 STATIONS, EVSES = 3, 2
 PREFIX = "gk"
 EVSE_IDS = [f"{PREFIX}-{s:03d}.{e}" for s in range(1, STATIONS + 1) for e in range(1, EVSES + 1)]
-
-
-@contextmanager
-def gateway_process(
-    mqtt_url: str,
-    data_dir: Path,
-    http_port: int,
-    https_port: int,
-    log_path: Path,
-    db_url: str | None,
-) -> Iterator[subprocess.Popen[bytes]]:
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "gateway.cli", "gateway",
-                "--mqtt-url", mqtt_url,
-                "--workers", "2",
-                "--http-port", str(http_port),
-                "--https-port", str(https_port),
-                "--data-dir", str(data_dir),
-                "--log-level", "warning",
-            ],
-            cwd=REPO_ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=child_env(db_url),
-        )  # fmt: skip
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
 
 
 def workers_of(master: int) -> set[int]:
@@ -125,7 +85,7 @@ def split(mosquitto_url: str, tmp_path: Path, db_url: str | None) -> Iterator[Sp
             db_url=db_url,
         ) as node,
         gateway_process(
-            mosquitto_url, data_dir, http_port, https_port, tmp_path / "gateway.log", db_url
+            mosquitto_url, data_dir, (http_port, https_port), tmp_path / "gateway.log", db_url
         ) as gateway,
         FleetProcess(
             mosquitto_url,
