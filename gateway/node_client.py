@@ -178,9 +178,9 @@ class NodeClient:
     def _message(self, client: mqtt.Client, u: Any, msg: mqtt.MQTTMessage) -> None:
         try:
             self._apply(msg.topic, bytes(msg.payload))
-        except (ValueError, KeyError, TypeError) as exc:
+        except Exception as exc:  # paho's thread must live on: count it and go on
             self.dropped += 1
-            log.warning("gateway: dropped a malformed message on %s: %s", msg.topic, exc)
+            log.warning("gateway: dropped a malformed message on %s: %r", msg.topic, exc)
 
     def _apply(self, topic: str, payload: bytes) -> None:
         if topic == self._replies:

@@ -161,3 +161,20 @@ def test_with_the_node_gone_a_request_fails_at_once_with_503(running: Running) -
     assert time.monotonic() - began < 2.0
     with pytest.raises(ActorUnavailableError):
         running.node.call("info", args={"evse_id": EVSE_IDS[0]})
+
+
+def test_a_malformed_record_is_counted_and_the_replica_goes_on(
+    running: Running, mqtt_client: MqttClientFactory, mosquitto_url: str
+) -> None:
+    """Only the node may publish these topics (the broker's ACL); a gateway still survives
+    garbage on them (a bug, an old node) and applies what comes next."""
+    assert running.node is not None
+    node = running.node
+    client = mqtt_client(mosquitto_url, "test-garbage")
+    for junk in (b"{", b"[]", b'{"state": []}', b'{"state": {"evse_id": 3}}'):
+        client.publish(nc.evse_topic("xx-001.1"), junk)
+    client.publish(nc.station_topic("xx-001"), b"null")
+    wait_until(lambda: node.dropped >= 5, "five malformed records dropped")
+    token, _ = running.driver("after@example.com")
+    reserved = running.call("POST", f"/api/v1/evses/{EVSE_IDS[0]}/reservation", token)
+    assert reserved.status_code == 201, reserved.json  # the gateway still works
