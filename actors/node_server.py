@@ -254,9 +254,9 @@ class NodeRpc:
         try:
             request = nc.Request.from_json(payload)
             self._check_args(request)
-        except (ValueError, KeyError, TypeError) as exc:
+        except Exception as exc:  # paho's thread must live on: whatever it is, count and go on
             self.stats.count("malformed")
-            log.warning("node: dropped a malformed request: %s", exc)
+            log.warning("node: dropped a malformed request: %r", exc)
             return
         if self._clock_ms() > request.expires_at:
             self.stats.count("expired")
