@@ -84,10 +84,38 @@ function connect() {
 
 // -- signing in and out -----------------------------------------------------------------------
 
-function showAuth(message) {
+function showAuth(message, info = "") {
   byId("shell").hidden = true;
   byId("auth-screen").hidden = false;
   setError(byId("auth-error"), message || "");
+  setInfo(info);
+}
+
+function setInfo(message) {
+  const node = byId("auth-info");
+  node.textContent = message || "";
+  node.hidden = !message;
+}
+
+/** Where a mailed link leads: `#confirm=<token>` or `#reset=<token>` (never sent to a server
+ * by the browser, and taken off the address bar at once). */
+function accountLink() {
+  const match = /^#(confirm|reset)=([A-Za-z0-9_-]{16,200})$/.exec(window.location.hash);
+  if (match) history.replaceState(null, "", window.location.pathname + window.location.search);
+  return match ? { purpose: match[1], token: match[2] } : null;
+}
+
+let resetToken = null;
+
+function showReset(token) {
+  resetToken = token;
+  byId("auth-title").textContent = "Choose a new password";
+  byId("email").closest(".field").hidden = true;
+  byId("password").autocomplete = "new-password";
+  byId("login-button").textContent = "Save the new password";
+  for (const id of ["forgot-button", "new-here", "register-button"]) byId(id).hidden = true;
+  showAuth("", "Enter the new password for your account.");
+  byId("password").focus();
 }
 
 async function enter() {
@@ -115,6 +143,7 @@ api.onAuthChange((now) => {
 });
 
 async function authenticate(button, how) {
+  if (resetToken) return resetPassword(button);
   const email = byId("email").value.trim();
   const password = byId("password").value;
   const error = byId("auth-error");
@@ -125,9 +154,17 @@ async function authenticate(button, how) {
   }
   await busy(button, async () => {
     try {
-      if (how === "register") await api.register(email, password);
-      else await api.login(email, password);
+      if (how === "register") {
+        const result = await api.register(email, password);
+        if (result.pending) {
+          setError(error, "");
+          byId("password").value = "";
+          setInfo("Check your mailbox: a link there confirms your address, then sign in.");
+          return;
+        }
+      } else await api.login(email, password);
       setError(error, "");
+      setInfo("");
       byId("password").value = "";
       await enter();
       if (how === "register") toast("Welcome to smartcharge!", { tone: "success", title: "Account created" });
@@ -136,6 +173,45 @@ async function authenticate(button, how) {
     }
   });
 }
+
+async function resetPassword(button) {
+  const password = byId("password").value;
+  const error = byId("auth-error");
+  if (!password) {
+    setError(error, "Enter the new password.");
+    byId("password").focus();
+    return;
+  }
+  await busy(button, async () => {
+    try {
+      await api.resetPassword(resetToken, password);
+      resetToken = null;
+      byId("password").value = "";
+      await enter();
+      toast("Your new password is saved.", { tone: "success", title: "Password changed" });
+    } catch (failure) {
+      setError(error, failure.reason || String(failure));
+    }
+  });
+}
+
+byId("forgot-button").addEventListener("click", async (event) => {
+  const email = byId("email").value.trim();
+  if (!email) {
+    setError(byId("auth-error"), "Enter your email first: the reset link goes there.");
+    byId("email").focus();
+    return;
+  }
+  await busy(event.currentTarget, async () => {
+    try {
+      await api.requestReset(email);
+      setError(byId("auth-error"), "");
+      setInfo("If this address has an account, a link to choose a new password is on its way.");
+    } catch (failure) {
+      setError(byId("auth-error"), failure.reason || String(failure));
+    }
+  });
+});
 
 byId("auth-form").addEventListener("submit", (event) => {
   event.preventDefault();
@@ -156,8 +232,32 @@ for (const button of document.querySelectorAll(".tabbar .tab, [data-goto]")) {
 
 // -- start ----------------------------------------------------------------------------------
 
+/** Follow a mailed link; false when the address holds none. */
+async function followAccountLink() {
+  const link = accountLink();
+  if (!link) return false;
+  if (signedIn) leave("");
+  if (link.purpose === "reset") {
+    showReset(link.token);
+    return true;
+  }
+  try {
+    await api.confirmEmail(link.token);
+    showAuth("", "Your address is confirmed: sign in.");
+  } catch (failure) {
+    showAuth(failure.reason || String(failure));
+  }
+  return true;
+}
+
+window.addEventListener("hashchange", () => {
+  followAccountLink();
+});
+
 async function boot() {
-  if (api.hasStoredSession() && (await api.resume())) {
+  if (await followAccountLink()) {
+    /* the link's screen is up */
+  } else if (api.hasStoredSession() && (await api.resume())) {
     await enter();
   } else {
     showAuth("");
