@@ -24,6 +24,7 @@ import asyncio
 import asyncio.sslproto
 import collections
 import os
+import signal
 import socket
 import sys
 from typing import Any, Final
@@ -153,6 +154,10 @@ class _TlsOnSomePortsServer(Server):
         self.started = True
 
 
+def _exit_cleanly(signum: int, frame: Any) -> None:
+    sys.exit(0)
+
+
 def _port(sock: socket.socket) -> int | None:
     name = sock.getsockname()
     return name[1] if isinstance(name, tuple) else None
@@ -165,6 +170,15 @@ class TlsOnSomePortsUvicornWorker(UvicornWorker):  # type: ignore[misc,unused-ig
     CONFIG_KWARGS = {"loop": "asyncio", "http": GuardedHttpProtocol, "lifespan": "off"}
 
     tls_ports: frozenset[int] = frozenset()
+
+    def init_signals(self) -> None:
+        """uvicorn raises the signal that stopped it again once it has shut down, and
+        uvicorn-worker leaves SIGTERM at its default action: the worker died of it before
+        gunicorn's ``worker_exit`` hook ran (the CSMS kept its lease, its clean stop never
+        happened). Here the signal ends the worker with ``SystemExit``, so the hook runs."""
+        super().init_signals()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, _exit_cleanly)
 
     def init_process(self) -> None:
         """Check the ports before booting: gunicorn then stops with "Worker failed to boot"
