@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -212,7 +213,13 @@ def create_app(
     routes.add_route(f"{API}/evses/{{evse_id}}", EvseResource(csms), **read)
     if auth is None:
         return app
-    guard = LoginGuard(SlidingWindowLimiter(login_limits[0], 60.0), free_failures=login_limits[1])
+    shared = getattr(storage, "login_failures", None)  # SQL storage: one count for all workers
+    guard = LoginGuard(
+        SlidingWindowLimiter(login_limits[0], 60.0),
+        free_failures=login_limits[1],
+        shared=shared,
+        clock=time.time if shared is not None else time.monotonic,
+    )
     signups = SlidingWindowLimiter(signup_limits[0], signup_limits[1])
     auth_resource = AuthResource(auth, guard, signups, mail)
     for action in ("register", "login", "refresh", "logout", "reset", "confirm"):

@@ -13,8 +13,10 @@ alice herself is refused). Instead, failures are counted per *(account, client a
   phone) is never slowed by others' failures.
 
 Every attempt also counts against the client address (``per_address``, all accounts), so one
-address cannot spray guesses over many accounts. State is in memory, per gateway process,
-bounded by ``max_keys`` (the least recently failed pairs and accounts are forgotten first).
+address cannot spray guesses over many accounts. The failures are kept in the database when
+``shared`` is given (what the gateway workers do: one count for all of them, else a guesser
+got one allowance per worker; ``clock`` must then be wall time), else in memory, bounded by
+``max_keys`` (the least recently failed pairs and accounts are forgotten first).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from gateway.ratelimit import SlidingWindowLimiter
 
@@ -34,6 +37,18 @@ __all__ = ["LoginGuard"]
 class _PairFailures:
     count: int
     last_at: float
+
+
+class SharedFailures(Protocol):
+    """Failures kept where every worker sees them (``storage.LoginFailureStore``); epoch ms."""
+
+    def get(self, account: str, address: str) -> tuple[int, int] | None: ...
+
+    def record(self, account: str, address: str, at: int) -> None: ...
+
+    def forgive(self, account: str, address: str) -> None: ...
+
+    def account_failures(self, account: str, since: int) -> int: ...
 
 
 class LoginGuard:
@@ -50,6 +65,7 @@ class LoginGuard:
         account_window_s: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
         max_keys: int = 10_000,
+        shared: SharedFailures | None = None,
     ) -> None:
         self.per_address = per_address
         self._free = free_failures
@@ -59,6 +75,7 @@ class LoginGuard:
         self._account_window = account_window_s
         self._clock = clock
         self._max_keys = max_keys
+        self._shared = shared
         self._lock = threading.Lock()
         self._pairs: OrderedDict[tuple[str, str], _PairFailures] = OrderedDict()
         self._accounts: OrderedDict[str, deque[float]] = OrderedDict()
@@ -69,21 +86,38 @@ class LoginGuard:
         if wait is not None:
             return wait
         account = _key(email)
+        if self._shared is not None:
+            return self._check_shared(self._shared, account, address)
         with self._lock:
             now = self._clock()
             pair = self._pairs.get((account, address))
             if pair is None:
                 return None
-            free = 0 if self._account_is_hot(account, now) else self._free
-            over = pair.count - free
-            if over <= 0:
-                return None
-            delay = min(self._base * 2 ** (over - 1), self._max)
-            remaining = pair.last_at + delay - now
-            return remaining if remaining > 0 else None
+            return self._wait(pair.count, pair.last_at, self._account_is_hot(account, now), now)
+
+    def _check_shared(self, shared: SharedFailures, account: str, address: str) -> float | None:
+        now = self._clock()
+        found = shared.get(account, address)
+        if found is None:
+            return None
+        since = int((now - self._account_window) * 1000)
+        hot = shared.account_failures(account, since) > self._account_limit
+        return self._wait(found[0], found[1] / 1000, hot, now)
+
+    def _wait(self, count: int, last_at: float, hot: bool, now: float) -> float | None:
+        """Seconds the pair must still wait, or None."""
+        over = count - (0 if hot else self._free)
+        if over <= 0:
+            return None
+        delay = min(self._base * 2 ** (over - 1), self._max)
+        remaining = last_at + delay - now
+        return remaining if remaining > 0 else None
 
     def failed(self, email: str, address: str) -> None:
         account = _key(email)
+        if self._shared is not None:
+            self._shared.record(account, address, int(self._clock() * 1000))
+            return
         with self._lock:
             now = self._clock()
             pair = self._pairs.pop((account, address), None) or _PairFailures(0, now)
@@ -100,6 +134,9 @@ class LoginGuard:
 
     def succeeded(self, email: str, address: str) -> None:
         """The right password from this address: its failures on the account are forgiven."""
+        if self._shared is not None:
+            self._shared.forgive(_key(email), address)
+            return
         with self._lock:
             self._pairs.pop((_key(email), address), None)
 

@@ -287,6 +287,22 @@ def _v8_email_confirmation_and_account_tokens(conn: Connection) -> None:
     md.tables["account_tokens"].create(conn, checkfirst=False)
 
 
+def _v9_login_failures(conn: Connection) -> None:
+    """Wrong passwords per (account, client address), shared by every gateway worker
+    (``gateway.login_guard``): how many since the last success, and when the last was."""
+    md = MetaData()
+    Table(
+        "login_failures",
+        md,
+        Column("account", Text, primary_key=True),
+        Column("address", Text, primary_key=True),
+        Column("failures", Integer, nullable=False),
+        _epoch_ms("last_at"),
+        Index("ix_login_failures_account_last_at", "account", "last_at"),
+    )
+    md.tables["login_failures"].create(conn, checkfirst=False)
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v1_users_sessions_reservations_notifications,
     _v2_evse_state_and_status_events,
@@ -296,6 +312,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v6_leases,
     _v7_user_token_version_and_disabled_at,
     _v8_email_confirmation_and_account_tokens,
+    _v9_login_failures,
 )
 LATEST_VERSION: Final = len(MIGRATIONS)
 

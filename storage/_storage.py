@@ -17,6 +17,7 @@ from storage._engine import Clock, Database, system_clock_ms, translated_errors
 from storage._evse_state import EvseStateStore, StatusEventStore
 from storage._files import private_dir, private_file
 from storage._leases import LeaseStore
+from storage._login_failures import LoginFailureStore
 from storage._metrics import MetricsStore
 from storage._migrations import current_version, migrate
 from storage._notifications import NotificationStore
@@ -54,6 +55,7 @@ class Storage:
         self.users = UserStore(database, clock_ms)
         self.refresh_tokens = RefreshTokenStore(database, clock_ms)
         self.account_tokens = AccountTokenStore(database, clock_ms)
+        self.login_failures = LoginFailureStore(database, clock_ms)
         self.sessions = SessionStore(database, clock_ms)
         self.reservations = ReservationStore(database, clock_ms)
         self.notifications = NotificationStore(database, clock_ms)

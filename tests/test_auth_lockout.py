@@ -9,6 +9,7 @@ import http.client
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from gateway.login_guard import LoginGuard
 from gateway.ratelimit import SlidingWindowLimiter
 from tests.account_support import PASSWORD, Gateway, gateway_app, real_csms
 from tests.auth_support import FakeClock
+from tests.db import database_for_test, open_test_storage
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -29,7 +31,7 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
         yield gw
 
 
-def guard(clock: FakeClock, **kw: int) -> LoginGuard:
+def guard(clock: FakeClock, **kw: Any) -> LoginGuard:
     return LoginGuard(SlidingWindowLimiter(10_000, 60.0, clock=clock), clock=clock, **kw)
 
 
@@ -167,3 +169,50 @@ def test_a_real_gateway_lets_the_owner_in_from_another_source_address(
 
         assert login_from("127.0.0.1", port, context, driver) == 200
         assert login_from("127.0.0.2", port, context, driver) == 429
+
+
+# -- several gateway workers -------------------------------------------------------------------
+
+
+@pytest.mark.needs_db
+def test_two_workers_count_the_same_failures(tmp_path: Path) -> None:
+    """Each gateway worker has its own guard; the failures live in the database they share,
+    so a guesser spread over the workers gets one allowance, not one per worker."""
+    with database_for_test(tmp_path / "db") as url:
+        storage = open_test_storage(tmp_path / "db", url)
+        try:
+            clock = FakeClock()
+            first = guard(clock, free_failures=5, shared=storage.login_failures)
+            second = guard(clock, free_failures=5, shared=storage.login_failures)
+            for n in range(6):  # spread over both workers
+                worker = first if n % 2 else second
+                assert worker.check(ALICE, "10.0.0.66") is None
+                worker.failed(ALICE, "10.0.0.66")
+            assert first.check(ALICE, "10.0.0.66") is not None  # the 7th waits, everywhere
+            assert second.check(ALICE, "10.0.0.66") is not None
+            assert first.check(ALICE, "10.0.0.7") is None  # the owner elsewhere never does
+            second.succeeded(ALICE, "10.0.0.66")
+            assert first.check(ALICE, "10.0.0.66") is None  # a success forgives, everywhere
+        finally:
+            storage.close()
+
+
+@pytest.mark.needs_db
+def test_an_account_under_attack_from_many_addresses_slows_them_all_in_every_worker(
+    tmp_path: Path,
+) -> None:
+    with database_for_test(tmp_path / "db") as url:
+        storage = open_test_storage(tmp_path / "db", url)
+        try:
+            clock = FakeClock()
+            workers = [
+                guard(clock, account_failures=20, shared=storage.login_failures) for _ in range(2)
+            ]
+            for n in range(21):  # 21 addresses, one failure each, over both workers
+                workers[n % 2].failed(ALICE, f"10.1.0.{n}")
+            assert workers[0].check(ALICE, "10.1.0.3") is not None  # backoff from the first
+            assert workers[1].check(ALICE, "10.9.9.9") is None  # a new address is not slowed
+            clock.advance(3600)
+            assert workers[1].check(ALICE, "10.1.0.3") is None  # and it passes in time
+        finally:
+            storage.close()
