@@ -174,39 +174,19 @@ def _spawn_csms(
     (the node's own, for its health and metrics, when gateways serve the public ones)."""
     http_port, https_port = ports or (args.http_port, args.https_port)
     return _spawn(
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli",
+        _server_argv(
             "csms",
-            "--mqtt-url",
+            args,
             url,
-            *mqtt_options,
-            "--http-host",
-            args.http_host,
-            "--http-port",
-            str(http_port),
-            "--https-port",
-            str(https_port),
-            "--keepalive",
-            str(args.keepalive),
-            "--data-dir",
-            str(data_dir / "csms"),
-            "--log-level",
-            args.log_level,
-            "--threads",
-            str(args.threads),
-            "--max-sessions-per-driver",
-            str(args.max_sessions_per_driver),
-            "--demo-users",
-            *(["--db-url", args.db_url] if args.db_url else []),
-            *_backend_argv(args),
-            *(
-                ["--certfile", str(args.certfile), "--keyfile", str(args.keyfile)]
-                if args.certfile and args.keyfile
-                else []
-            ),
-        ]
+            data_dir,
+            [
+                *mqtt_options,
+                "--max-sessions-per-driver",
+                str(args.max_sessions_per_driver),
+                "--demo-users",
+            ],
+            (http_port, https_port),
+        )
     )
 
 
@@ -214,39 +194,56 @@ def _spawn_gateway(
     args: argparse.Namespace, url: str, data_dir: Path, mqtt_options: list[str]
 ) -> subprocess.Popen[bytes]:
     return _spawn(
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli",
+        _server_argv(
             "gateway",
-            "--mqtt-url",
+            args,
             url,
-            *mqtt_options,
-            "--workers",
-            str(args.workers),
-            "--http-host",
-            args.http_host,
-            "--http-port",
-            str(args.http_port),
-            "--https-port",
-            str(args.https_port),
-            "--keepalive",
-            str(args.keepalive),
-            "--data-dir",
-            str(data_dir / "csms"),
-            "--log-level",
-            args.log_level,
-            "--threads",
-            str(args.threads),
-            *(["--db-url", args.db_url] if args.db_url else []),
-            *_backend_argv(args),
-            *(
-                ["--certfile", str(args.certfile), "--keyfile", str(args.keyfile)]
-                if args.certfile and args.keyfile
-                else []
-            ),
-        ]
+            data_dir,
+            [*mqtt_options, "--workers", str(args.workers)],
+            (args.http_port, args.https_port),
+        )
     )
+
+
+def _server_argv(
+    command: str,
+    args: argparse.Namespace,
+    url: str,
+    data_dir: Path,
+    options: list[str],
+    ports: tuple[int, int],
+) -> list[str]:
+    """``smartcharge csms`` or ``smartcharge gateway`` with ``up``'s shared options."""
+    return [
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        command,
+        "--mqtt-url",
+        url,
+        *options,
+        "--http-host",
+        args.http_host,
+        "--http-port",
+        str(ports[0]),
+        "--https-port",
+        str(ports[1]),
+        "--keepalive",
+        str(args.keepalive),
+        "--data-dir",
+        str(data_dir / "csms"),
+        "--log-level",
+        args.log_level,
+        "--threads",
+        str(args.threads),
+        *(["--db-url", args.db_url] if args.db_url else []),
+        *_backend_argv(args),
+        *(
+            ["--certfile", str(args.certfile), "--keyfile", str(args.keyfile)]
+            if args.certfile and args.keyfile
+            else []
+        ),
+    ]
 
 
 def _backend_argv(args: argparse.Namespace) -> list[str]:
