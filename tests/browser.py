@@ -6,6 +6,8 @@
   (390x844, touch) or desktop size (1440x900), with geolocation granted at given coordinates.
 - :class:`ConsoleWatch`: collects console errors and uncaught exceptions; tests end with
   ``watch.assert_clean()``.
+- :func:`axe_violations`: runs axe-core (vendored in ``tests/vendor/axe-core``) in a page and
+  returns its violations at or above an impact (default: serious and critical).
 - :func:`save_screenshot`: PNGs into ``$SMARTCHARGE_SCREENSHOTS`` or ``<pytest tmp>/screenshots``.
 - The ``web_stack`` fixture: Mosquitto, ``smartcharge csms --demo-users`` (HTTP + HTTPS) and a
   simulated fleet, with the URLs and demo logins. A test module uses the fixtures by
@@ -35,6 +37,7 @@ __all__ = [
     "PHONE",
     "ConsoleWatch",
     "WebStack",
+    "axe_violations",
     "chromium",
     "chromium_path",
     "launch_chromium",
@@ -158,6 +161,31 @@ class ConsoleWatch:
     def assert_clean(self) -> None:
         found = self.unexpected()
         assert not found, "the page logged errors:\n" + "\n".join(found)
+
+
+AXE_JS = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
+IMPACTS = ("minor", "moderate", "serious", "critical")
+
+
+def axe_violations(page: Any, *, least: str = "serious") -> list[dict[str, Any]]:
+    """axe-core's violations on the page as it is now, of impact ``least`` or worse.
+
+    The script is evaluated through the DevTools protocol, so the page's
+    Content-Security-Policy (``script-src 'self'``) does not need loosening for it. Each
+    violation: ``id``, ``impact``, ``help`` and the CSS targets of up to five nodes."""
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        page.evaluate(AXE_JS.read_text(encoding="utf-8"))
+    found: list[dict[str, Any]] = page.evaluate(
+        """async () => {
+            const result = await window.axe.run(document, {resultTypes: ['violations']});
+            return result.violations.map(v => ({
+                id: v.id, impact: v.impact, help: v.help,
+                targets: v.nodes.slice(0, 5).map(n => n.target.join(' ')),
+            }));
+        }"""
+    )
+    floor = IMPACTS.index(least)
+    return [v for v in found if v["impact"] in IMPACTS[floor:]]
 
 
 def screenshot_dir() -> Path:
