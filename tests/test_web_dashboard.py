@@ -2,14 +2,21 @@
 (Mosquitto, ``smartcharge csms`` over HTTP + HTTPS, a simulated fleet), with the driver app at
 ``/app`` in a second browser context (phone size) for the combined scenario of issue 4.
 
+The dashboard of issue 13: a filtered, sorted, paged table of every EVSE (one tab stop), a
+station detail panel on demand (the controls, the answers, the station's alerts), the alerts
+panel, honest offline state.
+
 Nothing sleeps: every wait is a Playwright ``expect``/``wait_for`` with a timeout, or an
 HTTP poll with a deadline (``wait_until``).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,13 +24,16 @@ import pytest
 from tests.browser import (  # noqa: F401  (fixtures)
     ConsoleWatch,
     WebStack,
+    _free_port,
+    axe_violations,
     chromium,
     new_page,
     playwright_sync,
     save_screenshot,
     web_stack,
 )
-from tests.driver_client import wait_until
+from tests.driver_client import Api, csms_process, wait_until
+from tests.support import FleetProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -32,6 +42,8 @@ expect: Any = pytest.importorskip(
 ).expect
 
 LIVE = 30_000  # ms: a live change reaches the page (simulated fleet at speed 60)
+TO = "\u2013"  # the en dash of the page ranges ("1 to 50 of 54")
+OFFLINE = 60_000  # ms: a killed station is declared offline (1.5 x keepalive) and shown
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -56,6 +68,17 @@ def _number(text: str) -> float:
     return float(found.group().replace(",", "."))
 
 
+def _operator_token(stack: WebStack) -> str:
+    status, body = stack.api.post(
+        "/api/v1/auth/login",
+        {"email": stack.operator["email"], "password": stack.operator["password"]},
+        token="",
+    )
+    assert status == 200, body
+    token: str = body["access_token"]
+    return token
+
+
 class Dashboard:
     """The operator's page (desktop size), signed in."""
 
@@ -66,13 +89,33 @@ class Dashboard:
         self.page.get_by_test_id("email").fill(stack.operator["email"])
         self.page.get_by_test_id("password").fill(stack.operator["password"])
         self.page.get_by_test_id("login").click()
-        expect(self.page.get_by_test_id("evse-card")).to_have_count(
-            stack.stations * stack.evses_per_station
-        )
+        total = stack.stations * stack.evses_per_station
+        expect(self.rows()).to_have_count(min(total, 50))
         expect(self.page.locator("#link-state")).to_have_text("Live", timeout=LIVE)
 
+    def rows(self) -> Any:
+        """The visible table rows (the page's pool keeps hidden spare rows)."""
+        return self.page.locator('tr[data-testid="evse-row"]:not([hidden])')
+
+    def row(self, evse_id: str) -> Any:
+        return self.page.locator(
+            f'tr[data-testid="evse-row"][data-evse-id="{evse_id}"]:not([hidden])'
+        )
+
+    @property
+    def detail(self) -> Any:
+        return self.page.get_by_test_id("station-detail")
+
+    def open(self, evse_id: str) -> Any:
+        """Open the station of an EVSE from its table row (filtering to it first)."""
+        self.page.get_by_test_id("filter").fill(evse_id)
+        self.row(evse_id).click()
+        expect(self.detail).to_be_visible()
+        expect(self.detail).to_have_attribute("data-station-id", evse_id.split(".")[0])
+        return self.card(evse_id)
+
     def card(self, evse_id: str) -> Any:
-        return self.page.locator(f'[data-testid="evse-card"][data-evse-id="{evse_id}"]')
+        return self.detail.locator(f'[data-testid="evse-card"][data-evse-id="{evse_id}"]')
 
     def part(self, evse_id: str, testid: str) -> Any:
         return self.card(evse_id).get_by_test_id(testid)
@@ -120,10 +163,66 @@ def driver(chromium: Any, web_stack: WebStack) -> Iterator[DriverApp]:  # noqa: 
     app.watch.assert_clean()
 
 
+@dataclass
+class TwoFleets:
+    """A stack with more EVSEs than one table page, from two fleet processes (one to kill)."""
+
+    stack: WebStack
+    doomed: FleetProcess
+    doomed_station: str
+
+
+@pytest.fixture
+def two_fleets(mosquitto_url: str, tmp_path: Path) -> Iterator[TwoFleets]:
+    """Mosquitto + ``smartcharge csms --demo-users`` + 26 stations "st" and 1 station "ko"
+    (own process), 2 EVSEs each: 54 EVSEs, two table pages."""
+    main_n, evses = 26, 2
+    http_port, https_port = _free_port(), _free_port()
+    data_dir = tmp_path / "csms"
+    with (
+        csms_process(
+            mosquitto_url, data_dir, http_port, https_port, tmp_path / "csms.log",
+            extra=("--demo-users",),
+        ),
+        FleetProcess(mosquitto_url, tmp_path / "fleet", stations=main_n, evses=evses, speed=60),
+        FleetProcess(
+            mosquitto_url, tmp_path / "fleet-ko", stations=1, evses=evses, speed=60, prefix="ko"
+        ) as doomed,
+    ):  # fmt: skip
+        cert = data_dir / "tls" / "cert.pem"
+        wait_until(cert.exists, "the self-signed certificate")
+        api = Api(http_port, https_port, cert)
+        total = (main_n + 1) * evses
+
+        def all_available() -> bool:
+            status, body = api.get("/api/v1/stations", secure=False)
+            found = [e for s in body["stations"] for e in s["evses"]] if status == 200 else []
+            return len(found) == total and all(e["status"] == "Available" for e in found)
+
+        wait_until(all_available, f"{total} EVSEs Available", timeout=90)
+        logins_path = data_dir / "demo-logins.json"
+        logins = wait_until(
+            lambda: json.loads(logins_path.read_text()) if logins_path.exists() else None,
+            "demo-logins.json",
+        )
+        _, body = api.get("/api/v1/stations", secure=False)
+        ko = next(s["id"] for s in body["stations"] if s["id"].startswith("ko-"))
+        stack = WebStack(
+            http_url=f"http://127.0.0.1:{http_port}",
+            https_url=f"https://127.0.0.1:{https_port}",
+            api=api,
+            data_dir=data_dir,
+            logins=logins,
+            stations=main_n + 1,
+            evses_per_station=evses,
+        )
+        yield TwoFleets(stack=stack, doomed=doomed, doomed_station=ko)
+
+
 # -- 1. the fleet at a glance -------------------------------------------------------------------
 
 
-def test_operator_sees_every_station_on_the_map_and_every_evse_card(
+def test_operator_sees_every_evse_in_the_table_and_every_station_on_the_map(
     dashboard: Dashboard,
     web_stack: WebStack,  # noqa: F811
 ) -> None:
@@ -136,18 +235,16 @@ def test_operator_sees_every_station_on_the_map_and_every_evse_card(
     marker_ids = {markers.nth(i).get_attribute("data-station-id") for i in range(len(stations))}
     assert marker_ids == {s["id"] for s in stations}
 
-    expect(page.get_by_test_id("station")).to_have_count(len(stations))
+    # one row per EVSE, no card until a station is opened
+    expect(dashboard.rows()).to_have_count(len(evse_ids))
+    expect(page.get_by_test_id("evse-card")).to_have_count(0)
     for evse_id in evse_ids:
-        card = dashboard.card(evse_id)
-        expect(card).to_have_count(1)
-        expect(dashboard.status(evse_id)).to_have_text("Available")
-        expect(card.get_by_test_id("maintenance-toggle")).not_to_be_checked()
-        expect(card.get_by_test_id("maintenance-pending")).to_be_hidden()
-        expect(card.get_by_test_id("age")).to_have_text(re.compile(r"ago|just now"))
-    # the switch is a real, labelled checkbox
-    toggle = dashboard.part(evse_ids[0], "maintenance-toggle")
-    expect(toggle).to_have_attribute("type", "checkbox")
-    expect(page.get_by_role("switch", name="Maintenance").first).to_be_visible()
+        row = dashboard.row(evse_id)
+        expect(row.get_by_test_id("status")).to_have_text("Available")
+        expect(row.get_by_test_id("cell-age")).to_have_text(re.compile(r"ago|just now"))
+    expect(page.get_by_test_id("page-info")).to_contain_text(
+        f"1{TO}{len(evse_ids)} of {len(evse_ids)}"
+    )
 
     totals = page.get_by_test_id("totals")
     expect(totals).to_contain_text(f"{len(evse_ids)} Available")
@@ -155,22 +252,88 @@ def test_operator_sees_every_station_on_the_map_and_every_evse_card(
     expect(page.get_by_test_id("power-chart").locator(".chart__line")).to_have_count(1)
 
     # the ages tick without any event
-    age = dashboard.part(evse_ids[0], "age")
+    age = dashboard.row(evse_ids[0]).get_by_test_id("cell-age")
     expect(age).to_have_text(re.compile(r"\d+ s ago|min ago"), timeout=10_000)
     save_screenshot(page, "dashboard")
 
-    # a marker (by keyboard, as a button) opens its station and highlights it
+    # a marker (by keyboard, as a button) opens its station's detail
     last = stations[-1]["id"]
     marker = page.locator(f'[data-testid="map-marker"][data-station-id="{last}"]')
     marker.focus()
     page.keyboard.press("Enter")
-    group = page.locator(f'[data-testid="station"][data-station-id="{last}"]')
-    expect(group).to_have_class(re.compile("is-highlighted"))
-    expect(group).to_be_in_viewport()
+    expect(dashboard.detail).to_be_visible()
+    expect(dashboard.detail).to_have_attribute("data-station-id", last)
+    expect(dashboard.detail.get_by_test_id("evse-card")).to_have_count(len(stations[-1]["evses"]))
     expect(page.locator(f'[data-testid="map-marker"][data-station-id="{last}"]')).to_have_class(
         re.compile("is-selected")
     )
     save_screenshot(page, "dashboard-map")
+
+
+def test_table_filters_sorts_and_pages_and_opens_the_right_station(
+    chromium: Any,  # noqa: F811
+    two_fleets: TwoFleets,
+) -> None:
+    stack = two_fleets.stack
+    board = Dashboard(chromium, stack)
+    page = board.page
+    total = stack.stations * stack.evses_per_station
+    all_ids = sorted(e["id"] for s in _stations(stack) for e in s["evses"])
+
+    # paged: 50 rows, then the rest
+    info = page.get_by_test_id("page-info")
+    expect(info).to_contain_text(f"1{TO}50 of {total}")
+    expect(page.get_by_test_id("page-prev")).to_be_disabled()
+    page.get_by_test_id("page-next").click()
+    expect(info).to_contain_text(f"51{TO}{total} of {total}")
+    expect(board.rows()).to_have_count(total - 50)
+    expect(page.get_by_test_id("page-next")).to_be_disabled()
+
+    # the site filter: one station's EVSEs only, back on page 1
+    station = two_fleets.doomed_station
+    page.get_by_test_id("filter").fill(station)
+    expect(board.rows()).to_have_count(2)
+    for i in range(2):
+        expect(board.rows().nth(i)).to_have_attribute("data-station-id", station)
+    expect(info).to_contain_text(f"1{TO}2 of 2")
+    page.get_by_test_id("filter").fill("no-such-site")
+    expect(board.rows()).to_have_count(0)
+    expect(info).to_have_text("No EVSE matches the filter")
+    page.get_by_test_id("filter").fill("")
+
+    # the status filter
+    page.get_by_test_id("status-filter").select_option("Charging")
+    expect(board.rows()).to_have_count(0)
+    page.get_by_test_id("status-filter").select_option("Available")
+    expect(board.rows()).to_have_count(50)
+    page.get_by_test_id("status-filter").select_option("")
+
+    # sorting: by EVSE, then the other way round
+    header = page.locator('th[data-col="evse"]')
+    header.get_by_role("button").click()
+    expect(header).to_have_attribute("aria-sort", "ascending")
+    expect(board.rows().first).to_have_attribute("data-evse-id", all_ids[0])
+    header.get_by_role("button").click()
+    expect(header).to_have_attribute("aria-sort", "descending")
+    expect(board.rows().first).to_have_attribute("data-evse-id", all_ids[-1])
+
+    # the table is one tab stop; arrows move, Enter opens the focused row's station
+    assert page.locator('tr[data-testid="evse-row"][tabindex="0"]').count() == 1
+    board.rows().first.click()
+    expect(board.detail).to_have_attribute("data-station-id", all_ids[-1].split(".")[0])
+    page.keyboard.press("Escape")
+    expect(board.detail).to_be_hidden()
+    expect(board.rows().first).to_be_focused()
+    for _ in range(2):
+        page.keyboard.press("ArrowDown")
+    expect(board.rows().nth(2)).to_be_focused()
+    page.keyboard.press("Enter")
+    third = all_ids[-3]
+    expect(board.detail).to_have_attribute("data-station-id", third.split(".")[0])
+    expect(board.card(third)).to_be_visible()
+    # every maintenance switch has its own name
+    expect(page.get_by_role("switch", name=f"Maintenance EVSE {third}")).to_have_count(1)
+    board.watch.assert_clean()
 
 
 # -- 2. the combined scenario of issue 4 --------------------------------------------------------
@@ -193,15 +356,17 @@ def test_operator_maintenance_interrupts_the_drivers_reservation_live(
     expect(countdown).not_to_have_text(first, timeout=5_000)
     save_screenshot(app, "app-reserved")
 
-    # the dashboard shows it live as Reserved
-    expect(dashboard.status(evse_id)).to_have_text("Reserved", timeout=LIVE)
+    # the dashboard's table shows it live as Reserved
+    expect(dashboard.row(evse_id).get_by_test_id("status")).to_have_text("Reserved", timeout=LIVE)
     assert _evse(web_stack, evse_id)["reservation"] is not None
 
-    # the operator switches that EVSE to maintenance
-    dashboard.part(evse_id, "maintenance-toggle").check()
+    # the operator opens the station and switches that EVSE to maintenance
+    dashboard.open(evse_id)
+    dashboard.page.get_by_role("switch", name=f"Maintenance EVSE {evse_id}").check()
     expect(dashboard.part(evse_id, "answer")).to_contain_text("maintenance accepted", timeout=LIVE)
     expect(dashboard.status(evse_id)).to_have_text("Unavailable", timeout=LIVE)
     expect(dashboard.part(evse_id, "maintenance-toggle")).to_be_checked()
+    expect(dashboard.row(evse_id).get_by_test_id("status")).to_have_text("Unavailable")
 
     # the driver's page shows the interruption and its reason, without a reload
     status = app.get_by_test_id("reservation-status")
@@ -209,9 +374,12 @@ def test_operator_maintenance_interrupts_the_drivers_reservation_live(
     expect(status).to_contain_text("maintenance")
     save_screenshot(app, "app-interrupted")
 
-    # ... and the operator's feed has it too
-    feed = dashboard.page.get_by_test_id("feed-item").filter(has_text=evse_id)
-    expect(feed.filter(has_text="interrupted").first).to_be_visible(timeout=LIVE)
+    # ... and the operator's alerts have it too, also in the station's detail
+    alert = dashboard.page.get_by_test_id("alerts").get_by_test_id("alert-item")
+    expect(alert.filter(has_text=evse_id).filter(has_text="nterrupted").first).to_be_visible(
+        timeout=LIVE
+    )
+    expect(dashboard.detail.get_by_test_id("detail-alerts")).to_contain_text(evse_id)
     save_screenshot(dashboard.page, "dashboard-interrupted")
 
     # maintenance off again: Available on both sides
@@ -223,7 +391,7 @@ def test_operator_maintenance_interrupts_the_drivers_reservation_live(
 # -- 3. a driver's charge, seen live on the dashboard -------------------------------------------
 
 
-def test_driver_charge_shows_live_on_the_dashboard_card(
+def test_driver_charge_shows_live_in_the_table_and_the_detail(
     dashboard: Dashboard,
     driver: DriverApp,
     web_stack: WebStack,  # noqa: F811
@@ -244,34 +412,44 @@ def test_driver_charge_shows_live_on_the_dashboard_card(
     expect(soc).not_to_have_text(soc.inner_text(), timeout=LIVE)
     assert _number(soc.inner_text()) > first_soc
 
-    # the same EVSE on the dashboard: Charging, SoC rising, power and a session
-    card_soc = dashboard.part(evse_id, "soc")
-    expect(dashboard.status(evse_id)).to_have_text("Charging", timeout=LIVE)
-    expect(card_soc).to_have_text(re.compile(r"\d+ %"), timeout=LIVE)
-    seen = _number(card_soc.inner_text())
+    # the same EVSE's row: Charging, SoC rising, power and a session
+    row = dashboard.row(evse_id)
+    row_soc = row.get_by_test_id("cell-soc")
+    expect(row.get_by_test_id("status")).to_have_text("Charging", timeout=LIVE)
+    expect(row_soc).to_have_text(re.compile(r"\d+ %"), timeout=LIVE)
+    seen = _number(row_soc.inner_text())
     wait_until(
-        lambda: _number(card_soc.inner_text()) > seen, "the card's SoC to rise", timeout=LIVE / 1000
+        lambda: _number(row_soc.inner_text()) > seen, "the row's SoC to rise", timeout=LIVE / 1000
     )
-    expect(dashboard.part(evse_id, "power")).not_to_have_text(re.compile(r"^0[.,]0 kW$"))
-    expect(dashboard.part(evse_id, "session")).to_have_text(re.compile(r"[0-9a-f]{6,}"))
-    expect(dashboard.part(evse_id, "energy")).not_to_have_text(re.compile(r"^0[.,]0 kWh$"))
-    expect(dashboard.part(evse_id, "age")).to_have_text(re.compile(r"just now|\d+ s ago"))
+    expect(row.get_by_test_id("cell-power")).not_to_have_text(re.compile(r"^0[.,]0 kW$"))
+    expect(row.get_by_test_id("cell-session")).to_have_text(
+        re.compile(r"[0-9a-f]{6,}"), timeout=LIVE
+    )
     expect(dashboard.page.get_by_test_id("totals")).to_contain_text("1 Charging")
-    expect(dashboard.status(reserved)).to_have_text("Reserved")
+    expect(dashboard.row(reserved).get_by_test_id("status")).to_have_text("Reserved")
     chart = dashboard.page.get_by_test_id("power-chart")
     expect(chart).to_have_attribute(
         "aria-label", re.compile(r"now [1-9]\d*[.,]\d kW"), timeout=LIVE
     )
+
+    # ... and in its station's detail
+    dashboard.open(evse_id)
+    expect(dashboard.status(evse_id)).to_have_text("Charging")
+    expect(dashboard.part(evse_id, "energy")).not_to_have_text(
+        re.compile(r"^0[.,]0 kWh$"), timeout=LIVE
+    )
+    expect(dashboard.part(evse_id, "age")).to_have_text(re.compile(r"just now|\d+ s ago"))
     save_screenshot(app, "app-charging")
     save_screenshot(dashboard.page, "dashboard-charging")
 
-    # the driver stops: Finishing (or already Available) on the card, live
+    # the driver stops: Finishing (or already Available), live
     app.get_by_test_id("stop").click()
     expect(dashboard.status(evse_id)).to_have_text(
         re.compile(r"^(Finishing|Available)$"), timeout=LIVE
     )
     expect(dashboard.part(evse_id, "session")).to_contain_text("ended", timeout=LIVE)
     expect(dashboard.part(evse_id, "power")).to_have_text(re.compile(r"^0[.,]0 kW$"), timeout=LIVE)
+    expect(row.get_by_test_id("cell-session")).to_contain_text("ended")
 
 
 # -- 4. maintenance while a session runs --------------------------------------------------------
@@ -282,7 +460,7 @@ def test_maintenance_while_charging_is_pending_until_the_session_ends(
     web_stack: WebStack,  # noqa: F811
 ) -> None:
     evse_id = _stations(web_stack)[0]["evses"][0]["id"]
-    card = dashboard.card(evse_id)
+    card = dashboard.open(evse_id)
 
     # the operator starts a session from the card; the station's answer is shown
     card.get_by_test_id("start").click()
@@ -308,3 +486,127 @@ def test_maintenance_while_charging_is_pending_until_the_session_ends(
     expect(dashboard.status(evse_id)).to_have_text("Unavailable", timeout=LIVE)
     expect(card.get_by_test_id("maintenance-pending")).to_be_hidden()
     expect(card.get_by_test_id("maintenance-toggle")).to_be_checked()
+
+
+# -- 5. honest state: an offline station --------------------------------------------------------
+
+
+def test_offline_evse_shows_its_last_report_and_disables_its_controls(
+    chromium: Any,  # noqa: F811
+    two_fleets: TwoFleets,
+) -> None:
+    stack = two_fleets.stack
+    board = Dashboard(chromium, stack)
+    station = two_fleets.doomed_station
+    evse_id = f"{station}.1"
+    card = board.open(evse_id)
+    controls = ("start", "info", "maintenance-toggle")
+    for control in controls:
+        expect(card.get_by_test_id(control)).to_be_enabled()
+    card.get_by_test_id("info").click()
+    answer = card.get_by_test_id("answer")
+    expect(answer).to_contain_text("info accepted", timeout=LIVE)
+
+    # the station's process dies without a word: the broker's last will makes it Offline
+    two_fleets.doomed.kill()
+    expect(board.status(evse_id)).to_have_text("Offline", timeout=OFFLINE)
+    note = board.detail.get_by_test_id("offline-note")
+    expect(note).to_be_visible()
+    # the age of the last report, ticking (the broker sends the will at once: just now, first)
+    expect(note).to_contain_text(re.compile(r"last report (\d+ s|\d+ min) ago"), timeout=LIVE)
+    expect(note).to_contain_text("disabled")
+    for control in ("start", "stop", "info", "maintenance-toggle"):
+        expect(card.get_by_test_id(control)).to_be_disabled()
+    expect(card.get_by_test_id("age")).to_contain_text("last report")
+    expect(board.detail.get_by_test_id("station-online")).to_have_text("Offline")
+    # the answer given before belonged to the live station: it is gone
+    expect(answer).to_have_text("")
+    row = board.row(evse_id)
+    expect(row.get_by_test_id("status")).to_have_text("Offline")
+    expect(row.get_by_test_id("cell-age")).to_contain_text(re.compile(r"offline · last report"))
+    board.page.get_by_test_id("filter").fill("")
+    board.page.get_by_test_id("status-filter").select_option("Offline")
+    expect(board.rows()).to_have_count(stack.evses_per_station)
+    save_screenshot(board.page, "dashboard-offline")
+    board.watch.assert_clean()
+
+
+# -- 6. alerts ------------------------------------------------------------------------------------
+
+
+def test_alerts_show_csms_time_filter_and_acknowledge(
+    chromium: Any,  # noqa: F811
+    two_fleets: TwoFleets,
+) -> None:
+    stack = two_fleets.stack
+    status, _ = stack.api.get("/api/v1/alerts", token=_operator_token(stack))
+    board = Dashboard(chromium, stack)
+    page = board.page
+    state = page.get_by_test_id("alerts-state")
+    if status == 404:
+        # the server side of issue 13 is not merged yet: the panel says so, without errors
+        expect(state).to_contain_text("unavailable")
+        board.watch.assert_clean()
+        pytest.skip("GET /api/v1/alerts answers 404: the alerts API (server branch) is missing")
+    assert status == 200
+    expect(state).to_be_hidden()
+
+    station = two_fleets.doomed_station
+    two_fleets.doomed.kill()
+    items = page.get_by_test_id("alerts").locator(
+        f'[data-testid="alert-item"][data-kind="station_offline"][data-station-id="{station}"]'
+    )
+    expect(items).to_have_count(1, timeout=OFFLINE)
+    item = items.first
+    expect(item.locator("time")).to_have_text(re.compile(r"\d\d:\d\d:\d\d"))
+    stored = stack.api.get(f"/api/v1/alerts?station={station}", token=_operator_token(stack))[1]
+    offline = next(a for a in stored["alerts"] if a["kind"] == "station_offline")
+    expect(item).to_have_attribute("data-alert-id", str(offline["id"]))
+
+    # filters: severity and station
+    page.get_by_test_id("alert-severity").select_option("good")
+    expect(items).to_have_count(0)
+    page.get_by_test_id("alert-severity").select_option("bad")
+    expect(items).to_have_count(1)
+    page.get_by_test_id("alert-station").fill("no-such-station")
+    expect(items).to_have_count(0)
+    page.get_by_test_id("alert-station").fill(station)
+    expect(items).to_have_count(1)
+
+    # acknowledge: who and when, stored
+    item.get_by_test_id("ack").click()
+    expect(item.get_by_test_id("acked")).to_contain_text(
+        f"Acknowledged by {stack.operator['email']}"
+    )
+    stored = stack.api.get(f"/api/v1/alerts?station={station}", token=_operator_token(stack))[1]
+    acked = next(a for a in stored["alerts"] if a["id"] == offline["id"])
+    assert acked["acked_by"] == stack.operator["email"]
+    assert acked["acked_at"] is not None
+    board.watch.assert_clean()
+
+
+# -- 7. accessibility -----------------------------------------------------------------------------
+
+
+def test_dashboard_has_no_serious_axe_violations_signed_out_and_in(
+    chromium: Any,  # noqa: F811
+    web_stack: WebStack,  # noqa: F811
+) -> None:
+    page = new_page(chromium, size="desktop", position=None)
+    watch = ConsoleWatch.attach(page)
+    page.goto(web_stack.dashboard_url)
+    expect(page.get_by_test_id("login")).to_be_visible()
+    assert axe_violations(page) == []
+
+    board = Dashboard(chromium, web_stack)
+    assert axe_violations(board.page) == []
+    evse_id = _stations(web_stack)[0]["evses"][0]["id"]
+    board.open(evse_id)
+    assert axe_violations(board.page) == []
+    # the table is one tab stop (a roving tabindex over its rows)
+    tab_stops = board.page.evaluate(
+        "() => [...document.querySelectorAll('#evse-rows tr')].filter(r => r.tabIndex >= 0).length"
+    )
+    assert tab_stops == 1
+    watch.assert_clean()
+    board.watch.assert_clean()

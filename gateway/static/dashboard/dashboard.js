@@ -1,28 +1,57 @@
 // The operator dashboard: sign in, load the fleet, then follow the operator live stream.
+//
+// Fleet scale: live events only update the in-memory store (a Map) and mark EVSEs dirty; one
+// requestAnimationFrame renders what changed on the visible table page and the open station
+// detail. Totals at most every TOTALS_EVERY_MS, the map and the chart once a second.
 
 import { ApiError, createClient } from "/static/shared/api.js";
 import { openStream } from "/static/shared/sse.js";
-import { CardBoard } from "./cards.js";
+import { AlertsPanel } from "./alerts.js";
 import { PowerChart } from "./chart.js";
-import { Feed } from "./feed.js";
+import { StationDetail } from "./detail.js";
 import { FleetMap } from "./fleetmap.js";
 import { STATUSES, Fleet } from "./store.js";
+import { EvseTable } from "./table.js";
 import { fmtKw, fmtKwh, statusWord } from "./fmt.js";
 
 const $ = (id) => document.getElementById(id);
 
+const TOTALS_EVERY_MS = 500;
+const REFETCH_PARALLEL = 4;
+const REFETCH_BACKLOG = 100; // more pending than this: one full reload instead
+const RELOAD_EVERY_MS = 10_000;
+
 const api = createClient({ storageKey: "smartcharge.operator.refresh" });
 const fleet = new Fleet();
 let stream = null;
-let board = null;
+let table = null;
+let detail = null;
 let map = null;
 let chart = null;
-let feed = null;
+let alerts = null;
 let metricsAvailable = null; // null: not asked yet; false: endpoint missing
 let energyTodayWh = null; // the stored sessions' energy today, at the last poll
 let energySnapshot = new Map(); // session id -> its energy at that poll
 const timers = [];
-const refetching = new Set();
+const dirty = new Set(); // EVSE ids changed since the last frame
+const dirtyStations = new Set();
+let frameQueued = false;
+let totalsAt = 0;
+let totalsDue = false;
+const refetchQueue = new Set();
+let refetchRunning = 0;
+let reloadAt = 0;
+let reloadTimer = null;
+
+/** Whether the server's API description lists a path (asked once; a 404 would be a console
+ * error on a wall screen). */
+let specPromise = null;
+function apiHas(path) {
+  specPromise = specPromise || fetch("/openapi.json", { cache: "no-store" })
+    .then((r) => r.json())
+    .catch(() => null);
+  return specPromise.then((spec) => Boolean(spec && spec.paths && spec.paths[path]));
+}
 
 // ------------------------------------------------------------------ sign in / out
 
@@ -88,18 +117,38 @@ async function signOut() {
 // ------------------------------------------------------------------ the dashboard
 
 async function start() {
-  board = board || new CardBoard($("stations"), { onCommand: command });
-  map = map || new FleetMap($("map"), { onSelect: (id) => board.highlight(id) });
+  table = table || new EvseTable({
+    table: $("evse-table"), body: $("evse-rows"), info: $("page-info"),
+    prev: $("page-prev"), next: $("page-next"), count: $("table-count"),
+  }, { onOpen: (stationId, evseId) => openStation(stationId, evseId) });
+  detail = detail || new StationDetail({
+    panel: $("detail"), title: $("detail-title"), where: $("detail-where"),
+    badges: $("detail-badges"), cards: $("detail-cards"), note: $("detail-note"),
+    alerts: $("detail-alerts"), close: $("detail-close"),
+  }, { onCommand: command, onClose: closeStation });
+  map = map || new FleetMap($("map"), { onSelect: (id) => openStation(id) });
   chart = chart || new PowerChart($("power-chart"));
-  feed = feed || new Feed($("feed"), $("feed-empty"), { onSelect: select });
+  alerts = alerts || new AlertsPanel({
+    list: $("feed"), empty: $("feed-empty"), state: $("alerts-state"),
+    severity: $("alert-severity"), station: $("alert-station"), more: $("alerts-more"),
+  }, {
+    api,
+    available: () => apiHas("/api/v1/alerts"),
+    onSelect: select,
+    onChange: (stationIds) => {
+      if (detail.open && stationIds.has(detail.stationId)) renderDetailAlerts();
+    },
+  });
   await reload();
+  alerts.load();
   stream = openStream("/api/v1/events", {
     getToken: (opts) => api.freshToken(opts),
     onState: linkState,
     handlers: {
       evse: onEvse,
       station: onStation,
-      alert: onAlert,
+      alert: (data) => alerts.add(data),
+      alert_ack: (data) => alerts.add(data),
       lagged: () => reload(),
     },
   });
@@ -112,15 +161,21 @@ function stop() {
   if (stream) stream.close();
   stream = null;
   while (timers.length) clearInterval(timers.pop());
+  if (detail) closeStation();
 }
 
 async function reload() {
+  reloadAt = performance.now();
   try {
     const body = await api.get("/api/v1/stations");
     fleet.load(body);
-    board.build(fleet);
-    board.filter(fleet, $("filter").value);
-    $("stations").setAttribute("aria-busy", "false");
+    dirty.clear();
+    table.setFleet(fleet);
+    $("evse-table").setAttribute("aria-busy", "false");
+    if (detail.open) {
+      if (fleet.station(detail.stationId)) detail.show(fleet, detail.stationId);
+      else closeStation();
+    }
     map.update(fleet, true);
     renderTotals();
   } catch (error) {
@@ -129,8 +184,18 @@ async function reload() {
       stop();
       return;
     }
-    feed.add({ kind: "error", message: `Could not load the fleet: ${error.reason || error}` });
+    alerts.add({ kind: "error", severity: "bad", message: `Could not load the fleet: ${error.reason || error}` });
   }
+}
+
+/** A full reload, at most once per RELOAD_EVERY_MS (bursts of unknown EVSEs, long backlogs). */
+function reloadSoon() {
+  if (reloadTimer) return;
+  const wait = Math.max(0, reloadAt + RELOAD_EVERY_MS - performance.now());
+  reloadTimer = setTimeout(() => {
+    reloadTimer = null;
+    reload();
+  }, wait);
 }
 
 let wasOpen = false;
@@ -144,89 +209,143 @@ function linkState(state) {
     closed: "Disconnected",
   }[state] || state;
   if (state === "open") {
-    if (wasOpen) reload(); // events may have been missed while the stream was down
+    if (wasOpen) {
+      reload(); // events may have been missed while the stream was down
+      alerts.load();
+    }
     wasOpen = true;
   }
+}
+
+// ------------------------------------------------------------------ live updates, per frame
+
+function schedule() {
+  if (frameQueued) return;
+  frameQueued = true;
+  requestAnimationFrame(frame);
+}
+
+function frame() {
+  frameQueued = false;
+  if (!table) return;
+  table.flush(dirty);
+  for (const sid of dirtyStations) table.touchStation(sid);
+  if (detail.open) {
+    const st = fleet.station(detail.stationId);
+    let touched = dirtyStations.has(detail.stationId);
+    for (const id of dirty) {
+      const e = fleet.evses.get(id);
+      if (e && e.station_id === detail.stationId) {
+        detail.updateCard(e, st);
+        touched = true;
+      }
+    }
+    if (touched) detail.updateStation(fleet);
+  }
+  dirty.clear();
+  dirtyStations.clear();
+  const now = performance.now();
+  if (totalsDue && now - totalsAt >= TOTALS_EVERY_MS) renderTotals();
 }
 
 function onEvse(summary) {
   const { evse, refetch } = fleet.applyEvse(summary);
   if (evse) {
-    board.updateCard(evse, fleet.station(evse.station_id));
-    board.updateStation(fleet, evse.station_id);
-    map.update(fleet);
-    renderTotals();
+    dirty.add(evse.id);
+    totalsDue = true;
+    schedule();
   }
-  if (refetch) refetchEvse(summary.id, !evse);
+  if (!evse) reloadSoon(); // a new EVSE: rebuild the station list
+  else if (refetch) queueRefetch(summary.id);
 }
 
-async function refetchEvse(id, unknown) {
-  if (refetching.has(id)) return;
-  refetching.add(id);
+function queueRefetch(id) {
+  refetchQueue.add(id);
+  if (refetchQueue.size > REFETCH_BACKLOG) {
+    refetchQueue.clear();
+    reloadSoon();
+    return;
+  }
+  while (refetchRunning < REFETCH_PARALLEL && refetchQueue.size) {
+    const next = refetchQueue.values().next().value;
+    refetchQueue.delete(next);
+    refetchRunning += 1;
+    refetchEvse(next).finally(() => {
+      refetchRunning -= 1;
+      if (refetchQueue.size) queueRefetch(refetchQueue.values().next().value);
+    });
+  }
+}
+
+/** The summary event lacks the session id and the reservation: ask for the EVSE. */
+async function refetchEvse(id) {
   try {
-    if (unknown) {
-      await reload(); // a new EVSE: rebuild the station list
-      return;
-    }
     const e = await api.get(`/api/v1/evses/${encodeURIComponent(id)}`);
     const current = fleet.evses.get(id);
+    if (!current) return;
     // keep the live values if a newer event arrived meanwhile; take the session and reservation
     // an EVSE back to Available no longer names its session: keep showing the one that ended
-    const session = e.session || (current && current.session ? { ...current.session, open: false } : null);
+    const session = e.session || (current.session ? { ...current.session, open: false } : null);
     const merged = fleet.putEvse({
       ...e,
+      status: current.status,
+      soc: current.soc,
+      power_w: current.power_w,
       session,
-      last_report_age_s: current ? Math.max(0, (Date.now() - current.reportedAt) / 1000) : e.last_report_age_s,
+      last_report_age_s: Math.max(0, (Date.now() - current.reportedAt) / 1000),
     });
-    board.updateCard(merged, fleet.station(merged.station_id));
+    dirty.add(merged.id);
+    schedule();
   } catch {
     /* the next event will tell */
-  } finally {
-    refetching.delete(id);
   }
 }
 
 function onStation({ id, online }) {
-  const before = fleet.station(id)?.online;
   const st = fleet.applyStation({ id, online });
   if (!st) {
-    reload();
+    reloadSoon();
     return;
   }
-  board.updateStation(fleet, id);
-  for (const e of fleet.evsesOf(id)) board.updateCard(e, st);
-  map.update(fleet);
-  renderTotals();
-  if (before !== online) {
-    feed.add({
-      kind: online ? "station_online" : "station_offline",
-      message: `${st.name} (${id}) is ${online ? "back online" : "offline"}`,
-      station_id: id,
-    });
-  }
+  dirtyStations.add(id);
+  totalsDue = true;
+  schedule();
 }
 
-function onAlert(alert) {
-  feed.add({
-    kind: alert.kind || "alert",
-    message: alert.message || JSON.stringify(alert),
-    created_at: alert.created_at,
-    station_id: alert.station_id || (alert.data && alert.data.station_id),
-    evse_id: alert.evse_id || (alert.data && alert.data.evse_id),
-  });
+// ------------------------------------------------------------------ station detail
+
+function openStation(stationId, evseId = null) {
+  if (!fleet.station(stationId)) return;
+  for (const row of document.querySelectorAll(".evse-row.is-selected")) row.classList.remove("is-selected");
+  detail.show(fleet, stationId, evseId);
+  if (map.selectedId !== stationId) {
+    map.selectedId = stationId;
+    map.update(fleet);
+  }
+  for (const row of document.querySelectorAll(`.evse-row[data-station-id="${CSS.escape(stationId)}"]`)) {
+    row.classList.add("is-selected");
+  }
+  renderDetailAlerts();
+}
+
+function closeStation() {
+  const was = detail.stationId;
+  detail.hide();
+  for (const row of document.querySelectorAll(".evse-row.is-selected")) row.classList.remove("is-selected");
+  const back = was && document.querySelector(`.evse-row[tabindex="0"]`);
+  if (back && !back.hidden) back.focus();
+}
+
+function renderDetailAlerts() {
+  if (!detail.open) return;
+  detail.showAlerts(alerts.forStation(detail.stationId), (a) => alerts.item(a, { withShow: false }));
 }
 
 function select({ stationId, evseId }) {
   const sid = stationId || fleet.evses.get(evseId)?.station_id;
   if (!sid) return;
-  map.selectedId = sid;
-  map.update(fleet);
-  board.highlight(sid);
-  const card = evseId && board.card(evseId);
-  if (card) {
-    card.classList.add("is-highlighted");
-    setTimeout(() => card.classList.remove("is-highlighted"), 6000);
-  }
+  if (evseId) table.reveal(evseId);
+  openStation(sid, evseId);
 }
 
 // ------------------------------------------------------------------ commands
@@ -246,15 +365,15 @@ function describeOutcome(body) {
 
 async function command(evseId, name, arg) {
   const path = `/api/v1/evses/${encodeURIComponent(evseId)}`;
-  board.busy(evseId, name, true);
-  board.answer(evseId, `${name}: waiting for the station…`, "busy");
+  detail.busy(evseId, name, true);
+  detail.answer(evseId, `${name}: waiting for the station…`, "busy");
   try {
     let body;
     if (name === "maintenance") body = await api.put(`${path}/maintenance`, { enabled: Boolean(arg) });
     else if (name === "start") body = await api.post(`${path}/start`, {});
     else if (name === "stop") body = await api.post(`${path}/stop`, {});
     else body = await api.get(`${path}/info`);
-    board.answer(evseId, describeOutcome(body), body.accepted === false ? "error" : "ok");
+    detail.answer(evseId, describeOutcome(body), body.accepted === false ? "error" : "ok");
     if (body.evse) {
       const current = fleet.evses.get(evseId);
       if (current) {
@@ -264,12 +383,12 @@ async function command(evseId, name, arg) {
     }
   } catch (error) {
     const reason = error instanceof ApiError ? error.reason : String(error);
-    board.answer(evseId, `${name} failed: ${reason}`, "error");
+    detail.answer(evseId, `${name} failed: ${reason}`, "error");
     if (error instanceof ApiError && error.status === 401) showLogin("Your session ended; sign in again.");
   } finally {
-    board.busy(evseId, name, false);
+    detail.busy(evseId, name, false);
     const e = fleet.evses.get(evseId);
-    if (e) board.updateCard(e, fleet.station(e.station_id));
+    if (e) detail.updateCard(e, fleet.station(e.station_id));
   }
 }
 
@@ -277,18 +396,10 @@ async function command(evseId, name, arg) {
 
 async function loadMetrics() {
   if (metricsAvailable === false) return;
-  if (metricsAvailable === null) {
-    // ask the API description first: a 404 would be a console error on a wall screen
-    try {
-      const spec = await (await fetch("/openapi.json", { cache: "no-store" })).json();
-      if (!spec.paths || !spec.paths["/api/v1/metrics/summary"]) {
-        metricsAvailable = false;
-        renderTotals();
-        return;
-      }
-    } catch {
-      return;
-    }
+  if (metricsAvailable === null && !(await apiHas("/api/v1/metrics/summary"))) {
+    metricsAvailable = false;
+    renderTotals();
+    return;
   }
   try {
     const body = await api.get("/api/v1/metrics/summary");
@@ -323,6 +434,8 @@ function energySinceSnapshot() {
 const pageOpened = new Date();
 
 function renderTotals() {
+  totalsAt = performance.now();
+  totalsDue = false;
   const t = fleet.totals();
   const list = $("status-counts");
   const shown = STATUSES.filter((s) => t.byStatus[s] > 0 || ["Available", "Charging", "Faulted", "Offline"].includes(s));
@@ -372,8 +485,10 @@ function renderTotals() {
 }
 
 function tick() {
-  if (!board) return;
-  board.tickAll(fleet);
+  if (!table) return;
+  table.tick();
+  detail.tick(fleet);
+  map.update(fleet);
   const t = fleet.totals();
   chart.add(t.powerW / 1000);
   chart.draw();
@@ -387,8 +502,8 @@ function tick() {
 
 $("login-form").addEventListener("submit", onLogin);
 $("logout").addEventListener("click", signOut);
-$("filter").addEventListener("input", () => board && board.filter(fleet, $("filter").value));
-$("feed-clear").addEventListener("click", () => feed && feed.clear());
+$("filter").addEventListener("input", () => table && table.setFilter({ text: $("filter").value }));
+$("status-filter").addEventListener("change", () => table && table.setFilter({ status: $("status-filter").value }));
 api.onAuthChange((signedIn) => {
   if (!signedIn && !$("dash-view").hidden) {
     stop();

@@ -14,6 +14,11 @@ export function holdLeft(evse, now = Date.now()) {
   return evse.reservationUntil ? Math.max(0, evse.reservationUntil - now) : 0;
 }
 
+/** An EVSE the CSMS cannot reach: its own status says so, or its station is offline. */
+export function isOffline(evse, station) {
+  return evse.status === "Offline" || (station ? station.online === false : false);
+}
+
 export function isFree(evse, station) {
   return evse.status === "Available" && !holdLeft(evse) && (!station || station.online !== false);
 }
@@ -86,7 +91,8 @@ export class Fleet {
       maintenance: summary.maintenance,
       maintenance_pending: summary.maintenance_pending,
       session,
-      reportedAt: now,
+      // going Offline is the CSMS's conclusion, not a report: keep the last report's time
+      reportedAt: summary.status === "Offline" ? old.reportedAt : now,
     };
     // the summary carries no reservation: ask again whenever the status moves
     if (old.status !== evse.status) refetch = true;
