@@ -87,7 +87,7 @@ export class EvseTable {
       soc: cell(tr, "num"),
       energy: cell(tr, "num"),
       session: cell(tr, "mono"),
-      age: cell(tr, "num col-age"),
+      age: cell(tr, "col-age"),
     };
     for (const [key, td] of Object.entries(cells)) {
       if (td.tagName === "TD") td.setAttribute("data-testid", `cell-${key}`);
