@@ -12,8 +12,8 @@ hears every EVSE of its stations (:class:`SiteEvses`, batched per burst by the
 - a round ends (every ``round_s``: the paused EVSEs have waited one more round, so they go
   first; see the allocation rule).
 
-It sends ``set_limit`` only where an EVSE's limit changed (by more than
-``SEND_TOLERANCE_W``), or to renew one before it expires (``ttl_s``): a station that loses
+It sends ``set_limit`` only where an EVSE's limit went down, or up by more than
+``SEND_TOLERANCE_W``, or to renew one before it expires (``ttl_s``): a station that loses
 the CSMS falls back, at ``expires_at``, to ``fallback_w`` = the site's limit divided by its
 EVSEs, so the site stays within its limit without us. Sessions on an offline station keep
 what they were last given (it is subtracted from the limit) until they come back.
@@ -50,6 +50,7 @@ __all__ = [
     "SiteEvses",
     "SiteState",
     "limit_at",
+    "state_json",
 ]
 
 log = logging.getLogger(__name__)
@@ -201,6 +202,8 @@ class SiteActor(pykka.ThreadingActor):
         board: SiteBoard | None = None,
         round_s: float = 300.0,
         ttl_s: float = 300.0,
+        record: Callable[[SiteState], None] | None = None,
+        record_s: float = 1.0,
     ) -> None:
         super().__init__()
         self.config = config
@@ -216,6 +219,9 @@ class SiteActor(pykka.ThreadingActor):
         self.commands_sent = 0
         self.reallocations = 0
         self._timers: dict[str, TimerHandle] = {}
+        self._record = record
+        self._record_s = record_s
+        self._unrecorded: SiteState | None = None
 
     def __repr__(self) -> str:
         return f"SiteActor({self.config.id})"
@@ -231,6 +237,7 @@ class SiteActor(pykka.ThreadingActor):
     def on_stop(self) -> None:
         for handle in self._timers.values():
             handle.cancel()
+        self._write_record()
         self.board.drop(self.config.id)
 
     def on_receive(self, message: Any) -> Any:
@@ -251,6 +258,9 @@ class SiteActor(pykka.ThreadingActor):
             case _Timer(kind="renew"):
                 self._renew()
                 self._arm("renew", self._ttl_s / 4)
+            case _Timer(kind="record"):
+                self._timers.pop("record", None)
+                self._write_record()
         return None
 
     # -- what changed
@@ -343,8 +353,8 @@ class SiteActor(pykka.ThreadingActor):
             sent = self.sent.get(evse_id)
             due = (
                 sent is None
-                or abs(sent.limit_w - watts) > SEND_TOLERANCE_W
-                or (watts == 0) != (sent.limit_w == 0)
+                or watts < sent.limit_w  # lower at once: the site's sum never overshoots
+                or watts - sent.limit_w > SEND_TOLERANCE_W
                 or (renew and now_ms - sent.at_ms >= self._ttl_s * 500)
             )
             if not due:
@@ -374,21 +384,33 @@ class SiteActor(pykka.ThreadingActor):
         self._send_changed(limit, self._clock.time_s(), renew=True)
 
     def _publish(self, limit: float) -> None:
-        self.board.put(
-            SiteState(
-                id=self.config.id,
-                name=self.config.name,
-                limit_w=limit,
-                allocated_w=float(sum(self.allocation.values())),
-                measured_w=sum(e.power_w for e in self.evses.values()),
-                evse_limits=dict(self.allocation),
-                paused=tuple(sorted(k for k, w in self.allocation.items() if w == 0)),
-                active=sum(1 for e in self.evses.values() if e.session_open),
-                commands_sent=self.commands_sent,
-                reallocations=self.reallocations,
-                updated_ms=self._clock.time_ms(),
-            )
+        state = SiteState(
+            id=self.config.id,
+            name=self.config.name,
+            limit_w=limit,
+            allocated_w=float(sum(self.allocation.values())),
+            measured_w=sum(e.power_w for e in self.evses.values()),
+            evse_limits=dict(self.allocation),
+            paused=tuple(sorted(k for k, w in self.allocation.items() if w == 0)),
+            active=sum(1 for e in self.evses.values() if e.session_open),
+            commands_sent=self.commands_sent,
+            reallocations=self.reallocations,
+            updated_ms=self._clock.time_ms(),
         )
+        self.board.put(state)
+        if self._record is not None:
+            self._unrecorded = state
+            if "record" not in self._timers:  # at most one write per record_s
+                self._arm("record", self._record_s)
+
+    def _write_record(self) -> None:
+        state, self._unrecorded = self._unrecorded, None
+        if state is None or self._record is None:
+            return
+        try:
+            self._record(state)
+        except Exception:  # storage away for a moment: the next change writes again
+            log.warning("site %s: state not recorded", self.config.id, exc_info=True)
 
     # -- timers
 
@@ -406,6 +428,21 @@ class SiteActor(pykka.ThreadingActor):
             old.cancel()
         if next_s is not None:
             self._arm("step", max(next_s - self._clock.time_s(), 0.0) + 0.001)
+
+
+def state_json(state: SiteState) -> dict[str, Any]:
+    """A :class:`SiteState` as the API shows it (kW with one decimal, W per EVSE)."""
+    return {
+        "limit_kw": round(state.limit_w / 1000, 1),
+        "allocated_kw": round(state.allocated_w / 1000, 1),
+        "measured_kw": round(state.measured_w / 1000, 1),
+        "active_sessions": state.active,
+        "paused": list(state.paused),
+        "evse_limits_w": dict(sorted(state.evse_limits.items())),
+        "commands_sent": state.commands_sent,
+        "reallocations": state.reallocations,
+        "at": state.updated_ms,
+    }
 
 
 def _tell(ref: pykka.ActorRef[Any], message: Any) -> None:

@@ -304,8 +304,9 @@ def _v9_login_failures(conn: Connection) -> None:
 
 
 def _v10_sites(conn: Connection) -> None:
-    """Smart charging (``storage._sites``): sites with their power limit and schedule, and
-    the stations behind each (a station in at most one site)."""
+    """Smart charging (``storage._sites``): sites with their power limit and schedule (and
+    what the node's site actor last decided, ``live``), and the stations behind each (a
+    station in at most one site)."""
     md = MetaData()
     Table(
         "sites",
@@ -317,6 +318,8 @@ def _v10_sites(conn: Connection) -> None:
         Column("timezone", Text, nullable=False),
         Column("evse_limits", Text, nullable=False),
         _epoch_ms("updated_at"),
+        Column("live", Text, nullable=True),
+        _epoch_ms("live_at", nullable=True),
     )
     Table(
         "site_stations",

@@ -2,7 +2,8 @@
 
 ``sites(id, name, limit_w, schedule, timezone, evse_limits, updated_at)``: ``schedule`` is
 JSON ``[[start_minute, limit_w], ...]`` (minutes after local midnight in ``timezone``),
-``evse_limits`` JSON ``{evse_id: [min_w, max_w]}``; ``site_stations(station_id, site_id)``
+``evse_limits`` JSON ``{evse_id: [min_w, max_w]}``, ``live`` JSON what the node's site actor
+last decided (written at most once a second); ``site_stations(station_id, site_id)``
 puts each station in at most one site. The CSMS node reads them all every second
 (``actors.site_router``): a few rows, and whichever process changes a site (a gateway
 worker, ``smartcharge admin``), the node follows.
@@ -33,6 +34,9 @@ class SiteRecord:
     evse_limits: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     station_ids: tuple[str, ...] = ()
     updated_at: int = 0
+    live: Mapping[str, Any] | None = None
+    """What the node's site actor last decided (limit, allocated, measured, EVSE limits)."""
+    live_at: int | None = None
 
 
 def _record(row: Any, stations: Sequence[str]) -> SiteRecord:
@@ -47,6 +51,8 @@ def _record(row: Any, stations: Sequence[str]) -> SiteRecord:
         },
         station_ids=tuple(sorted(stations)),
         updated_at=int(row.updated_at),
+        live=json.loads(row.live) if row.live else None,
+        live_at=None if row.live_at is None else int(row.live_at),
     )
 
 
@@ -129,6 +135,14 @@ class SiteStore:
                 station_ids=site.station_ids,
             )
         )
+
+    def put_live(self, site_id: str, live: Mapping[str, Any]) -> None:
+        """What the site actor decided, for readers in other processes (the API)."""
+        with self._db.write() as conn:
+            conn.execute(
+                text("UPDATE sites SET live = :live, live_at = :at WHERE id = :id"),
+                {"live": json.dumps(live), "at": self._clock_ms(), "id": site_id},
+            )
 
     def delete(self, site_id: str) -> bool:
         with self._db.write() as conn:
