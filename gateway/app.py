@@ -41,6 +41,7 @@ from gateway.metrics import MetricsSummaryResource, PrometheusResource
 from gateway.openapi import OpenApiResource
 from gateway.ratelimit import SlidingWindowLimiter
 from gateway.security import SAFE_METHODS, Authentication, TransportPolicy
+from gateway.sites_api import SiteLimitResource, SiteResource, SitesResource
 from gateway.static import add_static_routes
 from gateway.stations import StationProvisioner
 from gateway.views import ANONYMOUS, evse_json, station_json
@@ -248,6 +249,9 @@ def create_app(
         routes.add_route(
             f"{API}/station-credentials/{{station_id}}", StationCredentialResource(provisioner)
         )
+        routes.add_route(f"{API}/sites", SitesResource(storage.sites))
+        routes.add_route(f"{API}/sites/{{site_id}}", SiteResource(storage.sites))
+        routes.add_route(f"{API}/sites/{{site_id}}/limit", SiteLimitResource(storage.sites))
     if streams is not None:  # coroutines on the loop, not threads
         app.add_route(f"{API}/me/events", AsyncEventStreamResource(streams, everything=False))
         app.add_route(f"{API}/events", AsyncEventStreamResource(streams, everything=True))

@@ -79,6 +79,7 @@ EVSE_ID = _path_param(
     EVSE_ID_PATTERN,
     "st-001.1",
 )
+SITE_ID = _path_param("site_id", "a site id, e.g. depot", STATION_ID_PATTERN, "depot")
 STATION_ID = _path_param("station_id", "a station id, e.g. st-001", STATION_ID_PATTERN, "st-001")
 
 
@@ -274,6 +275,26 @@ ROUTES: tuple[Route, ...] = (
           summary="Revoke a station's credentials: the broker refuses it from now on (operators)",
           ok=_done("204", "Revoked."), params=(STATION_ID,),
           errors={"404": "The station has no active credentials."}),
+    # ------------------------------------------------------------------ smart charging
+    Route("get", f"{API}/sites", "listSites", OPERATORS,
+          summary="Smart-charging sites with their limits and what the node last decided"
+          " (operators)",
+          ok=_ok("SiteList", "The sites.")),
+    Route("get", f"{API}/sites/{{site_id}}", "getSite", OPERATORS,
+          summary="One site (operators)", ok=_ok("Site", "The site."), params=(SITE_ID,),
+          errors={"404": "No such site."}),
+    Route("put", f"{API}/sites/{{site_id}}", "putSite", OPERATORS,
+          summary="Create or replace a site: limit, schedule, stations, EVSE bounds"
+          " (operators); the node follows within a second",
+          ok=_ok("Site", "Replaced."), params=(SITE_ID,), body="SiteRequest",
+          errors={"201": _ok("Site", "Created.")[1], "422": "Invalid"}),
+    Route("put", f"{API}/sites/{{site_id}}/limit", "setSiteLimit", OPERATORS,
+          summary="Change a site's power limit (and schedule) (operators)",
+          ok=_ok("Site", "The site with its new limit."), params=(SITE_ID,),
+          body="SiteLimitRequest", errors={"404": "No such site.", "422": "Invalid"}),
+    Route("delete", f"{API}/sites/{{site_id}}", "deleteSite", OPERATORS,
+          summary="Remove a site: its EVSEs charge without a site limit (operators)",
+          ok=_done("204", "Removed."), params=(SITE_ID,), errors={"404": "No such site."}),
     # ------------------------------------------------------------------ the caller's records
     Route("get", f"{API}/me/sessions", "mySessions", DRIVERS,
           summary="The caller's charging sessions, newest first",

@@ -335,6 +335,60 @@ SCHEMAS: dict[str, Any] = {
             "password": {"type": "string", "description": "shown this once, never again"},
         }
     ),
+    "Site": _obj(
+        {
+            "id": STRING,
+            "name": STRING,
+            "limit_kw": NUMBER,
+            "schedule": {"type": "array", "items": ref("SiteScheduleStep")},
+            "timezone": STRING,
+            "station_ids": {"type": "array", "items": STRING},
+            "evse_limits": {"type": "object", "additionalProperties": ref("EvseBounds")},
+            "updated_at": EPOCH_MS,
+            "live": _nullable(
+                {
+                    "type": "object",
+                    "description": "what the node's site actor last decided: limit_kw,"
+                    " allocated_kw, measured_kw, active_sessions, paused, evse_limits_w,"
+                    " commands_sent, reallocations, at",
+                }
+            ),
+            "live_at": _nullable(EPOCH_MS),
+        }
+    ),
+    "SiteList": _obj({"sites": {"type": "array", "items": ref("Site")}}),
+    "SiteScheduleStep": _obj(
+        {
+            "from": {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"},
+            "limit_kw": {"type": "number", "minimum": 0, "maximum": 100000},
+        }
+    ),
+    "EvseBounds": _obj(
+        {
+            "min_kw": {"type": "number", "minimum": 0.1, "maximum": 100000},
+            "max_kw": {"type": "number", "minimum": 0.1, "maximum": 100000},
+        }
+    ),
+    "SiteRequest": {
+        "type": "object",
+        "required": ["limit_kw"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 100},
+            "limit_kw": {"type": "number", "minimum": 0, "maximum": 100000},
+            "schedule": {"type": "array", "maxItems": 48, "items": ref("SiteScheduleStep")},
+            "timezone": {"type": "string", "example": "Europe/Rome"},
+            "station_ids": {"type": "array", "items": STRING, "maxItems": 10000},
+            "evse_limits": {"type": "object", "additionalProperties": ref("EvseBounds")},
+        },
+    },
+    "SiteLimitRequest": {
+        "type": "object",
+        "required": ["limit_kw"],
+        "properties": {
+            "limit_kw": {"type": "number", "minimum": 0, "maximum": 100000},
+            "schedule": {"type": "array", "maxItems": 48, "items": ref("SiteScheduleStep")},
+        },
+    },
     "StationCredentialRequest": {
         "type": "object",
         "required": ["station_id"],
