@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import csv
 import io
+import time
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -250,3 +253,34 @@ def test_a_station_page_lists_its_status_changes_and_sessions(running: Running) 
 @pytest.mark.remote_gateway
 def test_a_gateway_apart_from_the_node_serves_the_same_events(running: Running) -> None:
     station_events_show_the_session(running)
+
+
+class AlertLogStandIn:
+    """``storage.alerts``'s ``page`` (the operators' alert log, its own branch), for a
+    storage that has no alert log yet."""
+
+    def __init__(self) -> None:
+        self.alerts: list[Any] = []
+
+    def add(self, kind: str, severity: str, message: str, *, at: int, **where: Any) -> None:
+        fields = {"station_id": None, "evse_id": None, **where}
+        self.alerts.append(
+            SimpleNamespace(kind=kind, severity=severity, message=message, at=at, **fields)
+        )
+
+    def page(self, *, limit: int = 50, station_id: str | None = None, **_: Any) -> list[Any]:
+        found = [a for a in self.alerts if station_id is None or a.station_id == station_id]
+        return sorted(found, key=lambda a: a.at, reverse=True)[:limit]
+
+
+def test_a_station_page_lists_the_alerts_of_that_station_only(running: Running) -> None:
+    if not hasattr(running.storage, "alerts"):
+        running.storage.alerts = AlertLogStandIn()  # type: ignore[attr-defined]
+    log = running.storage.alerts  # type: ignore[attr-defined]
+    now = int(time.time() * 1000)
+    log.add("station_offline", "bad", "ap-001 went offline", at=now, station_id="ap-001")
+    log.add("station_offline", "bad", "ap-002 went offline", at=now, station_id="ap-002")
+    operator = running.operator()
+    events = running.call("GET", "/api/v1/stations/ap-001/events", operator).json["events"]
+    alerts = [e for e in events if e["kind"] == "alert"]
+    assert [(a["message"], a["severity"]) for a in alerts] == [("ap-001 went offline", "bad")]
