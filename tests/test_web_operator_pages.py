@@ -203,11 +203,17 @@ def test_the_operator_pages_fit_a_phone_and_refuse_a_driver(
     expect(phone.get_by_test_id("login")).to_be_visible()
     no_horizontal_overflow(phone)
     sign_in(phone, stack)
-    for name in PAGES:
+    status, body = stack.api.get("/api/v1/stations", secure=False, token="")
+    assert status == 200, body
+    station = body["stations"][0]["id"]
+    for name in (*PAGES, f"station?id={station}"):
         phone.goto(f"{stack.https_url}/dashboard/{name}")
         expect(phone.get_by_test_id("whoami")).to_have_text(stack.operator["email"])
+        if "?id=" in name:
+            expect(phone.locator("tr[data-evse]")).to_have_count(stack.evses_per_station)
         no_horizontal_overflow(phone)
         assert_axe_clean(phone, "signed in at 390 px")
+        save_screenshot(phone, f"operator-{name.replace('?id=', '-')}-phone", full_page=True)
     watch.assert_clean()
 
     # Signed out on each page, axe-clean; a driver's login is refused with a word.

@@ -136,6 +136,17 @@ export function bootPage(enter) {
   })();
 }
 
+/** Each body cell of `table` gets its column's heading as `data-label` (phones show the
+ * rows as cards, each value next to its label; see ops.css). */
+export function labelCells(table) {
+  const headings = [...table.querySelectorAll("thead th")].map((th) => th.textContent.trim());
+  for (const row of table.tBodies[0].rows) {
+    [...row.cells].forEach((cell, i) => {
+      if (headings[i] && cell.colSpan === 1) cell.dataset.label = headings[i];
+    });
+  }
+}
+
 /** A cursor pager over a list endpoint: `older()` follows `next`, `newer()` goes back. */
 export class CursorPager {
   constructor() {

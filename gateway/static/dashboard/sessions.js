@@ -11,6 +11,7 @@ import {
   fmtKw,
   fmtKwh,
   fmtTime,
+  labelCells,
   reasonOf,
   say,
 } from "./ops.js";
@@ -128,6 +129,7 @@ async function load() {
         el("tr", {}, el("td", { colspan: 9, class: "ops-empty", text: "No sessions match." })),
       );
     }
+    labelCells($("rows").closest("table"));
     say(status, `${rows.length} session${rows.length === 1 ? "" : "s"} on this page.`);
     $("page-info").textContent = `Page ${pager.page} · ${PAGE_SIZE} a page`;
     $("older").disabled = !pager.next;

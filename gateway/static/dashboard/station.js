@@ -1,7 +1,7 @@
 // A station's page (/dashboard/station?id=st-0001): its EVSEs as the CSMS sees them now, and
 // its recent events (status changes, sessions, alerts). Without an id: the list of stations.
 
-import { $, bootPage, el, fmtKw, fmtKwh, fmtTime, reasonOf, say } from "./ops.js";
+import { $, bootPage, el, fmtKw, fmtKwh, fmtTime, labelCells, reasonOf, say } from "./ops.js";
 
 const REFRESH_MS = 15_000;
 const KINDS = {
@@ -84,6 +84,8 @@ async function loadStation() {
         ? rows
         : [el("tr", {}, el("td", { colspan: 4, class: "ops-empty", text: "No events recorded yet." }))]),
     );
+    labelCells($("evse-rows").closest("table"));
+    labelCells($("event-rows").closest("table"));
     say(status, `Updated ${new Date().toLocaleTimeString()}.`);
   } catch (error) {
     const missing = error && error.status === 404;

@@ -1,7 +1,7 @@
 // Driver accounts: search by email, page newest first, and disable or enable an account
 // after a confirmation (a disabled driver is signed out at once and cannot sign in).
 
-import { $, CursorPager, bootPage, el, fmtTime, reasonOf, say } from "./ops.js";
+import { $, CursorPager, bootPage, el, fmtTime, labelCells, reasonOf, say } from "./ops.js";
 
 const PAGE_SIZE = 50;
 
@@ -88,6 +88,7 @@ async function confirmChange(user, button) {
     const updated = await api.post(`/api/v1/users/${encodeURIComponent(user.id)}/${verb}`);
     const fresh = row(updated);
     button.closest("tr").replaceWith(fresh);
+    labelCells(fresh.closest("table"));
     say(status, `${updated.email} is ${updated.disabled ? "disabled" : "enabled"}.`);
     fresh.querySelector("button").focus();
   } catch (error) {
@@ -113,6 +114,7 @@ async function load() {
         el("tr", {}, el("td", { colspan: 6, class: "ops-empty", text: "No driver accounts match." })),
       );
     }
+    labelCells($("rows").closest("table"));
     say(status, `${rows.length} account${rows.length === 1 ? "" : "s"} on this page.`);
     $("page-info").textContent = `Page ${pager.page} · ${PAGE_SIZE} a page`;
     $("older").disabled = !pager.next;
