@@ -326,6 +326,9 @@ def test_table_filters_sorts_and_pages_and_opens_the_right_station(
     third = all_ids[-3]
     expect(board.detail).to_have_attribute("data-station-id", third.split(".")[0])
     expect(board.card(third)).to_be_visible()
+    expect(board.detail.get_by_test_id("detail-page")).to_have_attribute(
+        "href", f"/dashboard/station?id={third.split('.')[0]}"
+    )
     # every maintenance switch has its own name
     expect(page.get_by_role("switch", name=f"Maintenance EVSE {third}")).to_have_count(1)
     board.watch.assert_clean()

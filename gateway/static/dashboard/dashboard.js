@@ -124,7 +124,7 @@ async function start() {
   detail = detail || new StationDetail({
     panel: $("detail"), title: $("detail-title"), where: $("detail-where"),
     badges: $("detail-badges"), cards: $("detail-cards"), note: $("detail-note"),
-    alerts: $("detail-alerts"), close: $("detail-close"),
+    alerts: $("detail-alerts"), close: $("detail-close"), page: $("detail-page"),
   }, { onCommand: command, onClose: closeStation });
   map = map || new FleetMap($("map"), { onSelect: (id) => openStation(id) });
   chart = chart || new PowerChart($("power-chart"));

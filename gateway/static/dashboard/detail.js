@@ -69,6 +69,10 @@ export class StationDetail {
     this.parts.where.textContent =
       `${st.id} · ${Number(st.lat).toFixed(4)}, ${Number(st.lon).toFixed(4)}`;
     this.parts.panel.dataset.stationId = stationId;
+    if (this.parts.page) {
+      this.parts.page.href = `/dashboard/station?id=${encodeURIComponent(stationId)}`;
+      this.parts.page.setAttribute("aria-label", `Events of ${st.name} (its station page)`);
+    }
     this.parts.cards.replaceChildren(...fleet.evsesOf(stationId).map((e) => this._card(e)));
     this.parts.panel.hidden = false;
     this.updateStation(fleet);
