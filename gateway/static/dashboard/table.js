@@ -73,24 +73,19 @@ export class EvseTable {
     pill.className = "status-pill";
     pill.setAttribute("data-testid", "status");
     cell(tr, "col-status").append(pill);
-    const stName = document.createElement("span");
-    stName.className = "row-station__name";
-    const stId = document.createElement("span");
-    stId.className = "row-station__id muted";
-    cell(tr, "col-station").append(stName, stId);
+    const stName = cell(tr, "col-station"); // its id is in the EVSE's
     const cells = {
       pill,
       stName,
-      stId,
       evse: cell(tr, "col-evse mono"),
       power: cell(tr, "num"),
       soc: cell(tr, "num"),
       energy: cell(tr, "num"),
-      session: cell(tr, "mono"),
+      session: cell(tr, "mono col-session"),
       age: cell(tr, "col-age"),
     };
     for (const [key, td] of Object.entries(cells)) {
-      if (td.tagName === "TD") td.setAttribute("data-testid", `cell-${key}`);
+      if (td.tagName === "TD") td.setAttribute("data-testid", `cell-${key === "stName" ? "station" : key}`);
     }
     tr.hidden = true;
     this.parts.body.append(tr);
@@ -207,7 +202,7 @@ export class EvseTable {
       c.pill.dataset.status = status;
       c.pill.textContent = statusWord(status);
       c.stName.textContent = st ? st.name : e.station_id;
-      c.stId.textContent = e.station_id;
+      c.stName.title = e.station_id;
       c.evse.textContent = e.id;
       c.power.textContent = fmtKw(e.power_w);
       c.soc.textContent = fmtSoc(e.soc);
@@ -220,7 +215,7 @@ export class EvseTable {
 
   _age(row, e, offline, now) {
     const text = fmtAge(Math.max(0, (now - e.reportedAt) / 1000));
-    const shown = offline ? `offline · last report ${text}` : text;
+    const shown = offline ? `last report ${text}` : text; // the status says Offline
     if (row.cells.age.textContent !== shown) row.cells.age.textContent = shown;
     row.cells.age.classList.toggle("is-stale", offline);
   }
