@@ -62,7 +62,7 @@ export class AlertsPanel {
    * @param {{list: HTMLElement, empty: HTMLElement, state: HTMLElement,
    *          severity: HTMLSelectElement, station: HTMLInputElement, more: HTMLButtonElement}} parts
    * @param {{api: any, available: () => Promise<boolean>, onSelect: (sel: object) => void,
-   *          onChange: (stationIds: Set<string>) => void}} hooks
+   *          onChange: (stationIds: Set<string>) => void, isStation: (id: string) => boolean}} hooks
    */
   constructor(parts, hooks) {
     this.parts = parts;
@@ -93,13 +93,15 @@ export class AlertsPanel {
     }
     const { severity, station } = this.filters;
     try {
+      // the API filters by an exact station id; a partial one filters what is loaded here
+      const exact = station && this.hooks.isStation && this.hooks.isStation(station) ? station : undefined;
       const body = await this.hooks.api.get("/api/v1/alerts", {
-        limit: FETCHED, severity, station, before,
+        limit: FETCHED, severity, station: exact, before,
       });
       this._state("", "ok");
       const changed = new Set();
       for (const raw of body.alerts || []) this._merge(normalise(raw), changed);
-      if (!severity && !station) this.next = body.next ?? null;
+      if (!severity && !exact) this.next = body.next ?? null;
       this._changed(changed);
     } catch (error) {
       if (error instanceof ApiError && error.status === 404) {
@@ -200,7 +202,9 @@ export class AlertsPanel {
     this.limit = SHOWN;
     this._schedule();
     clearTimeout(this._refilter);
-    if (this.available) this._refilter = setTimeout(() => this.load(), 300);
+    const { severity, station } = this.filters;
+    const exact = station && this.hooks.isStation && this.hooks.isStation(station);
+    if (this.available && (severity || exact)) this._refilter = setTimeout(() => this.load(), 300);
   }
 
   _state(text, kind) {

@@ -134,6 +134,7 @@ async function start() {
   }, {
     api,
     available: () => apiHas("/api/v1/alerts"),
+    isStation: (id) => Boolean(fleet.station(id)),
     onSelect: select,
     onChange: (stationIds) => {
       if (detail.open && stationIds.has(detail.stationId)) renderDetailAlerts();

@@ -10,7 +10,7 @@ export const PAGE_SIZE = 50;
 const RESORT_EVERY_MS = 1000; // live changes re-sort/re-filter at most this often
 
 const STATUS_RANK = Object.fromEntries(STATUSES.map((s, i) => [s, i]));
-const byText = (a, b) => a.localeCompare(b, undefined, { numeric: true });
+const byText = new Intl.Collator(undefined, { numeric: true }).compare; // one collator: fast sorts
 
 /** The sortable columns: key -> value of an EVSE (and its station) to sort by. */
 const SORT_VALUES = {
