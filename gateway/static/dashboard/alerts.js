@@ -15,7 +15,7 @@ const KINDS = {
   maintenance: { severity: "info", label: "Maintenance" },
 };
 const SEVERITIES = new Set(["bad", "warn", "info", "good"]);
-const SHOWN = 25; // rendered at a time ("Show older" adds more): no wall of tab stops
+const SHOWN = 10; // rendered at a time ("Show older" adds more): no wall of tab stops
 const FETCHED = 100;
 
 /** The station of a CSMS-wide EVSE id (``station.evse``). */
