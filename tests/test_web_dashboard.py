@@ -333,6 +333,14 @@ def test_table_filters_sorts_and_pages_and_opens_the_right_station(
     )
     # every maintenance switch has its own name
     expect(page.get_by_role("switch", name=f"Maintenance EVSE {third}")).to_have_count(1)
+
+    # a command's answer is shown, then expires (30 s) although nothing else changed
+    card = board.card(third)
+    card.get_by_test_id("info").click()
+    answer = card.get_by_test_id("answer")
+    expect(answer).to_contain_text("info accepted", timeout=LIVE)
+    expect(answer).to_have_text("", timeout=45_000)
+    expect(board.status(third)).to_have_text("Available")
     board.watch.assert_clean()
 
 
