@@ -315,8 +315,16 @@ function onStation({ id, online }) {
 
 // ------------------------------------------------------------------ station detail
 
+/** The detail covers the table's right-hand side, not the map and alerts beside it. */
+function placeDetail() {
+  const table = document.querySelector(".panel--stations").getBoundingClientRect();
+  const beside = window.innerWidth >= 1100 && table.right > 0;
+  $("detail").style.setProperty("--detail-right", `${beside ? Math.max(16, window.innerWidth - table.right) : 16}px`);
+}
+
 function openStation(stationId, evseId = null) {
   if (!fleet.station(stationId)) return;
+  placeDetail();
   for (const row of document.querySelectorAll(".evse-row.is-selected")) row.classList.remove("is-selected");
   detail.show(fleet, stationId, evseId);
   if (map.selectedId !== stationId) {
@@ -502,6 +510,7 @@ function tick() {
 // ------------------------------------------------------------------ boot
 
 $("login-form").addEventListener("submit", onLogin);
+window.addEventListener("resize", () => detail && detail.open && placeDetail());
 $("logout").addEventListener("click", signOut);
 $("filter").addEventListener("input", () => table && table.setFilter({ text: $("filter").value }));
 $("status-filter").addEventListener("change", () => table && table.setFilter({ status: $("status-filter").value }));

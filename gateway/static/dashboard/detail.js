@@ -267,7 +267,7 @@ export class StationDetail {
     c.parts.hold.textContent = left ? `Held · ${fmtCountdown(left)}` : "";
     const ageS = Math.max(0, (now - e.reportedAt) / 1000);
     const offline = isOffline(e, station);
-    c.parts.age.textContent = offline ? `offline · last report ${fmtAge(ageS)}` : fmtAge(ageS);
+    c.parts.age.textContent = offline ? `last report ${fmtAge(ageS)}` : fmtAge(ageS); // pill: Offline
     // a running session reports every few seconds; an idle EVSE only when something changes
     const running = Boolean(e.session && e.session.open);
     c.parts.age.classList.toggle("is-stale", offline || (running && ageS > STALE_AFTER_S));
