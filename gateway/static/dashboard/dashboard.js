@@ -173,10 +173,7 @@ async function reload() {
     dirty.clear();
     table.setFleet(fleet);
     $("evse-table").setAttribute("aria-busy", "false");
-    if (detail.open) {
-      if (fleet.station(detail.stationId)) detail.show(fleet, detail.stationId);
-      else closeStation();
-    }
+    if (detail.open && !detail.refresh(fleet)) closeStation();
     map.update(fleet, true);
     renderTotals();
   } catch (error) {

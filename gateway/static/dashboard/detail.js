@@ -59,8 +59,22 @@ export class StationDetail {
     return this.stationId !== null;
   }
 
+  /** After a full reload: patch the open station in place (focus stays where it is). */
+  refresh(fleet) {
+    const st = fleet.station(this.stationId);
+    if (!st) return false;
+    const ids = fleet.evsesOf(st.id).map((e) => e.id);
+    if (ids.length !== this.cards.size || !ids.every((id) => this.cards.has(id))) {
+      this.show(fleet, st.id, null, { focus: false });
+      return true;
+    }
+    this.updateStation(fleet);
+    for (const e of fleet.evsesOf(st.id)) this.updateCard(e, st);
+    return true;
+  }
+
   /** Show one station (built afresh), focus its heading. */
-  show(fleet, stationId, evseId = null) {
+  show(fleet, stationId, evseId = null, { focus = true } = {}) {
     const st = fleet.station(stationId);
     if (!st) return;
     this.stationId = stationId;
@@ -86,7 +100,7 @@ export class StationDetail {
       card.card.classList.add("is-highlighted");
       setTimeout(() => card.card.classList.remove("is-highlighted"), 4000);
     }
-    this.parts.title.focus();
+    if (focus) this.parts.title.focus();
   }
 
   hide() {
