@@ -12,6 +12,7 @@ HTTP poll with a deadline (``wait_until``).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -44,6 +45,9 @@ expect: Any = pytest.importorskip(
 ).expect
 
 LIVE = 30_000  # ms: a live change reaches the page (simulated fleet at speed 60)
+CSMS_EXTRA = ("--demo-users",) + (
+    ("--map-tiles", "none") if importlib.util.find_spec("gateway.map_tiles") else ()
+)  # the tests reach no tile server (as tests/browser.py's web_stack, where the maps have tiles)
 TO = "\u2013"  # the en dash of the page ranges ("1 to 50 of 54")
 OFFLINE = 60_000  # ms: a killed station is declared offline (1.5 x keepalive) and shown
 
@@ -184,7 +188,7 @@ def two_fleets(mosquitto_url: str, tmp_path: Path) -> Iterator[TwoFleets]:
     with (
         csms_process(
             mosquitto_url, data_dir, http_port, https_port, tmp_path / "csms.log",
-            extra=("--demo-users",),
+            extra=CSMS_EXTRA,
         ),
         FleetProcess(mosquitto_url, tmp_path / "fleet", stations=main_n, evses=evses, speed=60),
         FleetProcess(
@@ -642,7 +646,7 @@ def test_screenshot_of_the_dashboard_at_200_stations(
     with (
         csms_process(
             mosquitto_url, data_dir, http_port, https_port, tmp_path / "csms.log",
-            extra=("--demo-users",),
+            extra=CSMS_EXTRA,
         ),
         FleetProcess(mosquitto_url, tmp_path / "fleet", stations=stations, evses=evses, speed=30),
     ):  # fmt: skip
