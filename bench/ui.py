@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import importlib.util
 import json
 import os
 import shutil
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bench._support import (
+    REPO_ROOT,
     csms_process,
     fleet_process,
     free_port,
@@ -61,7 +61,7 @@ TARGETS: Final = {
 }
 FILTER_TEXT: Final = "st-01"
 # no tile server is reachable on a bench machine: the map shows the stations only
-NO_TILES: Final = ("--map-tiles", "none") if importlib.util.find_spec("gateway.map_tiles") else ()
+NO_TILES: Final = ("--map-tiles", "none") if (REPO_ROOT / "gateway/map_tiles.py").exists() else ()
 BASELINE_S: Final = 5.0
 SETTLE_S: Final = 3.0
 

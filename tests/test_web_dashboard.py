@@ -12,7 +12,6 @@ HTTP poll with a deadline (``wait_until``).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -36,7 +35,7 @@ from tests.browser import (  # noqa: F401  (fixtures)
     web_stack,
 )
 from tests.driver_client import Api, csms_process, wait_until
-from tests.support import FleetProcess
+from tests.support import REPO_ROOT, FleetProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -46,7 +45,7 @@ expect: Any = pytest.importorskip(
 
 LIVE = 30_000  # ms: a live change reaches the page (simulated fleet at speed 60)
 CSMS_EXTRA = ("--demo-users",) + (
-    ("--map-tiles", "none") if importlib.util.find_spec("gateway.map_tiles") else ()
+    ("--map-tiles", "none") if (REPO_ROOT / "gateway" / "map_tiles.py").exists() else ()
 )  # the tests reach no tile server (as tests/browser.py's web_stack, where the maps have tiles)
 TO = "\u2013"  # the en dash of the page ranges ("1 to 50 of 54")
 OFFLINE = 60_000  # ms: a killed station is declared offline (1.5 x keepalive) and shown

@@ -94,8 +94,11 @@ export class Fleet {
       // going Offline is the CSMS's conclusion, not a report: keep the last report's time
       reportedAt: summary.status === "Offline" ? old.reportedAt : now,
     };
-    // the summary carries no reservation: ask again whenever the status moves
-    if (old.status !== evse.status) refetch = true;
+    // the summary carries no reservation: ask again when the status enters or leaves Reserved
+    // (not on every move between charging states: at fleet scale that is a request a second)
+    if (old.status !== evse.status && (old.status === "Reserved" || evse.status === "Reserved" || old.reservationUntil)) {
+      refetch = true;
+    }
     this.evses.set(evse.id, evse);
     this._noteEnergy(evse);
     return { evse, refetch };
