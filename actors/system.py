@@ -178,6 +178,7 @@ class CsmsSystem:
         self.commands = Commands(self.registry, timeout_s=config.command_timeout_s)
         self.sites = SiteBoard()
         """What each site actor last decided (smart charging), for the metrics."""
+        self.metrics.watch_sites(self.sites)
         self.reservations = ActorSlot("reservation")
         self.charging = ChargingService(
             self.commands,
