@@ -9,7 +9,7 @@ State diagram::
 
     Available --reserve--> Reserved --cancel_reservation / expiry--> Available
     Available, Reserved(matching id) --start--> Preparing --next tick--> Charging
-    Preparing, Charging --stop (Remote) / SoC reached (SoCReached)--> Finishing
+    Preparing, Charging, SuspendedEVSE --stop (Remote) / SoC reached (SoCReached)--> Finishing
     Finishing --driver unplugs (10-60 s)--> Available, or Unavailable if maintenance is pending
     Available, Reserved --maintenance on--> Unavailable --maintenance off--> Available
     Preparing, Charging, SuspendedEVSE, Finishing --maintenance on--> (same, maintenance_pending)
@@ -18,7 +18,7 @@ State diagram::
 
 Power limits (``set_limit``, ``docs/protocol.md`` section 6.4): the limit in force caps every
 meter sample from the next one on; at its ``expires_at`` it becomes its fallback (or the
-EVSE's ``min_power_w``), and a limit below ``min_power_w`` (or zero) withholds energy.
+EVSE's ``min_power_w``), and a limit below ``min_power_w`` (or under 1 W) withholds energy.
 """
 
 from __future__ import annotations
@@ -49,16 +49,7 @@ from protocol import (
 )
 from simulator.physics import Car, charge, draw_car, draw_unplug_delay
 
-__all__ = [
-    "EventKind",
-    "EvseEvent",
-    "EvseSpec",
-    "EvseState",
-    "Outcome",
-    "advance",
-    "apply",
-    "limit_in_force",
-]
+__all__ = ["EventKind", "EvseEvent", "EvseSpec", "EvseState", "Outcome", "advance", "apply"]
 
 log = logging.getLogger("simulator.evse")
 
@@ -341,13 +332,6 @@ def _set_limit(spec: EvseSpec, state: EvseState, args: SetLimitArgs, now: float)
 
 
 # --------------------------------------------------------------------------- power limits
-
-
-def limit_in_force(spec: EvseSpec, state: EvseState, at: float) -> float | None:
-    """The power limit of the EVSE at simulated time ``at`` (``None``: none), W."""
-    if _limit_lapsed(state, at):
-        return _fallback(spec, state)
-    return state.limit_w
 
 
 def _fallback(spec: EvseSpec, state: EvseState) -> float:
