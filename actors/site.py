@@ -24,6 +24,7 @@ metrics, the dashboard): limit, allocated, measured, each EVSE's limit, commands
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import logging
@@ -57,6 +58,9 @@ log = logging.getLogger(__name__)
 SEND_TOLERANCE_W: Final = 200.0
 DRIFT_W: Final = HEADROOM_W
 """An EV drawing this much (or 20 %) below its allocation gives the rest away."""
+HISTORY_STEP_S: Final = 10.0
+HISTORY_LEN: Final = 90
+"""15 minutes of the site's power, for the dashboard's chart."""
 SETTLE_UPDATES: Final = 2
 """Meter updates to wait after a new limit before reading the EV's draw as its demand."""
 
@@ -149,6 +153,8 @@ class SiteState:
     commands_sent: int
     reallocations: int
     updated_ms: int
+    history: tuple[tuple[int, float, float, float], ...] = ()
+    """``(at_ms, limit_w, allocated_w, measured_w)`` every ``HISTORY_STEP_S``, oldest first."""
 
 
 class SiteBoard:
@@ -219,6 +225,10 @@ class SiteActor(pykka.ThreadingActor):
         self._record = record
         self._record_s = record_s
         self._unrecorded: SiteState | None = None
+        self._history: collections.deque[tuple[int, float, float, float]] = collections.deque(
+            maxlen=HISTORY_LEN
+        )
+        self._limit = config.limit_w
 
     def __repr__(self) -> str:
         return f"SiteActor({self.config.id})"
@@ -242,6 +252,8 @@ class SiteActor(pykka.ThreadingActor):
             case SiteEvses(evses=evses):
                 if self._take(evses):
                     self._reallocate()
+                elif evses:
+                    self._publish(self._limit)  # what they draw changed
             case SiteConfigChanged(config=config):
                 self.config = config
                 self._arm_step()
@@ -381,18 +393,25 @@ class SiteActor(pykka.ThreadingActor):
         self._send_changed(limit, self._clock.time_s(), renew=True)
 
     def _publish(self, limit: float) -> None:
+        self._limit = limit
+        now_ms = self._clock.time_ms()
+        allocated = float(sum(self.allocation.values()))
+        measured = sum(e.power_w for e in self.evses.values() if e.session_open)
+        if not self._history or now_ms - self._history[-1][0] >= HISTORY_STEP_S * 1000:
+            self._history.append((now_ms, limit, allocated, measured))
         state = SiteState(
             id=self.config.id,
             name=self.config.name,
             limit_w=limit,
-            allocated_w=float(sum(self.allocation.values())),
-            measured_w=sum(e.power_w for e in self.evses.values()),
+            allocated_w=allocated,
+            measured_w=measured,
             evse_limits=dict(self.allocation),
             paused=tuple(sorted(k for k, w in self.allocation.items() if w == 0)),
             active=sum(1 for e in self.evses.values() if e.session_open),
             commands_sent=self.commands_sent,
             reallocations=self.reallocations,
-            updated_ms=self._clock.time_ms(),
+            updated_ms=now_ms,
+            history=tuple(self._history),
         )
         self.board.put(state)
         if self._record is not None:
@@ -439,6 +458,15 @@ def state_json(state: SiteState) -> dict[str, Any]:
         "commands_sent": state.commands_sent,
         "reallocations": state.reallocations,
         "at": state.updated_ms,
+        "history": [
+            {
+                "at": at,
+                "limit_kw": round(limit / 1000, 1),
+                "allocated_kw": round(allocated / 1000, 1),
+                "measured_kw": round(measured / 1000, 1),
+            }
+            for at, limit, allocated, measured in state.history
+        ],
     }
 
 

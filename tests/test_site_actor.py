@@ -272,3 +272,24 @@ def test_whatever_happens_the_sum_of_limits_stays_under_the_site_limit(
             assert sum(last.get(k, 0) for k in state.evse_limits) <= limit
     finally:
         ref.stop()
+
+
+def test_what_the_evses_draw_is_published_and_sampled_for_the_chart(
+    site: Any, clock: ManualClock
+) -> None:
+    ref, sent, board = site
+    ref.tell(SiteEvses(evses=(evse(1), evse(2))))
+    sync(ref)
+    sent.take()
+    assert state_of(board, "depot").measured_w == 44_000
+    ref.tell(SiteEvses(evses=(evse(1, power=7_000.0),)))  # a meter value, nothing to redo
+    sync(ref)
+    assert sent.take() == []
+    assert state_of(board, "depot").measured_w == 29_000
+    clock.advance(10)
+    ref.tell(SiteEvses(evses=(evse(2, power=6_000.0),)))
+    sync(ref)
+    history = state_of(board, "depot").history
+    # a sample when the actor started (nothing yet), then one 10 s later
+    assert [(h[1], h[3]) for h in history] == [(50_000.0, 0.0), (50_000.0, 13_000.0)]
+    assert history[1][0] - history[0][0] == 10_000
