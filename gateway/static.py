@@ -45,7 +45,7 @@ CONTENT_TYPES = {
 
 PAGES = ("app", "dashboard")
 """``/<page>`` serves ``gateway/static/<page>/index.html``."""
-OPERATOR_PAGES = ("sessions", "users", "station")
+OPERATOR_PAGES = ("sessions", "users", "station", "sites")
 """``/dashboard/<page>`` serves ``gateway/static/dashboard/<page>.html``."""
 
 NO_CACHE = "no-cache"
