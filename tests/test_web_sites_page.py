@@ -3,8 +3,8 @@ whole stack (Mosquitto, ``smartcharge csms --demo-users``, a simulated fleet of 
 2 EVSEs): a site over three stations with three sessions started by the operator, its limit
 in force, allocated and measured power, the chart's readings, each EVSE's limit; the limit
 changed through the form (a client-side error, the API's 422, then a lower limit that pauses
-EVSEs in turn, shown once the node applied it); axe-core clean signed out and in; no
-horizontal overflow at 1440 or 390 px.
+EVSEs in turn, shown once the node applied it; then a schedule step); axe-core clean signed
+out and in; no horizontal overflow at 1440 or 390 px.
 
 ``SMARTCHARGE_SCREENSHOTS=docs/screenshots`` writes ``sites.png`` (1440x900) there.
 
@@ -14,12 +14,14 @@ or an HTTP poll with a deadline (``wait_until``).
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
 import pytest
 
 from tests.browser import (  # noqa: F401  (fixtures)
+    SCREENSHOTS_ENV,
     ConsoleWatch,
     WebStack,
     chromium,
@@ -47,6 +49,7 @@ MIN_KW = 4.14
 LIMIT_KW = 30
 LOWER_KW = 9
 """Two minimums fit in 9 kW (2 x 4.14), the third EVSE is paused."""
+STEP_KW = 12
 
 
 def make_site(stack: WebStack, operator: str) -> list[str]:
@@ -90,6 +93,25 @@ def make_site(stack: WebStack, operator: str) -> list[str]:
     return charging
 
 
+def chart_spans(page: Any, seconds: int) -> None:
+    page.wait_for_function(
+        f"() => Number(document.querySelector('[data-site=depot] svg').dataset.spanS) >= {seconds}",
+        timeout=(seconds + 60) * 1000,
+    )
+
+
+def picture(page: Any, stack: WebStack, operator: str) -> None:
+    """For the README's screenshot only: a minute at 9 kW, then 18 kW for a while, so the
+    chart shows the limit stepping down and up with the allocation and the meters after it."""
+    chart_spans(page, 60)
+    status, body = stack.api.call(
+        "PUT", "/api/v1/sites/depot/limit", {"limit_kw": 18, "schedule": []}, token=operator
+    )
+    assert status == 200, body
+    chart_spans(page, 110)
+    expect(page.get_by_test_id("site-limit")).to_have_text("18.0 kW")
+
+
 def test_the_sites_page_shows_a_site_and_changes_its_limit(
     chromium: Any,  # noqa: F811
     web_stack: WebStack,  # noqa: F811
@@ -122,7 +144,9 @@ def test_the_sites_page_shows_a_site_and_changes_its_limit(
     )
     for series in ("limit_kw", "allocated_kw", "measured_kw"):
         expect(site.locator(f'svg path[data-series="{series}"]')).to_have_count(1)
-    expect(site.locator("svg")).to_have_accessible_name(re.compile("Power over the last 15"))
+    expect(site.locator("svg")).to_have_accessible_name(
+        re.compile(r"Power over the last \d+ minutes")
+    )
     site.get_by_text("The chart's readings as a table").click()
     readings = site.get_by_test_id("site-readings").locator("tbody tr")
     expect(readings.first).to_contain_text(f"{LIMIT_KW:.1f}")
@@ -162,12 +186,30 @@ def test_the_sites_page_shows_a_site_and_changes_its_limit(
     status, body = stack.api.call("GET", "/api/v1/sites/depot", token=operator)
     assert status == 200, body
     assert body["limit_kw"] == LOWER_KW
+
+    # A schedule step from midnight (always the step in force): a step needs its time first.
+    site.get_by_test_id("add-step").click()
+    step = site.get_by_test_id("step")
+    expect(step).to_have_count(1)
+    site.get_by_test_id("limit-submit").click()
+    expect(error).to_have_text("Give each step a start time (HH:MM).")
+    step.get_by_label("Starts at").fill("00:00")
+    step.get_by_label("Limit from then (kW)").fill(str(STEP_KW))
+    site.get_by_test_id("limit-submit").click()
+    expect(error).to_have_text("")
+    expect(site.get_by_test_id("limit-status")).to_contain_text(
+        f"In force: {STEP_KW:.1f} kW", timeout=30_000
+    )
+    expect(site.get_by_test_id("site-schedule")).to_contain_text(f"from 00:00 {STEP_KW:.1f} kW")
+    expect(site.get_by_test_id("site-limit")).to_have_text(f"{STEP_KW:.1f} kW")
     page.wait_for_function(
         "() => Number(document.querySelector('[data-site=depot] svg').dataset.points) >= 4"
     )
     assert_axe_clean(page, "after the change")
     no_horizontal_overflow(page)
     site.get_by_text("The chart's readings as a table").click()  # closed for the picture
+    if os.environ.get(SCREENSHOTS_ENV):
+        picture(page, stack, operator)
     page.evaluate("() => window.scrollTo(0, 0)")
     save_screenshot(page, "sites")
     watch.assert_clean()

@@ -1,4 +1,6 @@
-// A site's power over the last 15 minutes as a small SVG chart: the limit in force (a dashed
+// A site's power over the last minutes (2, 5, 10 or 15: the shortest that holds the readings,
+// so a site the node has just started deciding for is not a sliver at the right edge) as a
+// small SVG chart: the limit in force (a dashed
 // step line), what the site actor allocated (a step line) and what the EVSEs measured (a line
 // over a soft area). Colours are CSS classes (sites.css); the legend and the readings table
 // (the chart's text alternative) are HTML beside it (sites.js).
@@ -10,6 +12,13 @@
 const SVG_NS = "http://www.w3.org/2000/svg";
 export const WINDOW_MS = 15 * 60 * 1000;
 const KEEP_MS = WINDOW_MS + 60_000;
+/** The windows (minutes) and their time ticks. */
+const WINDOWS = [
+  [2, [2, 1, 0]],
+  [5, [5, 4, 3, 2, 1, 0]],
+  [10, [10, 5, 0]],
+  [15, [15, 10, 5, 0]],
+];
 export const SERIES = [
   { key: "limit_kw", name: "Limit", css: "sc-limit", step: true },
   { key: "allocated_kw", name: "Allocated", css: "sc-allocated", step: true },
@@ -23,11 +32,11 @@ function node(name, attrs, parent) {
   return n;
 }
 
-/** A round axis top at or above `value` (1, 2, 2.5, 5 x 10^n). */
-export function niceMax(value) {
-  if (!(value > 0)) return 10;
+/** A round grid step at or above `value` (1, 2, 5 x 10^n). */
+export function niceStep(value) {
+  if (!(value > 0)) return 1;
   const exp = 10 ** Math.floor(Math.log10(value));
-  for (const m of [1, 2, 2.5, 5, 10]) if (value <= m * exp + 1e-9) return m * exp;
+  for (const m of [1, 2, 5, 10]) if (value <= m * exp + 1e-9) return m * exp;
   return 10 * exp;
 }
 
@@ -69,6 +78,18 @@ export class SiteChart {
     return Math.max(this.now(), newest);
   }
 
+  /** The window shown: the shortest of 2, 5, 10 or 15 minutes that holds the readings. */
+  window() {
+    let oldest = Infinity;
+    for (const at of this.byAt.keys()) oldest = Math.min(oldest, at);
+    const span = this.end() - oldest;
+    for (const [minutes, ticks] of WINDOWS) {
+      if (span <= minutes * 60_000) return { minutes, ticks, span: Number.isFinite(span) ? span : 0 };
+    }
+    const [minutes, ticks] = WINDOWS[WINDOWS.length - 1];
+    return { minutes, ticks, span };
+  }
+
   draw() {
     const svg = this.svg;
     const width = Math.max(240, Math.round(svg.clientWidth || 600));
@@ -79,14 +100,17 @@ export class SiteChart {
     const w = width - pad.l - pad.r;
     const h = height - pad.t - pad.b;
     const end = this.end();
-    const from = end - WINDOW_MS;
+    const { minutes, ticks, span } = this.window();
+    const windowMs = minutes * 60_000;
+    const from = end - windowMs;
     const all = this.readings();
     // the last reading before the window holds its value into it
     const firstIn = all.findIndex((p) => p.at >= from);
     const points = firstIn === -1 ? all.slice(-1) : all.slice(Math.max(0, firstIn - 1));
     const peak = Math.max(1, ...points.flatMap((p) => SERIES.map((s) => p[s.key])));
-    const top = niceMax(peak * 1.1);
-    const x = (t) => pad.l + ((Math.max(t, from) - from) / WINDOW_MS) * w;
+    const step = niceStep((peak * 1.1) / 4);
+    const top = step * 4;
+    const x = (t) => pad.l + ((Math.max(t, from) - from) / windowMs) * w;
     const y = (kw) => pad.t + h - (kw / top) * h;
 
     const axes = node("g", { class: "sc-axes", "aria-hidden": "true" }, svg);
@@ -94,9 +118,10 @@ export class SiteChart {
       const kw = (top * i) / 4;
       node("line", { x1: pad.l, x2: pad.l + w, y1: y(kw), y2: y(kw), class: "sc-grid" }, axes);
       const label = node("text", { x: pad.l - 6, y: y(kw) + 4, class: "sc-label", "text-anchor": "end" }, axes);
-      label.textContent = kw >= 10 || kw === 0 ? String(Math.round(kw)) : kw.toFixed(1);
+      label.textContent = Number.isInteger(kw) ? String(kw) : kw.toFixed(1);
     }
-    for (const [min, anchor] of [[15, "start"], [10, "middle"], [5, "middle"], [0, "end"]]) {
+    for (const min of ticks) {
+      const anchor = min === minutes ? "start" : min === 0 ? "end" : "middle";
       const t = node("text", { x: x(end - min * 60_000), y: height - 6, class: "sc-label", "text-anchor": anchor }, axes);
       t.textContent = min === 0 ? "now" : `−${min} min`;
     }
@@ -104,6 +129,8 @@ export class SiteChart {
     unit.textContent = "kW";
 
     svg.dataset.points = String(points.length);
+    svg.dataset.minutes = String(minutes);
+    svg.dataset.spanS = String(Math.round(span / 1000));
     if (!points.length) return;
     for (const series of [SERIES[2], SERIES[1], SERIES[0]]) {
       const pts = [];

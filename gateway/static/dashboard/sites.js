@@ -90,8 +90,13 @@ class SiteCard {
     this.steps = q("step-list");
     this.stepCount = 0;
     q("add-step").addEventListener("click", () => {
+      this.dirty = true;
       const row = this.addStep({ from: "", limit_kw: "" });
       row.querySelector("input").focus();
+    });
+    this.dirty = false; // the operator edited the form: polls leave it alone
+    this.form.addEventListener("input", () => {
+      this.dirty = true;
     });
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -109,15 +114,16 @@ class SiteCard {
       "li",
       { class: "step-row", "data-testid": "step" },
       el("span", { class: "field" },
-        el("label", { for: fromId, text: "From" }),
+        el("label", { for: fromId, text: "Starts at" }),
         el("input", { id: fromId, name: "from", type: "time", value: step.from, required: true })),
       el("span", { class: "field" },
-        el("label", { for: kwId, text: "Limit (kW)" }),
+        el("label", { for: kwId, text: "Limit from then (kW)" }),
         el("input", { id: kwId, name: "step_kw", type: "text", inputmode: "decimal", size: 8, value: step.limit_kw, autocomplete: "off" })),
     );
     const remove = el("button", { type: "button", class: "btn btn-small btn-ghost", text: "Remove" });
     remove.setAttribute("aria-label", `Remove the step ${step.from || n}`);
     remove.addEventListener("click", () => {
+      this.dirty = true;
       row.remove();
       this.q("add-step").focus();
     });
@@ -127,6 +133,8 @@ class SiteCard {
   }
 
   fillForm(site) {
+    this.filled = JSON.stringify([site.limit_kw, site.schedule]);
+    this.dirty = false;
     this.q("limit-input").value = String(site.limit_kw);
     this.steps.replaceChildren();
     for (const step of site.schedule) this.addStep(step);
@@ -193,6 +201,11 @@ class SiteCard {
   update(site) {
     const q = this.q;
     const live = site.live;
+    const changed = JSON.stringify([site.limit_kw, site.schedule]) !== this.filled;
+    if (changed && !this.dirty && !this.pending && !this.form.contains(document.activeElement)) {
+      this.fillForm(site); // changed elsewhere (another operator, smartcharge admin)
+      say(q("limit-status"), "");
+    }
     q("site-name").textContent = site.name;
     q("site-id").textContent = site.name === site.id ? "" : site.id;
     const state = q("site-state");
@@ -215,6 +228,7 @@ class SiteCard {
       this.updateEvses(site, live);
     }
     this.chart.draw();
+    q("site-chart-title").textContent = `Power over the last ${this.chart.window().minutes} minutes (kW)`;
     this.updateReadings(site, live);
     this.updatePending(live);
   }
