@@ -47,6 +47,7 @@ __all__ = [
     "SiteBoard",
     "SiteConfig",
     "SiteConfigChanged",
+    "SiteDepartures",
     "SiteEvses",
     "SiteState",
     "limit_at",
@@ -119,6 +120,17 @@ class EvseSnapshot:
     min_w: float
     max_w: float
     reachable: bool
+    session_id: str | None = None
+    soc: float | None = None
+    target_soc: float | None = None
+    session_energy_wh: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiteDepartures:
+    """Told to a site actor: session id -> when its driver leaves (epoch ms)."""
+
+    departures: Mapping[str, int]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -229,6 +241,9 @@ class SiteActor(pykka.ThreadingActor):
             maxlen=HISTORY_LEN
         )
         self._limit = config.limit_w
+        self.departures: Mapping[str, int] = {}
+        self._first_seen: dict[str, tuple[float, float]] = {}
+        """Session id -> (SoC, energy) when first seen: the battery's size, estimated."""
 
     def __repr__(self) -> str:
         return f"SiteActor({self.config.id})"
@@ -254,6 +269,10 @@ class SiteActor(pykka.ThreadingActor):
                     self._reallocate()
                 elif evses:
                     self._publish(self._limit)  # what they draw changed
+            case SiteDepartures(departures=departures):
+                if departures != self.departures:
+                    self.departures = dict(departures)
+                    self._reallocate()
             case SiteConfigChanged(config=config):
                 self.config = config
                 self._arm_step()
@@ -280,6 +299,10 @@ class SiteActor(pykka.ThreadingActor):
         for new in evses:
             old = self.evses.get(new.evse_id)
             self.evses[new.evse_id] = new
+            if new.session_id is not None and new.soc is not None:
+                self._first_seen.setdefault(new.session_id, (new.soc, new.session_energy_wh))
+            if old is not None and old.session_id not in (None, new.session_id):
+                self._first_seen.pop(old.session_id, None)
             sent = self.sent.get(new.evse_id)
             if sent is not None:
                 sent.updates_since += 1
@@ -327,7 +350,26 @@ class SiteActor(pykka.ThreadingActor):
             max_w=high,
             measured_w=measured,
             waited=self.waited.get(evse.evse_id, 0),
+            need_w=self._need_w(evse),
         )
+
+    def _need_w(self, evse: EvseSnapshot) -> float | None:
+        """The power still needed to reach the target SoC by the departure: the energy (from
+        the battery's size, estimated from the SoC gained per Wh so far) over the hours left
+        (at least 5 minutes); ``None`` without a departure or before an estimate."""
+        sid = evse.session_id
+        if sid is None or sid not in self.departures or evse.soc is None:
+            return None
+        first = self._first_seen.get(sid)
+        if first is None:
+            return None
+        gained = evse.soc - first[0]
+        if gained < 1.0:
+            return None
+        capacity_wh = (evse.session_energy_wh - first[1]) / (gained / 100)
+        missing = max((evse.target_soc or 100.0) - evse.soc, 0.0) / 100 * capacity_wh
+        hours = max(self.departures[sid] - self._clock.time_ms(), 300_000) / 3_600_000
+        return missing / hours
 
     def _reallocate(self) -> None:
         now_s = self._clock.time_s()

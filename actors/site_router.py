@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import pykka
@@ -25,6 +25,7 @@ from actors.site import (
     ScheduleStep,
     SiteConfig,
     SiteConfigChanged,
+    SiteDepartures,
     SiteEvses,
 )
 from protocol import EvseStatus
@@ -46,6 +47,10 @@ def snapshot(state: EvseState) -> EvseSnapshot:
         min_w=float(descriptor.min_power_w),
         max_w=float(descriptor.max_power_w),
         reachable=state.status is not EvseStatus.OFFLINE,
+        session_id=state.session_id,
+        soc=state.soc,
+        target_soc=state.target_soc,
+        session_energy_wh=float(state.session_energy_wh or 0.0),
     )
 
 
@@ -69,10 +74,13 @@ class SiteRouter(EvseListener):
         *,
         load: Callable[[], Iterable[SiteRecord]],
         start_site: Callable[[SiteConfig], pykka.ActorRef[Any]],
+        departures: Callable[[], Mapping[str, int]] = dict,
         monotonic: Callable[[], float],
         poll_s: float = 1.0,
     ) -> None:
         self._load = load
+        self._departures = departures
+        self._known_departures: Mapping[str, int] = {}
         self._start_site = start_site
         self._monotonic = monotonic
         self._poll_s = poll_s
@@ -114,6 +122,7 @@ class SiteRouter(EvseListener):
         self._last_poll = self._monotonic()
         try:
             wanted = {r.id: site_config(r) for r in self._load()}
+            departures = self._departures()
         except Exception:  # storage away for a moment: keep what runs, try next poll
             log.warning("sites not read; keeping the current ones", exc_info=True)
             return
@@ -142,6 +151,10 @@ class SiteRouter(EvseListener):
             for site_id, (config, _) in self.sites.items()
             for station in config.station_ids
         }
+        if departures != self._known_departures:
+            self._known_departures = departures
+            for _, ref in self.sites.values():
+                _tell(ref, SiteDepartures(departures=departures))
 
 
 def _tell(ref: pykka.ActorRef[Any], message: Any) -> None:

@@ -287,7 +287,12 @@ class CsmsSystem:
                 record=record,
             )
 
-        return SiteRouter(load=sites.all, start_site=start_site, monotonic=self.clock.monotonic)
+        return SiteRouter(
+            load=sites.all,
+            departures=sites.departures,
+            start_site=start_site,
+            monotonic=self.clock.monotonic,
+        )
 
     def _send_limit(self, evse_id: str, watts: int, expires_at: int, fallback_w: int) -> None:
         """A site actor's ``set_limit``: told to the EVSE's actor, never waited for."""

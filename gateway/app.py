@@ -42,7 +42,12 @@ from gateway.openapi import OpenApiResource
 from gateway.operator_api import add_operator_routes
 from gateway.ratelimit import SlidingWindowLimiter
 from gateway.security import SAFE_METHODS, Authentication, TransportPolicy
-from gateway.sites_api import SiteLimitResource, SiteResource, SitesResource
+from gateway.sites_api import (
+    DepartureResource,
+    SiteLimitResource,
+    SiteResource,
+    SitesResource,
+)
 from gateway.static import add_static_routes
 from gateway.stations import StationProvisioner
 from gateway.views import ANONYMOUS, evse_json, station_json
@@ -254,6 +259,15 @@ def create_app(
         routes.add_route(f"{API}/sites", SitesResource(storage.sites))
         routes.add_route(f"{API}/sites/{{site_id}}", SiteResource(storage.sites))
         routes.add_route(f"{API}/sites/{{site_id}}/limit", SiteLimitResource(storage.sites))
+        routes.add_route(
+            f"{API}/me/sessions/{{session_id}}/departure",
+            DepartureResource(
+                storage.sessions,
+                storage.sites,
+                lambda: int(time.time() * 1000),
+                charging.session_driver,
+            ),
+        )
     if streams is not None:  # coroutines on the loop, not threads
         app.add_route(f"{API}/me/events", AsyncEventStreamResource(streams, everything=False))
         app.add_route(f"{API}/events", AsyncEventStreamResource(streams, everything=True))

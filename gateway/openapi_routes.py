@@ -79,6 +79,12 @@ EVSE_ID = _path_param(
     EVSE_ID_PATTERN,
     "st-001.1",
 )
+SESSION_ID = _path_param(
+    "session_id",
+    "a session id, as the start answered it",
+    r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$",
+    "s-1b2c3d",
+)
 SITE_ID = _path_param("site_id", "a site id, e.g. depot", STATION_ID_PATTERN, "depot")
 STATION_ID = _path_param("station_id", "a station id, e.g. st-001", STATION_ID_PATTERN, "st-001")
 
@@ -374,6 +380,12 @@ ROUTES: tuple[Route, ...] = (
           summary="The caller's charging sessions, newest first",
           ok=_ok("SessionList", "The sessions."), params=(_limit(50, 200),),
           errors={"400": "BadParameter"}),
+    Route("put", f"{API}/me/sessions/{{session_id}}/departure", "setDeparture", DRIVERS,
+          summary="When the caller leaves (a running session of theirs): on a site over its"
+          " limit, a session that needs more energy per hour left gets a larger share",
+          ok=_ok("Departure", "Noted."), params=(SESSION_ID,), body="DepartureRequest",
+          errors={"404": "No running session of the caller's with that id.",
+                  "422": "Invalid"}),
     Route("get", f"{API}/me/notifications", "myNotifications", DRIVERS,
           summary="The caller's notifications, newest first",
           ok=_ok("NotificationList", "The notifications."), params=(_limit(50, 200),),

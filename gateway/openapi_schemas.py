@@ -387,6 +387,17 @@ SCHEMAS: dict[str, Any] = {
             "evse_limits": {"type": "object", "additionalProperties": ref("EvseBounds")},
         },
     },
+    "DepartureRequest": {
+        "type": "object",
+        "required": ["departure_at"],
+        "properties": {
+            "departure_at": {
+                "type": "integer",
+                "description": "epoch milliseconds, UTC; within the next 48 hours",
+            }
+        },
+    },
+    "Departure": _obj({"session_id": STRING, "departure_at": EPOCH_MS}),
     "SiteLimitRequest": {
         "type": "object",
         "required": ["limit_kw"],

@@ -305,8 +305,8 @@ def _v9_login_failures(conn: Connection) -> None:
 
 def _v10_sites(conn: Connection) -> None:
     """Smart charging (``storage._sites``): sites with their power limit and schedule (and
-    what the node's site actor last decided, ``live``), and the stations behind each (a
-    station in at most one site)."""
+    what the node's site actor last decided, ``live``), the stations behind each (a
+    station in at most one site), and the departure times drivers set on their sessions."""
     md = MetaData()
     Table(
         "sites",
@@ -327,6 +327,13 @@ def _v10_sites(conn: Connection) -> None:
         Column("station_id", Text, primary_key=True),
         Column("site_id", Text, nullable=False),
         Index("ix_site_stations_site_id", "site_id"),
+    )
+    Table(
+        "departures",
+        md,
+        Column("session_id", Text, primary_key=True),
+        _epoch_ms("departure_at"),
+        _epoch_ms("set_at"),
     )
     md.create_all(conn, checkfirst=False)
 
