@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import pykka
 
+from actors.alert_log import AlertLog, AlertRecorder
 from actors.bridge import BridgeStats, Connect, MqttBridgeActor
 from actors.charging import Charging, ChargingService
 from actors.clock import Clock, SystemClock
@@ -167,8 +168,13 @@ class CsmsSystem:
         self.owners = SessionOwners(
             lookup=self._driver_from_storage if store else None, monotonic=self.clock.monotonic
         )
+        self.alerts = AlertLog(store.alerts if store else None, self.hub, self.clock.time_ms)
+        """The operators' alert log (:mod:`actors.alert_log`): stored, then pushed live."""
         self.notifier = Notifier(
-            store.notifications if store else None, self.hub, clock_ms=self.clock.time_ms
+            store.notifications if store else None,
+            self.hub,
+            clock_ms=self.clock.time_ms,
+            alerts=self.alerts,
         )
         self.commands = Commands(self.registry, timeout_s=config.command_timeout_s)
         self.reservations = ActorSlot("reservation")
@@ -207,6 +213,7 @@ class CsmsSystem:
             owners=self.owners,
             hub=self.hub,
             charging=self.charging,
+            alerts=self.alerts,
             keepalive=self.config.keepalive,
         )
 
@@ -305,6 +312,9 @@ class CsmsSystem:
             )
             self._refs.append(live)
             subscribers: list[pykka.ActorRef[Any]] = [live]
+            alerts = ListenerHost.start([AlertRecorder(self.alerts)], name="alerts")
+            self._refs.append(alerts)  # a write per alert never holds up the live feed
+            subscribers.append(alerts)
             session_writer = None
             sessions = self._session_recorder(last_known)
             if sessions is not None:

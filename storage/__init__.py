@@ -21,6 +21,7 @@ reservations and notifications, on SQLite (default) or PostgreSQL, through ``dat
 
 from storage._account_tokens import AccountTokenStore, LinkPurpose
 from storage._accounts import RefreshTokenStore, UserStore, normalize_email
+from storage._alerts import SEVERITIES, Alert, AlertStore, Severity
 from storage._charging import ReservationStore, SessionStore
 from storage._engine import Clock, system_clock_ms
 from storage._evse_state import EvseStateStore, StatusEventStore
@@ -62,7 +63,10 @@ from storage.errors import (
 __all__ = [
     "DB_FILENAME",
     "LATEST_VERSION",
+    "SEVERITIES",
     "AccountTokenStore",
+    "Alert",
+    "AlertStore",
     "Clock",
     "ConstraintError",
     "DayTotal",
@@ -90,6 +94,7 @@ __all__ = [
     "Role",
     "Session",
     "SessionStore",
+    "Severity",
     "StationCredential",
     "StationCredentialStore",
     "StationTotal",
