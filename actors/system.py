@@ -297,8 +297,9 @@ class CsmsSystem:
         try:
             last_known = self._last_known_fleet()
             self._restore_view(last_known)
-            # Three listener hosts: what people see (read model first, then the live feed)
-            # never waits for a disk; session rows never wait behind the bulk recorders.
+            # Four listener hosts: what people see (read model first, then the live feed)
+            # never waits for a disk; session rows never wait behind the bulk recorders;
+            # the alert log writes on a host of its own.
             node = self._node = self._serve_node() if self.config.serve_gateways else None
             live = ListenerHost.start(
                 [
