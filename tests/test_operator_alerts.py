@@ -6,18 +6,25 @@ the gateway in the node and apart from it."""
 
 from __future__ import annotations
 
+import json
 import queue
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from unittest.mock import MagicMock
 
 import pykka
 import pytest
 
+from actors import node_contract as nc
 from actors.alert_log import AlertLog, AlertRecorder, severity_of
+from actors.charging import Caller
 from actors.clock import ManualClock
 from actors.live import LiveEvent, LiveHub, LiveStream
 from actors.messages import OperatorAlert, StationChanged
+from actors.node_server import NodeRpc
 from actors.system import CsmsConfig, CsmsSystem
 from protocol import (
     EvseDescriptor,
@@ -380,3 +387,53 @@ def test_a_real_station_offline_is_one_alert_and_its_return_is_back_online(
     listed = running.call("GET", "/api/v1/alerts", ops, params={"station": "ap-001"}).json
     assert [a["kind"] for a in listed["alerts"]] == ["station_online", "station_offline"]
     assert EVSE_IDS  # the fleet's other station is untouched
+
+
+# -- the node-gateway op ack_alert -----------------------------------------------------------
+
+
+def test_the_node_acks_an_alert_for_an_operator_only_and_refuses_malformed_requests(
+    store: Storage,
+) -> None:
+    hub = LiveHub()
+    seen = operator_events(hub)
+    log = AlertLog(store.alerts, hub, clock_ms=lambda: 7_000)
+    alert = log.record("evse_faulted", "EVSE x faulted", station_id="s", evse_id="s.1")
+    replies: queue.Queue[dict[str, Any]] = queue.Queue()
+    rpc = NodeRpc(MagicMock(), log, reply=lambda _topic, payload: replies.put(json.loads(payload)))
+
+    def ask(caller: Caller | None, **args: Any) -> None:
+        rpc.on_request(
+            nc.Request(
+                id=uuid.uuid4().hex,
+                reply_to=nc.replies_topic("test"),
+                expires_at=int(time.time() * 1000) + 10_000,
+                op="ack_alert",
+                caller=caller,
+                args=args,
+            ).to_json()
+        )
+
+    try:
+        ask(Caller(user_id="u-1"), alert_id=alert.id, by="driver@example.com")
+        assert replies.get(timeout=10)["error"]["type"] == "Forbidden"
+        ask(Caller(user_id="u-2", operator=True), alert_id=alert.id, by="ops@example.com")
+        done = replies.get(timeout=10)
+        acked = nc.decode_result(done["result"])
+        assert isinstance(acked, Alert)
+        assert (acked.id, acked.acked_by, acked.acked_at) == (alert.id, "ops@example.com", 7_000)
+        assert next_of(seen, "alert_ack").data == acked.to_json()
+        ask(Caller(user_id="u-2", operator=True), alert_id=10**9, by="ops@example.com")
+        assert replies.get(timeout=10)["error"]["type"] == "NotFound"
+        for bad in (
+            {"alert_id": True, "by": "ops@example.com"},
+            {"alert_id": alert.id},
+            {"alert_id": "1", "by": "ops@example.com"},
+            {"evse_id": "s.1", "alert_id": alert.id, "by": "ops@example.com"},
+        ):
+            ask(Caller(user_id="u-2", operator=True), **bad)
+        ask(None, alert_id=alert.id, by="ops@example.com")
+        assert rpc.stats.counts["malformed"] == 5
+        assert replies.empty()
+    finally:
+        rpc.stop()
