@@ -132,9 +132,24 @@ class PageResource:
         # CSP, framing, HSTS and Referrer-Policy: gateway.headers, for every page alike.
 
 
+class FrontDoor:
+    """``/``: the driver app (on HTTPS when the gateway has it), where a person typing the
+    host name wants to be; the API and the dashboard have their own addresses."""
+
+    def __init__(self, https_base: str | None) -> None:
+        self._target = f"{https_base.rstrip('/')}/app" if https_base else "/app"
+
+    def __call__(self, req: falcon.Request, resp: falcon.Response, **params: Any) -> None:
+        if req.method not in ("GET", "HEAD"):
+            raise falcon.HTTPMethodNotAllowed(["GET", "HEAD"])
+        raise falcon.HTTPFound(self._target)
+
+
 def add_static_routes(app: Any, https_base: str | None = None, *, root: Path = STATIC_ROOT) -> None:
-    """Serve ``/app``, ``/dashboard`` and ``/static/...`` from ``root`` (``app``: a Falcon app,
-    or anything with its ``add_sink``, such as ``gateway.asgi.AsgiRoutes``)."""
+    """Serve ``/`` (a redirect to the app), ``/app``, ``/dashboard`` and ``/static/...`` from
+    ``root`` (``app``: a Falcon app, or anything with its ``add_sink``, such as
+    ``gateway.asgi.AsgiRoutes``)."""
     pages = "|".join(re.escape(p) for p in PAGES)
+    app.add_sink(FrontDoor(https_base), re.compile(r"^/$"))
     app.add_sink(PageResource(root, https_base), re.compile(rf"^/(?P<page>{pages})/?$"))
     app.add_sink(StaticFiles(root), re.compile(r"^/static/(?P<path>.*)$"))

@@ -322,6 +322,8 @@ def _banner(base: str, url: str, args: argparse.Namespace, data_dir: Path) -> No
     lines = [
         f"\nsmartcharge is up: {args.stations} stations x {args.evses_per_station} EVSEs"
         f" (speed x{args.speed:g})",
+        f"  dashboard {secure}/dashboard  (operators; self-signed certificate: accept it once)",
+        f"  app       {secure}/app  (drivers, phone first; {base}/ leads there too)",
         f"  stations  {base}/api/v1/stations",
         f"  API       {secure}/api/v1  (writes and logins; self-signed certificate"
         f" in {data_dir / 'csms' / 'tls'})",

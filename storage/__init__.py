@@ -48,6 +48,7 @@ from storage._records import (
     StatusEvent,
     User,
 )
+from storage._sites import SiteRecord, SiteStore
 from storage._stations import StationCredential, StationCredentialStore
 from storage._storage import DB_FILENAME, Storage, open_storage, sqlite_url
 from storage.errors import (
@@ -95,6 +96,8 @@ __all__ = [
     "Session",
     "SessionStore",
     "Severity",
+    "SiteRecord",
+    "SiteStore",
     "StationCredential",
     "StationCredentialStore",
     "StationTotal",

@@ -303,7 +303,35 @@ def _v9_login_failures(conn: Connection) -> None:
     md.tables["login_failures"].create(conn, checkfirst=False)
 
 
-def _v10_alerts(conn: Connection) -> None:
+def _v10_sites(conn: Connection) -> None:
+    """Smart charging (``storage._sites``): sites with their power limit and schedule (and
+    what the node's site actor last decided, ``live``), and the stations behind each (a
+    station in at most one site)."""
+    md = MetaData()
+    Table(
+        "sites",
+        md,
+        Column("id", Text, primary_key=True),
+        Column("name", Text, nullable=False),
+        Column("limit_w", Double, nullable=False),
+        Column("schedule", Text, nullable=False),
+        Column("timezone", Text, nullable=False),
+        Column("evse_limits", Text, nullable=False),
+        _epoch_ms("updated_at"),
+        Column("live", Text, nullable=True),
+        _epoch_ms("live_at", nullable=True),
+    )
+    Table(
+        "site_stations",
+        md,
+        Column("station_id", Text, primary_key=True),
+        Column("site_id", Text, nullable=False),
+        Index("ix_site_stations_site_id", "site_id"),
+    )
+    md.create_all(conn, checkfirst=False)
+
+
+def _v11_alerts(conn: Connection) -> None:
     """The operators' alert log (``storage._alerts``): one row per alert, on the CSMS's
     clock, and who acknowledged it when."""
     md = MetaData()
@@ -342,7 +370,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v7_user_token_version_and_disabled_at,
     _v8_email_confirmation_and_account_tokens,
     _v9_login_failures,
-    _v10_alerts,
+    _v10_sites,
+    _v11_alerts,
 )
 LATEST_VERSION: Final = len(MIGRATIONS)
 
