@@ -180,6 +180,7 @@ class CsmsSystem:
         self.reservations = ActorSlot("reservation")
         self.charging = ChargingService(
             self.commands,
+            alerts=self.alerts,
             view=self.view,
             reservations=self.reservations,
             owners=self.owners,

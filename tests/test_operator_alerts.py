@@ -439,3 +439,21 @@ def test_the_node_acks_an_alert_for_an_operator_only_and_refuses_malformed_reque
         assert replies.empty()
     finally:
         rpc.stop()
+
+
+@pytest.mark.integration
+@pytest.mark.needs_db
+@pytest.mark.timeout(120)
+@modes
+def test_an_operators_maintenance_switch_is_logged(running: Running, gateway: str) -> None:
+    ops = running.operator()
+    stream = operator_events(running.hub)
+    evse = EVSE_IDS[0]
+    switched = running.call("PUT", f"/api/v1/evses/{evse}/maintenance", ops, {"enabled": True})
+    assert switched.status_code == 200, switched.json
+    logged = next_alert(stream)
+    assert (logged["kind"], logged["severity"]) == ("maintenance", "info")
+    assert (logged["station_id"], logged["evse_id"]) == ("ap-001", evse)
+    assert "put into maintenance" in logged["message"]
+    listed = running.call("GET", "/api/v1/alerts", ops, params={"severity": "info"}).json
+    assert [a["id"] for a in listed["alerts"]] == [logged["id"]]
