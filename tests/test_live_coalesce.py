@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import argon2
+import falcon
+import falcon.testing
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,7 +23,8 @@ from actors.system import CsmsConfig, CsmsSystem
 from gateway.app import create_app
 from gateway.asgi import CoalescingLiveStream, LiveStreams
 from gateway.auth import LocalAuthenticator
-from gateway.events import CoalescingStream
+from gateway.auth_model import Principal
+from gateway.events import CoalescingStream, EventStreamResource
 from gateway.live_coalesce import Coalescer, evse_key
 from storage import DuplicateError, Role
 from tests.db import open_test_storage
@@ -298,3 +301,32 @@ def test_a_client_that_stops_reading_gets_the_latest_state_from_a_bounded_buffer
         asyncio.run(scenario())
     finally:
         storage.close()
+
+
+def test_the_threaded_operator_stream_sends_the_newest_state_per_evse_and_every_alert() -> None:
+    """The WSGI app's ``/events`` (a thread per stream): what waited while the client was
+    away goes out as one write, the newest state of each EVSE and the alerts in order."""
+    hub = LiveHub()
+    resource = EventStreamResource(hub, everything=True, heartbeat_s=5.0)
+    req = falcon.testing.create_req()
+    req.context.principal = Principal(user_id="u-ops", email="ops@example.com", role=Role.OPERATOR)
+    resp = falcon.Response()
+    resource.on_get(req, resp)
+    frames = iter(resp.stream)
+    try:
+        assert next(frames).startswith(b"retry: 2000")
+        keys = ["co-001.1", "co-001.2", "co-002.1"]
+        for i in range(3_000):
+            hub.publish("evse", evse_state(keys[i % 3], energy_wh=float(i)), public=True)
+            if i % 1_000 == 0:
+                hub.publish("alert", {"id": i // 1_000})
+        hub.publish("session", evse_state(keys[0]), user_id="someone")  # not an operator's
+        sent = _frames(next(frames))
+        assert [d["id"] for kind, d in sent if kind == "alert"] == [0, 1, 2]
+        newest = {d["id"]: d["energy_wh"] for kind, d in sent if kind == "evse"}
+        assert newest == {"co-001.1": 2997.0, "co-001.2": 2998.0, "co-002.1": 2999.0}
+        assert len([kind for kind, _ in sent if kind == "evse"]) == 3
+        assert all(kind in ("evse", "alert") for kind, _ in sent)
+    finally:
+        frames.close()  # type: ignore[attr-defined]
+    assert hub.stream_count == 0
