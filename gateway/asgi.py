@@ -222,11 +222,13 @@ class CoalescingLiveStream(LiveStream):
         self._wake = asyncio.Event()
 
     def put(self, event: LiveEvent) -> None:
+        idle = self.buffer.due_in() is None
         self.buffer.put(event)
         if self.buffer.lagged:
             self.buffer.lagged = False
             self.lagged = True
-        self._wake.set()
+        if idle or self.buffer.due_in() == 0:  # else the waiter already waits for the due time
+            self._wake.set()
 
     async def take(self, timeout: float) -> list[LiveEvent]:
         loop = asyncio.get_running_loop()

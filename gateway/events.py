@@ -42,11 +42,13 @@ class CoalescingStream(LiveStream):
 
     def offer(self, event: LiveEvent) -> None:
         with self._ready:
+            idle = self.buffer.due_in() is None
             self.buffer.put(event)
             if self.buffer.lagged:
                 self.buffer.lagged = False
                 self.lagged = True
-            self._ready.notify()
+            if idle or self.buffer.due_in() == 0:  # else the taker waits for the due time
+                self._ready.notify()
 
     def take(self, timeout: float) -> list[LiveEvent]:
         deadline = time.monotonic() + timeout

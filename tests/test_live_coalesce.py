@@ -330,3 +330,27 @@ def test_the_threaded_operator_stream_sends_the_newest_state_per_evse_and_every_
     finally:
         frames.close()  # type: ignore[attr-defined]
     assert hub.stream_count == 0
+
+
+@pytest.mark.timeout(20)
+def test_a_state_held_back_by_the_interval_is_sent_when_it_falls_due() -> None:
+    """After a write, an EVSE change waits out the interval, and then goes: the stream does
+    not sleep on until its heartbeat (60 s here, past the test's time-out)."""
+    hub = LiveHub()
+    stream = hub.subscribe(lambda e: True, CoalescingStream(interval_s=0.05))
+    hub.publish("evse", evse_state("co-001.1", energy_wh=1.0), public=True)
+    assert len(stream.take(timeout=60)) == 1
+    hub.publish("evse", evse_state("co-001.1", energy_wh=2.0), public=True)  # in the interval
+    assert [e.data.energy_wh for e in stream.take(timeout=60)] == [2.0]  # type: ignore[union-attr]
+
+    async def on_the_loop() -> list[LiveEvent]:
+        loop_stream = CoalescingLiveStream("u-ops", interval_s=0.05)
+        loop_stream.put(LiveEvent(kind="evse", data=evse_state("co-001.1", energy_wh=1.0)))
+        assert len(await loop_stream.take(60)) == 1
+        waiting = asyncio.create_task(loop_stream.take(60))
+        await asyncio.sleep(0)  # let the taker start waiting (either order: the same answer)
+        loop_stream.put(LiveEvent(kind="evse", data=evse_state("co-001.1", energy_wh=3.0)))
+        return await waiting
+
+    got = asyncio.run(on_the_loop())
+    assert [e.data.energy_wh for e in got] == [3.0]  # type: ignore[union-attr]
