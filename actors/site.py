@@ -40,7 +40,6 @@ from actors.clock import Clock, TimerHandle
 from protocol import EvseStatus
 
 __all__ = [
-    "DEFAULT_MIN_W",
     "EvseSnapshot",
     "ScheduleStep",
     "SiteActor",
@@ -55,8 +54,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MIN_W: Final = 1_380.0
-"""6 A x 230 V: the least an AC EVSE charges at (``protocol``'s default ``min_power_w``)."""
 SEND_TOLERANCE_W: Final = 200.0
 DRIFT_W: Final = HEADROOM_W
 """An EV drawing this much (or 20 %) below its allocation gives the rest away."""

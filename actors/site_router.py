@@ -21,7 +21,6 @@ from actors.evse_state import EvseState
 from actors.listeners import EvseListener
 from actors.messages import EvseChanged
 from actors.site import (
-    DEFAULT_MIN_W,
     EvseSnapshot,
     ScheduleStep,
     SiteConfig,
@@ -44,7 +43,7 @@ def snapshot(state: EvseState) -> EvseSnapshot:
         status=state.status,
         session_open=state.session_open,
         power_w=float(state.power_w or 0.0),
-        min_w=float(getattr(descriptor, "min_power_w", DEFAULT_MIN_W)),
+        min_w=float(descriptor.min_power_w),
         max_w=float(descriptor.max_power_w),
         reachable=state.status is not EvseStatus.OFFLINE,
     )

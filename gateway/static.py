@@ -45,6 +45,8 @@ CONTENT_TYPES = {
 
 PAGES = ("app", "dashboard")
 """``/<page>`` serves ``gateway/static/<page>/index.html``."""
+OPERATOR_PAGES = ("sessions", "users", "station")
+"""``/dashboard/<page>`` serves ``gateway/static/dashboard/<page>.html``."""
 
 NO_CACHE = "no-cache"
 ASSET_CACHE = "public, max-age=300"
@@ -120,12 +122,15 @@ class PageResource:
 
     def __call__(self, req: falcon.Request, resp: falcon.Response, **params: Any) -> None:
         page = params.get("page") or ""
+        sub = params.get("sub")
+        if sub:
+            page = f"{page}/{sub}"
         if self._https_base is not None and req.scheme != "https":
             if req.method not in ("GET", "HEAD"):
                 raise falcon.HTTPMethodNotAllowed(["GET", "HEAD"])
             query = f"?{req.query_string}" if req.query_string else ""
             raise falcon.HTTPFound(f"{self._https_base}/{page}{query}")
-        found = resolve_static(self._root, f"{page}/index.html")
+        found = resolve_static(self._root, f"{page}.html" if sub else f"{page}/index.html")
         if found is None:
             raise falcon.HTTPNotFound(description=f"the {page} page is not installed")
         _send_file(req, resp, found, NO_CACHE)
@@ -152,4 +157,7 @@ def add_static_routes(app: Any, https_base: str | None = None, *, root: Path = S
     pages = "|".join(re.escape(p) for p in PAGES)
     app.add_sink(FrontDoor(https_base), re.compile(r"^/$"))
     app.add_sink(PageResource(root, https_base), re.compile(rf"^/(?P<page>{pages})/?$"))
+    subs = "|".join(re.escape(p) for p in OPERATOR_PAGES)
+    operator_pages = re.compile(rf"^/(?P<page>dashboard)/(?P<sub>{subs})/?$")
+    app.add_sink(PageResource(root, https_base), operator_pages)
     app.add_sink(StaticFiles(root), re.compile(r"^/static/(?P<path>.*)$"))

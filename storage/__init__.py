@@ -48,6 +48,7 @@ from storage._records import (
     StatusEvent,
     User,
 )
+from storage._reports import Cursor, DriverAccount, OperatorReports, SessionRecord
 from storage._sites import SiteRecord, SiteStore
 from storage._stations import StationCredential, StationCredentialStore
 from storage._storage import DB_FILENAME, Storage, open_storage, sqlite_url
@@ -70,7 +71,9 @@ __all__ = [
     "AlertStore",
     "Clock",
     "ConstraintError",
+    "Cursor",
     "DayTotal",
+    "DriverAccount",
     "DuplicateError",
     "EvseSample",
     "EvseStateRow",
@@ -87,6 +90,7 @@ __all__ = [
     "MigrationError",
     "Notification",
     "NotificationStore",
+    "OperatorReports",
     "RefreshToken",
     "RefreshTokenStore",
     "Reservation",
@@ -94,6 +98,7 @@ __all__ = [
     "ReservationStore",
     "Role",
     "Session",
+    "SessionRecord",
     "SessionStore",
     "Severity",
     "SiteRecord",

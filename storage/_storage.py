@@ -22,6 +22,7 @@ from storage._login_failures import LoginFailureStore
 from storage._metrics import MetricsStore
 from storage._migrations import current_version, migrate
 from storage._notifications import NotificationStore
+from storage._reports import OperatorReports
 from storage._sites import SiteStore
 from storage._stations import StationCredentialStore
 
@@ -66,6 +67,7 @@ class Storage:
         self.metrics = MetricsStore(database, clock_ms)
         self.station_credentials = StationCredentialStore(database, clock_ms)
         self.leases = LeaseStore(database, clock_ms)
+        self.reports = OperatorReports(database, clock_ms)
         self.sites = SiteStore(database, clock_ms)
         self.alerts = AlertStore(database, clock_ms)
 

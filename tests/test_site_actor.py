@@ -26,6 +26,7 @@ from actors.site import (
     SiteConfig,
     SiteConfigChanged,
     SiteEvses,
+    SiteState,
     limit_at,
 )
 from protocol import EvseStatus
@@ -62,10 +63,16 @@ def evse(
         status=EvseStatus.CHARGING if charging else EvseStatus.AVAILABLE,
         session_open=charging,
         power_w=power if charging else 0.0,
-        min_w=1_380.0,
+        min_w=1_000.0,  # whole kW shares: the level's step (100 W) divides them
         max_w=22_000.0,
         reachable=online,
     )
+
+
+def state_of(board: SiteBoard, site_id: str) -> SiteState:
+    state = board.get(site_id)
+    assert state is not None, f"site {site_id} published nothing"
+    return state
 
 
 def sync(ref: Any) -> None:
@@ -100,8 +107,9 @@ def test_ten_evses_share_50_kw_and_only_changed_limits_are_sent(
     assert {c[1] for c in calls} == {5_000}
     assert {c[2] for c in calls} == {clock.time_ms() + int(TTL_S * 1000)}
     assert {c[3] for c in calls} == {5_000}  # fallback: the site's limit over its EVSEs
-    state = board.get("depot")
-    assert state is not None and state.allocated_w == 50_000 and state.limit_w == 50_000
+    state = state_of(board, "depot")
+    assert state.allocated_w == 50_000
+    assert state.limit_w == 50_000
 
     ref.tell(SiteEvses(evses=(evse(3, power=5_000.0),)))  # same status: nothing to redo
     sync(ref)
@@ -115,19 +123,19 @@ def test_a_lower_limit_pauses_evses_in_turn_and_rounds_rotate_them(
     ref.tell(SiteEvses(evses=tuple(evse(n) for n in range(10))))
     sync(ref)
     sent.take()
-    ref.tell(SiteConfigChanged(config=SiteConfig(id="depot", name="Depot", limit_w=10_000.0)))
+    ref.tell(SiteConfigChanged(config=SiteConfig(id="depot", name="Depot", limit_w=7_500.0)))
     sync(ref)
-    state = board.get("depot")
-    assert state is not None
-    assert len(state.paused) == 3 and state.allocated_w <= 10_000
+    state = state_of(board, "depot")
+    assert len(state.paused) == 3
+    assert state.allocated_w <= 7_500
     assert {c[1] for c in sent.take() if c[0] in state.paused} == {0}
     ever_paused: set[str] = set(state.paused)
     ran: set[str] = {k for k, w in state.evse_limits.items() if w > 0}
     for _ in range(10):
         clock.advance(ROUND_S)
         sync(ref)
-        state = board.get("depot")
-        assert state is not None and state.allocated_w <= 10_000
+        state = state_of(board, "depot")
+        assert state.allocated_w <= 7_500
         ever_paused |= set(state.paused)
         ran |= {k for k, w in state.evse_limits.items() if w > 0}
     assert len(ran) == 10, "every EVSE charged within the rounds"
@@ -135,8 +143,9 @@ def test_a_lower_limit_pauses_evses_in_turn_and_rounds_rotate_them(
 
     ref.tell(SiteConfigChanged(config=SiteConfig(id="depot", name="Depot", limit_w=50_000.0)))
     sync(ref)
-    state = board.get("depot")
-    assert state is not None and state.paused == () and state.allocated_w == 50_000
+    state = state_of(board, "depot")
+    assert state.paused == ()
+    assert state.allocated_w == 50_000
 
 
 def test_limits_are_renewed_before_they_expire(site: Any, clock: ManualClock) -> None:
@@ -160,9 +169,8 @@ def test_an_ev_drawing_less_gives_its_share_to_the_others(site: Any) -> None:
     for _ in range(3):  # the EV settles at 4 kW over a few meter values
         ref.tell(SiteEvses(evses=(evse(1, power=4_000.0),)))
     sync(ref)
-    state = board.get("depot")
-    assert state is not None
-    assert state.evse_limits["st-001.1"] == 4_000 + 1_380  # its draw plus headroom
+    state = state_of(board, "depot")
+    assert state.evse_limits["st-001.1"] == 4_000 + 1_000  # its draw plus headroom
     assert state.evse_limits["st-002.1"] == state.evse_limits["st-003.1"] > 20_000
     assert sum(state.evse_limits.values()) <= 50_000
 
@@ -173,8 +181,7 @@ def test_an_offline_station_keeps_what_it_was_given(site: Any) -> None:
     sync(ref)
     ref.tell(SiteEvses(evses=(evse(0, online=False),)))
     sync(ref)
-    state = board.get("depot")
-    assert state is not None
+    state = state_of(board, "depot")
     assert state.evse_limits["st-000.1"] == 10_000
     assert sum(state.evse_limits.values()) <= 50_000
 
@@ -196,13 +203,14 @@ def test_a_schedule_step_changes_the_limit_on_time(clock: ManualClock) -> None:
     try:
         ref.tell(SiteEvses(evses=tuple(evse(n) for n in range(10))))
         sync(ref)
-        state = board.get("s")
-        assert state is not None and state.limit_w == 60_000 and state.allocated_w == 60_000
+        state = state_of(board, "s")
+        assert state.limit_w == 60_000
+        assert state.allocated_w == 60_000
         assert clock.wait_for_timer(at_least_s=11 * 3600 - 1)
         clock.advance(11 * 3600 + 1)
         sync(ref)
-        state = board.get("s")
-        assert state is not None and state.limit_w == 150_000
+        state = state_of(board, "s")
+        assert state.limit_w == 150_000
         assert state.allocated_w == 10 * 15_000
     finally:
         ref.stop()
@@ -258,8 +266,7 @@ def test_whatever_happens_the_sum_of_limits_stays_under_the_site_limit(
             sync(ref)
             for evse_id, watts, _, _ in sent.take():
                 last[evse_id] = watts
-            state = board.get("p")
-            assert state is not None
+            state = state_of(board, "p")
             assert state.allocated_w <= limit
             # what the stations with open sessions were last told fits too
             assert sum(last.get(k, 0) for k in state.evse_limits) <= limit
