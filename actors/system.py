@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import pykka
 
+from actors.alert_log import AlertLog, AlertRecorder
 from actors.bridge import BridgeStats, Connect, MqttBridgeActor
 from actors.charging import Charging, ChargingService
 from actors.clock import Clock, SystemClock
@@ -172,8 +173,13 @@ class CsmsSystem:
         self.owners = SessionOwners(
             lookup=self._driver_from_storage if store else None, monotonic=self.clock.monotonic
         )
+        self.alerts = AlertLog(store.alerts if store else None, self.hub, self.clock.time_ms)
+        """The operators' alert log (:mod:`actors.alert_log`): stored, then pushed live."""
         self.notifier = Notifier(
-            store.notifications if store else None, self.hub, clock_ms=self.clock.time_ms
+            store.notifications if store else None,
+            self.hub,
+            clock_ms=self.clock.time_ms,
+            alerts=self.alerts,
         )
         self.commands = Commands(self.registry, timeout_s=config.command_timeout_s)
         self.sites = SiteBoard()
@@ -182,6 +188,7 @@ class CsmsSystem:
         self.reservations = ActorSlot("reservation")
         self.charging = ChargingService(
             self.commands,
+            alerts=self.alerts,
             view=self.view,
             reservations=self.reservations,
             owners=self.owners,
@@ -215,6 +222,7 @@ class CsmsSystem:
             owners=self.owners,
             hub=self.hub,
             charging=self.charging,
+            alerts=self.alerts,
             keepalive=self.config.keepalive,
         )
 
@@ -333,8 +341,9 @@ class CsmsSystem:
         try:
             last_known = self._last_known_fleet()
             self._restore_view(last_known)
-            # Three listener hosts: what people see (read model first, then the live feed)
-            # never waits for a disk; session rows never wait behind the bulk recorders.
+            # Four listener hosts: what people see (read model first, then the live feed)
+            # never waits for a disk; session rows never wait behind the bulk recorders;
+            # the alert log writes on a host of its own.
             node = self._node = self._serve_node() if self.config.serve_gateways else None
             live = ListenerHost.start(
                 [
@@ -348,6 +357,9 @@ class CsmsSystem:
             )
             self._refs.append(live)
             subscribers: list[pykka.ActorRef[Any]] = [live]
+            alerts = ListenerHost.start([AlertRecorder(self.alerts)], name="alerts")
+            self._refs.append(alerts)  # a write per alert never holds up the live feed
+            subscribers.append(alerts)
             session_writer = None
             sessions = self._session_recorder(last_known)
             if sessions is not None:

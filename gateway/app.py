@@ -17,9 +17,11 @@ from typing import Any
 import falcon
 import falcon.asgi
 
+from actors.alert_log import AlertLog
 from actors.system import Csms
 from gateway import errors
 from gateway.account_mail import AccountMail
+from gateway.alerts_api import AlertAckResource, AlertsResource
 from gateway.api import (
     AuthResource,
     EvseActionResource,
@@ -249,6 +251,10 @@ def create_app(
             f"{API}/metrics/summary", MetricsSummaryResource(storage.metrics, csms.view)
         )
     add_operator_routes(routes, storage, csms.view, accounts=isinstance(auth, LocalAuthenticator))
+    if hasattr(storage, "alerts"):  # the alert log: read here, acked by the node's log
+        acker = getattr(csms, "alerts", None) or AlertLog(storage.alerts, csms.hub)
+        routes.add_route(f"{API}/alerts", AlertsResource(storage.alerts))
+        routes.add_route(f"{API}/alerts/{{alert_id}}/ack", AlertAckResource(acker))
     if hasattr(storage, "station_credentials"):  # SQL storage (not Firebase's user data)
         # The broker's files are rewritten only with a data dir (where the broker reads them).
         provisioner = StationProvisioner(storage, csms_data_dir)

@@ -321,6 +321,27 @@ SCHEMAS: dict[str, Any] = {
         }
     ),
     "NotificationList": _obj({"notifications": {"type": "array", "items": ref("Notification")}}),
+    "Alert": _obj(
+        {
+            "id": INTEGER,
+            "at": {**EPOCH_MS, "description": "when, on the CSMS's clock (never a station's)"},
+            "kind": {"type": "string", "example": "station_offline"},
+            "severity": {"type": "string", "enum": ["bad", "warn", "info", "good"]},
+            "station_id": _nullable(STRING),
+            "evse_id": _nullable(STRING),
+            "message": STRING,
+            "acked_by": _nullable({"type": "string", "description": "the operator's email"}),
+            "acked_at": _nullable(EPOCH_MS),
+        }
+    ),
+    "AlertList": _obj(
+        {
+            "alerts": {"type": "array", "items": ref("Alert")},
+            "next": _nullable(
+                {**INTEGER, "description": "the `before` of the next page; null: the last"}
+            ),
+        }
+    ),
     "MetricsSummary": METRICS_SUMMARY,
     "StationCredential": _obj(
         {

@@ -338,6 +338,35 @@ def _v10_sites(conn: Connection) -> None:
     md.create_all(conn, checkfirst=False)
 
 
+def _v11_alerts(conn: Connection) -> None:
+    """The operators' alert log (``storage._alerts``): one row per alert, on the CSMS's
+    clock, and who acknowledged it when."""
+    md = MetaData()
+    Table(
+        "alerts",
+        md,
+        Column(
+            "id",
+            BigInteger().with_variant(Integer(), "sqlite"),  # SQLite: an alias of the rowid
+            primary_key=True,
+            autoincrement=True,
+        ),
+        _epoch_ms("at"),
+        Column("kind", Text, nullable=False),
+        Column("severity", Text, nullable=False),
+        Column("station_id", Text, nullable=True),
+        Column("evse_id", Text, nullable=True),
+        Column("message", Text, nullable=False),
+        Column("acked_by", Text, nullable=True),
+        _epoch_ms("acked_at", nullable=True),
+        CheckConstraint("severity IN ('bad', 'warn', 'info', 'good')", name="ck_alerts_severity"),
+        CheckConstraint("(acked_at IS NULL) = (acked_by IS NULL)", name="ck_alerts_acked"),
+        Index("ix_alerts_station_id_id", "station_id", "id"),
+        Index("ix_alerts_severity_id", "severity", "id"),
+    )
+    md.create_all(conn, checkfirst=False)
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v1_users_sessions_reservations_notifications,
     _v2_evse_state_and_status_events,
@@ -349,6 +378,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v8_email_confirmation_and_account_tokens,
     _v9_login_failures,
     _v10_sites,
+    _v11_alerts,
 )
 LATEST_VERSION: Final = len(MIGRATIONS)
 
