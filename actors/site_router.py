@@ -17,21 +17,27 @@ from typing import Any
 
 import pykka
 
+from actors.clock import Clock
+from actors.commands import Commands
 from actors.evse_state import EvseState
 from actors.listeners import EvseListener
 from actors.messages import EvseChanged
-from actors.site import (
+from actors.site import SiteActor
+from actors.site_model import (
     EvseSnapshot,
     ScheduleStep,
+    SiteBoard,
     SiteConfig,
     SiteConfigChanged,
     SiteDepartures,
     SiteEvses,
+    SiteState,
+    state_json,
 )
-from protocol import EvseStatus
-from storage import SiteRecord
+from protocol import EvseStatus, SetLimitArgs
+from storage import SiteRecord, SiteStore
 
-__all__ = ["SiteRouter", "site_config", "snapshot"]
+__all__ = ["SiteRouter", "site_config", "smart_charging", "snapshot"]
 
 log = logging.getLogger(__name__)
 
@@ -160,3 +166,33 @@ class SiteRouter(EvseListener):
 def _tell(ref: pykka.ActorRef[Any], message: Any) -> None:
     with contextlib.suppress(pykka.ActorDeadError):
         ref.tell(message)
+
+
+def smart_charging(
+    sites: SiteStore, *, commands: Commands, clock: Clock, board: SiteBoard, round_s: float
+) -> SiteRouter:
+    """The CSMS's smart charging: a router that starts a :class:`SiteActor` per stored site,
+    whose ``set_limit`` commands are told to the EVSE actors (never waited for) and whose
+    decisions are recorded in ``sites`` (for the API in any process) and on ``board``."""
+
+    def send(evse_id: str, watts: int, expires_at: int, fallback_w: int) -> None:
+        commands.send(
+            evse_id,
+            SetLimitArgs(limit_w=watts, expires_at=expires_at, fallback_w=fallback_w),
+            ask_supervisor=False,
+        )
+
+    def start_site(config: SiteConfig) -> pykka.ActorRef[Any]:
+        def record(state: SiteState) -> None:
+            sites.put_live(state.id, state_json(state))
+
+        return SiteActor.start(
+            config, send=send, clock=clock, board=board, round_s=round_s, record=record
+        )
+
+    return SiteRouter(
+        load=sites.all,
+        departures=sites.departures,
+        start_site=start_site,
+        monotonic=clock.monotonic,
+    )

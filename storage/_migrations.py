@@ -36,6 +36,8 @@ from sqlalchemy import (
 )
 
 from storage._engine import BEGIN_OPTION, Clock
+from storage._migrations_late import epoch_ms_column as _epoch_ms
+from storage._migrations_late import v10_sites, v11_alerts
 from storage.errors import MigrationError
 
 __all__ = ["LATEST_VERSION", "MIGRATIONS", "current_version", "migrate"]
@@ -44,10 +46,6 @@ Migration = Callable[[Connection], None]
 
 ADVISORY_LOCK_KEY: Final = 0x5C_5C_0001
 """PostgreSQL advisory lock held while migrating (any constant unique to this application)."""
-
-
-def _epoch_ms(name: str, *, nullable: bool = False) -> Column[int]:
-    return Column(name, BigInteger, nullable=nullable)
 
 
 def _v1_users_sessions_reservations_notifications(conn: Connection) -> None:
@@ -303,70 +301,6 @@ def _v9_login_failures(conn: Connection) -> None:
     md.tables["login_failures"].create(conn, checkfirst=False)
 
 
-def _v10_sites(conn: Connection) -> None:
-    """Smart charging (``storage._sites``): sites with their power limit and schedule (and
-    what the node's site actor last decided, ``live``), the stations behind each (a
-    station in at most one site), and the departure times drivers set on their sessions."""
-    md = MetaData()
-    Table(
-        "sites",
-        md,
-        Column("id", Text, primary_key=True),
-        Column("name", Text, nullable=False),
-        Column("limit_w", Double, nullable=False),
-        Column("schedule", Text, nullable=False),
-        Column("timezone", Text, nullable=False),
-        Column("evse_limits", Text, nullable=False),
-        _epoch_ms("updated_at"),
-        Column("live", Text, nullable=True),
-        _epoch_ms("live_at", nullable=True),
-    )
-    Table(
-        "site_stations",
-        md,
-        Column("station_id", Text, primary_key=True),
-        Column("site_id", Text, nullable=False),
-        Index("ix_site_stations_site_id", "site_id"),
-    )
-    Table(
-        "departures",
-        md,
-        Column("session_id", Text, primary_key=True),
-        _epoch_ms("departure_at"),
-        _epoch_ms("set_at"),
-    )
-    md.create_all(conn, checkfirst=False)
-
-
-def _v11_alerts(conn: Connection) -> None:
-    """The operators' alert log (``storage._alerts``): one row per alert, on the CSMS's
-    clock, and who acknowledged it when."""
-    md = MetaData()
-    Table(
-        "alerts",
-        md,
-        Column(
-            "id",
-            BigInteger().with_variant(Integer(), "sqlite"),  # SQLite: an alias of the rowid
-            primary_key=True,
-            autoincrement=True,
-        ),
-        _epoch_ms("at"),
-        Column("kind", Text, nullable=False),
-        Column("severity", Text, nullable=False),
-        Column("station_id", Text, nullable=True),
-        Column("evse_id", Text, nullable=True),
-        Column("message", Text, nullable=False),
-        Column("acked_by", Text, nullable=True),
-        _epoch_ms("acked_at", nullable=True),
-        CheckConstraint("severity IN ('bad', 'warn', 'info', 'good')", name="ck_alerts_severity"),
-        CheckConstraint("(acked_at IS NULL) = (acked_by IS NULL)", name="ck_alerts_acked"),
-        Index("ix_alerts_station_id_id", "station_id", "id"),
-        Index("ix_alerts_severity_id", "severity", "id"),
-    )
-    md.create_all(conn, checkfirst=False)
-
-
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v1_users_sessions_reservations_notifications,
     _v2_evse_state_and_status_events,
@@ -377,8 +311,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v7_user_token_version_and_disabled_at,
     _v8_email_confirmation_and_account_tokens,
     _v9_login_failures,
-    _v10_sites,
-    _v11_alerts,
+    v10_sites,
+    v11_alerts,
 )
 LATEST_VERSION: Final = len(MIGRATIONS)
 
