@@ -1,4 +1,7 @@
 /**
+ * Maps. The stations' map of both UIs is `StationMap` below (Leaflet with clustering and
+ * tiles); `drawMap` is the older small SVG sketch, kept for a static picture of a few points.
+ *
  * A small SVG map drawn by the page (no tiles, no third-party code): an equirectangular
  * projection of the points' bounding box, one marker per point, optional "you are here".
  *
@@ -10,7 +13,8 @@
  *   });
  *
  * `colour` is any CSS colour, e.g. "var(--status-Available)" (see format.js statusColour).
- * Exported names (stable): drawMap, project.
+ * Exported names (stable): drawMap, project, StationMap, loadLeaflet, mapSettings, freeBand,
+ * pinLabel, TILES_UNAVAILABLE.
  */
 
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -367,6 +371,19 @@ export class StationMap {
     this.cluster.on("animationend", settled);
     settled();
     this.map = map;
+    // a map made while its view was hidden has no size: follow the container's size, and
+    // fit the stations once it has one
+    if (typeof ResizeObserver === "function") {
+      this._resize = new ResizeObserver(() => {
+        if (!this.container.clientWidth || !this.container.clientHeight) return;
+        map.invalidateSize({ pan: false });
+        if (!this.fitted && this.markers.size) {
+          this.fit();
+          this.fitted = true;
+        }
+      });
+      this._resize.observe(this.container);
+    }
     this.userLayer = null;
     if (this._pending) {
       const pending = this._pending;
@@ -475,7 +492,7 @@ export class StationMap {
     if (added.length) this.cluster.addLayers(added);
     if (changed.length) this.cluster.refreshClusters(changed);
     this.container.dataset.stations = String(this.markers.size);
-    if (!this.fitted && this.markers.size) {
+    if (!this.fitted && this.markers.size && this.container.clientWidth) {
       this.fit();
       this.fitted = true;
     }
