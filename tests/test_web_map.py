@@ -341,6 +341,9 @@ def test_the_app_map_clusters_200_stations_and_a_pin_offers_reserve_details_navi
     expect(page.get_by_test_id("map-notice")).to_have_text(TILES_UNAVAILABLE)
     expect(box.locator(".sc-map-me")).to_have_count(1)
     _assert_map_accessible(page)
+    # the whole Nearby page too (its old SVG map had focusable pins in a role=img)
+    found = axe_violations(page)
+    assert found == [], json.dumps(found, indent=1)
 
     chosen = _open_a_pin(page)
     popup = page.get_by_test_id("map-popup")
@@ -415,6 +418,9 @@ def test_with_tiles_off_the_map_says_so_and_works_by_keyboard(
     popup = page.get_by_test_id("map-popup")
     expect(popup).to_have_attribute("data-station-id", chosen)
     expect(popup.get_by_test_id("map-popup-show")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(popup).to_be_hidden()
+    expect(box.locator(f'[data-testid="map-marker"][data-station-id="{chosen}"]')).to_be_focused()
 
     # "Skip map" jumps past the pins
     skip = page.get_by_test_id("skip-map")
@@ -424,3 +430,21 @@ def test_with_tiles_off_the_map_says_so_and_works_by_keyboard(
     expect(page.locator(f"#{box.get_attribute('id')}-after")).to_be_focused()
     _assert_map_accessible(page)
     watch.assert_clean()
+
+
+def test_up_hands_the_tile_setting_to_its_csms_and_gateway_children(tmp_path: Path) -> None:
+    from gateway.cli import build_parser
+    from gateway.up import _server_argv
+
+    tiles = "https://tiles.example/{z}/{x}/{y}.png"
+    args = build_parser().parse_args(
+        ["up", "--map-tiles", tiles, "--map-attribution", "© Example", "--data-dir", str(tmp_path)]
+    )
+    for command in ("csms", "gateway"):
+        argv = _server_argv(command, args, "mqtt://127.0.0.1:1", tmp_path, [], (1, 2))
+        assert argv[argv.index("--map-tiles") + 1] == tiles
+        assert argv[argv.index("--map-attribution") + 1] == "© Example"
+        child = build_parser().parse_args(argv[3:])
+        assert parse_map_tiles(child.map_tiles, child.map_attribution) == MapTiles(
+            tiles, "© Example"
+        )

@@ -435,8 +435,22 @@ export class StationMap {
       if (popupEl) {
         popupEl.dataset.testid = "map-popup";
         popupEl.dataset.stationId = point.id;
+        this._popupMarker = marker;
+        if (!popupEl.dataset.keys) {
+          popupEl.dataset.keys = "1";
+          // Escape closes the popup and gives the focus back to its pin
+          popupEl.addEventListener("keydown", (event) => {
+            if (event.key !== "Escape") return;
+            event.preventDefault();
+            this.map.closePopup();
+            const icon = this._popupMarker && this._popupMarker.getElement();
+            if (icon) icon.focus();
+          });
+        }
         if (byKeyboard) {
-          const first = popupEl.querySelector(".leaflet-popup-content a, .leaflet-popup-content button");
+          const first = popupEl.querySelector(
+            ".leaflet-popup-content a, .leaflet-popup-content button:not([disabled])",
+          );
           if (first) first.focus({ preventScroll: true });
         }
       }
