@@ -60,6 +60,11 @@ def _assert_map_accessible(page: Any) -> None:
     """axe-core (serious and critical) on the map's part of the page: the map, its legend,
     notice, skip link and popup (the rest of each page has its own tests)."""
     axe_violations(page)  # loads axe-core into the page
+    # a popup fades in: judge its contrast once it is fully shown
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('.leaflet-popup')]
+            .every((p) => getComputedStyle(p).opacity === '1')"""
+    )
     found = page.evaluate(
         """async () => {
             const box = document.querySelector('[data-testid="map"]');

@@ -32,6 +32,7 @@ const STYLES = [
   "/static/shared/map.css",
 ];
 export const TILES_UNAVAILABLE = "Map tiles unavailable — showing stations only";
+const TILE_PATIENCE_MS = 10_000;
 
 let leafletLoading = null;
 
@@ -167,7 +168,11 @@ export class StationMap {
 
   _init(L) {
     this.L = L;
+    const still = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches;
     const map = L.map(this.container, {
+      fadeAnimation: !still,
+      zoomAnimation: !still,
+      markerZoomAnimation: !still,
       zoomControl: true,
       attributionControl: true,
       keyboard: true,
@@ -194,11 +199,17 @@ export class StationMap {
       });
       tiles.addTo(map);
       this.container.dataset.tiles = "loading";
+      // a tile server that never answers (no error either): say so after a while
+      const waitForTiles = () => {
+        if (!this._tileLoads && this.container.clientWidth) this._setNotice(TILES_UNAVAILABLE);
+      };
+      setTimeout(waitForTiles, TILE_PATIENCE_MS);
     } else {
       this._setNotice(TILES_UNAVAILABLE);
     }
     const Icon = iconClass(L);
     this.cluster = L.markerClusterGroup({
+      animate: !still,
       showCoverageOnHover: false,
       spiderfyOnMaxZoom: true,
       maxClusterRadius: 60,
