@@ -45,11 +45,13 @@ from actors.reservations import ReservationActor
 from actors.routing import EvseRegistry
 from actors.session_owners import SessionOwner, SessionOwners
 from actors.session_recorder import SessionRecorder
+from actors.site import SiteActor, SiteBoard, SiteConfig, SiteState, state_json
+from actors.site_router import SiteRouter
 from actors.slot import ActorSlot
 from actors.state_recorder import LastKnownEvse, StateRecorder, last_known_fleet
 from actors.supervision import restored
 from actors.supervisor import SupervisorActor
-from protocol import CommandArgs, CommandName
+from protocol import CommandArgs, CommandName, SetLimitArgs
 from protocol.mqtt_settings import MqttSettings, parse_mqtt_url
 from storage import Storage
 from storage.protocols import CsmsStores
@@ -112,6 +114,9 @@ class CsmsConfig:
     """The account the node's contract client connects with (a broker with accounts ties a
     client id to its account, so it cannot share the station link's); ``None``: the station
     link's URL, with the client id ``<client_id>-node`` (a broker without accounts)."""
+    site_round_s: float = 300.0
+    """Smart charging: how often paused EVSEs of a site over its limit take their turn
+    (:mod:`actors.allocation`)."""
 
 
 def build_csms(
@@ -171,6 +176,9 @@ class CsmsSystem:
             store.notifications if store else None, self.hub, clock_ms=self.clock.time_ms
         )
         self.commands = Commands(self.registry, timeout_s=config.command_timeout_s)
+        self.sites = SiteBoard()
+        """What each site actor last decided (smart charging), for the metrics."""
+        self.metrics.watch_sites(self.sites)
         self.reservations = ActorSlot("reservation")
         self.charging = ChargingService(
             self.commands,
@@ -259,6 +267,36 @@ class CsmsSystem:
             ),
         ]
 
+    def _site_router(self) -> SiteRouter | None:
+        """Smart charging: the sites' actors and what feeds them (with SQL storage)."""
+        store = self.config.storage
+        if not isinstance(store, Storage):
+            return None
+        sites = store.sites
+
+        def start_site(config: SiteConfig) -> pykka.ActorRef[Any]:
+            def record(state: SiteState) -> None:
+                sites.put_live(state.id, state_json(state))
+
+            return SiteActor.start(
+                config,
+                send=self._send_limit,
+                clock=self.clock,
+                board=self.sites,
+                round_s=self.config.site_round_s,
+                record=record,
+            )
+
+        return SiteRouter(load=sites.all, start_site=start_site, monotonic=self.clock.monotonic)
+
+    def _send_limit(self, evse_id: str, watts: int, expires_at: int, fallback_w: int) -> None:
+        """A site actor's ``set_limit``: told to the EVSE's actor, never waited for."""
+        self.commands.send(
+            evse_id,
+            SetLimitArgs(limit_w=watts, expires_at=expires_at, fallback_w=fallback_w),
+            ask_supervisor=False,
+        )
+
     def _restore_view(self, last_known: Sequence[LastKnownEvse]) -> None:
         """The read model starts from what the previous run left (before any actor runs)."""
         stations = {k.station.id: k.station for k in last_known if k.station is not None}
@@ -316,6 +354,11 @@ class CsmsSystem:
                 storage = ListenerHost.start(recorders, timers=self.clock, name="recorders")
                 self._refs.append(storage)
                 subscribers.append(storage)
+            sites = self._site_router()
+            if sites is not None:
+                site_host = ListenerHost.start([sites], timers=self.clock, name="sites")
+                self._refs.append(site_host)
+                subscribers.append(site_host)
             store = self.config.storage
             reservations = ReservationActor.start(
                 store=store.reservations if store else None,

@@ -32,7 +32,7 @@ from gateway.api import (
     viewer,
 )
 from gateway.asgi import AsgiRoutes, AsyncMiddleware, LiveStreams, Offload
-from gateway.auth import Authenticator
+from gateway.auth import Authenticator, LocalAuthenticator
 from gateway.credentials_api import StationCredentialResource, StationCredentialsResource
 from gateway.events import AsyncEventStreamResource, EventStreamResource
 from gateway.headers import SecurityHeaders, page_csp
@@ -40,8 +40,10 @@ from gateway.login_guard import LoginGuard
 from gateway.map_tiles import MapTiles
 from gateway.metrics import MetricsSummaryResource, PrometheusResource
 from gateway.openapi import OpenApiResource
+from gateway.operator_api import add_operator_routes
 from gateway.ratelimit import SlidingWindowLimiter
 from gateway.security import SAFE_METHODS, Authentication, TransportPolicy
+from gateway.sites_api import SiteLimitResource, SiteResource, SitesResource
 from gateway.static import add_static_routes
 from gateway.stations import StationProvisioner
 from gateway.views import ANONYMOUS, evse_json, station_json
@@ -248,6 +250,7 @@ def create_app(
         routes.add_route(
             f"{API}/metrics/summary", MetricsSummaryResource(storage.metrics, csms.view)
         )
+    add_operator_routes(routes, storage, csms.view, accounts=isinstance(auth, LocalAuthenticator))
     if hasattr(storage, "station_credentials"):  # SQL storage (not Firebase's user data)
         # The broker's files are rewritten only with a data dir (where the broker reads them).
         provisioner = StationProvisioner(storage, csms_data_dir)
@@ -255,6 +258,9 @@ def create_app(
         routes.add_route(
             f"{API}/station-credentials/{{station_id}}", StationCredentialResource(provisioner)
         )
+        routes.add_route(f"{API}/sites", SitesResource(storage.sites))
+        routes.add_route(f"{API}/sites/{{site_id}}", SiteResource(storage.sites))
+        routes.add_route(f"{API}/sites/{{site_id}}/limit", SiteLimitResource(storage.sites))
     if streams is not None:  # coroutines on the loop, not threads
         app.add_route(f"{API}/me/events", AsyncEventStreamResource(streams, everything=False))
         app.add_route(f"{API}/events", AsyncEventStreamResource(streams, everything=True))

@@ -253,6 +253,10 @@ def main(argv: list[str] | None = None) -> int:
         format="[%(asctime)s] %(name)s %(levelname)s %(message)s",
         datefmt="%m-%d %H:%M:%S",
     )
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        # alembic (which dataset runs on every connect) logs each of its plugins at INFO:
+        # start-up chatter that says nothing about this system
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     if args.command == "csms":
         return run_csms(args)
     if args.command == "gateway":

@@ -49,6 +49,8 @@ CONTENT_TYPES = {
 
 PAGES = ("app", "dashboard")
 """``/<page>`` serves ``gateway/static/<page>/index.html``."""
+OPERATOR_PAGES = ("sessions", "users", "station")
+"""``/dashboard/<page>`` serves ``gateway/static/dashboard/<page>.html``."""
 
 NO_CACHE = "no-cache"
 ASSET_CACHE = "public, max-age=300"
@@ -156,16 +158,32 @@ class PageResource:
 
     def __call__(self, req: falcon.Request, resp: falcon.Response, **params: Any) -> None:
         page = params.get("page") or ""
+        sub = params.get("sub")
+        if sub:
+            page = f"{page}/{sub}"
         if self._https_base is not None and req.scheme != "https":
             if req.method not in ("GET", "HEAD"):
                 raise falcon.HTTPMethodNotAllowed(["GET", "HEAD"])
             query = f"?{req.query_string}" if req.query_string else ""
             raise falcon.HTTPFound(f"{self._https_base}/{page}{query}")
-        found = resolve_static(self._root, f"{page}/index.html")
+        found = resolve_static(self._root, f"{page}.html" if sub else f"{page}/index.html")
         if found is None:
             raise falcon.HTTPNotFound(description=f"the {page} page is not installed")
         _send_file(req, resp, found, NO_CACHE, self._tiles)
         # CSP, framing, HSTS and Referrer-Policy: gateway.headers, for every page alike.
+
+
+class FrontDoor:
+    """``/``: the driver app (on HTTPS when the gateway has it), where a person typing the
+    host name wants to be; the API and the dashboard have their own addresses."""
+
+    def __init__(self, https_base: str | None) -> None:
+        self._target = f"{https_base.rstrip('/')}/app" if https_base else "/app"
+
+    def __call__(self, req: falcon.Request, resp: falcon.Response, **params: Any) -> None:
+        if req.method not in ("GET", "HEAD"):
+            raise falcon.HTTPMethodNotAllowed(["GET", "HEAD"])
+        raise falcon.HTTPFound(self._target)
 
 
 def add_static_routes(
@@ -175,9 +193,14 @@ def add_static_routes(
     root: Path = STATIC_ROOT,
     tiles: MapTiles | None = None,
 ) -> None:
-    """Serve ``/app``, ``/dashboard`` and ``/static/...`` from ``root`` (``app``: a Falcon app,
-    or anything with its ``add_sink``, such as ``gateway.asgi.AsgiRoutes``); ``tiles``: the
-    maps' tile setting, filled into the pages (default: OpenStreetMap's)."""
+    """Serve ``/`` (a redirect to the app), ``/app``, ``/dashboard`` and ``/static/...`` from
+    ``root`` (``app``: a Falcon app, or anything with its ``add_sink``, such as
+    ``gateway.asgi.AsgiRoutes``); ``tiles``: the maps' tile setting, filled into the pages
+    (default: OpenStreetMap's)."""
     pages = "|".join(re.escape(p) for p in PAGES)
+    app.add_sink(FrontDoor(https_base), re.compile(r"^/$"))
     app.add_sink(PageResource(root, https_base, tiles), re.compile(rf"^/(?P<page>{pages})/?$"))
+    subs = "|".join(re.escape(p) for p in OPERATOR_PAGES)
+    operator_pages = re.compile(rf"^/(?P<page>dashboard)/(?P<sub>{subs})/?$")
+    app.add_sink(PageResource(root, https_base, tiles), operator_pages)
     app.add_sink(StaticFiles(root, tiles), re.compile(r"^/static/(?P<path>.*)$"))

@@ -47,6 +47,8 @@ from storage._records import (
     StatusEvent,
     User,
 )
+from storage._reports import Cursor, DriverAccount, OperatorReports, SessionRecord
+from storage._sites import SiteRecord, SiteStore
 from storage._stations import StationCredential, StationCredentialStore
 from storage._storage import DB_FILENAME, Storage, open_storage, sqlite_url
 from storage.errors import (
@@ -65,7 +67,9 @@ __all__ = [
     "AccountTokenStore",
     "Clock",
     "ConstraintError",
+    "Cursor",
     "DayTotal",
+    "DriverAccount",
     "DuplicateError",
     "EvseSample",
     "EvseStateRow",
@@ -82,6 +86,7 @@ __all__ = [
     "MigrationError",
     "Notification",
     "NotificationStore",
+    "OperatorReports",
     "RefreshToken",
     "RefreshTokenStore",
     "Reservation",
@@ -89,7 +94,10 @@ __all__ = [
     "ReservationStore",
     "Role",
     "Session",
+    "SessionRecord",
     "SessionStore",
+    "SiteRecord",
+    "SiteStore",
     "StationCredential",
     "StationCredentialStore",
     "StationTotal",

@@ -303,6 +303,34 @@ def _v9_login_failures(conn: Connection) -> None:
     md.tables["login_failures"].create(conn, checkfirst=False)
 
 
+def _v10_sites(conn: Connection) -> None:
+    """Smart charging (``storage._sites``): sites with their power limit and schedule (and
+    what the node's site actor last decided, ``live``), and the stations behind each (a
+    station in at most one site)."""
+    md = MetaData()
+    Table(
+        "sites",
+        md,
+        Column("id", Text, primary_key=True),
+        Column("name", Text, nullable=False),
+        Column("limit_w", Double, nullable=False),
+        Column("schedule", Text, nullable=False),
+        Column("timezone", Text, nullable=False),
+        Column("evse_limits", Text, nullable=False),
+        _epoch_ms("updated_at"),
+        Column("live", Text, nullable=True),
+        _epoch_ms("live_at", nullable=True),
+    )
+    Table(
+        "site_stations",
+        md,
+        Column("station_id", Text, primary_key=True),
+        Column("site_id", Text, nullable=False),
+        Index("ix_site_stations_site_id", "site_id"),
+    )
+    md.create_all(conn, checkfirst=False)
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v1_users_sessions_reservations_notifications,
     _v2_evse_state_and_status_events,
@@ -313,6 +341,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v7_user_token_version_and_disabled_at,
     _v8_email_confirmation_and_account_tokens,
     _v9_login_failures,
+    _v10_sites,
 )
 LATEST_VERSION: Final = len(MIGRATIONS)
 

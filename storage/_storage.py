@@ -21,6 +21,8 @@ from storage._login_failures import LoginFailureStore
 from storage._metrics import MetricsStore
 from storage._migrations import current_version, migrate
 from storage._notifications import NotificationStore
+from storage._reports import OperatorReports
+from storage._sites import SiteStore
 from storage._stations import StationCredentialStore
 
 __all__ = ["DB_FILENAME", "Storage", "open_storage", "sqlite_url"]
@@ -64,6 +66,8 @@ class Storage:
         self.metrics = MetricsStore(database, clock_ms)
         self.station_credentials = StationCredentialStore(database, clock_ms)
         self.leases = LeaseStore(database, clock_ms)
+        self.reports = OperatorReports(database, clock_ms)
+        self.sites = SiteStore(database, clock_ms)
 
     @property
     def dialect(self) -> str:
