@@ -314,6 +314,9 @@ def test_the_dashboard_map_clusters_200_stations_and_a_pin_opens_its_station(
     expect(popup).to_have_attribute("data-station-id", chosen)
     expect(popup).to_contain_text(stations[chosen]["name"])
     expect(popup.get_by_test_id("map-popup-meta")).to_contain_text(chosen)
+    expect(popup.get_by_test_id("map-popup-page")).to_have_attribute(
+        "href", f"/dashboard/station?id={chosen}"
+    )
     pin = box.locator(f'[data-testid="map-marker"][data-station-id="{chosen}"]')
     expect(pin).to_have_class(re.compile("is-selected"))
     name = re.escape(stations[chosen]["name"])

@@ -94,7 +94,11 @@ export class FleetMap {
     show.textContent = "Show station";
     show.dataset.testid = "map-popup-show";
     show.addEventListener("click", () => this.onSelect(point.id));
-    actions.append(show);
+    const page = document.createElement("a");
+    page.href = `/dashboard/station?id=${encodeURIComponent(point.id)}`;
+    page.textContent = "Station page";
+    page.dataset.testid = "map-popup-page";
+    actions.append(show, page);
     box.append(title, meta, actions);
     return box;
   }
