@@ -37,8 +37,9 @@ from gateway.asgi import AsgiRoutes, AsyncMiddleware, LiveStreams, Offload
 from gateway.auth import Authenticator, LocalAuthenticator
 from gateway.credentials_api import StationCredentialResource, StationCredentialsResource
 from gateway.events import AsyncEventStreamResource, EventStreamResource
-from gateway.headers import SecurityHeaders
+from gateway.headers import SecurityHeaders, page_csp
 from gateway.login_guard import LoginGuard
+from gateway.map_tiles import MapTiles
 from gateway.metrics import MetricsSummaryResource, PrometheusResource
 from gateway.openapi import OpenApiResource
 from gateway.operator_api import add_operator_routes
@@ -176,6 +177,7 @@ def create_app(
     csms_data_dir: Path | None = None,
     asgi: bool = False,
     threads: int = 128,
+    map_tiles: MapTiles | None = None,
 ) -> falcon.App:
     """The WSGI app, or with ``asgi`` the ASGI app (what the gunicorn workers serve:
     ``gateway.asgi``). Without ``auth`` only the public reads are served.
@@ -185,9 +187,14 @@ def create_app(
     reset requests, per that many seconds) per address; ``info_limit``: live info requests
     per user and window (seconds); ``mail``: sign-up confirmation and password reset by mail
     (``gateway.account_mail``); ``http_base``/``https_base``: this instance's URLs, for the
-    HTTPS redirects and ``/openapi.json`` (else the request's own).
+    HTTPS redirects and ``/openapi.json`` (else the request's own); ``map_tiles``: where the
+    pages' maps get tiles (``gateway.map_tiles``; default OpenStreetMap's), also in their CSP.
     """
-    middleware: list[Any] = [SecurityHeaders(), TransportPolicy(https_base)]
+    tiles = map_tiles or MapTiles()
+    middleware: list[Any] = [
+        SecurityHeaders(page_csp(tiles.img_sources())),
+        TransportPolicy(https_base),
+    ]
     if auth is not None:
         middleware.append(Authentication(auth))
     routes: Any
@@ -214,7 +221,7 @@ def create_app(
     routes.add_route("/healthz", HealthResource(csms, mqtt_connected), **read)
     routes.add_route("/openapi.json", OpenApiResource(http_base, https_base), **read)
     routes.add_route("/metrics", PrometheusResource(csms.metrics))  # public: Prometheus scrapes
-    add_static_routes(routes, https_base)
+    add_static_routes(routes, https_base, tiles=tiles)
     routes.add_route(f"{API}/stations", StationsResource(csms), **read)
     routes.add_route(f"{API}/stations/{{station_id}}", StationResource(csms), **read)
     nearest = NearestResource(csms.view, _session_driver(csms))
