@@ -299,6 +299,8 @@ def _backend_argv(args: argparse.Namespace) -> list[str]:
         "firebase_database_url",
         "smtp_url",
         "public_url",
+        "map_tiles",
+        "map_attribution",
     ):
         value = getattr(args, option)
         if value:

@@ -26,18 +26,13 @@ from __future__ import annotations
 import logging
 import math
 import random
-from dataclasses import dataclass, replace
-from enum import StrEnum
+from dataclasses import replace
 from typing import Final
 
 from protocol import (
     CancelReservationArgs,
     CommandArgs,
-    EvseDescriptor,
-    EvseId,
-    EvseInfo,
     EvseStatus,
-    EvseValues,
     MaintenanceArgs,
     RejectReason,
     ReserveArgs,
@@ -45,9 +40,9 @@ from protocol import (
     StartArgs,
     StopArgs,
     StopReason,
-    evse_values,
 )
-from simulator.physics import Car, charge, draw_car, draw_unplug_delay
+from simulator.evse_model import EventKind, EvseEvent, EvseSpec, EvseState, Outcome
+from simulator.physics import charge, draw_car, draw_unplug_delay
 
 __all__ = ["EventKind", "EvseEvent", "EvseSpec", "EvseState", "Outcome", "advance", "apply"]
 
@@ -66,83 +61,6 @@ BLOCKED: Final[dict[EvseStatus, RejectReason]] = {
     S.FAULTED: RejectReason.FAULTED,
     S.OFFLINE: RejectReason.FAULTED,
 }
-
-
-class EventKind(StrEnum):
-    STATUS = "status"
-    METER = "meter"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EvseSpec:
-    """What never changes for an EVSE during a run: its station's description of it, and
-    how it is simulated."""
-
-    descriptor: EvseDescriptor
-    rng_key: str
-    meter_interval: float = 5.0
-
-    @property
-    def evse_id(self) -> EvseId:
-        return self.descriptor.id
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EvseState(EvseValues):
-    """Everything that changes (the reported :class:`~protocol.EvseValues` and what only
-    the simulation keeps); times are simulated epoch seconds."""
-
-    evse_id: EvseId
-    status: EvseStatus = S.AVAILABLE
-    car: Car | None = None
-    reservation_expires_at: int | None = None
-    last_sample_at: float | None = None
-    unplug_at: float | None = None
-    draws: int = 0
-    limit_w: float | None = None
-    """The power limit in force (``set_limit``), W; ``None``: never limited, charge at max."""
-    limit_expires_at: int | None = None
-    """When ``limit_w`` lapses to ``fallback_w``, epoch ms of the simulated clock."""
-    fallback_w: float | None = None
-    """The limit after ``limit_expires_at`` (``None``: the EVSE's ``min_power_w``)."""
-
-    def info(self) -> EvseInfo:
-        """The wire view (rounded: a monotonic value stays monotonic when rounded)."""
-        values = evse_values(self)
-        values.update(
-            soc=None if self.soc is None else round(self.soc, 2),
-            power_w=round(self.power_w),
-            energy_wh=round(self.energy_wh, 1),
-            session_energy_wh=round(self.session_energy_wh, 1),
-        )
-        return EvseInfo(evse_id=self.evse_id, **values)
-
-    def report_key(self) -> tuple[object, ...]:
-        """The fields whose change deserves a status report (meter progress does not)."""
-        return (
-            self.status,
-            self.session_id,
-            self.reservation_id,
-            self.maintenance,
-            self.maintenance_pending,
-            self.stop_reason,
-        )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EvseEvent:
-    """Something to publish: a status report or a meter sample, as of ``at``."""
-
-    kind: EventKind
-    at: float
-    state: EvseState
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Outcome:
-    state: EvseState
-    reason: RejectReason | None = None
-    events: tuple[EvseEvent, ...] = ()
 
 
 def apply(spec: EvseSpec, state: EvseState, args: CommandArgs, now: float) -> Outcome:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from actors.site import (
     SiteBoard,
     SiteConfig,
     SiteConfigChanged,
+    SiteDepartures,
     SiteEvses,
     SiteState,
     limit_at,
@@ -293,3 +295,26 @@ def test_what_the_evses_draw_is_published_and_sampled_for_the_chart(
     # a sample when the actor started (nothing yet), then one 10 s later
     assert [(h[1], h[3]) for h in history] == [(50_000.0, 0.0), (50_000.0, 13_000.0)]
     assert history[1][0] - history[0][0] == 10_000
+
+
+def test_a_session_leaving_soon_with_much_to_charge_gets_a_larger_share(
+    site: Any, clock: ManualClock
+) -> None:
+    ref, _, board = site
+
+    def charging(n: int, soc: float, energy_wh: float) -> EvseSnapshot:
+        return replace(
+            evse(n), session_id=f"s{n}", soc=soc, target_soc=100.0, session_energy_wh=energy_wh
+        )
+
+    ref.tell(SiteEvses(evses=(charging(1, 20.0, 0.0), charging(2, 20.0, 0.0), evse(3))))
+    # 10 % gained for 6 kWh: a 60 kWh battery, 48 kWh still to go for each of them
+    ref.tell(SiteEvses(evses=(charging(1, 30.0, 6_000.0), charging(2, 30.0, 6_000.0))))
+    sync(ref)
+    even = state_of(board, "depot").evse_limits
+    assert even["st-001.1"] == even["st-002.1"]
+    ref.tell(SiteDepartures(departures={"s1": clock.time_ms() + 2 * 3600 * 1000}))
+    sync(ref)
+    shares = state_of(board, "depot").evse_limits
+    assert shares["st-001.1"] > shares["st-002.1"] + 5_000  # 24 kW an hour needed: 4 shares
+    assert sum(shares.values()) <= 50_000
