@@ -23,6 +23,10 @@ it against a model of their own):
 4. Whole watts, rounded down, so the sum never exceeds the limit; the same inputs give the
    same allocation. Minimums and maximums are taken as at least 1 W (a site validates
    ``0 < min_w <= max_w``).
+5. **Few commands.** The water level of the EVSEs below their cap is a multiple of a step
+   (:func:`quantum_w`: up to 100 W, never losing more than 4 % of the limit), so a session
+   starting or ending among many moves nobody else's limit until the level crosses a step:
+   one ``set_limit`` instead of one per EVSE.
 """
 
 from __future__ import annotations
@@ -37,12 +41,14 @@ __all__ = [
     "Demand",
     "allocate",
     "cap_of",
+    "quantum_w",
     "weight_of",
 ]
 
 HEADROOM_W: Final = 1_000.0
 """What an EVSE may get above what it draws (at least its minimum, see :func:`cap_of`)."""
 MAX_WEIGHT: Final = 4.0
+QUANTA_W: Final = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,18 +100,29 @@ def allocate(limit_w: float, demands: Iterable[Demand]) -> dict[str, int]:
             if used + need <= limit:
                 running.append(demand)
                 used += need
-    shares = _fill(limit - used, running, mins)
+    shares = _fill(limit - used, running, mins, limit)
     out = {d.evse_id: 0 for d in items}
     for demand in running:
         out[demand.evse_id] = int(mins[demand.evse_id] + shares[demand.evse_id])
     return out
 
 
-def _fill(spare: float, running: Sequence[Demand], mins: Mapping[str, float]) -> dict[str, float]:
-    """Water filling: ``spare`` shared by weight, nobody above ``cap - min``."""
+def quantum_w(limit_w: float, total_weight: float) -> float:
+    """The step of the water level (rule 5): the largest of 1, 2, 5, 10, 20, 50, 100 W per
+    unit of weight that loses at most 4 % of the limit over the weights sharing it."""
+    budget = 0.04 * limit_w / max(total_weight, 1.0)
+    return max((q for q in QUANTA_W if q <= budget), default=0.0)
+
+
+def _fill(
+    spare: float, running: Sequence[Demand], mins: Mapping[str, float], limit: float
+) -> dict[str, float]:
+    """Water filling: ``spare`` shared by weight, nobody above ``cap - min``; the level of
+    those below their cap goes down to a multiple of :func:`quantum_w`."""
     shares = {d.evse_id: 0.0 for d in running}
     room = {d.evse_id: max(cap_of(d) - mins[d.evse_id], 0.0) for d in running}
     weights = {d.evse_id: weight_of(d) for d in running}
+    quantum = quantum_w(limit, sum(weights.values()))
     # the ones that fill up first are those with the least room per weight
     order = sorted(running, key=lambda d: (room[d.evse_id] / weights[d.evse_id], d.evse_id))
     total_weight = sum(weights.values())
@@ -119,6 +136,8 @@ def _fill(spare: float, running: Sequence[Demand], mins: Mapping[str, float]) ->
             spare -= room[key]
             total_weight -= weights[key]
             continue
+        if quantum > 0:
+            level = level // quantum * quantum
         for rest in order[index:]:  # nobody from here on fills up: all get the same level
             shares[rest.evse_id] = level * weights[rest.evse_id]
         break

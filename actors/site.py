@@ -24,20 +24,29 @@ metrics, the dashboard): limit, allocated, measured, each EVSE's limit, commands
 
 from __future__ import annotations
 
+import collections
 import contextlib
-import datetime as dt
 import logging
-import threading
-import zoneinfo
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 import pykka
 
 from actors.allocation import HEADROOM_W, Demand, allocate
 from actors.clock import Clock, TimerHandle
-from protocol import EvseStatus
+from actors.site_model import (
+    EvseSnapshot,
+    ScheduleStep,
+    SiteBoard,
+    SiteConfig,
+    SiteConfigChanged,
+    SiteDepartures,
+    SiteEvses,
+    SiteState,
+    limit_at,
+    state_json,
+)
 
 __all__ = [
     "EvseSnapshot",
@@ -46,6 +55,7 @@ __all__ = [
     "SiteBoard",
     "SiteConfig",
     "SiteConfigChanged",
+    "SiteDepartures",
     "SiteEvses",
     "SiteState",
     "limit_at",
@@ -57,122 +67,16 @@ log = logging.getLogger(__name__)
 SEND_TOLERANCE_W: Final = 200.0
 DRIFT_W: Final = HEADROOM_W
 """An EV drawing this much (or 20 %) below its allocation gives the rest away."""
+HISTORY_STEP_S: Final = 10.0
+HISTORY_LEN: Final = 90
+"""15 minutes of the site's power, for the dashboard's chart."""
 SETTLE_UPDATES: Final = 2
 """Meter updates to wait after a new limit before reading the EV's draw as its demand."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ScheduleStep:
-    """From ``start_minute`` (minutes after local midnight) on, the limit is ``limit_w``."""
-
-    start_minute: int
-    limit_w: float
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SiteConfig:
-    id: str
-    name: str
-    limit_w: float
-    station_ids: frozenset[str] = frozenset()
-    schedule: tuple[ScheduleStep, ...] = ()
-    timezone: str = "UTC"
-    evse_limits: Mapping[str, tuple[float, float]] = field(default_factory=dict)
-    """EVSE id -> (min W, max W), over what the station announced."""
-
-
-def limit_at(config: SiteConfig, now_s: float) -> tuple[float, float | None]:
-    """The limit in force at ``now_s`` and the epoch second of the next step (``None``
-    without a schedule)."""
-    if not config.schedule:
-        return config.limit_w, None
-    zone = zoneinfo.ZoneInfo(config.timezone)
-    local = dt.datetime.fromtimestamp(now_s, zone)
-    minute = local.hour * 60 + local.minute
-    steps = sorted(config.schedule, key=lambda s: s.start_minute)
-    current = steps[-1]  # before the first step of the day: yesterday's last
-    for step in steps:
-        if step.start_minute <= minute:
-            current = step
-    later = [s for s in steps if s.start_minute > minute]
-    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    if later:
-        nxt = day + dt.timedelta(minutes=later[0].start_minute)
-    else:
-        nxt = day + dt.timedelta(days=1, minutes=steps[0].start_minute)
-    return current.limit_w, nxt.timestamp()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EvseSnapshot:
-    """What a site needs of one EVSE (from its latest state)."""
-
-    evse_id: str
-    station_id: str
-    status: EvseStatus
-    session_open: bool
-    power_w: float
-    min_w: float
-    max_w: float
-    reachable: bool
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SiteEvses:
-    """Told to a site actor: its EVSEs that changed, latest state each."""
-
-    evses: tuple[EvseSnapshot, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SiteConfigChanged:
-    config: SiteConfig
 
 
 @dataclass(frozen=True, slots=True)
 class _Timer:
     kind: str  # "round", "step", "renew"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SiteState:
-    """A site as its actor last decided it (W)."""
-
-    id: str
-    name: str
-    limit_w: float
-    allocated_w: float
-    measured_w: float
-    evse_limits: Mapping[str, int]
-    paused: tuple[str, ...]
-    active: int
-    commands_sent: int
-    reallocations: int
-    updated_ms: int
-
-
-class SiteBoard:
-    """The sites' latest :class:`SiteState`, readable from any thread."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sites: dict[str, SiteState] = {}
-
-    def put(self, state: SiteState) -> None:
-        with self._lock:
-            self._sites[state.id] = state
-
-    def drop(self, site_id: str) -> None:
-        with self._lock:
-            self._sites.pop(site_id, None)
-
-    def get(self, site_id: str) -> SiteState | None:
-        with self._lock:
-            return self._sites.get(site_id)
-
-    def all(self) -> list[SiteState]:
-        with self._lock:
-            return sorted(self._sites.values(), key=lambda s: s.id)
 
 
 SendLimit = Callable[[str, int, int, int], None]
@@ -219,6 +123,13 @@ class SiteActor(pykka.ThreadingActor):
         self._record = record
         self._record_s = record_s
         self._unrecorded: SiteState | None = None
+        self._history: collections.deque[tuple[int, float, float, float]] = collections.deque(
+            maxlen=HISTORY_LEN
+        )
+        self._limit = config.limit_w
+        self.departures: Mapping[str, int] = {}
+        self._first_seen: dict[str, tuple[float, float]] = {}
+        """Session id -> (SoC, energy) when first seen: the battery's size, estimated."""
 
     def __repr__(self) -> str:
         return f"SiteActor({self.config.id})"
@@ -241,6 +152,12 @@ class SiteActor(pykka.ThreadingActor):
         match message:
             case SiteEvses(evses=evses):
                 if self._take(evses):
+                    self._reallocate()
+                elif evses:
+                    self._publish(self._limit)  # what they draw changed
+            case SiteDepartures(departures=departures):
+                if departures != self.departures:
+                    self.departures = dict(departures)
                     self._reallocate()
             case SiteConfigChanged(config=config):
                 self.config = config
@@ -268,6 +185,10 @@ class SiteActor(pykka.ThreadingActor):
         for new in evses:
             old = self.evses.get(new.evse_id)
             self.evses[new.evse_id] = new
+            if new.session_id is not None and new.soc is not None:
+                self._first_seen.setdefault(new.session_id, (new.soc, new.session_energy_wh))
+            if old is not None and old.session_id not in (None, new.session_id):
+                self._first_seen.pop(old.session_id, None)
             sent = self.sent.get(new.evse_id)
             if sent is not None:
                 sent.updates_since += 1
@@ -315,7 +236,26 @@ class SiteActor(pykka.ThreadingActor):
             max_w=high,
             measured_w=measured,
             waited=self.waited.get(evse.evse_id, 0),
+            need_w=self._need_w(evse),
         )
+
+    def _need_w(self, evse: EvseSnapshot) -> float | None:
+        """The power still needed to reach the target SoC by the departure: the energy (from
+        the battery's size, estimated from the SoC gained per Wh so far) over the hours left
+        (at least 5 minutes); ``None`` without a departure or before an estimate."""
+        sid = evse.session_id
+        if sid is None or sid not in self.departures or evse.soc is None:
+            return None
+        first = self._first_seen.get(sid)
+        if first is None:
+            return None
+        gained = evse.soc - first[0]
+        if gained < 1.0:
+            return None
+        capacity_wh = (evse.session_energy_wh - first[1]) / (gained / 100)
+        missing = max((evse.target_soc or 100.0) - evse.soc, 0.0) / 100 * capacity_wh
+        hours = max(self.departures[sid] - self._clock.time_ms(), 300_000) / 3_600_000
+        return missing / hours
 
     def _reallocate(self) -> None:
         now_s = self._clock.time_s()
@@ -381,18 +321,25 @@ class SiteActor(pykka.ThreadingActor):
         self._send_changed(limit, self._clock.time_s(), renew=True)
 
     def _publish(self, limit: float) -> None:
+        self._limit = limit
+        now_ms = self._clock.time_ms()
+        allocated = float(sum(self.allocation.values()))
+        measured = sum(e.power_w for e in self.evses.values() if e.session_open)
+        if not self._history or now_ms - self._history[-1][0] >= HISTORY_STEP_S * 1000:
+            self._history.append((now_ms, limit, allocated, measured))
         state = SiteState(
             id=self.config.id,
             name=self.config.name,
             limit_w=limit,
-            allocated_w=float(sum(self.allocation.values())),
-            measured_w=sum(e.power_w for e in self.evses.values()),
+            allocated_w=allocated,
+            measured_w=measured,
             evse_limits=dict(self.allocation),
             paused=tuple(sorted(k for k, w in self.allocation.items() if w == 0)),
             active=sum(1 for e in self.evses.values() if e.session_open),
             commands_sent=self.commands_sent,
             reallocations=self.reallocations,
-            updated_ms=self._clock.time_ms(),
+            updated_ms=now_ms,
+            history=tuple(self._history),
         )
         self.board.put(state)
         if self._record is not None:
@@ -425,21 +372,6 @@ class SiteActor(pykka.ThreadingActor):
             old.cancel()
         if next_s is not None:
             self._arm("step", max(next_s - self._clock.time_s(), 0.0) + 0.001)
-
-
-def state_json(state: SiteState) -> dict[str, Any]:
-    """A :class:`SiteState` as the API shows it (kW with one decimal, W per EVSE)."""
-    return {
-        "limit_kw": round(state.limit_w / 1000, 1),
-        "allocated_kw": round(state.allocated_w / 1000, 1),
-        "measured_kw": round(state.measured_w / 1000, 1),
-        "active_sessions": state.active,
-        "paused": list(state.paused),
-        "evse_limits_w": dict(sorted(state.evse_limits.items())),
-        "commands_sent": state.commands_sent,
-        "reallocations": state.reallocations,
-        "at": state.updated_ms,
-    }
 
 
 def _tell(ref: pykka.ActorRef[Any], message: Any) -> None:

@@ -12,25 +12,32 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import pykka
 
+from actors.clock import Clock
+from actors.commands import Commands
 from actors.evse_state import EvseState
 from actors.listeners import EvseListener
 from actors.messages import EvseChanged
-from actors.site import (
+from actors.site import SiteActor
+from actors.site_model import (
     EvseSnapshot,
     ScheduleStep,
+    SiteBoard,
     SiteConfig,
     SiteConfigChanged,
+    SiteDepartures,
     SiteEvses,
+    SiteState,
+    state_json,
 )
-from protocol import EvseStatus
-from storage import SiteRecord
+from protocol import EvseStatus, SetLimitArgs
+from storage import SiteRecord, SiteStore
 
-__all__ = ["SiteRouter", "site_config", "snapshot"]
+__all__ = ["SiteRouter", "site_config", "smart_charging", "snapshot"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +53,10 @@ def snapshot(state: EvseState) -> EvseSnapshot:
         min_w=float(descriptor.min_power_w),
         max_w=float(descriptor.max_power_w),
         reachable=state.status is not EvseStatus.OFFLINE,
+        session_id=state.session_id,
+        soc=state.soc,
+        target_soc=state.target_soc,
+        session_energy_wh=float(state.session_energy_wh or 0.0),
     )
 
 
@@ -69,10 +80,13 @@ class SiteRouter(EvseListener):
         *,
         load: Callable[[], Iterable[SiteRecord]],
         start_site: Callable[[SiteConfig], pykka.ActorRef[Any]],
+        departures: Callable[[], Mapping[str, int]] = dict,
         monotonic: Callable[[], float],
         poll_s: float = 1.0,
     ) -> None:
         self._load = load
+        self._departures = departures
+        self._known_departures: Mapping[str, int] = {}
         self._start_site = start_site
         self._monotonic = monotonic
         self._poll_s = poll_s
@@ -114,6 +128,7 @@ class SiteRouter(EvseListener):
         self._last_poll = self._monotonic()
         try:
             wanted = {r.id: site_config(r) for r in self._load()}
+            departures = self._departures()
         except Exception:  # storage away for a moment: keep what runs, try next poll
             log.warning("sites not read; keeping the current ones", exc_info=True)
             return
@@ -142,8 +157,42 @@ class SiteRouter(EvseListener):
             for site_id, (config, _) in self.sites.items()
             for station in config.station_ids
         }
+        if departures != self._known_departures:
+            self._known_departures = departures
+            for _, ref in self.sites.values():
+                _tell(ref, SiteDepartures(departures=departures))
 
 
 def _tell(ref: pykka.ActorRef[Any], message: Any) -> None:
     with contextlib.suppress(pykka.ActorDeadError):
         ref.tell(message)
+
+
+def smart_charging(
+    sites: SiteStore, *, commands: Commands, clock: Clock, board: SiteBoard, round_s: float
+) -> SiteRouter:
+    """The CSMS's smart charging: a router that starts a :class:`SiteActor` per stored site,
+    whose ``set_limit`` commands are told to the EVSE actors (never waited for) and whose
+    decisions are recorded in ``sites`` (for the API in any process) and on ``board``."""
+
+    def send(evse_id: str, watts: int, expires_at: int, fallback_w: int) -> None:
+        commands.send(
+            evse_id,
+            SetLimitArgs(limit_w=watts, expires_at=expires_at, fallback_w=fallback_w),
+            ask_supervisor=False,
+        )
+
+    def start_site(config: SiteConfig) -> pykka.ActorRef[Any]:
+        def record(state: SiteState) -> None:
+            sites.put_live(state.id, state_json(state))
+
+        return SiteActor.start(
+            config, send=send, clock=clock, board=board, round_s=round_s, record=record
+        )
+
+    return SiteRouter(
+        load=sites.all,
+        departures=sites.departures,
+        start_site=start_site,
+        monotonic=clock.monotonic,
+    )

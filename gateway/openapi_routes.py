@@ -79,6 +79,12 @@ EVSE_ID = _path_param(
     EVSE_ID_PATTERN,
     "st-001.1",
 )
+SESSION_ID = _path_param(
+    "session_id",
+    "a session id, as the start answered it",
+    r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$",
+    "s-1b2c3d",
+)
 SITE_ID = _path_param("site_id", "a site id, e.g. depot", STATION_ID_PATTERN, "depot")
 STATION_ID = _path_param("station_id", "a station id, e.g. st-001", STATION_ID_PATTERN, "st-001")
 
@@ -133,6 +139,36 @@ COORDINATES = (
     ),
 )
 
+ALERT_ID = {
+    "name": "alert_id",
+    "in": "path",
+    "required": True,
+    "description": "an alert's id",
+    "schema": {"type": "string", "pattern": r"^[0-9]{1,18}$", "example": "42"},
+}
+ALERT_FILTERS = (
+    _query(
+        "severity",
+        {"type": "string", "enum": ["bad", "warn", "info", "good"]},
+        description="only alerts of this severity",
+    ),
+    _query(
+        "station",
+        {"type": "string", "pattern": STATION_ID_PATTERN},
+        description="only alerts about this station",
+    ),
+    _query(
+        "unacked",
+        {"type": "boolean", "default": False},
+        description="only alerts nobody has acknowledged",
+    ),
+    _limit(50, 200),
+    _query(
+        "before",
+        {"type": "integer", "minimum": 1},
+        description="only alerts older than this id (the `next` of the previous page)",
+    ),
+)
 CSV_OK = (
     "200",
     {
@@ -374,16 +410,33 @@ ROUTES: tuple[Route, ...] = (
           summary="The caller's charging sessions, newest first",
           ok=_ok("SessionList", "The sessions."), params=(_limit(50, 200),),
           errors={"400": "BadParameter"}),
+    Route("put", f"{API}/me/sessions/{{session_id}}/departure", "setDeparture", DRIVERS,
+          summary="When the caller leaves (a running session of theirs): on a site over its"
+          " limit, a session that needs more energy per hour left gets a larger share",
+          ok=_ok("Departure", "Noted."), params=(SESSION_ID,), body="DepartureRequest",
+          errors={"404": "No running session of the caller's with that id.",
+                  "422": "Invalid"}),
     Route("get", f"{API}/me/notifications", "myNotifications", DRIVERS,
           summary="The caller's notifications, newest first",
           ok=_ok("NotificationList", "The notifications."), params=(_limit(50, 200),),
           errors={"400": "BadParameter"}),
+    # ------------------------------------------------------------------ the alert log
+    Route("get", f"{API}/alerts", "listAlerts", OPERATORS,
+          summary="The operators' alert log, newest first, with filters and pages (operators)",
+          ok=_ok("AlertList", "The alerts."),
+          params=ALERT_FILTERS, errors={"400": "BadParameter"}),
+    Route("post", f"{API}/alerts/{{alert_id}}/ack", "ackAlert", OPERATORS,
+          summary="Acknowledge an alert: who (the caller's email) and when (the CSMS's clock);"
+          " an alert acked before keeps its first ack (operators)",
+          ok=_ok("Alert", "The alert as stored."), params=(ALERT_ID,),
+          errors={"404": "No such alert."}),
     # ------------------------------------------------------------------ event streams
     Route("get", f"{API}/me/events", "myEvents", DRIVERS,
           summary="Live events of the caller's sessions (`session`) and notifications"
           " (`notification`)",
           ok=SSE_OK, stream=True),
     Route("get", f"{API}/events", "allEvents", OPERATORS,
-          summary="Every live event, for operators: `evse`, `station`, `alert`, `notification`",
+          summary="Every live event, for operators: `evse` (coalesced: the latest per EVSE,"
+          " at most every 250 ms), `station`, `alert` and `alert_ack` (an Alert), in order",
           ok=SSE_OK, stream=True),
 )  # fmt: skip

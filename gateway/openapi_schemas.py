@@ -321,6 +321,27 @@ SCHEMAS: dict[str, Any] = {
         }
     ),
     "NotificationList": _obj({"notifications": {"type": "array", "items": ref("Notification")}}),
+    "Alert": _obj(
+        {
+            "id": INTEGER,
+            "at": {**EPOCH_MS, "description": "when, on the CSMS's clock (never a station's)"},
+            "kind": {"type": "string", "example": "station_offline"},
+            "severity": {"type": "string", "enum": ["bad", "warn", "info", "good"]},
+            "station_id": _nullable(STRING),
+            "evse_id": _nullable(STRING),
+            "message": STRING,
+            "acked_by": _nullable({"type": "string", "description": "the operator's email"}),
+            "acked_at": _nullable(EPOCH_MS),
+        }
+    ),
+    "AlertList": _obj(
+        {
+            "alerts": {"type": "array", "items": ref("Alert")},
+            "next": _nullable(
+                {**INTEGER, "description": "the `before` of the next page; null: the last"}
+            ),
+        }
+    ),
     "MetricsSummary": METRICS_SUMMARY,
     "StationCredential": _obj(
         {
@@ -387,6 +408,17 @@ SCHEMAS: dict[str, Any] = {
             "evse_limits": {"type": "object", "additionalProperties": ref("EvseBounds")},
         },
     },
+    "DepartureRequest": {
+        "type": "object",
+        "required": ["departure_at"],
+        "properties": {
+            "departure_at": {
+                "type": "integer",
+                "description": "epoch milliseconds, UTC; within the next 48 hours",
+            }
+        },
+    },
+    "Departure": _obj({"session_id": STRING, "departure_at": EPOCH_MS}),
     "SiteLimitRequest": {
         "type": "object",
         "required": ["limit_kw"],

@@ -20,10 +20,16 @@ from typing import Any, Final
 
 import falcon
 
-from gateway.security import json_body, require
+from gateway.security import json_body, principal, require
 from storage import SiteRecord
 
-__all__ = ["SiteLimitResource", "SiteResource", "SitesResource", "site_json"]
+__all__ = [
+    "DepartureResource",
+    "SiteLimitResource",
+    "SiteResource",
+    "SitesResource",
+    "site_json",
+]
 
 SITE_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 STATION_ID: Final = SITE_ID
@@ -32,6 +38,7 @@ MAX_LIMIT_KW: Final = 100_000.0
 """100 MW: more than any grid connection a CSMS shares out."""
 MAX_STEPS: Final = 48
 MAX_STATIONS: Final = 10_000
+MAX_DEPARTURE_MS: Final = 48 * 3600 * 1000
 
 
 def site_json(site: SiteRecord) -> dict[str, Any]:
@@ -199,3 +206,39 @@ class SiteLimitResource:
         resp.media = site_json(
             self._sites.set_limit(site_id, _kw(body["limit_kw"], "limit_kw"), schedule)
         )
+
+
+@falcon.before(require())
+class DepartureResource:
+    """``PUT /me/sessions/{session_id}/departure`` ``{"departure_at": epoch ms}``: the driver
+    leaves then (within 48 h); on a site over its limit, a session that needs more energy per
+    hour left gets a larger share. Only the session's own driver, only while it runs."""
+
+    def __init__(self, sessions: Any, sites: Any, clock_ms: Any, session_driver: Any) -> None:
+        self._sessions = sessions
+        self._sites = sites
+        self._clock_ms = clock_ms
+        self._session_driver = session_driver
+        """The CSMS's own record of who started a session (before its row is written)."""
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, session_id: str) -> None:
+        body = json_body(req, {"departure_at": int}, required=("departure_at",))
+        caller = principal(req).user_id
+        session = self._sessions.get(session_id) if EVSE_ID.match(session_id) else None
+        if session is None:  # just started: its row follows the station's Charging
+            mine = EVSE_ID.match(session_id) and self._session_driver(session_id) == caller
+        else:
+            mine = session.driver_id == caller and session.ended_at is None
+        if not mine:
+            raise falcon.HTTPNotFound(
+                title="No such session", description="no running session of yours with that id"
+            )
+        now = self._clock_ms()
+        at = body["departure_at"]
+        if not now < at <= now + MAX_DEPARTURE_MS:
+            raise falcon.HTTPUnprocessableEntity(
+                title="Invalid departure",
+                description="departure_at is epoch ms, in the next 48 hours",
+            )
+        self._sites.set_departure(session_id, at)
+        resp.media = {"session_id": session_id, "departure_at": at}

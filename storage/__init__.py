@@ -21,6 +21,7 @@ reservations and notifications, on SQLite (default) or PostgreSQL, through ``dat
 
 from storage._account_tokens import AccountTokenStore, LinkPurpose
 from storage._accounts import RefreshTokenStore, UserStore, normalize_email
+from storage._alerts import SEVERITIES, Alert, AlertStore, Severity
 from storage._charging import ReservationStore, SessionStore
 from storage._engine import Clock, system_clock_ms
 from storage._evse_state import EvseStateStore, StatusEventStore
@@ -64,7 +65,10 @@ from storage.errors import (
 __all__ = [
     "DB_FILENAME",
     "LATEST_VERSION",
+    "SEVERITIES",
     "AccountTokenStore",
+    "Alert",
+    "AlertStore",
     "Clock",
     "ConstraintError",
     "Cursor",
@@ -96,6 +100,7 @@ __all__ = [
     "Session",
     "SessionRecord",
     "SessionStore",
+    "Severity",
     "SiteRecord",
     "SiteStore",
     "StationCredential",

@@ -36,6 +36,8 @@ from sqlalchemy import (
 )
 
 from storage._engine import BEGIN_OPTION, Clock
+from storage._migrations_late import epoch_ms_column as _epoch_ms
+from storage._migrations_late import v10_sites, v11_alerts
 from storage.errors import MigrationError
 
 __all__ = ["LATEST_VERSION", "MIGRATIONS", "current_version", "migrate"]
@@ -44,10 +46,6 @@ Migration = Callable[[Connection], None]
 
 ADVISORY_LOCK_KEY: Final = 0x5C_5C_0001
 """PostgreSQL advisory lock held while migrating (any constant unique to this application)."""
-
-
-def _epoch_ms(name: str, *, nullable: bool = False) -> Column[int]:
-    return Column(name, BigInteger, nullable=nullable)
 
 
 def _v1_users_sessions_reservations_notifications(conn: Connection) -> None:
@@ -303,34 +301,6 @@ def _v9_login_failures(conn: Connection) -> None:
     md.tables["login_failures"].create(conn, checkfirst=False)
 
 
-def _v10_sites(conn: Connection) -> None:
-    """Smart charging (``storage._sites``): sites with their power limit and schedule (and
-    what the node's site actor last decided, ``live``), and the stations behind each (a
-    station in at most one site)."""
-    md = MetaData()
-    Table(
-        "sites",
-        md,
-        Column("id", Text, primary_key=True),
-        Column("name", Text, nullable=False),
-        Column("limit_w", Double, nullable=False),
-        Column("schedule", Text, nullable=False),
-        Column("timezone", Text, nullable=False),
-        Column("evse_limits", Text, nullable=False),
-        _epoch_ms("updated_at"),
-        Column("live", Text, nullable=True),
-        _epoch_ms("live_at", nullable=True),
-    )
-    Table(
-        "site_stations",
-        md,
-        Column("station_id", Text, primary_key=True),
-        Column("site_id", Text, nullable=False),
-        Index("ix_site_stations_site_id", "site_id"),
-    )
-    md.create_all(conn, checkfirst=False)
-
-
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v1_users_sessions_reservations_notifications,
     _v2_evse_state_and_status_events,
@@ -341,7 +311,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v7_user_token_version_and_disabled_at,
     _v8_email_confirmation_and_account_tokens,
     _v9_login_failures,
-    _v10_sites,
+    v10_sites,
+    v11_alerts,
 )
 LATEST_VERSION: Final = len(MIGRATIONS)
 

@@ -4,9 +4,10 @@
 JSON ``[[start_minute, limit_w], ...]`` (minutes after local midnight in ``timezone``),
 ``evse_limits`` JSON ``{evse_id: [min_w, max_w]}``, ``live`` JSON what the node's site actor
 last decided (written at most once a second); ``site_stations(station_id, site_id)``
-puts each station in at most one site. The CSMS node reads them all every second
-(``actors.site_router``): a few rows, and whichever process changes a site (a gateway
-worker, ``smartcharge admin``), the node follows.
+puts each station in at most one site; ``departures(session_id, departure_at)`` is when a
+driver said they leave (the allocation's departure weights). The CSMS node reads them all
+every second (``actors.site_router``): a few rows, and whichever process changes a site (a
+gateway worker, ``smartcharge admin``), the node follows.
 """
 
 from __future__ import annotations
@@ -143,6 +144,30 @@ class SiteStore:
                 text("UPDATE sites SET live = :live, live_at = :at WHERE id = :id"),
                 {"live": json.dumps(live), "at": self._clock_ms(), "id": site_id},
             )
+
+    def set_departure(self, session_id: str, departure_at: int) -> None:
+        """The driver of ``session_id`` leaves at ``departure_at`` (epoch ms); departures more
+        than a day old are forgotten on the way."""
+        now = self._clock_ms()
+        with self._db.write() as conn:
+            conn.execute(text("DELETE FROM departures WHERE session_id = :s"), {"s": session_id})
+            conn.execute(
+                text(
+                    "INSERT INTO departures (session_id, departure_at, set_at)"
+                    " VALUES (:s, :at, :now)"
+                ),
+                {"s": session_id, "at": departure_at, "now": now},
+            )
+            conn.execute(
+                text("DELETE FROM departures WHERE departure_at < :old"),
+                {"old": now - 24 * 3600 * 1000},
+            )
+
+    def departures(self) -> dict[str, int]:
+        """Session id -> departure (epoch ms), for the sessions whose driver set one."""
+        with self._db.read() as conn:
+            rows = conn.execute(text("SELECT session_id, departure_at FROM departures")).all()
+        return {row.session_id: int(row.departure_at) for row in rows}
 
     def delete(self, site_id: str) -> bool:
         with self._db.write() as conn:

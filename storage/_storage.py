@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from storage._account_tokens import AccountTokenStore
 from storage._accounts import RefreshTokenStore, UserStore
+from storage._alerts import AlertStore
 from storage._charging import ReservationStore, SessionStore
 from storage._engine import Clock, Database, system_clock_ms, translated_errors
 from storage._evse_state import EvseStateStore, StatusEventStore
@@ -68,6 +69,7 @@ class Storage:
         self.leases = LeaseStore(database, clock_ms)
         self.reports = OperatorReports(database, clock_ms)
         self.sites = SiteStore(database, clock_ms)
+        self.alerts = AlertStore(database, clock_ms)
 
     @property
     def dialect(self) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from actors.site import (
     SiteBoard,
     SiteConfig,
     SiteConfigChanged,
+    SiteDepartures,
     SiteEvses,
     SiteState,
     limit_at,
@@ -63,7 +65,7 @@ def evse(
         status=EvseStatus.CHARGING if charging else EvseStatus.AVAILABLE,
         session_open=charging,
         power_w=power if charging else 0.0,
-        min_w=1_380.0,
+        min_w=1_000.0,  # whole kW shares: the level's step (100 W) divides them
         max_w=22_000.0,
         reachable=online,
     )
@@ -123,11 +125,11 @@ def test_a_lower_limit_pauses_evses_in_turn_and_rounds_rotate_them(
     ref.tell(SiteEvses(evses=tuple(evse(n) for n in range(10))))
     sync(ref)
     sent.take()
-    ref.tell(SiteConfigChanged(config=SiteConfig(id="depot", name="Depot", limit_w=10_000.0)))
+    ref.tell(SiteConfigChanged(config=SiteConfig(id="depot", name="Depot", limit_w=7_500.0)))
     sync(ref)
     state = state_of(board, "depot")
     assert len(state.paused) == 3
-    assert state.allocated_w <= 10_000
+    assert state.allocated_w <= 7_500
     assert {c[1] for c in sent.take() if c[0] in state.paused} == {0}
     ever_paused: set[str] = set(state.paused)
     ran: set[str] = {k for k, w in state.evse_limits.items() if w > 0}
@@ -135,7 +137,7 @@ def test_a_lower_limit_pauses_evses_in_turn_and_rounds_rotate_them(
         clock.advance(ROUND_S)
         sync(ref)
         state = state_of(board, "depot")
-        assert state.allocated_w <= 10_000
+        assert state.allocated_w <= 7_500
         ever_paused |= set(state.paused)
         ran |= {k for k, w in state.evse_limits.items() if w > 0}
     assert len(ran) == 10, "every EVSE charged within the rounds"
@@ -170,7 +172,7 @@ def test_an_ev_drawing_less_gives_its_share_to_the_others(site: Any) -> None:
         ref.tell(SiteEvses(evses=(evse(1, power=4_000.0),)))
     sync(ref)
     state = state_of(board, "depot")
-    assert state.evse_limits["st-001.1"] == 4_000 + 1_380  # its draw plus headroom
+    assert state.evse_limits["st-001.1"] == 4_000 + 1_000  # its draw plus headroom
     assert state.evse_limits["st-002.1"] == state.evse_limits["st-003.1"] > 20_000
     assert sum(state.evse_limits.values()) <= 50_000
 
@@ -272,3 +274,47 @@ def test_whatever_happens_the_sum_of_limits_stays_under_the_site_limit(
             assert sum(last.get(k, 0) for k in state.evse_limits) <= limit
     finally:
         ref.stop()
+
+
+def test_what_the_evses_draw_is_published_and_sampled_for_the_chart(
+    site: Any, clock: ManualClock
+) -> None:
+    ref, sent, board = site
+    ref.tell(SiteEvses(evses=(evse(1), evse(2))))
+    sync(ref)
+    sent.take()
+    assert state_of(board, "depot").measured_w == 44_000
+    ref.tell(SiteEvses(evses=(evse(1, power=7_000.0),)))  # a meter value, nothing to redo
+    sync(ref)
+    assert sent.take() == []
+    assert state_of(board, "depot").measured_w == 29_000
+    clock.advance(10)
+    ref.tell(SiteEvses(evses=(evse(2, power=6_000.0),)))
+    sync(ref)
+    history = state_of(board, "depot").history
+    # a sample when the actor started (nothing yet), then one 10 s later
+    assert [(h[1], h[3]) for h in history] == [(50_000.0, 0.0), (50_000.0, 13_000.0)]
+    assert history[1][0] - history[0][0] == 10_000
+
+
+def test_a_session_leaving_soon_with_much_to_charge_gets_a_larger_share(
+    site: Any, clock: ManualClock
+) -> None:
+    ref, _, board = site
+
+    def charging(n: int, soc: float, energy_wh: float) -> EvseSnapshot:
+        return replace(
+            evse(n), session_id=f"s{n}", soc=soc, target_soc=100.0, session_energy_wh=energy_wh
+        )
+
+    ref.tell(SiteEvses(evses=(charging(1, 20.0, 0.0), charging(2, 20.0, 0.0), evse(3))))
+    # 10 % gained for 6 kWh: a 60 kWh battery, 48 kWh still to go for each of them
+    ref.tell(SiteEvses(evses=(charging(1, 30.0, 6_000.0), charging(2, 30.0, 6_000.0))))
+    sync(ref)
+    even = state_of(board, "depot").evse_limits
+    assert even["st-001.1"] == even["st-002.1"]
+    ref.tell(SiteDepartures(departures={"s1": clock.time_ms() + 2 * 3600 * 1000}))
+    sync(ref)
+    shares = state_of(board, "depot").evse_limits
+    assert shares["st-001.1"] > shares["st-002.1"] + 5_000  # 24 kW an hour needed: 4 shares
+    assert sum(shares.values()) <= 50_000

@@ -235,6 +235,9 @@ def test_operator_sees_every_evse_in_the_table_and_every_station_on_the_map(
     stations = _stations(web_stack)
     evse_ids = [e["id"] for s in stations for e in s["evses"]]
 
+    # every station is on the map (as a pin, or counted in a cluster: tests/test_web_map.py)
+    expect(page.get_by_test_id("map")).to_have_attribute("data-stations", str(len(stations)))
+
     # one row per EVSE, no card until a station is opened
     expect(dashboard.rows()).to_have_count(len(evse_ids))
     expect(page.get_by_test_id("evse-card")).to_have_count(0)
