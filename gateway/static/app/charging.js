@@ -26,6 +26,7 @@ export function createCharging(ctx) {
   let session = null; // {session_id, evse_id, label, started_at, soc, energy_wh, power_w, status, open, target_soc, stopping}
   let clock = null;
   let connected = true; // the live stream is up: figures are live and the clock runs
+  let pausedAt = null; // when the stream went down: the elapsed time stops there
   const OFFLINE_NOTE = "Live figures are paused while the app reconnects. Charging continues; to stop now, use the charger.";
 
   function setText(id, text) {
@@ -49,7 +50,8 @@ export function createCharging(ctx) {
     setText("soc", soc === null || soc === undefined ? "–" : formatPercent(soc));
     setText("kwh", formatKwh(session.energy_wh));
     setText("kw", formatKw(session.open ? session.power_w : 0));
-    setText("elapsed", formatDuration(((session.ended_at || Date.now()) - session.started_at) / 1000));
+    const until = session.ended_at || (connected ? Date.now() : pausedAt || Date.now());
+    setText("elapsed", formatDuration((until - session.started_at) / 1000));
     const bar = byId("soc-bar");
     const value = Math.max(0, Math.min(100, Number(soc) || 0));
     bar.setAttribute("aria-valuenow", String(Math.round(value)));
@@ -84,6 +86,7 @@ export function createCharging(ctx) {
   function setConnected(up) {
     if (up === connected) return;
     connected = up;
+    pausedAt = up ? null : Date.now();
     if (!session || !session.open) return;
     follow(session);
     if (!up) note(OFFLINE_NOTE);
