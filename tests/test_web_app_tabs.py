@@ -116,10 +116,20 @@ def test_two_tabs_survive_a_restart_and_a_simultaneous_reload_signed_in(
         wait_live(page)
         assert_signed_in(page)
 
+    refreshes: list[str] = []
+    for page in (first, second):
+        page.on(
+            "request",
+            lambda request: (
+                refreshes.append(request.url) if "/auth/refresh" in request.url else None
+            ),
+        )
     csms.restart()
     for page in (first, second):
         wait_live(page)
         assert_signed_in(page)
+    # the streams reconnected with the access tokens they had: a restart is no auth failure
+    assert refreshes == []
 
     # both at once: each reload trades the one stored refresh token for tokens
     first.evaluate("() => setTimeout(() => location.reload(), 0)")
