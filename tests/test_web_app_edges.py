@@ -144,6 +144,7 @@ def test_focus_and_scroll_follow_what_changed_and_words_are_friendly(
     expect(card).to_be_visible()
     expect(card).to_be_focused()
     expect(card).to_be_in_viewport()
+    dismiss_toasts(page)
     publish(page, "app-reservation")
     page.get_by_test_id("cancel-reservation").click()
     expect(page.get_by_test_id("reservation-status")).to_contain_text("cancelled")
@@ -165,7 +166,9 @@ def test_focus_and_scroll_follow_what_changed_and_words_are_friendly(
     page.reload()
     expect(view).to_be_visible()
     expect(page.locator("#charging-evse")).to_contain_text(station)
+    expect(page.get_by_test_id("elapsed")).not_to_have_text("0:00", timeout=10_000)  # it runs
     dismiss_toasts(page)
+    page.evaluate("() => document.activeElement && document.activeElement.blur()")
     publish(page, "app-charging")
 
     # Stop: the note and the badge agree once it ended
