@@ -315,6 +315,40 @@ def test_flows_work_on_the_real_sqlite_storage(tmp_path: Path, clock: FakeClock)
         store.close()
 
 
+def test_two_workers_on_one_sqlite_file_give_racing_tabs_one_pair(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Two gateway workers (two authenticators, two storage handles on one database file)
+    and a refresh token presented to both at once: one successor, the family alive."""
+    from storage import DuplicateError as StorageDuplicateError
+    from storage import open_storage
+
+    stores = [open_storage(data_dir=tmp_path, clock_ms=lambda: int(clock() * 1000)) for _ in "ab"]
+    try:
+        workers = [
+            LocalAuthenticator(
+                store.users,
+                store.refresh_tokens,
+                secret=SECRET,
+                clock=clock,
+                hasher=cheap_hasher(),
+                duplicate_error=StorageDuplicateError,
+            )
+            for store in stores
+        ]
+        token = workers[0].register("ada@example.com", PASSWORD).refresh_token
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            answers = list(pool.map(lambda i: workers[i % 2].refresh(token), range(4)))
+        assert len(set(answers)) == 1
+        clock.advance(REFRESH_REUSE_GRACE_S + 1)
+        workers[1].refresh(answers[0].refresh_token)  # the family is alive
+        with pytest.raises(InvalidToken, match="already used"):
+            workers[0].refresh(token)  # and a reuse after the window is still caught
+    finally:
+        for store in stores:
+            store.close()
+
+
 # -- the signing secret ------------------------------------------------------------------
 
 

@@ -202,6 +202,7 @@ export function createClient(options = {}) {
             return false;
           }
         })
+        .catch(() => false) // a lock that could not be taken: no refresh this time
         .finally(() => {
           refreshing = null;
         });
