@@ -153,7 +153,8 @@ def test_focus_and_scroll_follow_what_changed_and_words_are_friendly(
     publish(page, "app-nearby")
 
     # start: the charging view is shown, scrolled to and focused
-    start_item = available_item(page)
+    evse_id = available_item(page).get_attribute("data-evse-id")
+    start_item = page.locator(f'[data-testid="evse-item"][data-evse-id="{evse_id}"]')
     station = start_item.locator(".evse-station").inner_text()
     start_item.get_by_test_id("start").click()
     view = page.get_by_test_id("charging")
