@@ -173,3 +173,39 @@ def test_signing_out_in_one_tab_signs_out_the_other(csms: Csms, chromium: Any) -
     expect(second.locator("#shell")).to_be_hidden()
     for watch in watches:
         watch.assert_clean()
+
+
+def test_a_reload_that_lost_its_refresh_answer_is_still_signed_in(
+    csms: Csms, chromium: Any
+) -> None:
+    """The server spent the stored refresh token but the page never got the answer (it
+    reloaded, or the connection dropped): the same token again, within the grace window,
+    gets the same new pair instead of revoking the login."""
+    from playwright.sync_api import expect
+
+    page = new_page(chromium, size="phone")
+    watch = ConsoleWatch.attach(page)
+    watch.allow(r"net::ERR_")  # the answer dropped on purpose
+    page.goto(csms.app_url)
+    sign_in(page, csms.logins["driver"])
+    wait_live(page)
+    stored = page.evaluate("() => localStorage.getItem('smartcharge.driver.refresh')")
+
+    spent: list[int] = []
+
+    def lose_the_answer(route: Any) -> None:
+        spent.append(route.fetch().status)  # the server rotates the token...
+        route.abort("connectionreset")  # ...and the page never hears of it
+
+    page.route("**/api/v1/auth/refresh", lose_the_answer)
+    page.reload()
+    expect(page.get_by_test_id("offline-login")).to_be_visible()  # unreachable, login kept
+    assert spent == [200]
+    assert page.evaluate("() => localStorage.getItem('smartcharge.driver.refresh')") == stored
+
+    page.unroute("**/api/v1/auth/refresh")
+    page.reload()  # the spent token again
+    wait_live(page)
+    assert_signed_in(page)
+    assert page.evaluate("() => localStorage.getItem('smartcharge.driver.refresh')") != stored
+    watch.assert_clean()
