@@ -241,6 +241,9 @@ def test_offline_the_app_says_what_to_do_and_keeps_the_stored_login(
     expect(page.get_by_test_id("login")).to_be_hidden()
     assert_axe_clean(page, "opened offline")
 
+    page.locator("#offline-retry").click()  # still out of reach: it says so
+    expect(page.locator("#offline-status")).to_contain_text("Still no connection")
+
     # reachable again: "Try again" resumes the session where it was
     page.unroute(re.compile(r"/api/"))
     page.locator("#offline-retry").click()

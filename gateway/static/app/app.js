@@ -133,6 +133,8 @@ function connect() {
 function showAuth(message, info = "") {
   byId("shell").hidden = true;
   byId("auth-screen").hidden = false;
+  byId("offline-login").hidden = true;
+  byId("auth-form").hidden = false;
   setError(byId("auth-error"), message || "");
   setInfo(info);
 }
@@ -207,20 +209,16 @@ function showOfflineLogin() {
   byId("auth-form").hidden = true;
   byId("offline-login").hidden = false;
   byId("offline-account").textContent = storedAccount() || "your account";
+  byId("offline-status").textContent = "";
 }
 
 async function retryOffline(button) {
   const attempt = async () => {
-    if (!api.hasStoredSession()) {
-      byId("offline-login").hidden = true;
-      byId("auth-form").hidden = false;
-      showAuth("");
-    } else if (await api.resume()) await enter();
-    else if (!api.lastRefreshUnreachable) {
-      byId("offline-login").hidden = true;
-      byId("auth-form").hidden = false;
-      showAuth("Your session has ended. Please sign in again.");
-    }
+    byId("offline-status").textContent = "";
+    if (!api.hasStoredSession()) showAuth("");
+    else if (await api.resume()) await enter();
+    else if (!api.lastRefreshUnreachable) showAuth("Your session has ended. Please sign in again.");
+    else byId("offline-status").textContent = "Still no connection to smartcharge. Try again in a moment.";
   };
   if (button) await busy(button, attempt);
   else await attempt();
