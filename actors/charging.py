@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, cast
 
+from actors.alert_log import AlertLog
 from actors.commands import Commands
 from actors.driver_quota import DriverQuota
 from actors.evse_state import EvseState
@@ -105,11 +106,13 @@ class ChargingService:
         reservation_s: float = 900.0,
         quota: DriverQuota | None = None,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        alerts: AlertLog | None = None,
     ) -> None:
         """``commands`` sends to the EVSE actors, ``view`` is read for the EVSE's state, and
         ``reservations`` holds the reservation actor once it runs; ``clock_ms``: the CSMS
         clock's wall time (:mod:`actors.clock`); ``quota``: what one driver may hold at once
-        (default: one session, one reservation)."""
+        (default: one session, one reservation); ``alerts``: where a maintenance switch is
+        logged for the operators."""
         self._commands = commands
         self._view = view
         self._reservations = reservations
@@ -117,6 +120,7 @@ class ChargingService:
         self.reservation_s = reservation_s
         self._clock_ms = clock_ms
         self._new_id = new_id
+        self._alerts = alerts
         self.quota = quota or DriverQuota(view, owners, max_sessions=1, monotonic=time.monotonic)
 
     # ------------------------------------------------------------------ reservations
@@ -265,6 +269,14 @@ class ChargingService:
         )
         if not outcome.accepted:
             raise Conflict(f"the station refused maintenance: {outcome.reason}")
+        if self._alerts is not None:
+            self._alerts.record(
+                "maintenance",
+                f"EVSE {evse_id} {'put into' if enabled else 'taken out of'} maintenance"
+                " by an operator",
+                station_id=outcome.state.station_id,
+                evse_id=evse_id,
+            )
         return outcome
 
     def info(self, evse_id: str) -> CommandOutcome:

@@ -4,9 +4,10 @@ A listener is plain logic (Mopidy style: every method is a no-op by default, ove
 you need): the live feed to browsers, the storage recorders, a test's watcher. It never
 runs on an EVSE actor's thread. A :class:`ListenerHost` actor runs a list of listeners,
 each event handed to each listener in order, on the host's own thread, so a slow listener
-slows its host, never an EVSE actor. The CSMS runs three hosts: the read model and the live
+slows its host, never an EVSE actor. The CSMS runs four hosts: the read model and the live
 feed (what people see must not wait for a disk), the session recorder (a session's row must
-not wait behind bulk writes), and the coalescing recorders (states, metric samples).
+not wait behind bulk writes), the coalescing recorders (states, metric samples), and the
+alert log (:mod:`actors.alert_log`).
 
 One mechanism drives every listener's writes:
 

@@ -67,6 +67,24 @@ class LiveStream:
         except queue.Empty:
             return None
 
+    def take(self, timeout: float) -> list[LiveEvent]:
+        """What to send next (waiting up to ``timeout``): here one event, or none."""
+        event = self.get(timeout)
+        return [] if event is None else [event]
+
+    def offer(self, event: LiveEvent) -> None:
+        """From :meth:`LiveHub.publish`, on the publisher's thread: never blocks. When the
+        queue is full the oldest event goes (live views want the newest state)."""
+        try:
+            self.events.put_nowait(event)
+        except queue.Full:
+            self.lagged = True
+            try:
+                self.events.get_nowait()
+                self.events.put_nowait(event)
+            except (queue.Empty, queue.Full):
+                pass
+
 
 class LiveHub:
     """Thread-safe publish/subscribe for live events."""
@@ -83,8 +101,14 @@ class LiveHub:
         not block. Add before anything publishes."""
         self._taps.append(tap)
 
-    def subscribe(self, accept: Callable[[LiveEvent], bool]) -> LiveStream:
-        stream = LiveStream(accept=accept)
+    def subscribe(
+        self, accept: Callable[[LiveEvent], bool], stream: LiveStream | None = None
+    ) -> LiveStream:
+        """A new stream of the events ``accept`` takes (``stream``: a stream of one's own,
+        e.g. one that coalesces; its ``accept`` is replaced)."""
+        if stream is None:
+            stream = LiveStream(accept=accept)
+        stream.accept = accept
         with self._lock:
             self._streams.append(stream)
         return stream
@@ -108,15 +132,6 @@ class LiveHub:
         with self._lock:
             streams = list(self._streams)
         for stream in streams:
-            if not stream.accept(event):
-                continue
-            try:
-                stream.events.put_nowait(event)
-            except queue.Full:
-                stream.lagged = True
-                try:  # drop the oldest: live views want the newest state
-                    stream.events.get_nowait()
-                    stream.events.put_nowait(event)
-                except (queue.Empty, queue.Full):
-                    pass
+            if stream.accept(event):
+                stream.offer(event)
         return event

@@ -1,6 +1,7 @@
 """LiveFeed: a listener turning EVSE changes into live events: a public ``evse`` event
 for every change, and a ``session`` event to the driver whose session it is; station
-changes and operator alerts go live too.
+changes go live too (operator alerts go live from the alert log, once stored:
+:mod:`actors.alert_log`).
 
 The EVSE events carry the :class:`~actors.evse_state.EvseState` itself: their JSON shapes
 are the gateway's (``gateway/views.py``), rendered once per event when a stream sends it.
@@ -10,14 +11,14 @@ from __future__ import annotations
 
 from actors.listeners import EvseListener
 from actors.live import LiveHub
-from actors.messages import EvseChanged, OperatorAlert, StationChanged
+from actors.messages import EvseChanged, StationChanged
 from actors.session_owners import SessionOwners
 
 __all__ = ["LiveFeed"]
 
 
 class LiveFeed(EvseListener):
-    """EVSE changes, station changes and operator alerts, pushed to the live streams."""
+    """EVSE changes and station changes, pushed to the live streams."""
 
     def __init__(self, hub: LiveHub, owners: SessionOwners) -> None:
         self._hub = hub
@@ -33,15 +34,3 @@ class LiveFeed(EvseListener):
 
     def station_changed(self, event: StationChanged) -> None:
         self._hub.publish("station", {"id": event.station.id, "online": event.online}, public=True)
-
-    def operator_alert(self, alert: OperatorAlert) -> None:
-        self._hub.publish(
-            "alert",
-            {
-                "kind": alert.kind,
-                "message": alert.message,
-                "evse_id": alert.evse_id,
-                "station_id": alert.station_id,
-                "created_at": alert.ts,
-            },
-        )

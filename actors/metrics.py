@@ -22,6 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from actors.bridge import BridgeStats
 from actors.fleet_view import FleetView
 from actors.live import LiveHub
+from actors.site import SiteBoard
 from protocol import CommandName, EvseStatus
 
 __all__ = ["ROUND_TRIP_BUCKETS_S", "CsmsMetrics", "RestartCounter"]
@@ -108,6 +109,40 @@ class _ScrapeTimeCollector:
         yield from (by_status, sessions, streams, restarts, *traffic.values())
 
 
+class _SiteCollector:
+    """Smart charging, per site: the limit in force, what is allocated, what is measured."""
+
+    def __init__(self, board: SiteBoard) -> None:
+        self._board = board
+
+    def describe(self) -> Iterator[Metric]:
+        return self._families(empty=True)
+
+    def collect(self) -> Iterator[Metric]:
+        return self._families(empty=False)
+
+    def _families(self, *, empty: bool) -> Iterator[Metric]:
+        doc = {
+            "limit": "The site's power limit in force (W)",
+            "allocated": "Power allocated to the site's EVSEs (W)",
+            "measured": "Power the site's EVSEs last reported drawing (W)",
+        }
+        gauges = {
+            k: GaugeMetricFamily(f"smartcharge_site_{k}_watts", d, labels=["site"])
+            for k, d in doc.items()
+        }
+        commands = CounterMetricFamily(
+            "smartcharge_site_set_limit_commands", "set_limit commands sent", labels=["site"]
+        )
+        if not empty:
+            for site in self._board.all():
+                gauges["limit"].add_metric([site.id], site.limit_w)
+                gauges["allocated"].add_metric([site.id], site.allocated_w)
+                gauges["measured"].add_metric([site.id], site.measured_w)
+                commands.add_metric([site.id], site.commands_sent)
+        yield from (*gauges.values(), commands)
+
+
 class CsmsMetrics:
     """The registry of one CSMS and the metrics recorded as they happen."""
 
@@ -136,6 +171,10 @@ class CsmsMetrics:
         self.registry.register(
             _ScrapeTimeCollector(view, bridge, hub, restarts or RestartCounter())
         )
+
+    def watch_sites(self, board: SiteBoard) -> None:
+        """Expose the sites' limits and power (smart charging) from ``board``."""
+        self.registry.register(_SiteCollector(board))
 
     def observe_command(self, command: CommandName, seconds: float | None) -> None:
         """A command's round trip; ``None``: it timed out. Runs on the EVSE actor's thread."""

@@ -45,7 +45,7 @@ from protocol import (
     StationDescriptor,
     evse_values,
 )
-from storage import errors
+from storage import Alert, errors
 
 __all__ = [
     "ALIVE_TOPIC",
@@ -195,9 +195,19 @@ def live_from_json(payload: bytes) -> tuple[str, Mapping[str, Any], str | None, 
 
 
 OPS: Final = frozenset(
-    {"reservation", "reserve", "cancel_reservation", "start", "stop", "set_maintenance", "info"}
+    {
+        "reservation",
+        "reserve",
+        "cancel_reservation",
+        "start",
+        "stop",
+        "set_maintenance",
+        "info",
+        "ack_alert",
+    }
 )
-"""The :class:`~actors.charging.ChargingService` methods a gateway may call."""
+"""The :class:`~actors.charging.ChargingService` methods a gateway may call, and
+``ack_alert`` (:meth:`~actors.alert_log.AlertLog.ack_alert`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -315,6 +325,8 @@ def encode_result(value: Any) -> Any:
         }
     if isinstance(value, CommandOutcome):
         return {"type": "outcome", **_outcome_json(value)}
+    if isinstance(value, Alert):
+        return {"type": "alert", **value.to_json()}
     raise TypeError(f"cannot send a {type(value).__name__}")
 
 
@@ -328,6 +340,8 @@ def decode_result(data: Any) -> Any:
         return Started(session_id=str(data["session_id"]), outcome=_outcome(data["outcome"]))
     if kind == "outcome":
         return _outcome(data)
+    if kind == "alert":
+        return Alert(**{k: v for k, v in data.items() if k != "type"})
     raise ValueError(f"unknown result type {kind!r}")
 
 

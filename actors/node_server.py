@@ -25,6 +25,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from actors import node_contract as nc
+from actors.alert_log import AlertLog
 from actors.charging import ChargingService
 from actors.evse_state import EvseState
 from actors.fleet_view import FleetView
@@ -218,16 +219,19 @@ _ARGS: Final[Mapping[str, Mapping[str, tuple[type, ...]]]] = {
     "stop": {"evse_id": (str,)},
     "set_maintenance": {"evse_id": (str,), "enabled": (bool,)},
     "info": {"evse_id": (str,)},
+    "ack_alert": {"alert_id": (int,), "by": (str,)},
 }
 _NO_CALLER: Final = frozenset({"reservation", "info"})
 
 
 class NodeRpc:
-    """Runs requests on ``charging`` (see the module docstring); ``reply(topic, payload)``."""
+    """Runs requests on ``charging`` (``ack_alert`` on ``alerts``; see the module docstring);
+    ``reply(topic, payload)``."""
 
     def __init__(
         self,
         charging: ChargingService,
+        alerts: AlertLog | None = None,
         *,
         reply: Callable[[str, bytes], None],
         workers: int = 64,
@@ -236,6 +240,7 @@ class NodeRpc:
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self._charging = charging
+        self._alerts = alerts
         self._reply = reply
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="node-rpc")
         self._backlog = backlog
@@ -287,8 +292,10 @@ class NodeRpc:
         for key, value in request.args.items():
             if key not in allowed or not isinstance(value, allowed[key]):
                 raise ValueError(f"{request.op}: bad argument {key!r}")
-        if "evse_id" not in request.args:
-            raise ValueError(f"{request.op}: no evse_id")
+        required = ("alert_id", "by") if request.op == "ack_alert" else ("evse_id",)
+        for key in required:
+            if key not in request.args or isinstance(request.args[key], bool):
+                raise ValueError(f"{request.op}: no {key}")
         if (request.caller is None) != (request.op in _NO_CALLER):
             raise ValueError(
                 f"{request.op}: caller {'missing' if request.caller is None else 'not taken'}"
@@ -301,10 +308,12 @@ class NodeRpc:
                 with self._lock:
                     self._seen.pop(request.id, None)
                 return
-            method = getattr(self._charging, request.op)
+            target = self._alerts if request.op == "ack_alert" else self._charging
             caller = () if request.caller is None else (request.caller,)
             try:
-                result = method(*caller, **request.args)
+                if target is None:
+                    raise SmartchargeError("this node keeps no alert log")
+                result = getattr(target, request.op)(*caller, **request.args)
                 reply = nc.Reply(id=request.id, result=nc.encode_result(result))
                 self.stats.count("ok")
             except SmartchargeError as exc:
@@ -333,6 +342,7 @@ def serve_node(
     owners: SessionOwners,
     hub: LiveHub,
     charging: ChargingService,
+    alerts: AlertLog | None = None,
     keepalive: int = 10,
 ) -> tuple[NodeChannel, NodePublisher, NodeRpc]:
     """Wire the three together (the caller starts the channel and adds the publisher to the
@@ -343,7 +353,7 @@ def serve_node(
         owners,
         lambda topic, payload, retain=False: channel.publish(topic, payload, retain=retain),
     )
-    rpc = NodeRpc(charging, reply=lambda topic, payload: channel.publish(topic, payload))
+    rpc = NodeRpc(charging, alerts, reply=lambda topic, payload: channel.publish(topic, payload))
     channel = NodeChannel(
         settings, keepalive=keepalive, on_request=rpc.on_request, on_connect=publisher.resync
     )

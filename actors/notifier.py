@@ -1,4 +1,5 @@
-"""Driver notifications (stored, then pushed live) and operator alerts (live only)."""
+"""Driver notifications (stored, then pushed live); operator alerts go to the alert log
+(:mod:`actors.alert_log`: stored, then pushed live)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from actors.alert_log import AlertLog
 from actors.live import LiveHub
+from protocol.ids import split_evse_key, valid_evse_key
 from storage.protocols import Notifications
 
 __all__ = ["DriverNote", "Notifier"]
@@ -31,14 +34,20 @@ class DriverNote:
 
 
 class Notifier:
-    """Stores a driver's notification and pushes it live; operator alerts go live only."""
+    """Stores a driver's notification and pushes it live; operator alerts go to ``alerts``
+    (default: an alert log that only publishes them)."""
 
     def __init__(
-        self, store: Notifications | None, hub: LiveHub, clock_ms: Callable[[], int] = _now_ms
+        self,
+        store: Notifications | None,
+        hub: LiveHub,
+        clock_ms: Callable[[], int] = _now_ms,
+        alerts: AlertLog | None = None,
     ) -> None:
         self._store = store
         self._hub = hub
         self._clock_ms = clock_ms
+        self._alerts = alerts if alerts is not None else AlertLog(None, hub, clock_ms)
 
     def notify(
         self, user_id: str, kind: str, message: str, data: dict[str, Any] | None = None
@@ -70,7 +79,9 @@ class Notifier:
         return {"kind": note.kind, "message": note.message, "data": note.data, "created_at": at}
 
     def alert_operators(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
-        self._hub.publish(
-            "alert",
-            {"kind": kind, "message": message, "data": data or {}, "created_at": self._clock_ms()},
-        )
+        """Into the alert log (stored, then pushed live) at the CSMS's clock's now."""
+        data = data or {}
+        station_id, evse_id = data.get("station_id"), data.get("evse_id")
+        if station_id is None and isinstance(evse_id, str) and valid_evse_key(evse_id):
+            station_id = split_evse_key(evse_id)[0]
+        self._alerts.record(kind, message, station_id=station_id, evse_id=evse_id)

@@ -80,6 +80,7 @@ def state_to_json(state: EvseState) -> dict[str, Any]:
         evse_id=state.evse_id,
         connector=descriptor.connector,
         max_power_w=descriptor.max_power_w,
+        min_power_w=descriptor.min_power_w,
     )
     return data
 
@@ -102,11 +103,14 @@ def state_from_json(data: Mapping[str, Any], evse_id: str | None = None) -> Evse
 
 
 def _evse_descriptor(evse_id: str, data: Mapping[str, Any]) -> EvseDescriptor:
-    """An EVSE's descriptor from a stored ``connector`` and ``max_power_w``."""
+    """An EVSE's descriptor from a stored ``connector``, ``max_power_w`` and (stored since
+    smart charging; older rows get the protocol's default) ``min_power_w``."""
+    extra = {} if data.get("min_power_w") is None else {"min_power_w": float(data["min_power_w"])}
     return EvseDescriptor(
         id=EvseId(evse_id),
         connector=str(data["connector"]),
         max_power_w=float(data["max_power_w"]),
+        **extra,
     )
 
 

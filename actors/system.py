@@ -22,13 +22,14 @@ import contextlib
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Any
 
 import pykka
 
+from actors.alert_log import AlertLog, AlertRecorder
 from actors.bridge import BridgeStats, Connect, MqttBridgeActor
-from actors.charging import Charging, ChargingService
+from actors.charging import ChargingService
 from actors.clock import Clock, SystemClock
 from actors.commands import Commands
 from actors.driver_quota import DriverQuota
@@ -38,17 +39,20 @@ from actors.live import LiveHub
 from actors.live_feed import LiveFeed
 from actors.messages import CommandOutcome
 from actors.metrics import CsmsMetrics, RestartCounter
-from actors.metrics_recorder import MetricsRecorder, SampleRetention
+from actors.metrics_recorder import MetricsRecorder
 from actors.node_server import NodeChannel, NodePublisher, NodeRpc, serve_node
 from actors.notifier import Notifier
 from actors.reservations import ReservationActor
 from actors.routing import EvseRegistry
 from actors.session_owners import SessionOwner, SessionOwners
 from actors.session_recorder import SessionRecorder
+from actors.site_model import SiteBoard
+from actors.site_router import smart_charging
 from actors.slot import ActorSlot
 from actors.state_recorder import LastKnownEvse, StateRecorder, last_known_fleet
 from actors.supervision import restored
 from actors.supervisor import SupervisorActor
+from actors.system_config import Csms, CsmsConfig
 from protocol import CommandArgs, CommandName
 from protocol.mqtt_settings import MqttSettings, parse_mqtt_url
 from storage import Storage
@@ -57,61 +61,6 @@ from storage.protocols import CsmsStores
 __all__ = ["Csms", "CsmsConfig", "CsmsSystem", "build_csms"]
 
 log = logging.getLogger(__name__)
-
-
-class Csms(Protocol):
-    """What the gateway needs from the CSMS: the read model and commands."""
-
-    @property
-    def view(self) -> FleetView: ...
-
-    @property
-    def charging(self) -> Charging: ...
-
-    @property
-    def hub(self) -> LiveHub: ...
-
-    @property
-    def metrics(self) -> CsmsMetrics: ...
-
-    def command(
-        self,
-        evse_id: str,
-        command: CommandName,
-        args: CommandArgs = None,
-        timeout_s: float | None = None,
-    ) -> CommandOutcome: ...
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CsmsConfig:
-    mqtt_url: str | MqttSettings = "mqtt://127.0.0.1:1883"
-    """A URL without credentials, or :class:`MqttSettings` (user, password, TLS)."""
-    client_id: str = "smartcharge-csms"
-    keepalive: int = 10
-    command_timeout_s: float = 10.0
-    max_restarts: int = 3
-    restart_window_s: float = 60.0
-    listeners: Sequence[EvseListener] = field(default_factory=tuple)
-    storage: CsmsStores | None = None
-    """The stores (:class:`storage.Storage`, or one with its sessions and notifications on
-    Firebase); without them, sessions and reservations are not recorded."""
-    reservation_s: float = 900.0
-    max_sessions_per_driver: int = 1
-    """Sessions one driver may run at once (operators are not counted); a driver also holds
-    at most one reservation. ``smartcharge csms --max-sessions-per-driver``."""
-    sample_retention: SampleRetention = field(default_factory=SampleRetention)
-    """How long raw EVSE samples are kept (with storage), and the buckets after that."""
-    mqtt_process: bool = True
-    """Run the MQTT client in a child process (:class:`actors.mqtt_link.MqttLink`), off the
-    actors' GIL; ``False`` keeps it in this process."""
-    serve_gateways: bool = False
-    """Publish the read model and answer gateways' requests on the broker
-    (:mod:`actors.node_server`, ``docs/node-protocol.md``): gateways then run apart."""
-    node_mqtt: MqttSettings | None = None
-    """The account the node's contract client connects with (a broker with accounts ties a
-    client id to its account, so it cannot share the station link's); ``None``: the station
-    link's URL, with the client id ``<client_id>-node`` (a broker without accounts)."""
 
 
 def build_csms(
@@ -167,13 +116,22 @@ class CsmsSystem:
         self.owners = SessionOwners(
             lookup=self._driver_from_storage if store else None, monotonic=self.clock.monotonic
         )
+        self.alerts = AlertLog(store.alerts if store else None, self.hub, self.clock.time_ms)
+        """The operators' alert log (:mod:`actors.alert_log`): stored, then pushed live."""
         self.notifier = Notifier(
-            store.notifications if store else None, self.hub, clock_ms=self.clock.time_ms
+            store.notifications if store else None,
+            self.hub,
+            clock_ms=self.clock.time_ms,
+            alerts=self.alerts,
         )
         self.commands = Commands(self.registry, timeout_s=config.command_timeout_s)
+        self.sites = SiteBoard()
+        """What each site actor last decided (smart charging), for the metrics."""
+        self.metrics.watch_sites(self.sites)
         self.reservations = ActorSlot("reservation")
         self.charging = ChargingService(
             self.commands,
+            alerts=self.alerts,
             view=self.view,
             reservations=self.reservations,
             owners=self.owners,
@@ -207,6 +165,7 @@ class CsmsSystem:
             owners=self.owners,
             hub=self.hub,
             charging=self.charging,
+            alerts=self.alerts,
             keepalive=self.config.keepalive,
         )
 
@@ -290,8 +249,9 @@ class CsmsSystem:
         try:
             last_known = self._last_known_fleet()
             self._restore_view(last_known)
-            # Three listener hosts: what people see (read model first, then the live feed)
-            # never waits for a disk; session rows never wait behind the bulk recorders.
+            # Four listener hosts: what people see (read model first, then the live feed)
+            # never waits for a disk; session rows never wait behind the bulk recorders;
+            # the alert log writes on a host of its own.
             node = self._node = self._serve_node() if self.config.serve_gateways else None
             live = ListenerHost.start(
                 [
@@ -305,6 +265,9 @@ class CsmsSystem:
             )
             self._refs.append(live)
             subscribers: list[pykka.ActorRef[Any]] = [live]
+            alerts = ListenerHost.start([AlertRecorder(self.alerts)], name="alerts")
+            self._refs.append(alerts)  # a write per alert never holds up the live feed
+            subscribers.append(alerts)
             session_writer = None
             sessions = self._session_recorder(last_known)
             if sessions is not None:
@@ -316,6 +279,21 @@ class CsmsSystem:
                 storage = ListenerHost.start(recorders, timers=self.clock, name="recorders")
                 self._refs.append(storage)
                 subscribers.append(storage)
+            sites = (
+                smart_charging(
+                    self.config.storage.sites,
+                    commands=self.commands,
+                    clock=self.clock,
+                    board=self.sites,
+                    round_s=self.config.site_round_s,
+                )
+                if isinstance(self.config.storage, Storage)
+                else None
+            )
+            if sites is not None:
+                site_host = ListenerHost.start([sites], timers=self.clock, name="sites")
+                self._refs.append(site_host)
+                subscribers.append(site_host)
             store = self.config.storage
             reservations = ReservationActor.start(
                 store=store.reservations if store else None,

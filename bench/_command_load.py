@@ -12,18 +12,23 @@ import random
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Final
 
 from bench._support import loadavg
 from bench.common import BenchmarkError, ms, percentile
 
-__all__ = ["PACED_TARGET_MS", "THINK_S", "drive", "level", "paced"]
+__all__ = ["HUMAN_THINK_S", "PACED_TARGET_MS", "STRESS_THINK_S", "drive", "level", "paced"]
 
 PACED_TARGET_MS: Final = 20.0
 """Issue 12: start p99 under 20 ms at a human pace."""
-THINK_S: Final = 1.0
-"""Mean think time of a paced driver between two commands (uniform, +-50 %)."""
+HUMAN_THINK_S: Final = 10.0
+"""Mean think time of a paced driver between two commands (uniform, +-50 %) at a human pace:
+a driver who taps Start, then Stop ten seconds later, is already faster than any real one (a
+session lasts minutes to hours); 100 such drivers offer ~10 commands/s."""
+STRESS_THINK_S: Final = 1.0
+"""The same 100 drivers ten times faster than that (~100 commands/s)."""
 LATE_MS: Final = 100.0
 
 
@@ -111,6 +116,7 @@ def _paced_driver(
     start_at: float,
     stop_at: float,
     seed: int,
+    think_s: float,
     out: dict[str, list[int]],
 ) -> None:
     """start, think, stop, think, ... on a schedule (see the module docstring)."""
@@ -119,7 +125,7 @@ def _paced_driver(
     client.call("GET", "/healthz")  # TLS handshake outside the timing
 
     def think() -> float:
-        return THINK_S * rng.uniform(0.5, 1.5)
+        return think_s * rng.uniform(0.5, 1.5)
 
     def when_due(due: float) -> None:
         now = time.time()
@@ -128,7 +134,7 @@ def _paced_driver(
         elif (now - due) * 1000 > LATE_MS:
             out["late"].append(int((now - due) * 1e9))
 
-    due = start_at + rng.uniform(0, 2 * THINK_S)
+    due = start_at + rng.uniform(0, 2 * think_s)
     turn = 0
     while due < stop_at:
         when_due(due)
@@ -160,18 +166,19 @@ def drive(
     start_at: float,
     stop_at: float,
     seed: int = 0,
+    think_s: float = STRESS_THINK_S,
 ) -> dict[str, list[int]]:
     """One load process: a thread per driver; latencies in ns by outcome.
 
     ``mode``: ``"healthz"`` or ``"start"`` (closed loop), or ``"paced"`` (``seed`` seeds the
-    think times)."""
+    think times, of mean ``think_s``)."""
     outs: list[dict[str, list[int]]] = [
         {"ok": [], "stop": [], "busy": [], "errors": [], "late": []} for _ in drivers
     ]
     threads = [
         threading.Thread(
             target=_paced_driver,
-            args=(port, cafile, token, evses, start_at, stop_at, seed, out),
+            args=(port, cafile, token, evses, start_at, stop_at, seed, think_s, out),
         )
         if mode == "paced"
         else threading.Thread(
@@ -198,19 +205,36 @@ def level(
     drivers: list[tuple[str, list[str]]],
     seconds: float,
     seed: int = 0,
+    think_s: float = STRESS_THINK_S,
+    cpu: Callable[[], dict[str, float]] | None = None,
 ) -> dict[str, Any]:
+    """One level: its latency summary and, with ``cpu`` (CPU seconds by component, read
+    before and after), ``cpu_ms_per_command`` by component (per request for healthz) and
+    ``cores_busy`` (CPU seconds per wall second, by component, over the level)."""
     procs = min(4, len(drivers))
     start_at = time.time() + 1.5
     futures = [
         pool.submit(
-            drive, mode, port, cafile, drivers[p::procs], start_at, start_at + seconds, seed
+            drive,
+            mode,
+            port,
+            cafile,
+            drivers[p::procs],
+            start_at,
+            start_at + seconds,
+            seed,
+            think_s,
         )
         for p in range(procs)
     ]
+    cpu_before = cpu() if cpu is not None else {}
+    wall_before = time.monotonic()
     merged: dict[str, list[int]] = {"ok": [], "stop": [], "busy": [], "errors": [], "late": []}
     for future in futures:
         for key, values in future.result().items():
             merged[key].extend(values)
+    cpu_after = cpu() if cpu is not None else {}
+    wall_s = time.monotonic() - wall_before
     ok = merged["ok"]
     if not ok:
         raise BenchmarkError(f"{mode} with {len(drivers)} drivers: no successful request")
@@ -227,6 +251,16 @@ def level(
     if merged["stop"]:
         summary["stop_p50"] = ms(percentile(merged["stop"], 50))
         summary["stop_p99"] = ms(percentile(merged["stop"], 99))
+    if cpu_after:
+        done = len(ok) + len(merged["stop"])
+        summary["cpu_ms_per_command"] = {
+            part: round((cpu_after[part] - cpu_before[part]) * 1000 / done, 3) for part in cpu_after
+        }
+        # at a slow pace the per-command figure also carries what runs anyway (meter values of
+        # the sessions, timers): the cores each part keeps busy over the level says it plainly
+        summary["cores_busy"] = {
+            part: round((cpu_after[part] - cpu_before[part]) / wall_s, 3) for part in cpu_after
+        }
     if mode == "paced":
         summary["stop_n"] = len(merged["stop"])
         summary["commands_per_s"] = round((len(ok) + len(merged["stop"])) / seconds, 1)
@@ -241,13 +275,15 @@ def paced(
     drivers: list[tuple[str, list[str]]],
     seconds: float,
     seed: int,
+    think_s: float,
+    cpu: Callable[[], dict[str, float]] | None = None,
 ) -> dict[str, Any]:
-    summary = level(pool, "paced", port, cafile, drivers, seconds, seed)
+    summary = level(pool, "paced", port, cafile, drivers, seconds, seed, think_s, cpu)
     worst = max(summary["p99"], summary.get("stop_p99", float("inf")))
     return {
         **summary,
         "drivers": len(drivers),
-        "think_s": THINK_S,
+        "think_s": think_s,
         "seed": seed,
         "target_ms": PACED_TARGET_MS,
         "met": worst < PACED_TARGET_MS,

@@ -50,7 +50,9 @@ def wrk(url: str, seconds: float) -> dict[str, Any]:
     """``wrk -t2 -c32 --latency``: requests/s, p99 ms, non-2xx count."""
     exe = shutil.which("wrk")
     if exe is None:
-        raise BenchmarkError("this benchmark needs wrk (apt-get install -y wrk)")
+        raise BenchmarkError(
+            "this benchmark needs wrk: ./scripts/bench gateway installs it (or apt-get install wrk)"
+        )
     out = subprocess.run(
         [exe, "-t2", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--latency", url],
         capture_output=True,

@@ -46,6 +46,7 @@ from typing import Any
 
 from gateway.admin_client import API, AdminError, ApiClient
 from gateway.admin_output import cell, csms_dir, emit, table, when
+from gateway.admin_sites import SITE_COMMANDS, add_site_commands
 from gateway.admin_users import USER_COMMANDS, add_user_commands
 
 __all__ = ["AdminError", "ApiClient", "main"]
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--open", action="store_true", help="only sessions still running")
     p.add_argument("--limit", type=int, default=50, help="newest N sessions (default 50)")
     add_user_commands(sub, [common, local])
+    add_site_commands(sub, [common, local])
     return parser
 
 
@@ -313,6 +315,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "users": cmd_users,
     "sessions": cmd_sessions,
     **USER_COMMANDS,
+    **SITE_COMMANDS,
 }
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from gateway.admin_client import AdminError
 from gateway.admin_output import csms_dir, emit
 
-__all__ = ["USER_COMMANDS", "add_user_commands"]
+__all__ = ["USER_COMMANDS", "add_user_commands", "open_storage_for_writing"]
 
 
 def add_user_commands(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
@@ -55,7 +55,7 @@ def cmd_create_operator(args: argparse.Namespace) -> None:
         password = getpass.getpass(f"password for {args.email}: ")
         if getpass.getpass("again: ") != password:
             raise AdminError("the passwords differ")
-    storage = _open_storage_for_writing(args)
+    storage = open_storage_for_writing(args)
     try:
         auth = LocalAuthenticator(
             storage.users,
@@ -77,7 +77,7 @@ def _account_command(verb: str, done: str) -> Callable[[argparse.Namespace], Non
     """``verb`` is the :class:`storage.UserStore` method (``disable``, ``enable``, ``delete``)."""
 
     def command(args: argparse.Namespace) -> None:
-        storage = _open_storage_for_writing(args)
+        storage = open_storage_for_writing(args)
         try:
             user = storage.users.by_email(args.email)
             if user is None:
@@ -91,7 +91,7 @@ def _account_command(verb: str, done: str) -> Callable[[argparse.Namespace], Non
     return command
 
 
-def _open_storage_for_writing(args: argparse.Namespace) -> Any:
+def open_storage_for_writing(args: argparse.Namespace) -> Any:
     """Like the CSMS: a fresh data dir gets its database (the CSMS will find the account)."""
     from storage import StorageError, open_storage
 

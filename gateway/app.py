@@ -17,9 +17,11 @@ from typing import Any
 import falcon
 import falcon.asgi
 
+from actors.alert_log import AlertLog
 from actors.system import Csms
 from gateway import errors
 from gateway.account_mail import AccountMail
+from gateway.alerts_api import AlertAckResource, AlertsResource
 from gateway.api import (
     AuthResource,
     EvseActionResource,
@@ -32,15 +34,23 @@ from gateway.api import (
     viewer,
 )
 from gateway.asgi import AsgiRoutes, AsyncMiddleware, LiveStreams, Offload
-from gateway.auth import Authenticator
+from gateway.auth import Authenticator, LocalAuthenticator
 from gateway.credentials_api import StationCredentialResource, StationCredentialsResource
 from gateway.events import AsyncEventStreamResource, EventStreamResource
-from gateway.headers import SecurityHeaders
+from gateway.headers import SecurityHeaders, page_csp
 from gateway.login_guard import LoginGuard
+from gateway.map_tiles import MapTiles
 from gateway.metrics import MetricsSummaryResource, PrometheusResource
 from gateway.openapi import OpenApiResource
+from gateway.operator_api import add_operator_routes
 from gateway.ratelimit import SlidingWindowLimiter
 from gateway.security import SAFE_METHODS, Authentication, TransportPolicy
+from gateway.sites_api import (
+    DepartureResource,
+    SiteLimitResource,
+    SiteResource,
+    SitesResource,
+)
 from gateway.static import add_static_routes
 from gateway.stations import StationProvisioner
 from gateway.views import ANONYMOUS, evse_json, station_json
@@ -167,6 +177,7 @@ def create_app(
     csms_data_dir: Path | None = None,
     asgi: bool = False,
     threads: int = 128,
+    map_tiles: MapTiles | None = None,
 ) -> falcon.App:
     """The WSGI app, or with ``asgi`` the ASGI app (what the gunicorn workers serve:
     ``gateway.asgi``). Without ``auth`` only the public reads are served.
@@ -176,9 +187,14 @@ def create_app(
     reset requests, per that many seconds) per address; ``info_limit``: live info requests
     per user and window (seconds); ``mail``: sign-up confirmation and password reset by mail
     (``gateway.account_mail``); ``http_base``/``https_base``: this instance's URLs, for the
-    HTTPS redirects and ``/openapi.json`` (else the request's own).
+    HTTPS redirects and ``/openapi.json`` (else the request's own); ``map_tiles``: where the
+    pages' maps get tiles (``gateway.map_tiles``; default OpenStreetMap's), also in their CSP.
     """
-    middleware: list[Any] = [SecurityHeaders(), TransportPolicy(https_base)]
+    tiles = map_tiles or MapTiles()
+    middleware: list[Any] = [
+        SecurityHeaders(page_csp(tiles.img_sources())),
+        TransportPolicy(https_base),
+    ]
     if auth is not None:
         middleware.append(Authentication(auth))
     routes: Any
@@ -205,7 +221,7 @@ def create_app(
     routes.add_route("/healthz", HealthResource(csms, mqtt_connected), **read)
     routes.add_route("/openapi.json", OpenApiResource(http_base, https_base), **read)
     routes.add_route("/metrics", PrometheusResource(csms.metrics))  # public: Prometheus scrapes
-    add_static_routes(routes, https_base)
+    add_static_routes(routes, https_base, tiles=tiles)
     routes.add_route(f"{API}/stations", StationsResource(csms), **read)
     routes.add_route(f"{API}/stations/{{station_id}}", StationResource(csms), **read)
     nearest = NearestResource(csms.view, _session_driver(csms))
@@ -241,12 +257,29 @@ def create_app(
         routes.add_route(
             f"{API}/metrics/summary", MetricsSummaryResource(storage.metrics, csms.view)
         )
+    add_operator_routes(routes, storage, csms.view, accounts=isinstance(auth, LocalAuthenticator))
+    if hasattr(storage, "alerts"):  # the alert log: read here, acked by the node's log
+        acker = getattr(csms, "alerts", None) or AlertLog(storage.alerts, csms.hub)
+        routes.add_route(f"{API}/alerts", AlertsResource(storage.alerts))
+        routes.add_route(f"{API}/alerts/{{alert_id}}/ack", AlertAckResource(acker))
     if hasattr(storage, "station_credentials"):  # SQL storage (not Firebase's user data)
         # The broker's files are rewritten only with a data dir (where the broker reads them).
         provisioner = StationProvisioner(storage, csms_data_dir)
         routes.add_route(f"{API}/station-credentials", StationCredentialsResource(provisioner))
         routes.add_route(
             f"{API}/station-credentials/{{station_id}}", StationCredentialResource(provisioner)
+        )
+        routes.add_route(f"{API}/sites", SitesResource(storage.sites))
+        routes.add_route(f"{API}/sites/{{site_id}}", SiteResource(storage.sites))
+        routes.add_route(f"{API}/sites/{{site_id}}/limit", SiteLimitResource(storage.sites))
+        routes.add_route(
+            f"{API}/me/sessions/{{session_id}}/departure",
+            DepartureResource(
+                storage.sessions,
+                storage.sites,
+                lambda: int(time.time() * 1000),
+                charging.session_driver,
+            ),
         )
     if streams is not None:  # coroutines on the loop, not threads
         app.add_route(f"{API}/me/events", AsyncEventStreamResource(streams, everything=False))

@@ -24,6 +24,7 @@ import falcon
 import falcon.asgi
 
 from actors.live import LiveEvent, LiveHub
+from gateway.live_coalesce import COALESCE_S, Coalescer, evse_key
 from gateway.security import MAX_BODY_BYTES
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "PER_CLIENT_IN_FLIGHT",
     "AsgiRoutes",
     "AsyncMiddleware",
+    "CoalescingLiveStream",
     "LiveStream",
     "LiveStreams",
     "Offload",
@@ -200,6 +202,49 @@ class LiveStream:
             self.queue.get_nowait()  # live views want the newest state
         self.queue.put_nowait(event)
 
+    async def take(self, timeout: float) -> list[LiveEvent]:
+        """What to send next (waiting up to ``timeout``): here one event, or none."""
+        try:
+            async with asyncio.timeout(timeout):
+                return [await self.queue.get()]
+        except TimeoutError:
+            return []
+
+
+class CoalescingLiveStream(LiveStream):
+    """An operator's stream on the loop: a :class:`~gateway.live_coalesce.Coalescer` (the
+    newest state per EVSE at most every ``interval_s``, every other event in order) instead
+    of a queue, so a slow client holds at most one event per EVSE."""
+
+    def __init__(self, user_id: str | None, interval_s: float = COALESCE_S) -> None:
+        super().__init__(user_id, everything=True, size=1)
+        self.buffer: Coalescer[LiveEvent] = Coalescer(evse_key, interval_s=interval_s)
+        self._wake = asyncio.Event()
+
+    def put(self, event: LiveEvent) -> None:
+        idle = self.buffer.due_in() is None
+        self.buffer.put(event)
+        if self.buffer.lagged:
+            self.buffer.lagged = False
+            self.lagged = True
+        if idle or self.buffer.due_in() == 0:  # else the waiter already waits for the due time
+            self._wake.set()
+
+    async def take(self, timeout: float) -> list[LiveEvent]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            due = self.buffer.due_in()
+            if due == 0:
+                return self.buffer.take()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return []
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining if due is None else min(due, remaining)):
+                    await self._wake.wait()
+
 
 class LiveStreams:
     """Every open stream of this worker, fed from the hub through one hop onto the loop.
@@ -236,7 +281,7 @@ class LiveStreams:
                 description=f"at most {self.per_user} open event streams per account",
                 retry_after=5,
             )
-        stream = LiveStream(user_id, everything)
+        stream = CoalescingLiveStream(user_id) if everything else LiveStream(user_id, everything)
         mine.add(stream)
         if everything:
             self._everything.add(stream)

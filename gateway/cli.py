@@ -74,6 +74,21 @@ def _add_csms_args(p: argparse.ArgumentParser) -> None:
         help="where people reach the gateway, for mailed links (default: the HTTPS URL;"
         " env SMARTCHARGE_PUBLIC_URL)",
     )
+    p.add_argument(
+        "--map-tiles",
+        default=os.environ.get("SMARTCHARGE_MAP_TILES"),
+        metavar="URL",
+        help="tile URL template of the pages' maps, http(s) with {z}, {x} and {y}; 'none': no"
+        " tiles, stations only (default: https://tile.openstreetmap.org/{z}/{x}/{y}.png;"
+        " env SMARTCHARGE_MAP_TILES)",
+    )
+    p.add_argument(
+        "--map-attribution",
+        default=os.environ.get("SMARTCHARGE_MAP_ATTRIBUTION"),
+        metavar="TEXT",
+        help="the tiles' attribution shown on the maps (default for OpenStreetMap's tiles:"
+        " '© OpenStreetMap contributors'; env SMARTCHARGE_MAP_ATTRIBUTION)",
+    )
     _add_backend_args(p)
 
 
@@ -232,11 +247,16 @@ def main(argv: list[str] | None = None) -> int:
 
         return admin_main(argv[1:])
     args = build_parser().parse_args(argv)
+    map_tiles_setting(args)  # a bad --map-tiles stops here, before anything starts
     logging.basicConfig(
         level=args.log_level.upper(),
         format="[%(asctime)s] %(name)s %(levelname)s %(message)s",
         datefmt="%m-%d %H:%M:%S",
     )
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        # alembic (which dataset runs on every connect) logs each of its plugins at INFO:
+        # start-up chatter that says nothing about this system
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     if args.command == "csms":
         return run_csms(args)
     if args.command == "gateway":
@@ -303,6 +323,16 @@ def run_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
+def map_tiles_setting(args: argparse.Namespace) -> Any:
+    """The checked ``--map-tiles``/``--map-attribution`` (a clear error and exit if bad)."""
+    from gateway.map_tiles import parse_map_tiles
+
+    try:
+        return parse_map_tiles(args.map_tiles, args.map_attribution)
+    except ValueError as exc:
+        raise SystemExit(f"smartcharge {args.command}: --map-tiles: {exc}") from None
+
+
 def _settings(args: argparse.Namespace, *, lease: Any, demo_users: bool) -> Any:
     from gateway.mail import parse_smtp_url
     from gateway.server import GatewaySettings
@@ -333,6 +363,7 @@ def _settings(args: argparse.Namespace, *, lease: Any, demo_users: bool) -> Any:
         lease=lease,
         smtp_url=args.smtp_url,
         public_url=args.public_url,
+        map_tiles=map_tiles_setting(args),
     )
 
 

@@ -113,6 +113,7 @@ class GatewayWorkers(WorkerApplication):
             csms_data_dir=self._settings.data_dir.resolve(),
             asgi=True,
             threads=self._settings.threads,
+            map_tiles=self._settings.map_tiles,
         )
 
     def _post_worker_init(self, worker: Any) -> None:

@@ -37,9 +37,10 @@ from actors.mqtt_client import no_delay
 from actors.reservations import Reservation
 from protocol import QOS, CommandArgs, CommandName
 from protocol.mqtt_settings import BACKOFF_MAX_S, BACKOFF_MIN_S, MqttSettings
+from storage import Alert
 from storage.errors import ActorUnavailableError, CommandTimeoutError
 
-__all__ = ["NodeClient", "RemoteCharging", "RemoteCsms"]
+__all__ = ["NodeClient", "RemoteAlerts", "RemoteCharging", "RemoteCsms"]
 
 log = logging.getLogger(__name__)
 
@@ -274,6 +275,18 @@ class RemoteCharging:
         return self._node.session_driver(session_id)
 
 
+class RemoteAlerts:
+    """The node's alert log, as a gateway acks an alert (the op ``ack_alert``): the node
+    stores the ack and tells every gateway's streams (``alert_ack``)."""
+
+    def __init__(self, node: NodeClient) -> None:
+        self._node = node
+
+    def ack_alert(self, caller: Caller, alert_id: int, by: str) -> Alert:
+        alert: Alert = self._node.call("ack_alert", caller, {"alert_id": alert_id, "by": by})
+        return alert
+
+
 class RemoteCsms:
     """The :class:`~actors.system.Csms` of a gateway that runs apart from the node."""
 
@@ -282,6 +295,7 @@ class RemoteCsms:
         self.view = node.view
         self.hub = node.hub
         self.charging = RemoteCharging(node)
+        self.alerts = RemoteAlerts(node)
         self.mqtt_connected = node.connected
         self.metrics = CsmsMetrics(
             view=node.view, bridge=BridgeStats(), hub=node.hub, restarts=RestartCounter()

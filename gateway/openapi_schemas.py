@@ -41,6 +41,12 @@ STATUS = {"type": "string", "enum": [str(s) for s in EvseStatus]}
 NEW_PASSWORD = {"type": "string", "minLength": MIN_PASSWORD_CHARS, "maxLength": MAX_PASSWORD_CHARS}
 LINK_TOKEN = {"type": "string", "description": "from the mailed link"}
 
+_CURSOR = {
+    "type": "string",
+    "description": "the next (older) page: pass it as `before`; null on the last page",
+    "example": "1764000000000:3f2a",
+}
+
 _HIDDEN = "null unless the caller is its driver or an operator"
 
 RESERVATION_COUNT = _obj(
@@ -315,6 +321,27 @@ SCHEMAS: dict[str, Any] = {
         }
     ),
     "NotificationList": _obj({"notifications": {"type": "array", "items": ref("Notification")}}),
+    "Alert": _obj(
+        {
+            "id": INTEGER,
+            "at": {**EPOCH_MS, "description": "when, on the CSMS's clock (never a station's)"},
+            "kind": {"type": "string", "example": "station_offline"},
+            "severity": {"type": "string", "enum": ["bad", "warn", "info", "good"]},
+            "station_id": _nullable(STRING),
+            "evse_id": _nullable(STRING),
+            "message": STRING,
+            "acked_by": _nullable({"type": "string", "description": "the operator's email"}),
+            "acked_at": _nullable(EPOCH_MS),
+        }
+    ),
+    "AlertList": _obj(
+        {
+            "alerts": {"type": "array", "items": ref("Alert")},
+            "next": _nullable(
+                {**INTEGER, "description": "the `before` of the next page; null: the last"}
+            ),
+        }
+    ),
     "MetricsSummary": METRICS_SUMMARY,
     "StationCredential": _obj(
         {
@@ -335,6 +362,71 @@ SCHEMAS: dict[str, Any] = {
             "password": {"type": "string", "description": "shown this once, never again"},
         }
     ),
+    "Site": _obj(
+        {
+            "id": STRING,
+            "name": STRING,
+            "limit_kw": NUMBER,
+            "schedule": {"type": "array", "items": ref("SiteScheduleStep")},
+            "timezone": STRING,
+            "station_ids": {"type": "array", "items": STRING},
+            "evse_limits": {"type": "object", "additionalProperties": ref("EvseBounds")},
+            "updated_at": EPOCH_MS,
+            "live": _nullable(
+                {
+                    "type": "object",
+                    "description": "what the node's site actor last decided: limit_kw,"
+                    " allocated_kw, measured_kw, active_sessions, paused, evse_limits_w,"
+                    " commands_sent, reallocations, at",
+                }
+            ),
+            "live_at": _nullable(EPOCH_MS),
+        }
+    ),
+    "SiteList": _obj({"sites": {"type": "array", "items": ref("Site")}}),
+    "SiteScheduleStep": _obj(
+        {
+            "from": {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"},
+            "limit_kw": {"type": "number", "minimum": 0, "maximum": 100000},
+        }
+    ),
+    "EvseBounds": _obj(
+        {
+            "min_kw": {"type": "number", "minimum": 0.1, "maximum": 100000},
+            "max_kw": {"type": "number", "minimum": 0.1, "maximum": 100000},
+        }
+    ),
+    "SiteRequest": {
+        "type": "object",
+        "required": ["limit_kw"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 100},
+            "limit_kw": {"type": "number", "minimum": 0, "maximum": 100000},
+            "schedule": {"type": "array", "maxItems": 48, "items": ref("SiteScheduleStep")},
+            "timezone": {"type": "string", "example": "Europe/Rome"},
+            "station_ids": {"type": "array", "items": STRING, "maxItems": 10000},
+            "evse_limits": {"type": "object", "additionalProperties": ref("EvseBounds")},
+        },
+    },
+    "DepartureRequest": {
+        "type": "object",
+        "required": ["departure_at"],
+        "properties": {
+            "departure_at": {
+                "type": "integer",
+                "description": "epoch milliseconds, UTC; within the next 48 hours",
+            }
+        },
+    },
+    "Departure": _obj({"session_id": STRING, "departure_at": EPOCH_MS}),
+    "SiteLimitRequest": {
+        "type": "object",
+        "required": ["limit_kw"],
+        "properties": {
+            "limit_kw": {"type": "number", "minimum": 0, "maximum": 100000},
+            "schedule": {"type": "array", "maxItems": 48, "items": ref("SiteScheduleStep")},
+        },
+    },
     "StationCredentialRequest": {
         "type": "object",
         "required": ["station_id"],
@@ -347,6 +439,60 @@ SCHEMAS: dict[str, Any] = {
             "name": STRING,
         },
     },
+    # -- the operator pages (gateway/operator_api.py)
+    "OperatorSession": _obj(
+        {
+            "id": STRING,
+            "station_id": STRING,
+            "evse_id": STRING,
+            "driver_id": _nullable({"type": "string", "description": "null: no driver account"}),
+            "driver_email": _nullable(STRING),
+            "started_at": EPOCH_MS,
+            "ended_at": _nullable(EPOCH_MS),
+            "energy_wh": NUMBER,
+            "peak_power_w": NUMBER,
+            "target_soc": _nullable(NUMBER),
+            "end_reason": _nullable(STRING),
+            "open": BOOLEAN,
+        }
+    ),
+    "OperatorSessionList": _obj(
+        {
+            "sessions": {"type": "array", "items": ref("OperatorSession")},
+            "next": _nullable(_CURSOR),
+        }
+    ),
+    "DriverAccount": _obj(
+        {
+            "id": STRING,
+            "email": STRING,
+            "created_at": EPOCH_MS,
+            "confirmed": {"type": "boolean", "description": "the email address is confirmed"},
+            "disabled": BOOLEAN,
+            "disabled_at": _nullable(EPOCH_MS),
+            "sessions": {"type": "integer", "minimum": 0, "description": "sessions recorded"},
+        }
+    ),
+    "DriverAccountList": _obj(
+        {"users": {"type": "array", "items": ref("DriverAccount")}, "next": _nullable(_CURSOR)}
+    ),
+    "StationEvent": _obj(
+        {
+            "at": EPOCH_MS,
+            "kind": {
+                "type": "string",
+                "enum": ["status", "session_started", "session_ended", "alert"],
+            },
+            "evse_id": _nullable(STRING),
+            "message": STRING,
+            "session_id": _nullable(STRING),
+            "status": _nullable({"type": "string", "description": "a status change's new one"}),
+            "severity": _nullable({"type": "string", "enum": ["bad", "warn", "info", "good"]}),
+        }
+    ),
+    "StationEventList": _obj(
+        {"station_id": STRING, "events": {"type": "array", "items": ref("StationEvent")}}
+    ),
 }
 
 

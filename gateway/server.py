@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from gateway.firebase_auth import refuse_emulators_outside_tests
 from gateway.firebase_backend import FirebaseUserData, firebase_backends
 from gateway.lease import csms_keeper
 from gateway.mail import SmtpMailer, parse_smtp_url
+from gateway.map_tiles import MapTiles
 from gateway.tls import ensure_self_signed_cert
 from gateway.worker import ASGI_WORKER, gunicorn_options
 from storage import (
@@ -91,6 +92,8 @@ class GatewaySettings:
     """Mail for sign-up confirmation and password reset (``gateway.mail``); None: no mail."""
     public_url: str | None = None
     """Where people reach the gateway, for mailed links (default: the HTTPS URL)."""
+    map_tiles: MapTiles = field(default_factory=MapTiles)
+    """Where the pages' maps get their tiles (``gateway.map_tiles``; OpenStreetMap's)."""
 
     @property
     def https_base(self) -> str | None:
@@ -149,6 +152,7 @@ class Runtime:
             csms_data_dir=settings.data_dir.resolve(),
             asgi=True,
             threads=settings.threads,
+            map_tiles=settings.map_tiles,
         )
 
     def close(self) -> None:

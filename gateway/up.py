@@ -15,8 +15,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from gateway.broker_accounts import (
     CSMS_PASSWORD_FILE,
@@ -25,7 +27,7 @@ from gateway.broker_accounts import (
     GATEWAY_USER,
 )
 from gateway.broker_probe import free_port, port_is_free
-from storage import private_dir
+from storage import SiteRecord, private_dir
 
 __all__ = ["run_up"]
 
@@ -146,10 +148,51 @@ def _provision(args: argparse.Namespace, data_dir: Path) -> Path:
             if provisioner.ensure(s.id, password_path(data_dir / "fleet", s.id))
         ]
         provisioner.sync()
+        if not storage.sites.all():  # first run: the demo stations in two sites
+            for site in demo_sites(stations):
+                storage.sites.put(site)
+                log.info(
+                    "demo site %s: %d stations, %.0f kW",
+                    site.id,
+                    len(site.station_ids),
+                    site.limit_w / 1000,
+                )
     if added:
         log.info("provisioned broker credentials for %d stations", len(added))
     assert provisioner.auth_dir is not None
     return provisioner.auth_dir
+
+
+def demo_sites(stations: Sequence[Any]) -> list[SiteRecord]:
+    """Smart charging in the demo: the first half of the stations behind one grid connection
+    of a third of their EVSEs' power, 07:00-19:00 (twice that at night), the rest behind one
+    of half their power."""
+    half = (len(stations) + 1) // 2
+    groups = [
+        ("depot", "Depot (day/night limit)", stations[:half]),
+        ("mall", "Mall", stations[half:]),
+    ]
+    out = []
+    for site_id, name, members in groups:
+        if not members:
+            continue
+        total = sum(e.max_power_w for s in members for e in s.evses)
+        if site_id == "depot":
+            day = round(total / 3, -3) or 1_000.0
+            schedule: tuple[tuple[int, float], ...] = ((7 * 60, day), (19 * 60, 2 * day))
+            limit = day
+        else:
+            schedule, limit = (), round(total / 2, -3) or 1_000.0
+        out.append(
+            SiteRecord(
+                id=site_id,
+                name=name,
+                limit_w=limit,
+                schedule=schedule,
+                station_ids=tuple(s.id for s in members),
+            )
+        )
+    return out
 
 
 def _tls_port(host: str) -> int:
@@ -256,6 +299,8 @@ def _backend_argv(args: argparse.Namespace) -> list[str]:
         "firebase_database_url",
         "smtp_url",
         "public_url",
+        "map_tiles",
+        "map_attribution",
     ):
         value = getattr(args, option)
         if value:
@@ -322,6 +367,8 @@ def _banner(base: str, url: str, args: argparse.Namespace, data_dir: Path) -> No
     lines = [
         f"\nsmartcharge is up: {args.stations} stations x {args.evses_per_station} EVSEs"
         f" (speed x{args.speed:g})",
+        f"  dashboard {secure}/dashboard  (operators; self-signed certificate: accept it once)",
+        f"  app       {secure}/app  (drivers, phone first; {base}/ leads there too)",
         f"  stations  {base}/api/v1/stations",
         f"  API       {secure}/api/v1  (writes and logins; self-signed certificate"
         f" in {data_dir / 'csms' / 'tls'})",

@@ -26,7 +26,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Final
 
-__all__ = ["ASGI_WORKER", "TLS_PORTS_ENV", "gunicorn_options", "parse_ports"]
+from gunicorn import glogging
+
+__all__ = ["ASGI_WORKER", "TLS_PORTS_ENV", "SchemeLogger", "gunicorn_options", "parse_ports"]
 
 TLS_PORTS_ENV = "SMARTCHARGE_TLS_PORTS"
 ASGI_WORKER: Final = "gateway.asgi_worker.TlsOnSomePortsUvicornWorker"
@@ -40,6 +42,30 @@ def parse_ports(raw: str) -> frozenset[int]:
             raise ValueError(f"{TLS_PORTS_ENV}: {item} is not a TCP port")
         ports.add(port)
     return frozenset(ports)
+
+
+class SchemeLogger(glogging.Logger):  # type: ignore[misc,unused-ignore]
+    """gunicorn's logger, but its "Listening at" line names each listener's real scheme:
+    gunicorn writes ``https://`` for every bind once a certificate is set, although only the
+    ``SMARTCHARGE_TLS_PORTS`` serve TLS."""
+
+    def info(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        if msg.startswith("Listening at:") and args and isinstance(args[0], str):
+            args = (self._with_schemes(args[0]), *args[1:])
+        super().info(msg, *args, **kwargs)
+
+    def _with_schemes(self, listeners: str) -> str:
+        try:
+            tls_ports = parse_ports(self.cfg.env.get(TLS_PORTS_ENV, ""))
+        except ValueError:
+            return listeners  # the worker refuses to boot and says why
+        fixed = []
+        for url in listeners.split(","):
+            _, _, address = url.rpartition("://")
+            port = address.rsplit(":", 1)[-1]
+            secure = port.isdigit() and int(port) in tls_ports
+            fixed.append(f"{'https' if secure else 'http'}://{address}" if address else url)
+        return ",".join(fixed)
 
 
 def gunicorn_options(
@@ -60,4 +86,5 @@ def gunicorn_options(
         "certfile": certfile,
         "keyfile": keyfile,
         "raw_env": [f"{TLS_PORTS_ENV}={','.join(str(p) for p in sorted(tls_ports))}"],
+        "logger_class": "gateway.worker.SchemeLogger",
     }

@@ -37,12 +37,14 @@ from protocol.codec import (
     parse,
 )
 from protocol.commands import (
+    MAX_LIMIT_W,
     CancelReservationArgs,
     Command,
     CommandArgs,
     InfoArgs,
     MaintenanceArgs,
     ReserveArgs,
+    SetLimitArgs,
     StartArgs,
     StopArgs,
     args_dict,
@@ -66,6 +68,7 @@ from protocol.ids import (
     valid_station_id,
 )
 from protocol.messages import (
+    DEFAULT_MIN_POWER_W,
     EVSE_VALUE_FIELDS,
     CommandName,
     CommandReply,
@@ -111,9 +114,11 @@ __all__ = [
     "ALL_TOPICS_FILTER",
     "ANY_VERSION_ROOT",
     "CSMS_SUBSCRIPTIONS",
+    "DEFAULT_MIN_POWER_W",
     "EVSE_VALUE_FIELDS",
     "LEGACY_TOPIC_ROOT",
     "MAX_FUTURE_SKEW_MS",
+    "MAX_LIMIT_W",
     "MAX_PAYLOAD_BYTES",
     "NODE_REQUESTS_TOPIC",
     "NODE_ROOT",
@@ -142,6 +147,7 @@ __all__ = [
     "RejectReason",
     "ReserveArgs",
     "SessionId",
+    "SetLimitArgs",
     "StartArgs",
     "StationBirth",
     "StationDescriptor",

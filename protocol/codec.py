@@ -16,6 +16,7 @@ from protocol.errors import ProtocolError, UnsupportedVersion
 from protocol.fields import enum_field, get_field, id_field, int_field, number_field
 from protocol.ids import CorrelationId, EvseId, StationId, valid_id
 from protocol.messages import (
+    DEFAULT_MIN_POWER_W,
     CommandName,
     CommandReply,
     CommandRequest,
@@ -144,11 +145,16 @@ def _parse_station(body: Any) -> StationDescriptor:
     for raw in raw_evses:
         if not isinstance(raw, dict):
             raise ProtocolError("each EVSE must be an object")
+        max_power_w = number_field(raw, "max_power_w", lo=1, hi=1e7)
+        min_power_w = number_field(raw, "min_power_w", lo=0, hi=max_power_w, optional=True)
+        if min_power_w is None:  # a station of before set_limit: the default, at most the max
+            min_power_w = min(DEFAULT_MIN_POWER_W, max_power_w)
         evses.append(
             EvseDescriptor(
                 id=EvseId(id_field(raw, "id")),
                 connector=get_field(raw, "connector", str, optional=True, default="Type2")[:32],
-                max_power_w=number_field(raw, "max_power_w", lo=1, hi=1e7),
+                max_power_w=max_power_w,
+                min_power_w=min_power_w,
             )
         )
     if len({e.id for e in evses}) != len(evses):

@@ -8,19 +8,21 @@ is a stop; there is no separate name to get wrong, and mypy refuses anything els
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
-from protocol.fields import get_field, id_field, number_field
+from protocol.fields import get_field, id_field, int_field, number_field
 from protocol.ids import SessionId
 from protocol.messages import CommandName, CommandRequest
 
 __all__ = [
+    "MAX_LIMIT_W",
     "CancelReservationArgs",
     "Command",
     "CommandArgs",
     "InfoArgs",
     "MaintenanceArgs",
     "ReserveArgs",
+    "SetLimitArgs",
     "StartArgs",
     "StopArgs",
     "args_dict",
@@ -62,6 +64,21 @@ class CancelReservationArgs:
     reservation_id: str | None = None
 
 
+MAX_LIMIT_W: Final = 1_000_000.0
+"""The highest ``limit_w`` or ``fallback_w`` of a ``set_limit`` (1 MW)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetLimitArgs:
+    """The most an EVSE may draw, in W, until ``expires_at`` (epoch ms); then ``fallback_w``,
+    or the EVSE's own ``min_power_w`` without one (``docs/protocol.md``, section 6.2)."""
+
+    command: ClassVar[CommandName] = CommandName.SET_LIMIT
+    limit_w: float
+    expires_at: int
+    fallback_w: float | None = None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InfoArgs:
     """``info`` takes no arguments."""
@@ -69,10 +86,26 @@ class InfoArgs:
     command: ClassVar[CommandName] = CommandName.INFO
 
 
-Command = StartArgs | StopArgs | MaintenanceArgs | ReserveArgs | CancelReservationArgs | InfoArgs
+Command = (
+    StartArgs
+    | StopArgs
+    | MaintenanceArgs
+    | ReserveArgs
+    | CancelReservationArgs
+    | SetLimitArgs
+    | InfoArgs
+)
 """A command the CSMS sends: the class is the command, its fields its arguments."""
 
-CommandArgs = StartArgs | StopArgs | MaintenanceArgs | ReserveArgs | CancelReservationArgs | None
+CommandArgs = (
+    StartArgs
+    | StopArgs
+    | MaintenanceArgs
+    | ReserveArgs
+    | CancelReservationArgs
+    | SetLimitArgs
+    | None
+)
 """The typed ``args`` of a command request as read from the wire (``None``: ``info``)."""
 
 _WITHOUT_ARGS: dict[CommandName, Command] = {
@@ -114,6 +147,12 @@ def command_args(request: CommandRequest) -> CommandArgs:
         case CommandName.CANCEL_RESERVATION:
             return CancelReservationArgs(
                 reservation_id=id_field(a, "reservation_id", optional=True)
+            )
+        case CommandName.SET_LIMIT:
+            return SetLimitArgs(
+                limit_w=number_field(a, "limit_w", lo=0, hi=MAX_LIMIT_W),
+                expires_at=int_field(a, "expires_at"),
+                fallback_w=number_field(a, "fallback_w", lo=0, hi=MAX_LIMIT_W, optional=True),
             )
     return None
 

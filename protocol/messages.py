@@ -13,6 +13,7 @@ from typing import Any, Final
 from protocol.ids import CorrelationId, EvseId, SessionId, StationId
 
 __all__ = [
+    "DEFAULT_MIN_POWER_W",
     "EVSE_VALUE_FIELDS",
     "CommandName",
     "CommandReply",
@@ -55,6 +56,7 @@ class CommandName(StrEnum):
     MAINTENANCE = "maintenance"
     RESERVE = "reserve"
     CANCEL_RESERVATION = "cancel_reservation"
+    SET_LIMIT = "set_limit"
 
 
 class RejectReason(StrEnum):
@@ -87,13 +89,26 @@ class StopReason(StrEnum):
     OTHER = "Other"
 
 
+DEFAULT_MIN_POWER_W: Final = 1_380.0
+"""The least power an EVSE charges at unless its birth says otherwise: 6 A on one 230 V phase
+(IEC 61851's lowest charging current). A ``set_limit`` below it suspends charging."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EvseDescriptor:
-    """An EVSE as the station describes it in its birth message."""
+    """An EVSE as the station describes it in its birth message.
+
+    ``min_power_w`` is never above ``max_power_w``: the default on an EVSE rated below it
+    becomes its maximum (the codec refuses an explicit minimum above the maximum)."""
 
     id: EvseId
     connector: str = "Type2"
     max_power_w: float = 22_000.0
+    min_power_w: float = DEFAULT_MIN_POWER_W
+
+    def __post_init__(self) -> None:
+        if self.min_power_w > self.max_power_w:
+            object.__setattr__(self, "min_power_w", self.max_power_w)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

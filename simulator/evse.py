@@ -9,44 +9,47 @@ State diagram::
 
     Available --reserve--> Reserved --cancel_reservation / expiry--> Available
     Available, Reserved(matching id) --start--> Preparing --next tick--> Charging
-    Preparing, Charging --stop (Remote) / SoC reached (SoCReached)--> Finishing
+    Preparing, Charging, SuspendedEVSE --stop (Remote) / SoC reached (SoCReached)--> Finishing
     Finishing --driver unplugs (10-60 s)--> Available, or Unavailable if maintenance is pending
     Available, Reserved --maintenance on--> Unavailable --maintenance off--> Available
-    Preparing, Charging, Finishing --maintenance on--> (same status, maintenance_pending)
+    Preparing, Charging, SuspendedEVSE, Finishing --maintenance on--> (same, maintenance_pending)
+    Charging --limit below min_power_w--> SuspendedEVSE --limit at or above it--> Charging
+    Preparing --next tick, limit below min_power_w--> SuspendedEVSE
+
+Power limits (``set_limit``, ``docs/protocol.md`` section 6.4): the limit in force caps every
+meter sample from the next one on; at its ``expires_at`` it becomes its fallback (or the
+EVSE's ``min_power_w``), and a limit below ``min_power_w`` (or under 1 W) withholds energy.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
-from dataclasses import dataclass, replace
-from enum import StrEnum
+from dataclasses import replace
 from typing import Final
 
 from protocol import (
     CancelReservationArgs,
     CommandArgs,
-    EvseDescriptor,
-    EvseId,
-    EvseInfo,
     EvseStatus,
-    EvseValues,
     MaintenanceArgs,
     RejectReason,
     ReserveArgs,
+    SetLimitArgs,
     StartArgs,
     StopArgs,
     StopReason,
-    evse_values,
 )
-from simulator.physics import Car, charge, draw_car, draw_unplug_delay
+from simulator.evse_model import EventKind, EvseEvent, EvseSpec, EvseState, Outcome
+from simulator.physics import charge, draw_car, draw_unplug_delay
 
 __all__ = ["EventKind", "EvseEvent", "EvseSpec", "EvseState", "Outcome", "advance", "apply"]
 
 log = logging.getLogger("simulator.evse")
 
 S = EvseStatus
-IN_SESSION: Final = frozenset({S.PREPARING, S.CHARGING})
+IN_SESSION: Final = frozenset({S.PREPARING, S.CHARGING, S.SUSPENDED_EVSE})
 #: Why a start or a reservation is refused, by status (Reserved is checked separately).
 BLOCKED: Final[dict[EvseStatus, RejectReason]] = {
     S.PREPARING: RejectReason.BUSY,
@@ -58,77 +61,6 @@ BLOCKED: Final[dict[EvseStatus, RejectReason]] = {
     S.FAULTED: RejectReason.FAULTED,
     S.OFFLINE: RejectReason.FAULTED,
 }
-
-
-class EventKind(StrEnum):
-    STATUS = "status"
-    METER = "meter"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EvseSpec:
-    """What never changes for an EVSE during a run: its station's description of it, and
-    how it is simulated."""
-
-    descriptor: EvseDescriptor
-    rng_key: str
-    meter_interval: float = 5.0
-
-    @property
-    def evse_id(self) -> EvseId:
-        return self.descriptor.id
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EvseState(EvseValues):
-    """Everything that changes (the reported :class:`~protocol.EvseValues` and what only
-    the simulation keeps); times are simulated epoch seconds."""
-
-    evse_id: EvseId
-    status: EvseStatus = S.AVAILABLE
-    car: Car | None = None
-    reservation_expires_at: int | None = None
-    last_sample_at: float | None = None
-    unplug_at: float | None = None
-    draws: int = 0
-
-    def info(self) -> EvseInfo:
-        """The wire view (rounded: a monotonic value stays monotonic when rounded)."""
-        values = evse_values(self)
-        values.update(
-            soc=None if self.soc is None else round(self.soc, 2),
-            power_w=round(self.power_w),
-            energy_wh=round(self.energy_wh, 1),
-            session_energy_wh=round(self.session_energy_wh, 1),
-        )
-        return EvseInfo(evse_id=self.evse_id, **values)
-
-    def report_key(self) -> tuple[object, ...]:
-        """The fields whose change deserves a status report (meter progress does not)."""
-        return (
-            self.status,
-            self.session_id,
-            self.reservation_id,
-            self.maintenance,
-            self.maintenance_pending,
-            self.stop_reason,
-        )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EvseEvent:
-    """Something to publish: a status report or a meter sample, as of ``at``."""
-
-    kind: EventKind
-    at: float
-    state: EvseState
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Outcome:
-    state: EvseState
-    reason: RejectReason | None = None
-    events: tuple[EvseEvent, ...] = ()
 
 
 def apply(spec: EvseSpec, state: EvseState, args: CommandArgs, now: float) -> Outcome:
@@ -146,6 +78,8 @@ def apply(spec: EvseSpec, state: EvseState, args: CommandArgs, now: float) -> Ou
             return _reserve(state, args, now)
         case CancelReservationArgs():
             return _cancel_reservation(state, args, now)
+        case SetLimitArgs():
+            return _set_limit(spec, state, args, now)
     return Outcome(state=state)
 
 
@@ -158,10 +92,28 @@ def advance(spec: EvseSpec, state: EvseState, now: float) -> Outcome:
             now,
             replace(state, status=S.AVAILABLE, reservation_id=None, reservation_expires_at=None),
         )
+    state = _settle(spec, state, now, events)  # e.g. restored with a limit under a new minimum
+    if state.status is not S.CHARGING and _limit_lapsed(state, now):
+        state = _lapse(spec, state, events)
     if state.status is S.PREPARING:
-        state = _emit(events, now, replace(state, status=S.CHARGING, last_sample_at=now))
-    while state.status is S.CHARGING and _next_sample(spec, state) <= now:
-        state, reached = _sample(spec, state, _next_sample(spec, state))
+        withheld = _withheld(spec, state)
+        state = _emit(
+            events,
+            now,
+            replace(
+                state,
+                status=S.SUSPENDED_EVSE if withheld else S.CHARGING,
+                last_sample_at=now,
+            ),
+        )
+    while True:  # meter samples in order, and the limit's lapse where it falls among them
+        due = _next_sample(spec, state) if state.status is S.CHARGING else math.inf
+        if _limit_lapsed(state, min(due, now)):  # the sample after the lapse meters the fallback
+            state = _lapse(spec, state, events)  # clears the expiry: at most once per call
+            continue
+        if due > now:
+            break
+        state, reached = _sample(spec, state, due)
         events.append(EvseEvent(kind=EventKind.METER, at=_sampled_at(state), state=state))
         if reached:
             state = _emit(
@@ -236,7 +188,7 @@ def _maintenance_on(state: EvseState, now: float) -> Outcome:
                 reservation_expires_at=None,
             ),
         )
-    if state.status in (S.PREPARING, S.CHARGING, S.FINISHING):
+    if state.status in (S.PREPARING, S.CHARGING, S.SUSPENDED_EVSE, S.FINISHING):
         log.info("Evse %s will enter maintenance when its session ends", state.evse_id)
         return _changed(state, now, replace(state, maintenance_pending=True))
     return Outcome(state=state, reason=BLOCKED[state.status])
@@ -280,6 +232,66 @@ def _cancel_reservation(state: EvseState, args: CancelReservationArgs, now: floa
     )
 
 
+def _set_limit(spec: EvseSpec, state: EvseState, args: SetLimitArgs, now: float) -> Outcome:
+    """Accepted in every status: the limit waits for the next session if none runs."""
+    log.info(
+        "Evse %s limited to %.0f W until %d (then %s W)", state.evse_id, args.limit_w,
+        args.expires_at, "min" if args.fallback_w is None else f"{args.fallback_w:.0f}",
+    )  # fmt: skip
+    limited = replace(
+        state, limit_w=args.limit_w, limit_expires_at=args.expires_at, fallback_w=args.fallback_w
+    )
+    if _limit_lapsed(limited, now):  # already past: the fallback at once
+        limited = replace(
+            limited, limit_w=_fallback(spec, limited), limit_expires_at=None, fallback_w=None
+        )
+    events: list[EvseEvent] = []
+    return Outcome(state=_settle(spec, limited, now, events), events=tuple(events))
+
+
+# --------------------------------------------------------------------------- power limits
+
+
+def _fallback(spec: EvseSpec, state: EvseState) -> float:
+    return spec.descriptor.min_power_w if state.fallback_w is None else state.fallback_w
+
+
+def _limit_lapsed(state: EvseState, at: float) -> bool:
+    expires = state.limit_expires_at
+    return expires is not None and at * 1000.0 >= expires
+
+
+def _withheld(spec: EvseSpec, state: EvseState) -> bool:
+    """The limit is too low to charge at all: below the EVSE's minimum, or under 1 W."""
+    limit = state.limit_w
+    return limit is not None and (limit < 1.0 or limit < spec.descriptor.min_power_w)
+
+
+def _lapse(spec: EvseSpec, state: EvseState, events: list[EvseEvent]) -> EvseState:
+    """The limit reached its ``expires_at``: the fallback is in force from then on."""
+    assert state.limit_expires_at is not None
+    at = state.limit_expires_at / 1000.0
+    log.info("Evse %s: its power limit lapsed, now %.0f W", state.evse_id, _fallback(spec, state))
+    lapsed = replace(state, limit_w=_fallback(spec, state), limit_expires_at=None, fallback_w=None)
+    return _settle(spec, lapsed, at, events)
+
+
+def _settle(spec: EvseSpec, state: EvseState, at: float, events: list[EvseEvent]) -> EvseState:
+    """Suspend a charging EVSE whose limit is too low, resume a suspended one that may charge.
+
+    ``last_sample_at`` is how far the session is metered: a suspension is never metered, so a
+    resumption starts metering afresh, never before the suspension (or a restart) ended."""
+    since = at if state.last_sample_at is None else max(at, state.last_sample_at)
+    if state.status is S.CHARGING and _withheld(spec, state):
+        log.info("Evse %s suspended: its power limit is below its minimum", state.evse_id)
+        suspended = replace(state, status=S.SUSPENDED_EVSE, power_w=0.0, last_sample_at=since)
+        return _emit(events, since, suspended)
+    if state.status is S.SUSPENDED_EVSE and not _withheld(spec, state):
+        log.info("Evse %s resumes charging", state.evse_id)
+        return _emit(events, since, replace(state, status=S.CHARGING, last_sample_at=since))
+    return state
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -320,8 +332,10 @@ def _sample(spec: EvseSpec, state: EvseState, at: float) -> tuple[EvseState, boo
     assert state.soc is not None
     assert state.last_sample_at is not None
     target = state.target_soc if state.target_soc is not None else 100.0
+    # Whole watts below the limit, so the power on the wire (rounded to 1 W) never exceeds it.
+    limit = None if state.limit_w is None else float(math.floor(state.limit_w))
     step = charge(
-        state.car, state.soc, spec.descriptor.max_power_w, at - state.last_sample_at, target
+        state.car, state.soc, spec.descriptor.max_power_w, at - state.last_sample_at, target, limit
     )
     return replace(
         state,

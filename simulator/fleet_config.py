@@ -14,7 +14,8 @@ Config file format (``--config fleet.json``; see ``docs/fleet.example.json``)::
           "lat": 44.5058, "lon": 11.3426,   # degrees
           "evses": [
             {"id": "1", "max_power_w": 150000, "connector": "CCS"},
-            {"id": "2", "max_power_w": 22000}   # connector defaults to Type2
+            {"id": "2", "max_power_w": 22000,   # connector defaults to Type2
+             "min_power_w": 4140}               # optional: the least it charges at, W
           ]
         }
       ]
@@ -24,7 +25,9 @@ Station ids must be unique across the file; EVSE ids are the station's own
 (protocol version 2), unique within their station only: two stations may both
 have EVSE ``1``, which the CSMS shows as ``bo-centrale.1`` and ``bo-maggiore.1``.
 A station has 1 to 64 EVSEs. ``connector`` is free text; ``CCS``, ``CCS2`` and
-``CHAdeMO`` are DC.
+``CHAdeMO`` are DC. ``min_power_w`` (0 to ``max_power_w``) is the least power the EVSE charges
+at; a ``set_limit`` below it suspends charging (default 1380 W, 6 A on one phase, or
+``max_power_w`` if lower).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -189,11 +193,16 @@ def _evse(raw: Any, where: str) -> EvseDescriptor:
     connector = raw.get("connector", "Type2")
     if not isinstance(connector, str) or not 1 <= len(connector) <= 32:
         raise FleetConfigError(f"{where}.connector must be a short string")
-    return EvseDescriptor(
+    max_power_w = _number(raw.get("max_power_w"), f"{where}.max_power_w", 1, 1e7)
+    descriptor = EvseDescriptor(
         id=EvseId(_ident(raw.get("id"), f"{where}.id")),
         connector=connector,
-        max_power_w=_number(raw.get("max_power_w"), f"{where}.max_power_w", 1, 1e7),
+        max_power_w=max_power_w,
     )
+    if raw.get("min_power_w") is None:
+        return descriptor
+    min_power_w = _number(raw["min_power_w"], f"{where}.min_power_w", 0, max_power_w)
+    return replace(descriptor, min_power_w=min_power_w)
 
 
 def _ident(value: Any, where: str) -> str:

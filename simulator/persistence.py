@@ -19,10 +19,15 @@ File format (``format`` 1)::
                             "target_soc": 80.0, "reservation_id": null,
                             "reservation_expires_at": null, "maintenance": false,
                             "maintenance_pending": false, "stop_reason": null,
-                            "unplug_in": null, "draws": 3}}}
+                            "unplug_in": null, "draws": 3, "limit_w": 7400.0,
+                            "limit_expires_at": 1712000300000, "fallback_w": null}}}
 
 Times that the simulation schedules are stored relative to ``saved_at``
-(``unplug_in``), so a restart resumes them whatever the clock says then.
+(``unplug_in``), so a restart resumes them whatever the clock says then; times the CSMS set
+(``reservation_expires_at``, ``limit_expires_at``: a power limit's lapse, epoch ms) are
+absolute, so a limit that lapsed while the station was down is its fallback at restart.
+``limit_w``, ``limit_expires_at`` and ``fallback_w`` are absent from files written before
+``set_limit``: no limit.
 ``epoch`` is the boot epoch of the process that saved the file (the next one
 uses a greater one) and ``outbox`` the session-critical messages not yet
 acknowledged by the broker (:mod:`simulator.outbox`). Both are absent from
@@ -160,6 +165,9 @@ def state_to_json(state: EvseState, now: float) -> dict[str, Any]:
         "stop_reason": None if state.stop_reason is None else str(state.stop_reason),
         "unplug_in": None if state.unplug_at is None else max(0.0, state.unplug_at - now),
         "draws": state.draws,
+        "limit_w": state.limit_w,
+        "limit_expires_at": state.limit_expires_at,
+        "fallback_w": state.fallback_w,
     }
 
 
@@ -186,13 +194,16 @@ def state_from_json(evse_id: EvseId, raw: Any, now: float) -> EvseState:
             stop_reason=None if raw["stop_reason"] is None else StopReason(raw["stop_reason"]),
             unplug_at=None if raw["unplug_in"] is None else now + float(raw["unplug_in"]),
             draws=int(raw["draws"]),
+            limit_w=_opt_watts(raw.get("limit_w")),  # absent from files of before set_limit
+            limit_expires_at=_opt_int(raw.get("limit_expires_at")),
+            fallback_w=_opt_watts(raw.get("fallback_w")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise SnapshotError(f"bad state for EVSE {evse_id}: {exc!r}") from None
     if state.status in IN_SESSION and (state.car is None or state.soc is None):
         raise SnapshotError(f"EVSE {evse_id} is {state.status} without a car")
-    if state.status is EvseStatus.CHARGING:  # the car was paused while the station was down
-        state = replace(state, last_sample_at=now)
+    if state.status in (EvseStatus.CHARGING, EvseStatus.SUSPENDED_EVSE):
+        state = replace(state, last_sample_at=now)  # the car was paused while the station was down
     if state.status is EvseStatus.FINISHING and state.unplug_at is None:
         state = replace(state, unplug_at=now)
     return state
@@ -200,3 +211,21 @@ def state_from_json(evse_id: EvseId, raw: Any, now: float) -> EvseState:
 
 def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _opt_watts(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number of W, not {value!r}")
+    if not 0.0 <= value <= 1e7:  # also refuses NaN
+        raise ValueError(f"power {value!r} W out of range")
+    return float(value)
+
+
+def _opt_int(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, not {value!r}")
+    return value

@@ -9,6 +9,7 @@ integrated in one-second steps. Pure functions; randomness comes in as a seeded
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Final
@@ -84,13 +85,27 @@ def power_at(soc: float, max_power_w: float) -> float:
     return max_power_w * fraction
 
 
-def charge(car: Car, soc: float, evse_max_w: float, seconds: float, target: float) -> ChargeStep:
-    """Charge for up to ``seconds``, stopping early when ``soc`` reaches ``target`` (%)."""
+def charge(
+    car: Car,
+    soc: float,
+    evse_max_w: float,
+    seconds: float,
+    target: float,
+    limit_w: float | None = None,
+) -> ChargeStep:
+    """Charge for up to ``seconds``, stopping early when ``soc`` reaches ``target`` (%).
+
+    The power is the least of the car's curve (tapering from the lower of the car's and the
+    EVSE's maximum) and ``limit_w``, the EVSE's power limit (``None``: none)."""
     max_w = min(evse_max_w, car.max_power_w)
+    cap = math.inf if limit_w is None else limit_w
     energy = elapsed = 0.0
     while elapsed < seconds and soc < target:
         h = min(STEP_SECONDS, seconds - elapsed)
-        step_wh = power_at(soc, max_w) * h / 3600.0
+        step_wh = min(power_at(soc, max_w), cap) * h / 3600.0
+        if step_wh <= 0.0:  # a zero limit: nothing flows (the EVSE suspends before this)
+            elapsed = seconds
+            break
         room_wh = (target - soc) / 100.0 * car.capacity_wh
         if step_wh >= room_wh:
             h *= room_wh / step_wh if step_wh > 0 else 1.0

@@ -32,6 +32,7 @@ from protocol import (
     ProtocolError,
     RejectReason,
     ReserveArgs,
+    SetLimitArgs,
     StationBirth,
     StationDescriptor,
     StationId,
@@ -237,8 +238,8 @@ class StationSimulator:
             log.warning("Rejecting %s for Evse %s: %s", request.command, spec.evse_id, exc)
             reply = self._reply(request, RejectReason.INVALID_COMMAND, state.info())
             return [*caught_up, reply]
-        if isinstance(args, ReserveArgs):
-            args = self._on_our_clock(args, request.ts, now)
+        if isinstance(args, ReserveArgs | SetLimitArgs) and args.expires_at is not None:
+            args = replace(args, expires_at=self._on_our_clock(args.expires_at, request.ts, now))
         outcome = evse.apply(spec, state, args, now)
         self._states[spec.evse_id] = outcome.state
         if outcome.reason is not None:
@@ -299,17 +300,18 @@ class StationSimulator:
         self._states[spec.evse_id] = outcome.state
         return self._messages(outcome.events)
 
-    def _on_our_clock(self, args: ReserveArgs, sent_ms: int, now: float) -> ReserveArgs:
-        """``expires_at`` is on the CSMS's clock: keep the same real duration on ours.
+    def _on_our_clock(self, expires_at: int, sent_ms: int, now: float) -> int:
+        """``expires_at`` (a reservation's or a power limit's) is on the CSMS's clock: keep the
+        same real duration on ours.
 
         With ``--speed`` the simulated clock runs ahead of the CSMS's, so the
-        reservation's length (from the request's ``ts``) is scaled, not its end time.
+        reservation's (or limit's) length from the request's ``ts`` is scaled, not its end time.
         """
-        if args.expires_at is None or sent_ms <= 0:
-            return args
+        if sent_ms <= 0:
+            return expires_at
         speed = float(getattr(self._clock, "speed", 1.0))
-        length_ms = max(0, args.expires_at - sent_ms) * speed
-        return replace(args, expires_at=int(now * 1000 + length_ms))
+        length_ms = max(0, expires_at - sent_ms) * speed
+        return int(now * 1000 + length_ms)
 
     def _wall_ms(self) -> int:
         return _ms(self._wall.now())

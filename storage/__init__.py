@@ -21,6 +21,7 @@ reservations and notifications, on SQLite (default) or PostgreSQL, through ``dat
 
 from storage._account_tokens import AccountTokenStore, LinkPurpose
 from storage._accounts import RefreshTokenStore, UserStore, normalize_email
+from storage._alerts import SEVERITIES, Alert, AlertStore, Severity
 from storage._charging import ReservationStore, SessionStore
 from storage._engine import Clock, system_clock_ms
 from storage._evse_state import EvseStateStore, StatusEventStore
@@ -47,6 +48,8 @@ from storage._records import (
     StatusEvent,
     User,
 )
+from storage._reports import Cursor, DriverAccount, OperatorReports, SessionRecord
+from storage._sites import SiteRecord, SiteStore
 from storage._stations import StationCredential, StationCredentialStore
 from storage._storage import DB_FILENAME, Storage, open_storage, sqlite_url
 from storage.errors import (
@@ -62,10 +65,15 @@ from storage.errors import (
 __all__ = [
     "DB_FILENAME",
     "LATEST_VERSION",
+    "SEVERITIES",
     "AccountTokenStore",
+    "Alert",
+    "AlertStore",
     "Clock",
     "ConstraintError",
+    "Cursor",
     "DayTotal",
+    "DriverAccount",
     "DuplicateError",
     "EvseSample",
     "EvseStateRow",
@@ -82,6 +90,7 @@ __all__ = [
     "MigrationError",
     "Notification",
     "NotificationStore",
+    "OperatorReports",
     "RefreshToken",
     "RefreshTokenStore",
     "Reservation",
@@ -89,7 +98,11 @@ __all__ = [
     "ReservationStore",
     "Role",
     "Session",
+    "SessionRecord",
     "SessionStore",
+    "Severity",
+    "SiteRecord",
+    "SiteStore",
     "StationCredential",
     "StationCredentialStore",
     "StationTotal",

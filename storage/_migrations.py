@@ -36,6 +36,8 @@ from sqlalchemy import (
 )
 
 from storage._engine import BEGIN_OPTION, Clock
+from storage._migrations_late import epoch_ms_column as _epoch_ms
+from storage._migrations_late import v10_sites, v11_alerts
 from storage.errors import MigrationError
 
 __all__ = ["LATEST_VERSION", "MIGRATIONS", "current_version", "migrate"]
@@ -44,10 +46,6 @@ Migration = Callable[[Connection], None]
 
 ADVISORY_LOCK_KEY: Final = 0x5C_5C_0001
 """PostgreSQL advisory lock held while migrating (any constant unique to this application)."""
-
-
-def _epoch_ms(name: str, *, nullable: bool = False) -> Column[int]:
-    return Column(name, BigInteger, nullable=nullable)
 
 
 def _v1_users_sessions_reservations_notifications(conn: Connection) -> None:
@@ -313,6 +311,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v7_user_token_version_and_disabled_at,
     _v8_email_confirmation_and_account_tokens,
     _v9_login_failures,
+    v10_sites,
+    v11_alerts,
 )
 LATEST_VERSION: Final = len(MIGRATIONS)
 

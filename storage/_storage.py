@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from storage._account_tokens import AccountTokenStore
 from storage._accounts import RefreshTokenStore, UserStore
+from storage._alerts import AlertStore
 from storage._charging import ReservationStore, SessionStore
 from storage._engine import Clock, Database, system_clock_ms, translated_errors
 from storage._evse_state import EvseStateStore, StatusEventStore
@@ -21,6 +22,8 @@ from storage._login_failures import LoginFailureStore
 from storage._metrics import MetricsStore
 from storage._migrations import current_version, migrate
 from storage._notifications import NotificationStore
+from storage._reports import OperatorReports
+from storage._sites import SiteStore
 from storage._stations import StationCredentialStore
 
 __all__ = ["DB_FILENAME", "Storage", "open_storage", "sqlite_url"]
@@ -64,6 +67,9 @@ class Storage:
         self.metrics = MetricsStore(database, clock_ms)
         self.station_credentials = StationCredentialStore(database, clock_ms)
         self.leases = LeaseStore(database, clock_ms)
+        self.reports = OperatorReports(database, clock_ms)
+        self.sites = SiteStore(database, clock_ms)
+        self.alerts = AlertStore(database, clock_ms)
 
     @property
     def dialect(self) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from storage._alerts import Alert, Severity
 from storage._metrics import EvseSample, MetricsSummary
 from storage._records import (
     EvseStateRow,
@@ -26,6 +27,7 @@ from storage._records import (
 )
 
 __all__ = [
+    "Alerts",
     "CsmsStores",
     "EvseStates",
     "MetricSamples",
@@ -139,6 +141,25 @@ class MetricSamples(Protocol):
     def summary(self, days: int = 30, utilisation_ms: int = ...) -> MetricsSummary: ...
 
 
+class Alerts(Protocol):
+    """The operators' alert log: written by the node's alert log, read by the gateways."""
+
+    def add(
+        self,
+        kind: str,
+        severity: Severity,
+        message: str,
+        *,
+        at: int,
+        station_id: str | None = None,
+        evse_id: str | None = None,
+    ) -> Alert: ...
+
+    def ack(self, alert_id: int, by: str, at: int | None = None) -> Alert | None: ...
+
+    def last_liveness(self) -> dict[str, str]: ...
+
+
 class CsmsStores(Protocol):
     """Every store the running CSMS writes or reads (:func:`actors.system.build_csms`)."""
 
@@ -159,3 +180,6 @@ class CsmsStores(Protocol):
 
     @property
     def metrics(self) -> MetricSamples: ...
+
+    @property
+    def alerts(self) -> Alerts: ...

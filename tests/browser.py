@@ -255,7 +255,8 @@ def web_stack(mosquitto_url: str, tmp_path: Path) -> Iterator[WebStack]:
             http_port,
             https_port,
             tmp_path / "csms.log",
-            extra=("--demo-users",),
+            # no tile server is reachable from the tests: the maps show the stations only
+            extra=("--demo-users", "--map-tiles", "none"),
         ),
         FleetProcess(mosquitto_url, tmp_path / "fleet", stations=stations, evses=evses, speed=60),
     ):

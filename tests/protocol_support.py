@@ -5,6 +5,7 @@ reject and mutate them."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -35,16 +36,25 @@ def numbers(lo: float, hi: float) -> st.SearchStrategy[float]:
 percent = numbers(0, 100)
 statuses = st.sampled_from([s for s in p.EvseStatus if s is not p.EvseStatus.OFFLINE])
 
-evse_descriptors = st.builds(
-    p.EvseDescriptor, id=ids, connector=st.text(max_size=32), max_power_w=numbers(1, 1e7)
-)
+
+@st.composite
+def evse_descriptors(draw: st.DrawFn) -> p.EvseDescriptor:
+    """An EVSE description; its minimum power, when drawn, is within ``[0, max_power_w]``."""
+    max_power_w = draw(numbers(1, 1e7))
+    descriptor = p.EvseDescriptor(
+        id=draw(ids), connector=draw(st.text(max_size=32)), max_power_w=max_power_w
+    )
+    min_power_w = draw(st.none() | numbers(0, max_power_w))
+    return descriptor if min_power_w is None else replace(descriptor, min_power_w=min_power_w)
+
+
 stations = st.builds(
     p.StationDescriptor,
     id=station_ids,
     name=st.text(max_size=120),
     lat=numbers(-90, 90),
     lon=numbers(-180, 180),
-    evses=st.lists(evse_descriptors, min_size=1, max_size=6, unique_by=lambda e: e.id).map(tuple),
+    evses=st.lists(evse_descriptors(), min_size=1, max_size=6, unique_by=lambda e: e.id).map(tuple),
 )
 
 
@@ -164,7 +174,9 @@ VALID_BODIES: dict[str, dict[str, Any]] = {
             "name": "Depot",
             "lat": 45.0,
             "lon": 9.0,
-            "evses": [{"id": "E1", "connector": "CCS2", "max_power_w": 50000.0}],
+            "evses": [
+                {"id": "E1", "connector": "CCS2", "max_power_w": 50000.0, "min_power_w": 4140.0}
+            ],
         },
     },
     "offline": {"v": 2, "online": False, "ts": 1, "reason": "shutdown"},

@@ -100,6 +100,7 @@ class FleetProcess:
         keepalive: int = 10,
         seed: int = 1,
         meter_interval: float = 5.0,
+        config: Path | None = None,
     ) -> None:
         self.args = [
             sys.executable,
@@ -123,6 +124,7 @@ class FleetProcess:
             str(seed),
             "--meter-interval",
             str(meter_interval),
+            *([] if config is None else ["--config", str(config)]),
         ]
         self.log_path = data_dir.parent / f"fleet-{prefix}.log"
         self.proc: subprocess.Popen[bytes] | None = None

@@ -108,12 +108,25 @@ def _config(**station: Any) -> dict[str, Any]:
         _config(evses=[{"id": "1", "max_power_w": 1, "connector": 3}]),
         _config(evses=[{"id": "1", "max_power_w": 11000}, {"id": "1", "max_power_w": 22000}]),
         _config(evses=[{"id": "a/1", "max_power_w": 11000}]),
+        _config(evses=[{"id": "1", "max_power_w": 11000, "min_power_w": 11001}]),
+        _config(evses=[{"id": "1", "max_power_w": 11000, "min_power_w": -1}]),
+        _config(evses=[{"id": "1", "max_power_w": 11000, "min_power_w": "4140"}]),
         {"stations": [_config()["stations"][0], _config()["stations"][0]]},
     ],
 )
 def test_a_bad_config_is_refused_with_a_config_error(data: Any) -> None:
     with pytest.raises(FleetConfigError):
         parse_fleet_config(data)
+
+
+def test_an_evse_may_name_its_minimum_power_else_it_gets_the_default() -> None:
+    evses = [
+        {"id": "1", "max_power_w": 22000, "min_power_w": 4140},
+        {"id": "2", "max_power_w": 22000},
+        {"id": "3", "max_power_w": 1000},
+    ]
+    (station,) = parse_fleet_config(_config(evses=evses))
+    assert [e.min_power_w for e in station.evses] == [4140.0, 1380.0, 1000.0]
 
 
 def test_a_config_without_names_uses_the_ids() -> None:

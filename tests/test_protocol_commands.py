@@ -19,6 +19,7 @@ from protocol import (
     CommandName,
     InfoArgs,
     SessionId,
+    SetLimitArgs,
     StartArgs,
     StopArgs,
     args_dict,
@@ -50,6 +51,12 @@ typed_args = st.one_of(
     st.builds(p.MaintenanceArgs, enabled=st.booleans()),
     st.builds(p.ReserveArgs, reservation_id=ids, expires_at=st.none() | timestamps),
     st.builds(p.CancelReservationArgs, reservation_id=st.none() | ids),
+    st.builds(
+        p.SetLimitArgs,
+        limit_w=numbers(0, p.MAX_LIMIT_W),
+        expires_at=timestamps,
+        fallback_w=st.none() | numbers(0, p.MAX_LIMIT_W),
+    ),
 )
 COMMAND_OF_ARGS = {
     p.StartArgs: p.CommandName.START,
@@ -57,6 +64,7 @@ COMMAND_OF_ARGS = {
     p.MaintenanceArgs: p.CommandName.MAINTENANCE,
     p.ReserveArgs: p.CommandName.RESERVE,
     p.CancelReservationArgs: p.CommandName.CANCEL_RESERVATION,
+    p.SetLimitArgs: p.CommandName.SET_LIMIT,
 }
 
 
@@ -88,7 +96,16 @@ def test_typed_command_args_survive_the_wire(args: p.CommandArgs) -> None:
     command=st.sampled_from(p.CommandName),
     args=st.dictionaries(
         st.sampled_from(
-            ["session_id", "target_soc", "reservation_id", "enabled", "expires_at", "x"]
+            [
+                "session_id",
+                "target_soc",
+                "reservation_id",
+                "enabled",
+                "expires_at",
+                "limit_w",
+                "fallback_w",
+                "x",
+            ]
         ),
         json_values,
     ),
@@ -127,6 +144,21 @@ def test_command_args_only_raises_protocol_error(command: str, args: dict[str, A
             {"reservation_id": "R-1"},
             p.CancelReservationArgs(reservation_id="R-1"),
         ),
+        (
+            "set_limit",
+            {"limit_w": 7400, "expires_at": 1_700_000_000_000},
+            p.SetLimitArgs(limit_w=7400.0, expires_at=1_700_000_000_000),
+        ),
+        (
+            "set_limit",
+            {"limit_w": 0, "expires_at": 0, "fallback_w": 1_000_000, "x": 1},
+            p.SetLimitArgs(limit_w=0.0, expires_at=0, fallback_w=1_000_000.0),
+        ),
+        (
+            "set_limit",
+            {"limit_w": 4140.5, "expires_at": 1, "fallback_w": None},
+            p.SetLimitArgs(limit_w=4140.5, expires_at=1),
+        ),
     ],
 )
 def test_valid_command_args_are_typed(command: str, args: dict[str, Any], expected: Any) -> None:
@@ -154,6 +186,20 @@ def test_valid_command_args_are_typed(command: str, args: dict[str, Any], expect
         ("reserve", {"reservation_id": "R-1", "expires_at": True}),
         ("reserve", {"reservation_id": "R-1", "expires_at": "soon"}),
         ("cancel_reservation", {"reservation_id": 5}),
+        ("set_limit", {}),
+        ("set_limit", {"limit_w": 7400}),  # expires_at is required
+        ("set_limit", {"expires_at": 1_700_000_000_000}),
+        ("set_limit", {"limit_w": -1, "expires_at": 1}),
+        ("set_limit", {"limit_w": 1_000_000.5, "expires_at": 1}),
+        ("set_limit", {"limit_w": "7400", "expires_at": 1}),
+        ("set_limit", {"limit_w": True, "expires_at": 1}),
+        ("set_limit", {"limit_w": 7400, "expires_at": 1.5}),
+        ("set_limit", {"limit_w": 7400, "expires_at": -1}),
+        ("set_limit", {"limit_w": 7400, "expires_at": True}),
+        ("set_limit", {"limit_w": 7400, "expires_at": "later"}),
+        ("set_limit", {"limit_w": 7400, "expires_at": 1, "fallback_w": -0.1}),
+        ("set_limit", {"limit_w": 7400, "expires_at": 1, "fallback_w": 2e6}),
+        ("set_limit", {"limit_w": 7400, "expires_at": 1, "fallback_w": False}),
     ],
 )
 def test_invalid_command_args_are_rejected(command: str, args: dict[str, Any]) -> None:
@@ -221,3 +267,8 @@ def test_each_command_is_one_class_and_a_name_cannot_disagree_with_its_arguments
         command_for(CommandName.START)
     assert args_dict(InfoArgs()) == {}
     assert args_dict(stop) == {"session_id": "s-1"}, "the class's command is not an argument"
+    limit = SetLimitArgs(limit_w=7400.0, expires_at=1_700_000_000_000)
+    assert command_for(CommandName.SET_LIMIT, limit) is limit
+    assert args_dict(limit) == {"limit_w": 7400.0, "expires_at": 1_700_000_000_000}
+    with pytest.raises(TypeError, match="needs its arguments"):
+        command_for(CommandName.SET_LIMIT)

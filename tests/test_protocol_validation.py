@@ -80,6 +80,27 @@ def test_a_birth_with_duplicate_or_no_evses_is_rejected() -> None:
     assert_rejected(STATE, body_bytes(twice))
 
 
+def test_an_evse_minimum_power_is_at_most_its_maximum_and_defaults_to_6_a() -> None:
+    path = "station.evses.0.min_power_w"
+    birth = p.parse(STATE, body_bytes(VALID_BODIES["birth"]))
+    assert isinstance(birth, p.StationBirth)
+    assert birth.station.evses[0].min_power_w == 4140.0
+    assert_rejected(STATE, body_bytes(set_path(VALID_BODIES["birth"], path, 50000.5)))
+    at_max = p.parse(STATE, body_bytes(set_path(VALID_BODIES["birth"], path, 50000)))
+    assert isinstance(at_max, p.StationBirth)
+    assert at_max.station.evses[0].min_power_w == 50000.0
+    evse = {k: v for k, v in VALID_BODIES["birth"]["station"]["evses"][0].items()}
+    del evse["min_power_w"]
+    old = p.parse(STATE, body_bytes(set_path(VALID_BODIES["birth"], "station.evses", [evse])))
+    assert isinstance(old, p.StationBirth)
+    assert old.station.evses[0].min_power_w == p.DEFAULT_MIN_POWER_W == 1380.0
+    small = set_path(VALID_BODIES["birth"], "station.evses", [{**evse, "max_power_w": 1000}])
+    tiny = p.parse(STATE, body_bytes(small))
+    assert isinstance(tiny, p.StationBirth)
+    assert tiny.station.evses[0].min_power_w == 1000.0, "the default never exceeds the maximum"
+    assert p.EvseDescriptor(id=p.EvseId("1"), max_power_w=1000).min_power_w == 1000.0
+
+
 @pytest.mark.parametrize("kind", sorted(VALID_BODIES))
 def test_oversize_payloads_are_rejected_and_the_limit_itself_is_accepted(kind: str) -> None:
     topic, body = TOPIC_OF[kind], VALID_BODIES[kind]
@@ -156,6 +177,7 @@ NUMBER_FIELDS = [
     ("birth", "station.lat"),
     ("birth", "station.lon"),
     ("birth", "station.evses.0.max_power_w"),
+    ("birth", "station.evses.0.min_power_w"),
     ("offline", "ts"),
     *[
         ("status", f)

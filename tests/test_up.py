@@ -40,6 +40,13 @@ pytestmark = pytest.mark.timeout(120)
 # -- helpers ---------------------------------------------------------------------------------
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Let a redirect surface as an HTTPError, so a test can read where it points."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 def wait_until(fn: Callable[[], tuple[bool, str]], timeout: float, what: str) -> None:
     """Call ``fn`` every 0.1 s until it returns ``(True, _)``; fail with its last detail.
 
@@ -279,7 +286,20 @@ def test_up_serves_the_whole_fleet_and_stops_cleanly_on_sigterm(
         wait_until(lambda: all_available(up), READY_S, f"{STATIONS * EVSES} EVSEs Available")
         ready_s = time.monotonic() - started
 
-        assert f"embedded {broker} broker listening" in up.log()
+        log = up.log()
+        assert f"embedded {broker} broker listening" in log
+        # the front door: where to go and with which login, and nothing misleading
+        assert re.search(r"^  dashboard https://127\.0\.0\.1:\d+/dashboard ", log, re.M), log
+        assert re.search(r"^  app       https://127\.0\.0\.1:\d+/app ", log, re.M), log
+        assert re.search(r"^  demo operator +operator@\S+ +password \S+$", log, re.M), log
+        assert "alembic" not in log
+        assert f"Listening at: http://127.0.0.1:{port}," in log
+        assert f"https://127.0.0.1:{port}" not in log
+        front = urllib.request.Request(f"{up.base}/", method="GET")
+        with pytest.raises(urllib.error.HTTPError) as redirect:
+            urllib.request.build_opener(_NoRedirect).open(front, timeout=5)
+        assert redirect.value.code == 302
+        assert re.fullmatch(r"https://127\.0\.0\.1:\d+/app", redirect.value.headers["Location"])
         broker_port = up.broker_port()
         assert listening(broker_port)
         up.remember_children()

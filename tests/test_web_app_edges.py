@@ -56,11 +56,6 @@ def settle(page: Any) -> None:
 def assert_axe_clean(page: Any, where: str) -> None:
     settle(page)
     found = axe_violations(page)
-    if page.locator("svg#map").count():
-        # the SVG map's focusable pins inside role=img: the Leaflet map (issue 13, point 1,
-        # another branch) replaces it; once it is in, svg#map is gone and this never applies
-        legacy = {"id": "nested-interactive", "targets": ["#map"]}
-        found = [v for v in found if {"id": v["id"], "targets": v["targets"]} != legacy]
     assert found == [], f"{where}: {found}"
 
 

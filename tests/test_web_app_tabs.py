@@ -51,7 +51,8 @@ class Csms:
                 self.data_dir,
                 *self.ports,
                 self.root / "csms.log",
-                extra=("--demo-users",),
+                # no tile server is reachable from the tests: the map shows the stations only
+                extra=("--demo-users", "--map-tiles", "none"),
             )
         )
         wait_until((self.data_dir / "tls" / "cert.pem").exists, "the certificate", 60)

@@ -3,22 +3,19 @@
  * reservation countdown (with its interruption shown in place, without a reload).
  */
 
-import { drawMap } from "/static/shared/map.js";
 import {
   formatCountdown,
   formatDistance,
   formatKw,
-  statusColour,
 } from "/static/shared/format.js";
 import { statusLabel } from "/static/shared/format.js";
+import { createNearbyMap } from "./nearbymap.js";
 import { busy, byId, h, setError, setPlace, toast } from "./ui.js";
 
 const RESERVATION_KEY = "smartcharge.driver.reservation";
 const POSITION_KEY = "smartcharge.driver.position";
 const REFRESH_MS = 10_000;
 const RESULT_LIMIT = 12;
-const STATUS_RANK = ["Available", "Preparing", "Finishing", "Reserved", "Charging",
-  "SuspendedEV", "SuspendedEVSE", "Unavailable", "Faulted", "Offline"];
 
 function load(key) {
   try {
@@ -50,7 +47,11 @@ export function createNearby(ctx) {
   const empty = byId("evse-empty");
   const count = byId("result-count");
   const searchError = byId("search-error");
-  const map = byId("map");
+  const map = createNearbyMap(byId("map"), {
+    api,
+    reserve: (evse, label) => reserveEvse(evse, label),
+    details: (point) => showStation(point),
+  });
   const card = byId("reservation");
   const countdown = byId("countdown");
   const status = byId("reservation-status");
@@ -79,6 +80,7 @@ export function createNearby(ctx) {
       results = body.evses || [];
       setError(searchError, "");
       render();
+      map.refresh();
     } catch (error) {
       if (!quiet) setError(searchError, error.reason || String(error));
     }
@@ -209,33 +211,6 @@ export function createNearby(ctx) {
     );
   }
 
-  function stationPoints() {
-    const stations = new Map();
-    for (const evse of results) {
-      const known = stations.get(evse.station_id);
-      if (!known) {
-        stations.set(evse.station_id, {
-          id: evse.station_id,
-          lat: evse.lat,
-          lon: evse.lon,
-          name: evse.station_name,
-          statuses: [evse.status],
-        });
-      } else known.statuses.push(evse.status);
-    }
-    return [...stations.values()].map((s) => {
-      const best = [...s.statuses].sort((a, b) => STATUS_RANK.indexOf(a) - STATUS_RANK.indexOf(b))[0];
-      const free = s.statuses.filter((x) => x === "Available").length;
-      return {
-        id: s.id,
-        lat: s.lat,
-        lon: s.lon,
-        colour: statusColour(best),
-        label: `${s.name}: ${free} of ${s.statuses.length} available`,
-      };
-    });
-  }
-
   function select(point) {
     selectedStation = point.id;
     render();
@@ -247,13 +222,19 @@ export function createNearby(ctx) {
     }
   }
 
+  /** A map pin's Details: that station's chargers in the list (searched there if needed). */
+  async function showStation(point) {
+    if (!results.some((e) => e.station_id === point.id)) await searchAt(point.lat, point.lon);
+    select(point);
+  }
+
   function render() {
     list.replaceChildren(...results.map(item));
     empty.hidden = results.length > 0;
     if (position && !results.length) empty.textContent = "No chargers found near here.";
     const free = results.filter((e) => e.status === "Available").length;
     count.textContent = results.length ? `${free} of ${results.length} free` : "";
-    drawMap(map, stationPoints(), { onClick: select, user: position, selectedId: selectedStation });
+    map.show(position, selectedStation);
   }
 
   // -- reservation --------------------------------------------------------------------------

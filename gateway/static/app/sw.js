@@ -22,6 +22,12 @@ const SHELL = [
   "/static/shared/tabsync.js",
   "/static/shared/sse.js",
   "/static/shared/map.js",
+  "/static/app/nearbymap.js",
+  "/static/shared/map.css",
+  "/static/vendor/leaflet/leaflet.js",
+  "/static/vendor/leaflet/leaflet.css",
+  "/static/vendor/markercluster/leaflet.markercluster.js",
+  "/static/vendor/markercluster/MarkerCluster.css",
   "/static/shared/format.js",
   "/static/shared/base.css",
 ];

@@ -210,7 +210,7 @@ function onAlert(alert) {
   feed.add({
     kind: alert.kind || "alert",
     message: alert.message || JSON.stringify(alert),
-    created_at: alert.created_at,
+    created_at: alert.at ?? alert.created_at, // a stored Alert: `at`, on the CSMS's clock
     station_id: alert.station_id || (alert.data && alert.data.station_id),
     evse_id: alert.evse_id || (alert.data && alert.data.evse_id),
   });

@@ -1,67 +1,105 @@
-// The station map: the shared SVG map, markers coloured by how many EVSEs are free.
+// The station map: the shared tiled map (shared/map.js StationMap, Leaflet with clustering),
+// pins coloured and labelled by how many EVSEs are free; a click opens the station's popup
+// and selects it on the dashboard.
 
-import { drawMap } from "/static/shared/map.js";
+import { StationMap, freeBand, pinLabel } from "/static/shared/map.js";
 
-export const FREE_COLOURS = {
-  all: "var(--map-free-all)",
-  some: "var(--map-free-some)",
-  none: "var(--map-free-none)",
-  offline: "var(--map-offline)",
-};
+const DOWN_STATUSES = new Set(["Faulted", "Unavailable", "Offline"]);
+const REDRAW_MS = 400; // live events: the pins follow at most this often
 
 export class FleetMap {
-  constructor(svg, { onSelect }) {
-    this.svg = svg;
+  /** @param {HTMLElement} container  @param {{onSelect: (stationId: string) => void}} options */
+  constructor(container, { onSelect }) {
     this.onSelect = onSelect;
-    this.selectedId = null;
-    this._sig = "";
+    this._selectedId = null;
+    this._timer = null;
+    this._fleet = null;
+    this.map = new StationMap(container, {
+      label: "Map of the stations; choose a pin to open its station",
+      onSelect: (point) => {
+        this._selectedId = point.id;
+        this.onSelect(point.id);
+      },
+      popup: (point) => this._popup(point),
+    });
   }
 
-  /** Redraw when anything a marker shows changed (free counts, online, selection). */
+  get selectedId() {
+    return this._selectedId;
+  }
+
+  /** Selecting from elsewhere (the feed, a card) shows the station's pin on the map. */
+  set selectedId(id) {
+    this._selectedId = id;
+    this.map.ready.then(() => this.map.select(id, { reveal: true })).catch(() => {});
+  }
+
+  /** Follow the fleet: at once with `force`, else at most every REDRAW_MS. */
   update(fleet, force = false) {
-    const points = [...fleet.stations.values()].map((st) => {
+    this._fleet = fleet;
+    if (force) {
+      clearTimeout(this._timer);
+      this._timer = null;
+      this._draw();
+      return;
+    }
+    if (this._timer === null) {
+      this._timer = setTimeout(() => {
+        this._timer = null;
+        this._draw();
+      }, REDRAW_MS);
+    }
+  }
+
+  _draw() {
+    const fleet = this._fleet;
+    if (!fleet) return;
+    const points = [];
+    for (const st of fleet.stations.values()) {
+      const evses = fleet.evsesOf(st.id);
       const total = st.evseIds.length;
       const free = fleet.freeCount(st.id);
-      const band = st.online === false ? "offline" : free === 0 ? "none" : free === total ? "all" : "some";
-      return {
+      const working = evses.filter((e) => !DOWN_STATUSES.has(e.status)).length;
+      const point = {
         id: st.id,
         lat: Number(st.lat),
         lon: Number(st.lon),
+        name: st.name || st.id,
         free,
         total,
-        band,
-        label: `${st.name} (${st.id}): ${st.online === false ? "offline" : `${free} of ${total} EVSEs free`}`,
-        colour: FREE_COLOURS[band],
+        online: st.online,
       };
-    });
-    const sig = JSON.stringify([this.selectedId, points.map((p) => [p.id, p.band, p.free])]);
-    if (!force && sig === this._sig) return;
-    this._sig = sig;
-    drawMap(this.svg, points, {
-      selectedId: this.selectedId,
-      onClick: (point) => {
-        this.selectedId = point.id;
-        this.update(fleet);
-        this.onSelect(point.id);
-      },
-    });
-    const byId = new Map(points.map((p) => [p.id, p]));
-    for (const marker of this.svg.querySelectorAll(".sc-map-marker")) {
-      const p = byId.get(marker.dataset.id);
-      if (!p) continue;
-      marker.setAttribute("data-testid", "map-marker");
-      marker.setAttribute("data-station-id", p.id);
-      marker.setAttribute("data-free", String(p.free));
-      marker.setAttribute("data-band", p.band);
-      // the free count, printed in the pin's head
-      const count = document.createElementNS("http://www.w3.org/2000/svg", "text");
-      count.setAttribute("x", "0");
-      count.setAttribute("y", "-14.5");
-      count.setAttribute("text-anchor", "middle");
-      count.setAttribute("class", "map-count");
-      count.setAttribute("aria-hidden", "true");
-      count.textContent = p.band === "offline" ? "×" : String(p.free);
-      marker.append(count);
+      point.band = freeBand({ free, total, online: st.online, working });
+      points.push(point);
     }
+    this.map.setPoints(points);
+  }
+
+  _popup(point) {
+    const box = document.createElement("div");
+    box.className = "sc-popup";
+    const title = document.createElement("p");
+    title.className = "sc-popup__title";
+    title.textContent = point.name;
+    const meta = document.createElement("p");
+    meta.className = "sc-popup__meta";
+    meta.dataset.testid = "map-popup-meta";
+    const state = pinLabel(point).slice(point.name.length + 2);
+    meta.textContent = `${point.id} · ${state}`;
+    const actions = document.createElement("div");
+    actions.className = "sc-popup__actions";
+    const show = document.createElement("button");
+    show.type = "button";
+    show.className = "sc-popup__primary";
+    show.textContent = "Show station";
+    show.dataset.testid = "map-popup-show";
+    show.addEventListener("click", () => this.onSelect(point.id));
+    const page = document.createElement("a");
+    page.href = `/dashboard/station?id=${encodeURIComponent(point.id)}`;
+    page.textContent = "Station page";
+    page.dataset.testid = "map-popup-page";
+    actions.append(show, page);
+    box.append(title, meta, actions);
+    return box;
   }
 }
