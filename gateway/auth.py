@@ -14,7 +14,12 @@ is the self-hosted backend:
   expire, at most ``access_ttl_s``);
 - refresh tokens are random strings stored only as SHA-256 digests, rotated on every use.
   Each login starts a *family*; presenting a token that was already used (a stolen copy, or
-  the victim after the thief) revokes the whole family, so both parties must log in again.
+  the victim after the thief) revokes the whole family, so both parties must log in again;
+- a token presented again within :data:`REFRESH_REUSE_GRACE_S` of its first use (two tabs
+  of one browser, a page reloaded while its refresh was in flight) gets the *same* new pair
+  as the first use instead: the successor is derived from the spent token by HMAC with the
+  signing secret, so every gateway worker computes it from what storage holds (the spent
+  token's ``used_at``), with no state in memory. See docs/auth.md.
 
 Every method is safe to call from any gunicorn thread: the authenticator keeps no mutable
 state, and the atomicity the rotation needs comes from ``RefreshTokenRepo.mark_used``.
@@ -22,8 +27,10 @@ state, and the atomicity the rotation needs comes from ``RefreshTokenRepo.mark_u
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -62,6 +69,7 @@ from storage.errors import (
 )
 
 __all__ = [
+    "REFRESH_REUSE_GRACE_S",
     "Authenticator",
     "LocalAuthenticator",
     "PasswordHashUpdater",
@@ -79,6 +87,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+REFRESH_REUSE_GRACE_S = 30
+"""How long after its first use a refresh token presented again still gets the same new pair
+(instead of revoking its family): long enough for tabs and reloads racing each other, short
+enough that a copy stolen later is still caught."""
 
 # -- the local backend -------------------------------------------------------------------
 
@@ -104,9 +117,11 @@ class LocalAuthenticator:
         hasher: argon2.PasswordHasher | None = None,
         issuer: str = "smartcharge",
         audience: str = "smartcharge-api",
+        refresh_reuse_grace_s: float = REFRESH_REUSE_GRACE_S,
     ) -> None:
         """``duplicate_error`` is what ``users.create`` raises for a taken email; when None,
-        any exception whose class (or a base) is named ``DuplicateError`` counts."""
+        any exception whose class (or a base) is named ``DuplicateError`` counts.
+        ``refresh_reuse_grace_s``: see :data:`REFRESH_REUSE_GRACE_S` (0 turns it off)."""
         if len(secret) < SECRET_BYTES:
             raise ValueError(f"the JWT secret needs at least {SECRET_BYTES} bytes")
         self._users = users
@@ -119,6 +134,7 @@ class LocalAuthenticator:
         self._hasher = hasher if hasher is not None else default_password_hasher()
         self._issuer = issuer
         self._audience = audience
+        self._grace_ms = int(refresh_reuse_grace_s * 1000)
         # Verified against when the email is unknown, to cost the same as a real check.
         self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
 
@@ -189,7 +205,9 @@ class LocalAuthenticator:
         """Rotate: the presented token is spent, a new one joins the same family.
 
         A token that was already spent means two parties hold copies: the whole family is
-        revoked (the legitimate client has to log in again, and so has the thief).
+        revoked (the legitimate client has to log in again, and so has the thief) -- unless
+        it was spent less than the grace window ago: then the answer is the same new pair
+        the first use got (its successor is derived from it, see :meth:`_successor`).
         """
         token_hash = _digest(refresh_token)
         record = self._refresh_tokens.get(token_hash)
@@ -199,23 +217,75 @@ class LocalAuthenticator:
         if record.revoked_at is not None:
             raise InvalidToken("refresh token revoked; log in again")
         if record.used_at is not None:
-            self._revoke_reused(record, now_ms)
+            return self._replay(refresh_token, record, now_ms)
         if record.expires_at <= now_ms:
             raise InvalidToken("refresh token expired; log in again")
         if not self._refresh_tokens.mark_used(token_hash, at=now_ms):
-            self._revoke_reused(record, now_ms)  # a concurrent refresh spent it first
-        user = self._users.get(record.user_id)
-        if user is None or user.disabled_at is not None:
-            self._refresh_tokens.revoke_family(record.family_id, at=now_ms)
-            gone = "no longer exists" if user is None else "is disabled"
-            raise InvalidToken(f"the account of this refresh token {gone}")
-        tokens = self._issue(user, family_id=record.family_id)
+            # a concurrent refresh spent it first: its answer, if still in the window
+            spent = self._refresh_tokens.get(token_hash)
+            if spent is None or spent.used_at is None or spent.revoked_at is not None:
+                self._revoke_reused(record, now_ms)
+            return self._replay(refresh_token, spent, now_ms)
+        user = self._user_of(record, now_ms)
+        tokens = self._successor(refresh_token, user, record, used_at=now_ms)
         spent = self._refresh_tokens.get(token_hash)
         if spent is None or spent.revoked_at is not None:
             # A concurrent reuse revoked the family before the new token joined it: the new
             # one must not outlive it (a revocation after the join covers it already).
             self._revoke_reused(record, now_ms)
         return tokens
+
+    def _replay(self, refresh_token: str, record: RefreshTokenRecord, now_ms: int) -> Tokens:
+        """A spent token again: the same successor within the grace window, else revoke."""
+        used_at = record.used_at
+        if used_at is None or self._grace_ms <= 0 or now_ms - used_at > self._grace_ms:
+            self._revoke_reused(record, now_ms)
+        user = self._user_of(record, now_ms)
+        tokens = self._successor(refresh_token, user, record, used_at=used_at)
+        successor = self._refresh_tokens.get(_digest(tokens.refresh_token))
+        if successor is None or successor.revoked_at is not None:
+            raise InvalidToken("refresh token revoked; log in again")
+        log.info("refresh token of user %s presented again within the grace window", user.id)
+        return tokens
+
+    def _user_of(self, record: RefreshTokenRecord, now_ms: int) -> UserRecord:
+        user = self._users.get(record.user_id)
+        if user is None or user.disabled_at is not None:
+            self._refresh_tokens.revoke_family(record.family_id, at=now_ms)
+            gone = "no longer exists" if user is None else "is disabled"
+            raise InvalidToken(f"the account of this refresh token {gone}")
+        return user
+
+    def _successor(
+        self, refresh_token: str, user: UserRecord, record: RefreshTokenRecord, *, used_at: int
+    ) -> Tokens:
+        """The pair that replaces ``refresh_token``, the same every time it is computed.
+
+        Both tokens are functions of the spent token, the secret and the time of its first
+        use: the refresh token is an HMAC of the spent one, the access token is issued at
+        ``used_at`` with an HMAC-derived ``jti``. The successor's row is added once (a
+        second add is a duplicate, which is fine: it is the same row).
+        """
+        new_refresh = _b64(self._mac(b"refresh-successor", refresh_token, 32))
+        jti = _b64(self._mac(b"access-jti", refresh_token, 16))
+        if self._refresh_tokens.get(_digest(new_refresh)) is None:
+            try:
+                self._refresh_tokens.add(
+                    token_hash=_digest(new_refresh),
+                    user_id=str(user.id),
+                    family_id=record.family_id,
+                    created_at=used_at,
+                    expires_at=used_at + self._refresh_ttl_ms,
+                )
+            except Exception as exc:
+                if not any(cls.__name__ == "DuplicateError" for cls in type(exc).__mro__):
+                    raise
+        return self._tokens(user, issued_at=used_at // 1000, jti=jti, refresh_token=new_refresh)
+
+    def _mac(self, purpose: bytes, token: str, size: int) -> bytes:
+        return hmac.new(self._secret, purpose + b"\0" + token.encode(), hashlib.sha256).digest()[
+            :size
+        ]
 
     def _revoke_reused(self, record: RefreshTokenRecord, now_ms: int) -> NoReturn:
         self._refresh_tokens.revoke_family(record.family_id, at=now_ms)
@@ -263,19 +333,6 @@ class LocalAuthenticator:
 
     def _issue(self, user: UserRecord, *, family_id: str) -> Tokens:
         now = self._clock()
-        issued_at = int(now)
-        claims = {
-            "sub": str(user.id),
-            "email": user.email,
-            "role": str(user.role),
-            "iat": issued_at,
-            "nbf": issued_at,
-            "exp": issued_at + self._access_ttl_s,
-            "iss": self._issuer,
-            "aud": self._audience,
-            "jti": secrets.token_urlsafe(16),
-            "ver": user.token_version,
-        }
         refresh_token = secrets.token_urlsafe(32)
         now_ms = int(now * 1000)
         self._refresh_tokens.add(
@@ -285,6 +342,23 @@ class LocalAuthenticator:
             created_at=now_ms,
             expires_at=now_ms + self._refresh_ttl_ms,
         )
+        return self._tokens(
+            user, issued_at=int(now), jti=secrets.token_urlsafe(16), refresh_token=refresh_token
+        )
+
+    def _tokens(self, user: UserRecord, *, issued_at: int, jti: str, refresh_token: str) -> Tokens:
+        claims = {
+            "sub": str(user.id),
+            "email": user.email,
+            "role": str(user.role),
+            "iat": issued_at,
+            "nbf": issued_at,
+            "exp": issued_at + self._access_ttl_s,
+            "iss": self._issuer,
+            "aud": self._audience,
+            "jti": jti,
+            "ver": user.token_version,
+        }
         return Tokens(
             access_token=jwt.encode(claims, self._secret, algorithm="HS256"),
             refresh_token=refresh_token,
@@ -324,6 +398,10 @@ def _principal(user: UserRecord) -> Principal:
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 def _new_id() -> str:

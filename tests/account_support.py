@@ -17,6 +17,7 @@ import json
 import queue
 import re
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -108,8 +109,9 @@ class Gateway:
 
 @contextlib.contextmanager
 def gateway_app(
-    data_dir: Path, *, smtp_url: str | None = None, **create_kw: Any
+    data_dir: Path, *, smtp_url: str | None = None, auth_clock: bool = False, **create_kw: Any
 ) -> Iterator[Gateway]:
+    """``auth_clock``: the authenticator runs on the test's :class:`FakeClock` too."""
     with database_for_test(data_dir) as url:
         storage = open_test_storage(data_dir, url)
         clock = FakeClock()
@@ -119,6 +121,7 @@ def gateway_app(
             secret=b"s" * 32,
             duplicate_error=DuplicateError,
             hasher=cheap_hasher(),
+            clock=clock if auth_clock else time.time,
         )
         mailer = None if smtp_url is None else SmtpMailer(parse_smtp_url(smtp_url))
         mail = None

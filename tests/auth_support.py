@@ -103,6 +103,8 @@ class MemoryRefreshTokens:
         self, token_hash: str, user_id: str, family_id: str, expires_at: int, *, created_at: int
     ) -> None:
         with self._lock:
+            if token_hash in self.rows:  # as the storage layer's unique key does
+                raise DuplicateError(token_hash)
             self.rows[token_hash] = RefreshToken(user_id, family_id, created_at, expires_at)
 
     def get(self, token_hash: str) -> RefreshToken | None:

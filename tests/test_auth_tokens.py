@@ -20,7 +20,7 @@ from typing import Any
 import jwt
 import pytest
 
-from gateway.auth import LocalAuthenticator, Tokens, load_or_create_secret
+from gateway.auth import REFRESH_REUSE_GRACE_S, LocalAuthenticator, Tokens, load_or_create_secret
 from storage.errors import EmailTaken, InvalidToken
 from tests import auth_support
 from tests.auth_support import (
@@ -155,12 +155,13 @@ def test_refresh_tokens_are_stored_only_as_digests() -> None:
     assert stored == hashlib.sha256(issued.encode()).hexdigest()
 
 
-def test_reusing_a_spent_refresh_token_revokes_the_whole_family(
-    auth: LocalAuthenticator,
+def test_reusing_a_spent_refresh_token_after_the_grace_window_revokes_the_whole_family(
+    auth: LocalAuthenticator, clock: FakeClock
 ) -> None:
     first = auth.register("ada@example.com", PASSWORD)
     other_login = auth.login("ada@example.com", PASSWORD)
     second = auth.refresh(first.refresh_token)  # the thief, say
+    clock.advance(REFRESH_REUSE_GRACE_S + 1)
     with pytest.raises(InvalidToken, match="already used"):
         auth.refresh(first.refresh_token)  # the victim, with the old copy
     with pytest.raises(InvalidToken, match="revoked"):
@@ -168,7 +169,65 @@ def test_reusing_a_spent_refresh_token_revokes_the_whole_family(
     auth.refresh(other_login.refresh_token)  # another login is a separate family
 
 
-def test_concurrent_refreshes_with_one_token_let_at_most_one_through(
+def test_a_spent_refresh_token_again_within_the_grace_window_gets_the_same_pair(
+    auth: LocalAuthenticator, clock: FakeClock
+) -> None:
+    first = auth.register("ada@example.com", PASSWORD)
+    other = auth.register("bob@example.com", PASSWORD)
+    second = auth.refresh(first.refresh_token)  # one tab
+    clock.advance(REFRESH_REUSE_GRACE_S - 1)
+    again = auth.refresh(first.refresh_token)  # the other tab, with the same stored token
+    assert again == second
+    assert auth.verify(again.access_token).email == "ada@example.com"
+    third = auth.refresh(second.refresh_token)  # the family lives on
+    assert third.refresh_token not in (first.refresh_token, second.refresh_token)
+    auth.verify(auth.refresh(other.refresh_token).access_token)  # a third party: unaffected
+
+
+def test_the_grace_window_ends_with_a_revoked_family_and_spares_other_families(
+    auth: LocalAuthenticator, clock: FakeClock
+) -> None:
+    first = auth.register("ada@example.com", PASSWORD)
+    other = auth.register("bob@example.com", PASSWORD)
+    second = auth.refresh(first.refresh_token)
+    clock.advance(REFRESH_REUSE_GRACE_S - 1)
+    assert auth.refresh(first.refresh_token) == second
+    clock.advance(2)  # now past the window, counted from the first use
+    with pytest.raises(InvalidToken, match="already used"):
+        auth.refresh(first.refresh_token)
+    with pytest.raises(InvalidToken, match="revoked"):
+        auth.refresh(second.refresh_token)
+    auth.refresh(other.refresh_token)
+
+
+def test_the_grace_window_can_be_turned_off(
+    make_auth: Callable[..., LocalAuthenticator],
+) -> None:
+    auth = make_auth(refresh_reuse_grace_s=0)
+    first = auth.register("ada@example.com", PASSWORD)
+    auth.refresh(first.refresh_token)
+    with pytest.raises(InvalidToken, match="already used"):
+        auth.refresh(first.refresh_token)
+
+
+def test_a_revoked_family_is_not_revived_by_the_grace_window(auth: LocalAuthenticator) -> None:
+    first = auth.register("ada@example.com", PASSWORD)
+    auth.refresh(first.refresh_token)
+    auth.logout(first.refresh_token)
+    with pytest.raises(InvalidToken, match="revoked"):
+        auth.refresh(first.refresh_token)
+
+
+def test_two_authenticators_on_one_store_agree_on_the_successor(
+    make_auth: Callable[..., LocalAuthenticator],
+) -> None:
+    """Two gateway workers: nothing in memory, the second computes the first's answer."""
+    one, two = make_auth(), make_auth()
+    first = one.register("ada@example.com", PASSWORD)
+    assert two.refresh(first.refresh_token) == one.refresh(first.refresh_token)
+
+
+def test_concurrent_refreshes_with_one_token_all_get_the_same_pair(
     auth: LocalAuthenticator,
 ) -> None:
     token = auth.register("ada@example.com", PASSWORD).refresh_token
@@ -180,11 +239,12 @@ def test_concurrent_refreshes_with_one_token_let_at_most_one_through(
             return None
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        winners = [t for t in pool.map(attempt, range(8)) if t is not None]
-    assert len(winners) <= 1
-    for winner in winners:  # the reuse revoked the family: the winner's token is dead too
-        with pytest.raises(InvalidToken):
-            auth.refresh(winner.refresh_token)
+        answers = list(pool.map(attempt, range(8)))
+    assert None not in answers
+    assert len(set(answers)) == 1  # one successor, whoever won the race
+    winner = answers[0]
+    assert winner is not None
+    auth.refresh(winner.refresh_token)  # and the family still works
 
 
 def test_expired_refresh_token_is_refused(auth: LocalAuthenticator, clock: FakeClock) -> None:
@@ -242,6 +302,8 @@ def test_flows_work_on_the_real_sqlite_storage(tmp_path: Path, clock: FakeClock)
             auth.register("Ada@Example.com", PASSWORD)
         assert auth.verify(first.access_token).role == "driver"
         second = auth.refresh(first.refresh_token)
+        assert auth.refresh(first.refresh_token) == second  # within the grace window
+        clock.advance(REFRESH_REUSE_GRACE_S + 1)
         with pytest.raises(InvalidToken, match="already used"):
             auth.refresh(first.refresh_token)
         with pytest.raises(InvalidToken, match="revoked"):
@@ -251,6 +313,40 @@ def test_flows_work_on_the_real_sqlite_storage(tmp_path: Path, clock: FakeClock)
         assert type(operator.role) is str
     finally:
         store.close()
+
+
+def test_two_workers_on_one_sqlite_file_give_racing_tabs_one_pair(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Two gateway workers (two authenticators, two storage handles on one database file)
+    and a refresh token presented to both at once: one successor, the family alive."""
+    from storage import DuplicateError as StorageDuplicateError
+    from storage import open_storage
+
+    stores = [open_storage(data_dir=tmp_path, clock_ms=lambda: int(clock() * 1000)) for _ in "ab"]
+    try:
+        workers = [
+            LocalAuthenticator(
+                store.users,
+                store.refresh_tokens,
+                secret=SECRET,
+                clock=clock,
+                hasher=cheap_hasher(),
+                duplicate_error=StorageDuplicateError,
+            )
+            for store in stores
+        ]
+        token = workers[0].register("ada@example.com", PASSWORD).refresh_token
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            answers = list(pool.map(lambda i: workers[i % 2].refresh(token), range(4)))
+        assert len(set(answers)) == 1
+        clock.advance(REFRESH_REUSE_GRACE_S + 1)
+        workers[1].refresh(answers[0].refresh_token)  # the family is alive
+        with pytest.raises(InvalidToken, match="already used"):
+            workers[0].refresh(token)  # and a reuse after the window is still caught
+    finally:
+        for store in stores:
+            store.close()
 
 
 # -- the signing secret ------------------------------------------------------------------

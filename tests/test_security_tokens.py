@@ -5,6 +5,7 @@ refresh tokens rotate with theft detection."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 from typing import Any
@@ -12,8 +13,10 @@ from typing import Any
 import falcon.testing
 import jwt
 import pytest
+from sqlalchemy import text
 
 from gateway.app import create_app
+from gateway.auth import REFRESH_REUSE_GRACE_S
 from tests import api_fixtures
 from tests.api_fixtures import HTTPS_BASE, PASSWORD, Running
 from tests.security_support import reason_of
@@ -226,9 +229,12 @@ def test_login_is_rate_limited_per_address(running: Running) -> None:
 
 
 @pytest.mark.integration
-def test_a_refresh_token_works_once_and_its_reuse_revokes_the_rotated_one(
+def test_a_refresh_token_rotates_and_its_reuse_revokes_the_rotated_one(
     running: Running,
 ) -> None:
+    """Reuse within the grace window gets the same pair; after it (the token's ``used_at``
+    moved back past the window, as time would) the reuse revokes the family
+    (tests/test_auth_refresh_grace.py moves a clock instead)."""
     registered = running.call(
         "POST", "/api/v1/auth/register", body={"email": "alice@example.com", "password": PASSWORD}
     )
@@ -241,6 +247,16 @@ def test_a_refresh_token_works_once_and_its_reuse_revokes_the_rotated_one(
     assert second != first
     assert running.auth.verify(rotated.json["access_token"]).email == "alice@example.com"
 
+    again = running.call("POST", "/api/v1/auth/refresh", body={"refresh_token": first})
+    assert again.status_code == 200, again.json
+    assert again.json == rotated.json  # another tab, within the grace window
+
+    digest = hashlib.sha256(first.encode()).hexdigest()
+    with running.storage.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE refresh_tokens SET used_at = used_at - :ms WHERE token_hash = :h"),
+            {"ms": (REFRESH_REUSE_GRACE_S + 1) * 1000, "h": digest},
+        )
     reused = running.call("POST", "/api/v1/auth/refresh", body={"refresh_token": first})
     assert reused.status_code == 401, reused.json
     assert "already used" in reason_of(reused)

@@ -32,7 +32,7 @@ def app_url(mosquitto_url: str, tmp_path: Path, sink: SmtpSink) -> Iterator[str]
     data_dir = tmp_path / "csms"
     with csms_process(
         mosquitto_url, data_dir, http_port, https_port, tmp_path / "csms.log",
-        extra=("--smtp-url", sink.url, "--public-url", https),
+        extra=("--smtp-url", sink.url, "--public-url", https, "--map-tiles", "none"),
     ):  # fmt: skip
         wait_until((data_dir / "tls" / "cert.pem").exists, "the certificate", 60)
         yield f"{https}/app"

@@ -6,6 +6,7 @@ import {
   formatKw,
   formatKwh,
   formatRelative,
+  notificationText,
 } from "/static/shared/format.js";
 import { byId, h, toast } from "./ui.js";
 
@@ -20,6 +21,7 @@ const REASONS = {
   Remote: "Stopped by you",
   Local: "Stopped at the charger",
   EVDisconnected: "Car unplugged",
+  SoCReached: "Target reached",
   SoCLimitReached: "Target reached",
   PowerLoss: "Power loss",
   Other: "Ended",
@@ -39,7 +41,7 @@ export function createActivity(ctx) {
 
   function sessionItem(s) {
     const end = s.ended_at ?? Date.now();
-    const reason = s.open ? "In progress" : REASONS[s.end_reason] || s.end_reason || "Ended";
+    const reason = s.open ? "In progress" : REASONS[s.end_reason] || "Ended";
     return h(
       "li",
       { class: "history-item card", "data-testid": "history-item", "data-session-id": s.id },
@@ -100,7 +102,7 @@ export function createActivity(ctx) {
         "div",
         { class: "note-body" },
         h("p", { class: "note-title" }, kind.title),
-        h("p", {}, n.message),
+        h("p", {}, notificationText(n)),
         h("time", { class: "muted small", datetime: new Date(n.created_at).toISOString() }, formatRelative(n.created_at)),
       ),
     );
@@ -130,7 +132,7 @@ export function createActivity(ctx) {
     try {
       const kind = KIND[n.kind] || { title: "smartcharge" };
       // eslint-disable-next-line no-new
-      new Notification(kind.title, { body: n.message, icon: "/static/app/icon.svg", tag: n.kind });
+      new Notification(kind.title, { body: notificationText(n), icon: "/static/app/icon-192.png", tag: n.kind });
     } catch {
       /* some phones only allow notifications from the service worker */
     }
@@ -166,7 +168,7 @@ export function createActivity(ctx) {
       if (!ctx.isVisible("alerts")) unseen += 1;
       renderNotes();
       const kind = KIND[n.kind] || { tone: "info", title: "Notice" };
-      toast(n.message, { tone: kind.tone, title: kind.title, timeout: kind.tone === "danger" ? 10_000 : 6000 });
+      toast(notificationText(n), { tone: kind.tone, title: kind.title, timeout: kind.tone === "danger" ? 10_000 : 6000 });
       systemNotification(n);
       if (n.kind === "session_ended" || n.kind === "session_started") loadHistory();
     },

@@ -18,9 +18,12 @@ const TABS = {
 };
 
 const api = createClient({ storageKey: "smartcharge.driver.refresh" });
+const ACCOUNT_KEY = "smartcharge.driver.account"; // the email shown when opened offline
 let current = "nearby";
 let stream = null;
 let signedIn = false;
+let liveState = "connecting";
+let bannerTimer = null;
 
 function goto(tab) {
   if (!(tab in TABS)) return;
@@ -58,9 +61,52 @@ const charging = createCharging({
 
 function setLive(state) {
   const label = { open: "live", connecting: "connecting", retrying: "reconnecting", closed: "offline" };
+  liveState = state;
   byId("live-state").dataset.state = state;
   byId("live-text").textContent = label[state] || state;
+  updateConnection();
 }
+
+const OFFLINE_TEXT = "You are offline — charging continues; to stop now, use the charger.";
+const RECONNECTING_TEXT =
+  "Reconnecting to smartcharge… Live figures are paused. Charging continues; to stop now, use the charger.";
+
+/** The banner says when the app is offline or reconnecting, and what to do meanwhile. A
+ * stream the server ended on purpose reconnects within a second: no banner for that. */
+function updateConnection() {
+  if (!signedIn) {
+    showBanner("");
+    return;
+  }
+  const offline = navigator.onLine === false;
+  const down = offline || liveState === "retrying";
+  clearTimeout(bannerTimer);
+  bannerTimer = null;
+  if (!down) {
+    showBanner("");
+    charging.setConnected(true);
+  } else if (offline) {
+    showBanner(OFFLINE_TEXT);
+    charging.setConnected(false);
+  } else {
+    bannerTimer = setTimeout(() => {
+      showBanner(RECONNECTING_TEXT);
+      charging.setConnected(false);
+    }, 1500);
+  }
+}
+
+function showBanner(text) {
+  const banner = byId("connection-banner");
+  if (byId("connection-text").textContent !== text) byId("connection-text").textContent = text;
+  banner.dataset.state = text === OFFLINE_TEXT ? "offline" : text ? "reconnecting" : "ok";
+}
+
+window.addEventListener("offline", updateConnection);
+window.addEventListener("online", () => {
+  updateConnection();
+  if (stream && liveState !== "open") stream.reconnect();
+});
 
 function connect() {
   if (stream) stream.close();
@@ -87,6 +133,8 @@ function connect() {
 function showAuth(message, info = "") {
   byId("shell").hidden = true;
   byId("auth-screen").hidden = false;
+  byId("offline-login").hidden = true;
+  byId("auth-form").hidden = false;
   setError(byId("auth-error"), message || "");
   setInfo(info);
 }
@@ -121,15 +169,70 @@ function showReset(token) {
 async function enter() {
   signedIn = true;
   byId("auth-screen").hidden = true;
+  byId("offline-login").hidden = true;
+  byId("auth-form").hidden = false;
   byId("shell").hidden = false;
+  const account = api.account;
+  if (account) saveAccount(account.email);
   goto("nearby");
   connect();
   await Promise.all([activity.load(), charging.restore(), nearby.activate()]);
-  if (charging.active) goto("charging");
+  if (charging.active) {
+    goto("charging");
+    charging.reveal();
+  }
+  updateConnection();
 }
+
+function saveAccount(email) {
+  try {
+    if (email) window.localStorage.setItem(ACCOUNT_KEY, email);
+    else window.localStorage.removeItem(ACCOUNT_KEY);
+  } catch {
+    /* storage unavailable */
+  }
+}
+
+function storedAccount() {
+  try {
+    return window.localStorage.getItem(ACCOUNT_KEY);
+  } catch {
+    return null;
+  }
+}
+
+/** Opened offline with a stored login: say who is signed in and what to do, not a bare
+ * sign-in form; back online, the session resumes by itself. */
+function showOfflineLogin() {
+  byId("shell").hidden = true;
+  byId("auth-screen").hidden = false;
+  byId("auth-form").hidden = true;
+  byId("offline-login").hidden = false;
+  byId("offline-account").textContent = storedAccount() || "your account";
+  byId("offline-status").textContent = "";
+}
+
+async function retryOffline(button) {
+  const attempt = async () => {
+    byId("offline-status").textContent = "";
+    if (!api.hasStoredSession()) showAuth("");
+    else if (await api.resume()) await enter();
+    else if (!api.lastRefreshUnreachable) showAuth("Your session has ended. Please sign in again.");
+    else byId("offline-status").textContent = "Still no connection to smartcharge. Try again in a moment.";
+  };
+  if (button) await busy(button, attempt);
+  else await attempt();
+}
+
+byId("offline-retry").addEventListener("click", (event) => retryOffline(event.currentTarget));
+window.addEventListener("online", () => {
+  if (!signedIn && !byId("offline-login").hidden) retryOffline(null);
+});
 
 function leave(message) {
   signedIn = false;
+  clearTimeout(bannerTimer);
+  showBanner("");
   if (stream) stream.close();
   stream = null;
   nearby.deactivate();
@@ -138,8 +241,11 @@ function leave(message) {
   showAuth(message);
 }
 
-api.onAuthChange((now) => {
-  if (!now && signedIn) leave("Your session has ended. Please sign in again.");
+api.onAuthChange((now, why) => {
+  if (now || !signedIn) return;
+  saveAccount(null);
+  if (why === "elsewhere") leave("You signed out in another tab or window.");
+  else leave("Your session has ended. Please sign in again.");
 });
 
 async function authenticate(button, how) {
@@ -222,6 +328,7 @@ byId("register-button").addEventListener("click", (event) =>
 );
 byId("sign-out").addEventListener("click", async () => {
   signedIn = false;
+  saveAccount(null);
   await api.logout();
   leave("");
 });
@@ -259,6 +366,8 @@ async function boot() {
     /* the link's screen is up */
   } else if (api.hasStoredSession() && (await api.resume())) {
     await enter();
+  } else if (api.hasStoredSession() && api.lastRefreshUnreachable) {
+    showOfflineLogin();
   } else {
     showAuth("");
   }

@@ -3,7 +3,14 @@
  * `session` events of /api/v1/me/events (SoC, energy, power, elapsed time, progress bar).
  */
 
-import { formatDuration, formatKw, formatKwh, formatPercent } from "/static/shared/format.js";
+import {
+  formatDuration,
+  formatKw,
+  formatKwh,
+  formatPercent,
+  notificationText,
+  statusLabel,
+} from "/static/shared/format.js";
 import { busy, byId, setPlace, toast } from "./ui.js";
 
 /**
@@ -16,8 +23,11 @@ export function createCharging(ctx) {
   const emptyCard = byId("charging-empty");
   const stopButton = byId("stop");
   const dot = byId("charging-dot");
-  let session = null; // {session_id, evse_id, label, started_at, soc, energy_wh, power_w, status, open, target_soc}
+  let session = null; // {session_id, evse_id, label, started_at, soc, energy_wh, power_w, status, open, target_soc, stopping}
   let clock = null;
+  let connected = true; // the live stream is up: figures are live and the clock runs
+  let pausedAt = null; // when the stream went down: the elapsed time stops there
+  const OFFLINE_NOTE = "Live figures are paused while the app reconnects. Charging continues; to stop now, use the charger.";
 
   function setText(id, text) {
     const node = byId(id);
@@ -31,14 +41,17 @@ export function createCharging(ctx) {
     if (!session) return;
     const soc = session.soc;
     setPlace(byId("charging-evse"), session.label || session.evse_id);
-    const status = session.open ? session.status || "Charging" : "Finished";
+    const live = session.status || "Charging";
+    let status = session.open ? statusLabel(live) : "Finished";
+    if (session.open && session.stopping) status = "Stopping";
     const badge = byId("charging-status");
-    badge.dataset.status = session.open ? session.status || "Charging" : "Finishing";
+    badge.dataset.status = session.open && !session.stopping ? live : "Finishing";
     setText("charging-status", status);
     setText("soc", soc === null || soc === undefined ? "–" : formatPercent(soc));
     setText("kwh", formatKwh(session.energy_wh));
     setText("kw", formatKw(session.open ? session.power_w : 0));
-    setText("elapsed", formatDuration(((session.ended_at || Date.now()) - session.started_at) / 1000));
+    const until = session.ended_at || (connected ? Date.now() : pausedAt || Date.now());
+    setText("elapsed", formatDuration((until - session.started_at) / 1000));
     const bar = byId("soc-bar");
     const value = Math.max(0, Math.min(100, Number(soc) || 0));
     bar.setAttribute("aria-valuenow", String(Math.round(value)));
@@ -57,8 +70,29 @@ export function createCharging(ctx) {
   function follow(next) {
     session = next;
     clearInterval(clock);
-    clock = session && session.open ? setInterval(render, 1000) : null;
+    clock = session && session.open && connected ? setInterval(render, 1000) : null;
     render();
+  }
+
+  /** Where the new view is: scrolled to, and focus on its heading line (screen readers). */
+  function reveal() {
+    view.scrollIntoView({ block: "start" });
+    const place = byId("charging-evse");
+    place.setAttribute("tabindex", "-1");
+    place.focus({ preventScroll: true });
+  }
+
+  /** The live stream is up (true) or down: while down the timer stops and the note says so. */
+  function setConnected(up) {
+    if (up === connected) return;
+    connected = up;
+    pausedAt = up ? null : Date.now();
+    if (!session || !session.open) return;
+    follow(session);
+    if (!up) note(OFFLINE_NOTE);
+    else if (byId("charging-note").textContent === OFFLINE_NOTE) {
+      note(session.stopping ? "Stopping…" : "Back online. Figures update live.");
+    }
   }
 
   function note(text) {
@@ -85,9 +119,10 @@ export function createCharging(ctx) {
         open: true,
         target_soc: target,
       });
-      note("Charging started. Figures update live.");
+      note(connected ? "Charging started. Figures update live." : OFFLINE_NOTE);
       ctx.onStarted(evseId);
       ctx.goto("charging");
+      reveal();
       return true;
     } catch (error) {
       toast(error.reason || String(error), { tone: "danger", title: "Could not start" });
@@ -98,11 +133,26 @@ export function createCharging(ctx) {
   stopButton.addEventListener("click", () =>
     busy(stopButton, async () => {
       if (!session) return;
+      const stopped = session;
       try {
-        await api.post(`/evses/${encodeURIComponent(session.evse_id)}/stop`, {});
-        note("Stopping…");
+        await api.post(`/evses/${encodeURIComponent(stopped.evse_id)}/stop`, {});
+        if (session === stopped && stopped.open) {
+          // the end may have arrived first: then the note already says how it ended
+          stopped.stopping = true;
+          note("Stopping…");
+          render();
+        }
       } catch (error) {
-        toast(error.reason || String(error), { tone: "danger", title: "Could not stop" });
+        if (error.status === 0) {
+          note("The app is offline, so the stop was not sent. Charging continues: to stop now, use the charger.");
+          toast("Your phone cannot reach smartcharge right now. To stop now, use the charger (its stop button, or unplug if it allows); the app shows the end once it reconnects.", {
+            tone: "danger",
+            title: "Stop not sent: you are offline",
+            timeout: 12_000,
+          });
+        } else {
+          toast(error.reason || String(error), { tone: "danger", title: "Could not stop" });
+        }
       }
     }),
   );
@@ -122,8 +172,35 @@ export function createCharging(ctx) {
     ctx.onEnded();
   }
 
+  /** The station's name of an EVSE (`GET /stations/{id}`), or null when unknown. */
+  async function stationName(evse) {
+    const stationId = evse && evse.station_id;
+    if (!stationId) return null;
+    try {
+      const station = await api.publicGet(`/stations/${encodeURIComponent(stationId)}`);
+      return station && station.name ? `${station.name} · ${evse.id || evse.evse_id}` : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Fill in the station's name of a session picked up from the stream. */
+  async function nameOf(evseId, target) {
+    try {
+      const label = await stationName(await api.get(`/evses/${encodeURIComponent(evseId)}`));
+      if (label && session === target) {
+        target.label = label;
+        render();
+      }
+    } catch {
+      /* the EVSE id stays */
+    }
+  }
+
   return {
     start,
+    setConnected,
+    reveal,
     /** A live `session` event. */
     onSession(data) {
       if (!data || !data.session_id) return;
@@ -137,6 +214,7 @@ export function createCharging(ctx) {
           started_at: Date.now(),
           open: true,
         });
+        nameOf(data.id, session);
       }
       Object.assign(session, {
         soc: data.soc,
@@ -158,7 +236,7 @@ export function createCharging(ctx) {
       const data = note_.data || {};
       if (session && data.session_id === session.session_id) {
         if (typeof data.energy_wh === "number") session.energy_wh = data.energy_wh;
-        finish(note_.message);
+        finish(notificationText(note_));
         render();
       }
     },
@@ -172,7 +250,7 @@ export function createCharging(ctx) {
         follow({
           session_id: open.id,
           evse_id: open.evse_id,
-          label: open.evse_id,
+          label: (await stationName(evse)) || open.evse_id,
           started_at: open.started_at,
           soc: evse.soc,
           energy_wh: evse.session ? evse.session.energy_wh : open.energy_wh,

@@ -8,6 +8,7 @@ import {
   formatDistance,
   formatKw,
 } from "/static/shared/format.js";
+import { statusLabel } from "/static/shared/format.js";
 import { createNearbyMap } from "./nearbymap.js";
 import { busy, byId, h, setError, setPlace, toast } from "./ui.js";
 
@@ -202,7 +203,7 @@ export function createNearby(ctx) {
           h(
             "span",
             { class: "badge", "data-status": shownStatus },
-            reservedByMe ? "Reserved for you" : shownStatus,
+            reservedByMe ? "Reserved for you" : statusLabel(shownStatus),
           ),
         ),
       ),
@@ -249,6 +250,7 @@ export function createNearby(ctx) {
         remaining_s: body.remaining_s,
       });
       toast(`${evse.id} is held for you for 15 minutes.`, { tone: "success", title: "Reserved" });
+      revealReservation();
       search({ quiet: true });
     } catch (error) {
       toast(error.reason || String(error), { tone: "danger", title: "Could not reserve" });
@@ -275,6 +277,14 @@ export function createNearby(ctx) {
     tick();
     ticker = setInterval(tick, 250);
     render();
+  }
+
+  /** The new card is above the list: scroll to it and move focus there (not lost with the
+   * list's re-render). */
+  function revealReservation() {
+    card.setAttribute("tabindex", "-1");
+    card.scrollIntoView({ block: "start" });
+    card.focus({ preventScroll: true });
   }
 
   function setStatus(text) {

@@ -4,7 +4,7 @@
  * the API (/api/...) and event streams are never cached.
  */
 
-const CACHE = "smartcharge-app-v1";
+const CACHE = "smartcharge-app-v2";
 const SHELL = [
   "/app",
   "/static/app/app.js",
@@ -15,8 +15,11 @@ const SHELL = [
   "/static/app/app.css",
   "/static/app/icon.svg",
   "/static/app/icon-maskable.svg",
+  "/static/app/icon-192.png",
+  "/static/app/apple-touch-icon.png",
   "/static/app/manifest.webmanifest",
   "/static/shared/api.js",
+  "/static/shared/tabsync.js",
   "/static/shared/sse.js",
   "/static/shared/map.js",
   "/static/app/nearbymap.js",

@@ -12,8 +12,13 @@
  *   await api.post(`/api/v1/evses/${id}/reservation`);
  *   try { ... } catch (e) { if (e instanceof ApiError) show(e.reason); }
  *
+ * Tabs of one browser agree (shared/tabsync.js, docs/auth.md): one refresh at a time, new
+ * tokens shared, and signing out in one tab signs out all of them.
+ *
  * Exported names (stable): ApiError, createClient, API_PREFIX.
  */
+
+import { createTabSync } from "./tabsync.js";
 
 export const API_PREFIX = "/api/v1";
 
@@ -58,12 +63,25 @@ async function readBody(response) {
   }
 }
 
+/** `{email, role}` from a JWT's payload (not verified: the server does that), or null. */
+function accountOf(token) {
+  if (!token) return null;
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const claims = JSON.parse(atob(part + "=".repeat((4 - (part.length % 4)) % 4)));
+    return typeof claims.email === "string" ? { email: claims.email, role: claims.role } : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * A client with its own token state.
  * @param {object} [options]
  * @param {string} [options.base] URL prefix (default: same origin, "")
  * @param {string} [options.storageKey] localStorage key of the refresh token
- * @param {(signedIn: boolean) => void} [options.onAuthChange] called on sign-in and sign-out
+ * @param {(signedIn: boolean, why?: string) => void} [options.onAuthChange] called on sign-in
+ *   and sign-out (`why`: "ended", or "elsewhere" when another tab signed out)
  */
 export function createClient(options = {}) {
   const base = options.base ?? "";
@@ -73,6 +91,7 @@ export function createClient(options = {}) {
   let accessToken = null;
   let expiresAt = 0; // ms since epoch (client clock)
   let refreshing = null; // the in-flight refresh, shared by concurrent callers
+  let lastRefreshStatus = null; // HTTP status of the last failed refresh (0: unreachable)
 
   const storage = {
     get() {
@@ -92,9 +111,28 @@ export function createClient(options = {}) {
     },
   };
 
-  function emit(signedIn) {
-    for (const listener of listeners) listener(signedIn);
+  /** `why` (signed out only): "ended" (refused or signed out here) or "elsewhere" (another
+   * tab of this browser signed out). */
+  function emit(signedIn, why = "ended") {
+    for (const listener of listeners) listener(signedIn, signedIn ? undefined : why);
   }
+
+  const sync = createTabSync(storageKey, {
+    // another tab refreshed: its access token serves this tab too (it stored the new
+    // refresh token already)
+    onTokens(tokens) {
+      if (accessToken === null && storage.get() === null) return; // not signed in here
+      accessToken = tokens.access_token;
+      expiresAt = Date.now() + (Number(tokens.expires_in) || 900) * 1000;
+    },
+    // another tab signed out: so does this one (without a call: that tab made it)
+    onSignOut() {
+      const was = accessToken !== null;
+      accessToken = null;
+      expiresAt = 0;
+      if (was) emit(false, "elsewhere");
+    },
+  });
 
   function accept(tokens) {
     accessToken = tokens.access_token;
@@ -140,22 +178,34 @@ export function createClient(options = {}) {
     return data;
   }
 
-  /** Trade the stored refresh token for new tokens; false when there is none or it failed. */
+  /** Trade the stored refresh token for new tokens; false when there is none or it failed.
+   * One tab at a time: a tab that waited finds the new tokens another tab shared. */
   async function refresh() {
     if (!refreshing) {
-      refreshing = (async () => {
-        const stored = storage.get();
-        if (!stored) return false;
-        try {
-          accept(await raw("POST", "/auth/refresh", { body: { refresh_token: stored } }));
-          return true;
-        } catch (error) {
-          if (error instanceof ApiError && error.status !== 0 && error.status < 500) forget();
-          return false;
-        }
-      })().finally(() => {
-        refreshing = null;
-      });
+      const before = accessToken;
+      refreshing = sync
+        .withLock(async () => {
+          const stored = storage.get();
+          if (!stored) return false;
+          if (accessToken !== null && accessToken !== before && Date.now() < expiresAt - 60_000) {
+            return true; // another tab refreshed while this one waited
+          }
+          try {
+            const tokens = await raw("POST", "/auth/refresh", { body: { refresh_token: stored } });
+            lastRefreshStatus = null;
+            accept(tokens);
+            sync.shareTokens(tokens);
+            return true;
+          } catch (error) {
+            lastRefreshStatus = error instanceof ApiError ? error.status : 0;
+            if (error instanceof ApiError && error.status !== 0 && error.status < 500) forget();
+            return false;
+          }
+        })
+        .catch(() => false) // a lock that could not be taken: no refresh this time
+        .finally(() => {
+          refreshing = null;
+        });
     }
     return refreshing;
   }
@@ -212,6 +262,7 @@ export function createClient(options = {}) {
     async logout() {
       const stored = storage.get();
       forget();
+      sync.shareSignOut();
       if (stored) {
         try {
           await raw("POST", "/auth/logout", { body: { refresh_token: stored } });
@@ -229,6 +280,14 @@ export function createClient(options = {}) {
     },
     /** Whether a refresh token is stored (a session may be resumed). */
     hasStoredSession: () => storage.get() !== null,
+    /** Whether the last refresh failed because the server was out of reach (not refused). */
+    get lastRefreshUnreachable() {
+      return lastRefreshStatus === 0 || (lastRefreshStatus !== null && lastRefreshStatus >= 500);
+    },
+    /** The signed-in account's email and role, read from the access token (no call). */
+    get account() {
+      return accountOf(accessToken);
+    },
     onAuthChange(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);

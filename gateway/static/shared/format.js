@@ -3,7 +3,7 @@
  *
  * Exported names (stable): formatKw, formatKwh, formatPercent, formatDistance,
  * formatDuration, formatCountdown, formatAge, formatRelative, formatDateTime,
- * statusColour, STATUSES.
+ * statusColour, STATUSES, statusLabel, endReasonLabel, notificationText.
  */
 
 export const STATUSES = [
@@ -105,4 +105,52 @@ export function formatDateTime(epochMs) {
 export function statusColour(status) {
   const known = STATUSES.includes(status) ? status : "Offline";
   return `var(--status-${known})`;
+}
+
+/** What a driver reads for each EVSE status (OCPP's names stay in data attributes). */
+const STATUS_LABELS = {
+  Available: "Available",
+  Preparing: "Plugged in",
+  Reserved: "Reserved",
+  Charging: "Charging",
+  SuspendedEV: "Paused by the car",
+  SuspendedEVSE: "Paused by the charger",
+  Finishing: "Finishing",
+  Unavailable: "Out of service",
+  Faulted: "Out of order",
+  Offline: "Offline",
+};
+
+/** "SuspendedEV" → "Paused by the car"; an unknown status is shown as it is. */
+export function statusLabel(status) {
+  return STATUS_LABELS[status] || String(status ?? "Unknown");
+}
+
+/** Why a session ended (the station's stop reason), in words. */
+const END_REASONS = {
+  Remote: "stopped from the app",
+  Local: "stopped at the charger",
+  EVDisconnected: "car unplugged",
+  SoCReached: "target charge reached",
+  SoCLimitReached: "target charge reached",
+  PowerLoss: "power cut at the charger",
+  Other: "ended",
+};
+
+/** "Remote" → "stopped from the app"; unknown codes → "ended" (never a raw code). */
+export function endReasonLabel(reason) {
+  return END_REASONS[reason] || "ended";
+}
+
+/** A driver notification's text without protocol codes: the session-end message is built
+ * from its data; any other keeps the server's words with a trailing "(Code)" mapped. */
+export function notificationText(note) {
+  const data = (note && note.data) || {};
+  if (note && note.kind === "session_ended" && typeof data.energy_wh === "number") {
+    const where = data.evse_id ? ` at ${data.evse_id}` : "";
+    const why = endReasonLabel(data.reason);
+    return `Charging${where} finished: ${formatKwh(data.energy_wh)}, ${why}.`;
+  }
+  const message = String((note && note.message) || "");
+  return message.replace(/\s*\(([A-Za-z]+)\)\s*$/, (_, code) => `, ${endReasonLabel(code)}`);
 }

@@ -1,10 +1,13 @@
 /**
- * Server-Sent Events with reconnect and a fresh token on each (re)connection.
+ * Server-Sent Events with reconnect and a current token on each (re)connection.
  *
  * Browsers cannot put headers on an EventSource, so the token goes in `?access_token=`
  * (the gateway accepts it on /api/v1/me/events and /api/v1/events only).
  * The server ends each stream after a few minutes; this wrapper reconnects with a new
- * URL (so an expired token is never reused), backing off after failures.
+ * URL (so an expired token is never reused), backing off after failures. A refresh is
+ * forced (`getToken({force: true})`) only after an auth failure: a stream that never opened
+ * is probed once with a plain request, and only a 401/403 counts. A stream that ended, or a
+ * server that is down or restarting, never costs a refresh (docs/auth.md).
  *
  *   import { openStream } from "/static/shared/sse.js";
  *   const stream = openStream("/api/v1/me/events", {
@@ -35,6 +38,7 @@ export function openStream(path, options = {}) {
   let timer = null;
   let closed = false;
   let failures = 0;
+  let authFailed = false;
   let state = "";
 
   function setState(next) {
@@ -64,7 +68,7 @@ export function openStream(path, options = {}) {
     if (options.getToken) {
       let token = null;
       try {
-        token = await options.getToken({ force: failures > 0 });
+        token = await options.getToken({ force: authFailed });
       } catch {
         token = null;
       }
@@ -76,24 +80,46 @@ export function openStream(path, options = {}) {
       }
       url += (url.includes("?") ? "&" : "?") + "access_token=" + encodeURIComponent(token);
     }
+    authFailed = false;
     const es = new EventSource(url);
     source = es;
+    let opened = false;
     es.addEventListener("open", () => {
+      opened = true;
       failures = 0;
       setState("open");
     });
-    es.addEventListener("error", () => {
+    es.addEventListener("error", async () => {
       // Either the server ended the stream or the connection failed: reconnect ourselves
-      // with a fresh token rather than let EventSource retry the old URL.
+      // rather than let EventSource retry the old URL.
       es.close();
       if (source === es) source = null;
       if (closed) return;
       failures += 1;
       setState("retrying");
+      if (!opened && options.getToken) authFailed = await refused(url);
+      if (closed) return;
       schedule();
     });
     for (const kind of Object.keys(handlers)) {
       es.addEventListener(kind, (event) => dispatch(kind, event));
+    }
+  }
+
+  /** Whether the server refuses this URL's token (the reason a stream may fail to open). */
+  async function refused(url) {
+    const abort = new AbortController();
+    try {
+      const response = await fetch(url, {
+        headers: { Accept: "text/event-stream" },
+        cache: "no-store",
+        signal: abort.signal,
+      });
+      return response.status === 401 || response.status === 403;
+    } catch {
+      return false; // unreachable: not an auth failure
+    } finally {
+      abort.abort(); // a stream that does open is not read
     }
   }
 
