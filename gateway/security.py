@@ -203,7 +203,10 @@ def _read_body(req: falcon.Request) -> bytes:
 
 
 def _is_unicode(text: str) -> bool:
-    """False for lone surrogates (JSON lets ``"\\ud800"`` through; UTF-8 cannot encode it)."""
+    """False for lone surrogates (JSON lets ``"\\ud800"`` through; UTF-8 cannot encode it)
+    and for NUL (``"\\u0000"``: PostgreSQL's text cannot hold it, SQLite's C API cuts at it)."""
+    if "\x00" in text:
+        return False
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -155,6 +155,18 @@ def test_a_string_that_is_not_unicode_text_gets_422_not_500(
 
 
 @pytest.mark.integration
+@pytest.mark.needs_db
+def test_a_nul_in_a_stored_name_gets_422_not_500(running: Running) -> None:
+    """PostgreSQL's text cannot hold NUL: found by the OpenAPI fuzzer on a station's name."""
+    operator = running.operator()
+    body = '{"station_id": "st-nul", "name": "bay\\u00001"}'
+    result = raw_request(running, "POST", "/api/v1/station-credentials", body, operator)
+    assert result.status_code == 422, result.json
+    assert "Unicode" in reason_of(result)
+    assert running.storage.station_credentials.get("st-nul") is None
+
+
+@pytest.mark.integration
 def test_wrong_types_missing_fields_and_out_of_range_values_get_422(running: Running) -> None:
     alice, _ = running.driver("alice@example.com")
     operator = running.operator()
