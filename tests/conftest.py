@@ -100,12 +100,27 @@ DB_FIXTURES = frozenset({"running", "db_url"})
 """Fixtures that open storage on the test's database (tests/db.py, tests/api_fixtures.py)."""
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+SCREENSHOT_ENVS = ("SMARTCHARGE_FLEET_SCREENSHOT", "SMARTCHARGE_APP_SCREENSHOTS")
+"""What asks for the ``screenshots`` tests (they refresh docs/screenshots/)."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A test using a storage fixture is ``needs_db`` without saying so (modules whose
-    fixtures open storage themselves carry the mark in their ``pytestmark``)."""
+    fixtures open storage themselves carry the mark in their ``pytestmark``). Tests marked
+    ``screenshots`` only refresh docs/screenshots/: they are deselected (not skipped, so
+    ``SMARTCHARGE_REQUIRE_ALL`` has nothing to say) unless one of ``SCREENSHOT_ENVS`` asks."""
+    wanted = any(os.environ.get(name) for name in SCREENSHOT_ENVS)
+    kept, dropped = [], []
     for item in items:
         if DB_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.needs_db)
+        if item.get_closest_marker("screenshots") is not None and not wanted:
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 # -- brokers ---------------------------------------------------------------------------------

@@ -251,7 +251,7 @@ def test_offline_the_app_says_what_to_do_and_keeps_the_stored_login(
     watch.assert_clean()
 
 
-@pytest.mark.skipif(not SCREENSHOTS, reason="set SMARTCHARGE_APP_SCREENSHOTS=1 to refresh them")
+@pytest.mark.screenshots
 def test_the_interrupted_reservation_screenshot(web_stack: WebStack, chromium: Any) -> None:
     from playwright.sync_api import expect
 
