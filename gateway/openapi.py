@@ -17,11 +17,15 @@ from typing import Any
 
 import falcon
 
+from gateway.openapi_operator import OPERATOR_ROUTES, OPERATOR_SCHEMAS
 from gateway.openapi_routes import ROUTES, Access, Route
 from gateway.openapi_schemas import RESPONSES, SCHEMAS, error, ref, response_ref
 from gateway.security import MAX_BODY_BYTES
 
-__all__ = ["OPENAPI", "OpenApiResource", "build_openapi"]
+__all__ = ["ALL_ROUTES", "OPENAPI", "OpenApiResource", "build_openapi"]
+
+ALL_ROUTES: tuple[Route, ...] = (*ROUTES, *OPERATOR_ROUTES)
+"""Every operation, in the document's order."""
 
 DEFAULT_HTTP_URL = "http://127.0.0.1:8080"
 DEFAULT_HTTPS_URL = "https://127.0.0.1:8443"
@@ -140,7 +144,7 @@ def operation(route: Route, https_server: dict[str, str] | None = None) -> dict[
 
 
 def build_openapi(
-    routes: tuple[Route, ...] = ROUTES,
+    routes: tuple[Route, ...] = ALL_ROUTES,
     *,
     http_url: str | None = DEFAULT_HTTP_URL,
     https_url: str | None = DEFAULT_HTTPS_URL,
@@ -170,7 +174,7 @@ def build_openapi(
         "tags": TAGS,
         "paths": paths,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **OPERATOR_SCHEMAS},
             "responses": RESPONSES,
             "securitySchemes": SECURITY_SCHEMES,
         },

@@ -139,77 +139,6 @@ COORDINATES = (
     ),
 )
 
-ALERT_ID = {
-    "name": "alert_id",
-    "in": "path",
-    "required": True,
-    "description": "an alert's id",
-    "schema": {"type": "string", "pattern": r"^[0-9]{1,18}$", "example": "42"},
-}
-ALERT_FILTERS = (
-    _query(
-        "severity",
-        {"type": "string", "enum": ["bad", "warn", "info", "good"]},
-        description="only alerts of this severity",
-    ),
-    _query(
-        "station",
-        {"type": "string", "pattern": STATION_ID_PATTERN},
-        description="only alerts about this station",
-    ),
-    _query(
-        "unacked",
-        {"type": "boolean", "default": False},
-        description="only alerts nobody has acknowledged",
-    ),
-    _limit(50, 200),
-    _query(
-        "before",
-        {"type": "integer", "minimum": 1},
-        description="only alerts older than this id (the `next` of the previous page)",
-    ),
-)
-CSV_OK = (
-    "200",
-    {
-        "description": "UTF-8 CSV with a header row; text cells that a spreadsheet would run"
-        " as a formula (starting with = + - @) begin with a '.",
-        "content": {"text/csv": {"schema": {"type": "string"}}},
-        "headers": {
-            "X-Truncated": {
-                "description": "true when more sessions match than this file holds",
-                "schema": {"type": "string", "enum": ["true", "false"]},
-            },
-            "X-Next-Before": {
-                "description": "with X-Truncated: the `before` of the rest",
-                "schema": {"type": "string"},
-            },
-        },
-    },
-)
-BEFORE = _query(
-    "before",
-    {"type": "string", "example": "1764000000000:3f2a"},
-    description="continue after a page: its `next` (a CSV's X-Next-Before)",
-)
-_TIME = {"type": "string", "example": "2026-12-01T00:00:00Z"}
-SESSION_FILTERS = (
-    _query("station", {"type": "string", "pattern": STATION_ID_PATTERN}),
-    _query("evse", {"type": "string", "pattern": EVSE_ID_PATTERN}),
-    _query("driver", {"type": "string", "maxLength": 254},
-           description="a driver's email or user id"),
-    _query("status", {"type": "string", "enum": ["open", "closed"]}),
-    _query("from", _TIME,
-           description="started at or after: epoch ms or ISO 8601 (UTC unless zoned)"),
-    _query("to", _TIME, description="started before: epoch ms or ISO 8601"),
-)  # fmt: skip
-USER_ID = _path_param("user_id", "a user's id", r"^[A-Za-z0-9_-]{1,128}$", "3f2a9c")
-ACCOUNT_ERRORS: dict[str, str | dict[str, Any]] = {
-    "403": "'HTTPS required', the caller is not an operator, or the account is an"
-    " operator's (the caller's own included): those are managed with `smartcharge admin`.",
-    "404": "No such driver account (or it was deleted).",
-}
-
 PUBLIC, AUTH, DRIVERS, OPERATORS = Access
 
 ROUTES: tuple[Route, ...] = (
@@ -352,59 +281,6 @@ ROUTES: tuple[Route, ...] = (
           summary="Revoke a station's credentials: the broker refuses it from now on (operators)",
           ok=_done("204", "Revoked."), params=(STATION_ID,),
           errors={"404": "The station has no active credentials."}),
-    # ------------------------------------------------------------------ smart charging
-    Route("get", f"{API}/sites", "listSites", OPERATORS,
-          summary="Smart-charging sites with their limits and what the node last decided"
-          " (operators)",
-          ok=_ok("SiteList", "The sites.")),
-    Route("get", f"{API}/sites/{{site_id}}", "getSite", OPERATORS,
-          summary="One site (operators)", ok=_ok("Site", "The site."), params=(SITE_ID,),
-          errors={"404": "No such site."}),
-    Route("put", f"{API}/sites/{{site_id}}", "putSite", OPERATORS,
-          summary="Create or replace a site: limit, schedule, stations, EVSE bounds"
-          " (operators); the node follows within a second",
-          ok=_ok("Site", "Replaced."), params=(SITE_ID,), body="SiteRequest",
-          errors={"201": _ok("Site", "Created.")[1], "422": "Invalid"}),
-    Route("put", f"{API}/sites/{{site_id}}/limit", "setSiteLimit", OPERATORS,
-          summary="Change a site's power limit (and schedule) (operators)",
-          ok=_ok("Site", "The site with its new limit."), params=(SITE_ID,),
-          body="SiteLimitRequest", errors={"404": "No such site.", "422": "Invalid"}),
-    Route("delete", f"{API}/sites/{{site_id}}", "deleteSite", OPERATORS,
-          summary="Remove a site: its EVSEs charge without a site limit (operators)",
-          ok=_done("204", "Removed."), params=(SITE_ID,), errors={"404": "No such site."}),
-    # ------------------------------------------------------------------ operator pages
-    Route("get", f"{API}/sessions", "listSessions", OPERATORS,
-          summary="Every charging session, newest first, filtered and paged (operators)",
-          ok=_ok("OperatorSessionList", "A page of sessions."),
-          params=(*SESSION_FILTERS, _limit(50, 200), BEFORE), errors={"400": "BadParameter"}),
-    Route("get", f"{API}/sessions.csv", "exportSessions", OPERATORS,
-          summary="The same sessions as CSV, at most 10,000 rows a file (operators)",
-          ok=CSV_OK, params=(*SESSION_FILTERS, _limit(10_000, 10_000), BEFORE),
-          errors={"400": "BadParameter"}),
-    Route("get", f"{API}/users", "listDrivers", OPERATORS,
-          summary="Driver accounts with their session counts, newest first (operators)",
-          ok=_ok("DriverAccountList", "A page of accounts."),
-          params=(
-              _query("q", {"type": "string", "maxLength": 254},
-                     description="part of the email address"),
-              _limit(50, 200),
-              BEFORE,
-          ),
-          errors={"400": "BadParameter"}),
-    Route("post", f"{API}/users/{{user_id}}/disable", "disableDriver", OPERATORS,
-          summary="Lock a driver out: no login or refresh, and their tokens stop working for"
-          " writes (operators)",
-          ok=_ok("DriverAccount", "Disabled (also when it already was)."), params=(USER_ID,),
-          body="EmptyRequest", body_required=False, errors=ACCOUNT_ERRORS),
-    Route("post", f"{API}/users/{{user_id}}/enable", "enableDriver", OPERATORS,
-          summary="Let a disabled driver log in again; their old tokens stay revoked (operators)",
-          ok=_ok("DriverAccount", "Enabled (also when it was not disabled)."), params=(USER_ID,),
-          body="EmptyRequest", body_required=False, errors=ACCOUNT_ERRORS),
-    Route("get", f"{API}/stations/{{station_id}}/events", "stationEvents", OPERATORS,
-          summary="A station's recent status changes, sessions and alerts, newest first"
-          " (operators)",
-          ok=_ok("StationEventList", "The events."), params=(STATION_ID, _limit(50, 200)),
-          errors={"400": "BadParameter", "404": "No such station."}),
     # ------------------------------------------------------------------ the caller's records
     Route("get", f"{API}/me/sessions", "mySessions", DRIVERS,
           summary="The caller's charging sessions, newest first",
@@ -420,16 +296,6 @@ ROUTES: tuple[Route, ...] = (
           summary="The caller's notifications, newest first",
           ok=_ok("NotificationList", "The notifications."), params=(_limit(50, 200),),
           errors={"400": "BadParameter"}),
-    # ------------------------------------------------------------------ the alert log
-    Route("get", f"{API}/alerts", "listAlerts", OPERATORS,
-          summary="The operators' alert log, newest first, with filters and pages (operators)",
-          ok=_ok("AlertList", "The alerts."),
-          params=ALERT_FILTERS, errors={"400": "BadParameter"}),
-    Route("post", f"{API}/alerts/{{alert_id}}/ack", "ackAlert", OPERATORS,
-          summary="Acknowledge an alert: who (the caller's email) and when (the CSMS's clock);"
-          " an alert acked before keeps its first ack (operators)",
-          ok=_ok("Alert", "The alert as stored."), params=(ALERT_ID,),
-          errors={"404": "No such alert."}),
     # ------------------------------------------------------------------ event streams
     Route("get", f"{API}/me/events", "myEvents", DRIVERS,
           summary="Live events of the caller's sessions (`session`) and notifications"

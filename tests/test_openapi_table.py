@@ -8,7 +8,8 @@ import dataclasses
 import pytest
 
 from gateway.openapi import ACCESS_TOKEN_PARAM, STREAM_AUTH, build_openapi, operation
-from gateway.openapi_routes import ROUTES, Access, Route
+from gateway.openapi import ALL_ROUTES as ROUTES
+from gateway.openapi_routes import Access, Route
 
 
 def test_a_route_twice_in_the_table_is_refused() -> None:
