@@ -132,6 +132,15 @@ def _add_backend_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_ocpp_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ocpp-port",
+        type=int,
+        default=0,
+        help="serve OCPP 1.6J charge points at ws://HOST:PORT/ocpp/{id} (0: no OCPP; docs/ocpp.md)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smartcharge", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -159,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="which embedded broker to start (auto: Mosquitto if installed)",
     )
     _add_csms_args(up)
+    _add_ocpp_args(up)
 
     csms = sub.add_parser("csms", help="run the CSMS and its gateway against a broker")
     csms.add_argument(
@@ -186,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         " (docs/node-protocol.md); on a broker with accounts the node connects as csms-node",
     )
     _add_csms_args(csms)
+    _add_ocpp_args(csms)
 
     gateway = sub.add_parser(
         "gateway", help="run gateway workers apart from the CSMS node (docs/node-protocol.md)"
@@ -301,8 +312,27 @@ def run_csms(args: argparse.Namespace) -> int:
         node_mqtt=node_mqtt,
         max_sessions_per_driver=args.max_sessions_per_driver,
     )
-    serve(config, _settings(args, lease=lease, demo_users=args.demo_users))
+    settings = _settings(args, lease=lease, demo_users=args.demo_users)
+    ocpp = _start_ocpp(args, mqtt) if args.ocpp_port else None
+    try:
+        serve(config, settings)
+    finally:
+        if ocpp is not None:
+            ocpp.terminate()
+            ocpp.wait(timeout=10)
     return 0
+
+
+def _start_ocpp(args: argparse.Namespace, mqtt: Any) -> Any:
+    """The OCPP translator (``gateway.ocpp_server``) as a child on a port bound here."""
+    from gateway.ocpp_server import bind, spawn
+
+    try:
+        sock = bind(args.http_host, args.ocpp_port)
+    except OSError as exc:
+        raise SystemExit(f"smartcharge csms: --ocpp-port {args.ocpp_port}: {exc}") from None
+    with sock:
+        return spawn(sock, mqtt, args.data_dir, args.db_url)
 
 
 def run_gateway(args: argparse.Namespace) -> int:

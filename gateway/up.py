@@ -227,6 +227,7 @@ def _spawn_csms(
                 "--max-sessions-per-driver",
                 str(args.max_sessions_per_driver),
                 "--demo-users",
+                *(["--ocpp-port", str(args.ocpp_port)] if args.ocpp_port else []),
             ],
             (http_port, https_port),
         )

@@ -1,0 +1,480 @@
+"""One OCPP 1.6J connection, translated to protocol v2 (``docs/ocpp.md``).
+
+:class:`ChargePointLink` is the ``ocpp`` library's central-system ``ChargePoint`` for one
+WebSocket: it answers the charge point's CALLs (BootNotification, Heartbeat,
+StatusNotification, MeterValues, StartTransaction, StopTransaction) and publishes what they
+mean as the station's birth, status reports and meter values; our command requests become
+OCPP CALLs (RemoteStartTransaction, RemoteStopTransaction, ChangeAvailability) and their
+results our replies. Every CALL is answered: a frame that is not OCPP gets a CALLERROR too.
+
+Runs on the translator's event loop only (``gateway.ocpp_server``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from ocpp.exceptions import (
+    FormationViolationError,
+    FormatViolationError,
+    NotSupportedError,
+    OCPPError,
+)
+from ocpp.exceptions import (
+    NotImplementedError as OcppNotImplemented,
+)
+from ocpp.messages import CallError, MessageType, unpack
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint, call, call_result
+from ocpp.v16.datatypes import IdTagInfo
+from ocpp.v16.enums import Action, AuthorizationStatus, AvailabilityType, RegistrationStatus
+
+from gateway import ocpp_translate as tr
+from gateway.ocpp_station import StationMqtt, TransactionStore
+from protocol import (
+    CommandName,
+    CommandRequest,
+    EvseId,
+    EvseInfo,
+    EvseStatus,
+    MaintenanceArgs,
+    MeterValues,
+    ProtocolError,
+    RejectReason,
+    SessionId,
+    StartArgs,
+    StationId,
+    StatusReport,
+    StopArgs,
+    command_args,
+)
+
+__all__ = ["ChargePointLink", "StationState"]
+
+log = logging.getLogger("gateway.ocpp")
+
+HEARTBEAT_INTERVAL_S: Final = 300
+REPLIED_IDS_KEPT: Final = 256
+
+
+@dataclass(slots=True)
+class Connector:
+    info: EvseInfo
+    pending_session: str | None = None
+    """A session whose RemoteStartTransaction was accepted, not yet started."""
+    transaction_id: int | None = None
+
+
+@dataclass(slots=True)
+class StationState:
+    """What the translator knows of one charge point, kept across its reconnections."""
+
+    station_id: StationId
+    name: str
+    connectors: dict[int, Connector] = field(default_factory=dict)
+    epoch: int = 0
+    seq: int = 0
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _iso_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _refusal(status: EvseStatus) -> RejectReason:
+    """The reason to refuse a start in ``status`` (``docs/protocol.md`` section 9)."""
+    return {
+        EvseStatus.UNAVAILABLE: RejectReason.MAINTENANCE,
+        EvseStatus.FAULTED: RejectReason.FAULTED,
+        EvseStatus.FINISHING: RejectReason.FINISHING,
+        EvseStatus.RESERVED: RejectReason.RESERVED,
+    }.get(status, RejectReason.BUSY)
+
+
+def error_frame(raw: Any, error: OCPPError) -> str:
+    """A CALLERROR for a frame that could not be unpacked, echoing its unique id if any."""
+    unique_id = "-1"
+    try:
+        decoded = json.loads(raw)
+        if isinstance(decoded, list) and len(decoded) > 1 and isinstance(decoded[1], str):
+            unique_id = decoded[1][:36]
+    except (ValueError, TypeError):
+        pass
+    code = "FormationViolation" if isinstance(error, FormatViolationError) else error.code
+    return CallError(unique_id, code, error.description, {}).to_json()
+
+
+def spec_error(error: OCPPError, action: str) -> OCPPError:
+    """The OCPP 1.6 error code for ``error``: ``FormationViolation`` (the library uses 2.0's
+    ``FormatViolation``), ``NotImplemented`` for an action 1.6 does not know and
+    ``NotSupported`` for a 1.6 action we do not handle (the library swaps the two)."""
+    if isinstance(error, FormatViolationError):
+        return FormationViolationError(description=error.description, details=error.details)
+    if isinstance(error, NotSupportedError):
+        return OcppNotImplemented(details={"cause": f"unknown action {action[:64]!r}"})
+    if isinstance(error, OcppNotImplemented):
+        return NotSupportedError(details={"cause": f"{action} is not supported by this CSMS"})
+    return error
+
+
+class ChargePointLink(ChargePoint):
+    """A charge point's WebSocket, its :class:`StationState` and its :class:`StationMqtt`."""
+
+    def __init__(
+        self,
+        connection: Any,
+        state: StationState,
+        mqtt: StationMqtt | None,
+        transactions: TransactionStore,
+    ) -> None:
+        super().__init__(state.station_id, connection, response_timeout=30)
+        self.state = state
+        self.mqtt = mqtt
+        self.transactions = transactions
+        self._replied: dict[str, None] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ frames
+
+    async def route_message(self, raw_msg: Any) -> None:
+        """As the library's, but a frame that is not OCPP is answered with a CALLERROR and the
+        error codes are OCPP 1.6's (:func:`spec_error`)."""
+        if not isinstance(raw_msg, str):
+            await self._send(error_frame(None, FormatViolationError(details={})))
+            return
+        try:
+            msg = unpack(raw_msg)
+        except OCPPError as exc:
+            log.info("OCPP %s: malformed frame (%s)", self.id, exc.code)
+            await self._send(error_frame(raw_msg, exc))
+            return
+        if msg.message_type_id == MessageType.Call:
+            if not isinstance(msg.unique_id, str) or not isinstance(msg.payload, dict):
+                await self._send(error_frame(raw_msg, FormatViolationError(details={})))
+                return
+            try:
+                await self._handle_call(msg)
+            except OCPPError as exc:
+                await self._send(msg.create_call_error(spec_error(exc, str(msg.action))).to_json())
+        elif msg.message_type_id in (MessageType.CallResult, MessageType.CallError):
+            self._response_queue.put_nowait(msg)
+
+    # ------------------------------------------------------------------ publishing
+
+    def _publish_status(self, connector_id: int) -> None:
+        if self.mqtt is None:
+            return
+        info = self.state.connectors[connector_id].info
+        self.state.seq += 1
+        self.mqtt.publish(
+            StatusReport(
+                station_id=self.state.station_id,
+                info=info,
+                seq=self.state.seq,
+                ts=_now_ms(),
+                epoch=self.state.epoch,
+            )
+        )
+
+    def _publish_birth(self) -> None:
+        if self.mqtt is None or not self.state.connectors:
+            return
+        self.mqtt.publish(
+            tr.birth(
+                self.state.station_id,
+                self.state.name,
+                list(self.state.connectors),
+                epoch=self.state.epoch,
+                ts=_now_ms(),
+            )
+        )
+
+    def _connector(self, connector_id: int) -> Connector:
+        """The connector, announced in a new birth the first time it is seen."""
+        connector = self.state.connectors.get(connector_id)
+        if connector is None:
+            connector = Connector(info=tr.idle_info(str(connector_id)))
+            self.state.connectors[connector_id] = connector
+            self._publish_birth()
+        return connector
+
+    def announce(self) -> None:
+        """After a (re)connection: the birth and every known connector's status."""
+        self._publish_birth()
+        for connector_id in self.state.connectors:
+            self._publish_status(connector_id)
+
+    # ------------------------------------------------------------------ CALLs from the CP
+
+    @on(Action.boot_notification)
+    def on_boot(self, charge_point_vendor: str, charge_point_model: str, **_: Any) -> Any:
+        log.info("OCPP %s: boot (%s %s)", self.id, charge_point_vendor, charge_point_model)
+        return call_result.BootNotification(
+            current_time=_iso_now(),
+            interval=HEARTBEAT_INTERVAL_S,
+            status=RegistrationStatus.accepted,
+        )
+
+    @on(Action.heartbeat)
+    def on_heartbeat(self) -> Any:
+        return call_result.Heartbeat(current_time=_iso_now())
+
+    @on(Action.status_notification)
+    def on_status(self, connector_id: int, error_code: str, status: str, **_: Any) -> Any:
+        new = tr.evse_status(status)
+        if connector_id == 0 or new is None:  # connector 0: the charge point itself
+            log.info("OCPP %s: station status %s (%s)", self.id, status, error_code)
+            return call_result.StatusNotification()
+        connector = self._connector(connector_id)
+        info = connector.info
+        if new in tr.IN_SESSION and info.session_id is None:
+            if connector.pending_session is None:
+                new = EvseStatus.AVAILABLE  # plugged in, nothing started: still startable
+            else:
+                info = replace(info, session_id=SessionId(connector.pending_session))
+        if new not in tr.IN_SESSION:
+            connector.pending_session = None
+            connector.transaction_id = None
+        connector.info = tr.with_status(info, new)
+        self._publish_status(connector_id)
+        return call_result.StatusNotification()
+
+    @on(Action.meter_values)
+    def on_meter_values(
+        self, connector_id: int, meter_value: list[dict[str, Any]], **_: Any
+    ) -> Any:
+        if connector_id == 0:
+            return call_result.MeterValues()
+        connector = self._connector(connector_id)
+        sample = tr.meter_sample(meter_value)
+        info = connector.info
+        energy = info.energy_wh if sample.energy_wh is None else sample.energy_wh
+        power = info.power_w if sample.power_w is None else sample.power_w
+        soc = info.soc if sample.soc is None else sample.soc
+        connector.info = replace(info, energy_wh=energy, power_w=power, soc=soc)
+        record = None
+        if connector.transaction_id is not None:
+            record = self.transactions.get(self.state.station_id, connector.transaction_id)
+        if record is not None and info.session_id is not None and self.mqtt is not None:
+            connector.info = replace(
+                connector.info, session_energy_wh=max(0.0, energy - record.meter_start)
+            )
+            self.state.seq += 1
+            self.mqtt.publish(
+                MeterValues(
+                    station_id=self.state.station_id,
+                    evse_id=EvseId(str(connector_id)),
+                    session_id=info.session_id,
+                    power_w=power,
+                    energy_wh=energy,
+                    soc=soc,
+                    seq=self.state.seq,
+                    ts=_now_ms(),
+                    epoch=self.state.epoch,
+                )
+            )
+        return call_result.MeterValues()
+
+    @on(Action.start_transaction)
+    def on_start_transaction(
+        self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **_: Any
+    ) -> Any:
+        connector = self._connector(connector_id)
+        pending = connector.pending_session
+        if pending is not None and id_tag == tr.id_tag_for(pending):
+            session_id, status = pending, AuthorizationStatus.accepted
+        else:  # a local start (RFID): no Authorize yet, so refused (the CP ends it)
+            session_id, status = None, AuthorizationStatus.invalid
+        record = self.transactions.new(
+            self.state.station_id, connector_id, session_id or "", float(meter_start)
+        )
+        if session_id is None:
+            record.session_id = f"ocpp-{self.state.station_id}-{record.transaction_id}"
+            session_id = record.session_id
+        connector.pending_session = None
+        connector.transaction_id = record.transaction_id
+        status_now = connector.info.status
+        if status_now not in tr.IN_SESSION or status_now is EvseStatus.FINISHING:
+            status_now = EvseStatus.PREPARING
+        connector.info = tr.with_status(
+            replace(
+                connector.info,
+                session_id=SessionId(session_id),
+                energy_wh=float(meter_start),
+                session_energy_wh=0.0,
+            ),
+            status_now,
+        )
+        self._publish_status(connector_id)
+        return call_result.StartTransaction(
+            transaction_id=record.transaction_id, id_tag_info=IdTagInfo(status=status)
+        )
+
+    @on(Action.stop_transaction)
+    def on_stop_transaction(
+        self,
+        meter_stop: int,
+        timestamp: str,
+        transaction_id: int,
+        reason: str | None = None,
+        **_: Any,
+    ) -> Any:
+        record = self.transactions.get(self.state.station_id, transaction_id)
+        result = call_result.StopTransaction(
+            id_tag_info=IdTagInfo(status=AuthorizationStatus.accepted)
+        )
+        if record is None or record.stopped:
+            return result  # unknown, or a retransmission: answered, nothing applied twice
+        self.transactions.mark_stopped(record)
+        connector = self._connector(record.connector_id)
+        connector.transaction_id = None
+        energy = float(meter_stop)
+        session_energy = max(0.0, energy - record.meter_start)
+        if self.mqtt is not None:
+            self.state.seq += 1
+            self.mqtt.publish(
+                MeterValues(
+                    station_id=self.state.station_id,
+                    evse_id=EvseId(str(record.connector_id)),
+                    session_id=SessionId(record.session_id),
+                    power_w=0.0,
+                    energy_wh=energy,
+                    soc=connector.info.soc,
+                    seq=self.state.seq,
+                    ts=_now_ms(),
+                    epoch=self.state.epoch,
+                )
+            )
+        connector.info = replace(
+            tr.with_status(
+                replace(connector.info, session_id=SessionId(record.session_id)),
+                EvseStatus.FINISHING,
+            ),
+            energy_wh=energy,
+            session_energy_wh=session_energy,
+            stop_reason=tr.stop_reason(reason),
+        )
+        self._publish_status(record.connector_id)
+        return result
+
+    # ------------------------------------------------------------------ our commands
+
+    def command(self, request: CommandRequest) -> None:
+        """A command from the CSMS (on the loop): handled in a task, replied exactly once."""
+        if request.id in self._replied:
+            return
+        self._replied[request.id] = None
+        while len(self._replied) > REPLIED_IDS_KEPT:
+            del self._replied[next(iter(self._replied))]
+        task = asyncio.ensure_future(self._command(request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _reply(self, request: CommandRequest, accepted: bool, reason: str | None = None) -> None:
+        if self.mqtt is None:
+            return
+        connector = self._known(request.evse_id)
+        info = None if connector is None else connector.info
+        self.mqtt.publish(tr.reply(request, accepted, info, reason=reason, ts=_now_ms()))
+
+    def _known(self, evse_id: str) -> Connector | None:
+        if not evse_id.isdigit():
+            return None
+        return self.state.connectors.get(int(evse_id))
+
+    async def _command(self, request: CommandRequest) -> None:
+        connector = self._known(request.evse_id)
+        if connector is None:
+            self._reply(request, False, RejectReason.UNKNOWN_EVSE)
+            return
+        remaining_s = (request.expires_at - _now_ms()) / 1000
+        if remaining_s <= 0:
+            self._reply(request, False, RejectReason.EXPIRED)
+            return
+        try:
+            args = command_args(request)
+        except ProtocolError:
+            self._reply(request, False, RejectReason.INVALID_COMMAND)
+            return
+        connector_id = int(request.evse_id)
+        try:
+            async with asyncio.timeout(remaining_s):
+                outcome = await self._carry_out(connector_id, connector, args)
+        except TimeoutError:
+            log.warning("OCPP %s: no answer to %s in time", self.id, request.command)
+            return  # no reply: the CSMS times out, and nothing runs late
+        except OCPPError as exc:
+            log.info("OCPP %s: CALLERROR %s for %s", self.id, exc.code, request.command)
+            outcome = RejectReason.INVALID_COMMAND
+        accepted = outcome is None
+        self._reply(request, accepted, outcome)
+        if accepted and request.command in (CommandName.START, CommandName.MAINTENANCE):
+            self._publish_status(connector_id)
+
+    async def _carry_out(
+        self, connector_id: int, connector: Connector, args: Any
+    ) -> RejectReason | None:
+        """Carry a command out over OCPP: None when accepted, else the reason."""
+        status = connector.info.status
+        if isinstance(args, StartArgs):
+            if status not in (EvseStatus.AVAILABLE, EvseStatus.RESERVED):
+                return _refusal(status)
+            tag = tr.id_tag_for(args.session_id)
+            result = await self.call(
+                call.RemoteStartTransaction(id_tag=tag, connector_id=connector_id),
+                suppress=False,
+            )
+            if result.status != "Accepted":
+                return RejectReason.BUSY
+            connector.pending_session = args.session_id
+            connector.info = tr.with_status(
+                replace(
+                    connector.info,
+                    session_id=args.session_id,
+                    target_soc=args.target_soc,
+                    session_energy_wh=0.0,
+                ),
+                EvseStatus.PREPARING,
+            )
+            return None
+        if isinstance(args, StopArgs):
+            current = connector.info.session_id
+            if current is None or status is EvseStatus.FINISHING:
+                return RejectReason.NO_SESSION
+            if args.session_id is not None and args.session_id != current:
+                return RejectReason.SESSION_MISMATCH
+            if connector.transaction_id is None:
+                return RejectReason.NO_SESSION  # started remotely, not yet a transaction
+            result = await self.call(
+                call.RemoteStopTransaction(transaction_id=connector.transaction_id),
+                suppress=False,
+            )
+            return None if result.status == "Accepted" else RejectReason.BUSY
+        if isinstance(args, MaintenanceArgs):
+            if args.enabled and status is EvseStatus.FAULTED:
+                return RejectReason.FAULTED
+            kind = AvailabilityType.inoperative if args.enabled else AvailabilityType.operative
+            result = await self.call(
+                call.ChangeAvailability(connector_id=connector_id, type=kind), suppress=False
+            )
+            if result.status == "Rejected":
+                return RejectReason.BUSY
+            if result.status == "Scheduled":
+                connector.info = replace(connector.info, maintenance_pending=args.enabled)
+            elif args.enabled:
+                connector.info = tr.with_status(connector.info, EvseStatus.UNAVAILABLE)
+            elif status is EvseStatus.UNAVAILABLE:
+                connector.info = tr.with_status(connector.info, EvseStatus.AVAILABLE)
+            return None
+        if args is None:  # info: what the charge point last told us
+            return None
+        return RejectReason.INVALID_COMMAND  # reserve, cancel_reservation, set_limit: not yet

@@ -1,0 +1,261 @@
+"""The OCPP 1.6J endpoint: ``ws://host:port/ocpp/{charge_point_id}``, subprotocol ``ocpp1.6``.
+
+A protocol *translator*: each connected charge point appears to the CSMS exactly like an MQTT
+station of protocol v2 (``gateway.ocpp_link``), so the EVSE actors, sessions, reservations and
+smart charging need not know OCPP exists (``docs/ocpp.md``).
+
+``smartcharge csms --ocpp-port PORT`` binds the port itself and hands the listening socket to
+this module run as a child process (``python -m gateway.ocpp_server``, its settings as one JSON
+line on stdin): a misbehaving charge point can at worst take the translator down, never the
+CSMS, and the port accepts connections (into its backlog) before the CSMS is even up. The child
+exits when its parent does.
+
+Security profile 1: HTTP Basic authentication at the handshake, user = the charge point id,
+password = the station's own (``smartcharge stations add ID --ocpp``), checked against the
+stored hash; an unknown, revoked or wrong one is refused with 401 before any WebSocket exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any, Final
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from gateway import broker_accounts as accounts
+from gateway import ocpp_translate as tr
+from gateway.ocpp_link import ChargePointLink, StationState
+from gateway.ocpp_station import StationMqtt, TransactionStore
+from protocol.mqtt_settings import MqttSettings
+from storage import open_storage
+
+__all__ = ["MAX_FRAME_BYTES", "OcppServer", "OcppSettings", "main", "spawn"]
+
+log = logging.getLogger("gateway.ocpp")
+
+SUBPROTOCOL: Final = "ocpp1.6"
+MAX_FRAME_BYTES: Final = 65_536
+"""A bigger frame closes the connection (1009): no OCPP 1.6 message needs more."""
+MQTT_CONNECT_TIMEOUT_S: Final = 10.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OcppSettings:
+    mqtt: MqttSettings
+    """The broker (host, port, TLS); the user and password are each charge point's own."""
+    data_dir: Path
+    db_url: str | None = None
+
+
+class OcppServer:
+    def __init__(self, settings: OcppSettings) -> None:
+        self.settings = settings
+        self._storage = open_storage(settings.db_url, data_dir=settings.data_dir)
+        self._storage_lock = threading.Lock()
+        self.transactions = TransactionStore(settings.data_dir / "ocpp" / "transactions.json")
+        self._states: dict[str, StationState] = {}
+        self._links: dict[str, tuple[ServerConnection, ChargePointLink | None]] = {}
+        self._station_locks: dict[str, asyncio.Lock] = {}
+        self._passwords: dict[ServerConnection, str] = {}
+
+    def close(self) -> None:
+        self._storage.close()
+
+    # ------------------------------------------------------------------ handshake
+
+    def _check(self, station_id: str, password: str) -> str | None:
+        """The station's name if ``password`` is its active one (blocking: storage)."""
+        with self._storage_lock:
+            credential = self._storage.station_credentials.get(station_id)
+        if credential is None or not credential.active:
+            return None
+        if not accounts.verify_password(password, credential.password_hash):
+            return None
+        return credential.name
+
+    async def process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        station_id = tr.charge_point_id(request.path)
+        if station_id is None:
+            return connection.respond(HTTPStatus.NOT_FOUND, "no such OCPP endpoint\n")
+        credentials = tr.basic_credentials(request.headers.get("Authorization"))
+        name = None
+        if credentials is not None and credentials[0] == station_id:
+            name = await asyncio.to_thread(self._check, station_id, credentials[1])
+        if name is None:
+            log.info("OCPP %s: refused at the handshake (credentials)", station_id)
+            response = connection.respond(HTTPStatus.UNAUTHORIZED, "unauthorized\n")
+            response.headers["WWW-Authenticate"] = 'Basic realm="smartcharge OCPP"'
+            return response
+        assert credentials is not None
+        self._passwords[connection] = credentials[1]
+        state = self._states.get(station_id)
+        if state is None:
+            state = self._states[station_id] = StationState(station_id=station_id, name=name)
+        return None
+
+    # ------------------------------------------------------------------ connections
+
+    async def handler(self, connection: ServerConnection) -> None:
+        password = self._passwords.pop(connection, None)
+        station_id = tr.charge_point_id(connection.request.path if connection.request else "")
+        if password is None or station_id is None:
+            await connection.close(1008, "not authenticated")
+            return
+        if connection.subprotocol != SUBPROTOCOL:
+            await connection.close(1002, "subprotocol ocpp1.6 required")
+            return
+        older = self._links.get(station_id)
+        self._links[station_id] = (connection, None)
+        if older is not None:
+            log.info("OCPP %s: a new connection replaces the older one", station_id)
+            await older[0].close(1000, "replaced by a newer connection")
+        lock = self._station_locks.setdefault(station_id, asyncio.Lock())
+        async with lock:  # the older connection's clean-up (its MQTT client) finishes first
+            if self._links.get(station_id, (None,))[0] is not connection:
+                return  # replaced again meanwhile
+            await self._serve(connection, station_id, password)
+
+    async def _serve(self, connection: ServerConnection, station_id: str, password: str) -> None:
+        state = self._states[station_id]
+        state.epoch = max(state.epoch + 1, time.time_ns() // 1_000_000)
+        state.seq = 0
+        link_holder: list[ChargePointLink] = []
+        mqtt = StationMqtt(
+            self.settings.mqtt,
+            station_id,
+            password,
+            asyncio.get_running_loop(),
+            lambda request: link_holder[0].command(request) if link_holder else None,
+        )
+        link = ChargePointLink(connection, state, mqtt, self.transactions)
+        link_holder.append(link)
+        self._links[station_id] = (connection, link)
+        try:
+            if not await mqtt.start(MQTT_CONNECT_TIMEOUT_S):
+                log.warning("OCPP %s: could not reach the broker", station_id)
+                await connection.close(1011, "the CSMS cannot take this station now")
+                return
+            log.info("OCPP %s: connected", station_id)
+            link.announce()
+            with contextlib.suppress(ConnectionClosed):
+                await link.start()
+        finally:
+            with contextlib.suppress(Exception):
+                await mqtt.stop("connection_lost")
+            if self._links.get(station_id, (None,))[0] is connection:
+                del self._links[station_id]
+            log.info("OCPP %s: disconnected", station_id)
+
+    async def run(self, sock: socket.socket, stop: asyncio.Event) -> None:
+        async with serve(
+            self.handler,
+            sock=sock,
+            subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+            process_request=self.process_request,
+            max_size=MAX_FRAME_BYTES,
+            ping_interval=30,
+            ping_timeout=30,
+        ):
+            await stop.wait()
+
+
+# ---------------------------------------------------------------------- the child process
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket (``SO_REUSEADDR``), bound by the CSMS before it starts."""
+    sock = socket.create_server((host, port), reuse_port=False, backlog=1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def spawn(
+    sock: socket.socket, mqtt: MqttSettings, data_dir: Path, db_url: str | None
+) -> subprocess.Popen[bytes]:
+    """Start the translator as a child process on the bound ``sock``."""
+    config = {
+        "fd": sock.fileno(),
+        "mqtt": {
+            "host": mqtt.host,
+            "port": mqtt.port,
+            "tls": mqtt.tls,
+            "ca_file": None if mqtt.ca_file is None else str(mqtt.ca_file),
+        },
+        "data_dir": str(Path(data_dir).resolve()),
+        "db_url": db_url,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.ocpp_server"],
+        stdin=subprocess.PIPE,
+        pass_fds=(sock.fileno(),),
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(config).encode() + b"\n")
+    proc.stdin.close()
+    return proc
+
+
+async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    stop.set()
+
+
+async def _main_async(config: dict[str, Any]) -> None:
+    m = config["mqtt"]
+    settings = OcppSettings(
+        mqtt=MqttSettings(
+            host=m["host"],
+            port=int(m["port"]),
+            tls=bool(m["tls"]),
+            ca_file=m["ca_file"],
+        ),
+        data_dir=Path(config["data_dir"]),
+        db_url=config["db_url"],
+    )
+    sock = socket.socket(fileno=int(config["fd"]))
+    server = OcppServer(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    watcher = asyncio.ensure_future(_watch_parent(int(config.get("parent", os.getppid())), stop))
+    try:
+        host, port = sock.getsockname()[:2]
+        log.info("OCPP 1.6J endpoint on ws://%s:%d/ocpp/{charge_point_id}", host, port)
+        await server.run(sock, stop)
+    finally:
+        watcher.cancel()
+        server.close()
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("ocpp").setLevel(logging.WARNING)  # it logs every frame at INFO
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    config = json.loads(sys.stdin.readline())
+    asyncio.run(_main_async(config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,420 @@
+"""OCPP 1.6J charge points against a real ``smartcharge csms --ocpp-port``: the ``ocpp``
+library's ChargePoint as the client over real WebSockets, a real Mosquitto, the driver API
+over HTTPS (``docs/ocpp.md``)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import queue
+import re
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Coroutine, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint, call, call_result
+from ocpp.v16.enums import Action, RemoteStartStopStatus
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests.db import child_env, database_for_test
+from tests.driver_client import Api, csms_process, wait_until
+from tests.support import REPO_ROOT
+
+pytestmark = [pytest.mark.integration, pytest.mark.needs_db, pytest.mark.timeout(120)]
+
+T = TypeVar("T")
+WAIT_S = 20.0
+STATIONS = (sys.executable, "-m", "gateway.cli", "stations")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class TestChargePoint(ChargePoint):  # type: ignore[misc]
+    """A charge point that answers remote start/stop as told and records what it got."""
+
+    __test__ = False
+
+    def __init__(self, cp_id: str, connection: ClientConnection) -> None:
+        super().__init__(cp_id, connection, response_timeout=WAIT_S)
+        self.remote_starts: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.remote_stops: queue.Queue[int] = queue.Queue()
+        self.answer_start = RemoteStartStopStatus.accepted
+        self.silent = asyncio.Event()  # set: never answer a remote start
+
+    async def start(self) -> None:
+        """Each frame routed in a task: a CALL left unanswered blocks nothing else."""
+        tasks: set[asyncio.Task[None]] = set()
+        while True:
+            task = asyncio.ensure_future(self.route_message(await self._connection.recv()))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    @on(Action.remote_start_transaction)
+    async def on_remote_start(self, id_tag: str, **kw: Any) -> Any:
+        self.remote_starts.put({"id_tag": id_tag, **kw})
+        if self.silent.is_set():
+            await asyncio.Event().wait()  # never answers
+        return call_result.RemoteStartTransaction(status=self.answer_start)
+
+    @on(Action.remote_stop_transaction)
+    def on_remote_stop(self, transaction_id: int) -> Any:
+        self.remote_stops.put(transaction_id)
+        return call_result.RemoteStopTransaction(status=RemoteStartStopStatus.accepted)
+
+
+class Station:
+    """One simulated charge point on its own event loop thread; the test calls it blocking."""
+
+    def __init__(self, port: int, cp_id: str, password: str | None) -> None:
+        self.url = f"ws://127.0.0.1:{port}/ocpp/{cp_id}"
+        self.cp_id, self.password = cp_id, password
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.ws: ClientConnection | None = None
+        self.cp: TestChargePoint | None = None
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = WAIT_S) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def open(self, subprotocols: tuple[str, ...] = ("ocpp1.6",)) -> ClientConnection:
+        headers = {}
+        if self.password is not None:
+            token = base64.b64encode(f"{self.cp_id}:{self.password}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+
+        async def opening() -> ClientConnection:
+            return await connect(
+                self.url,
+                subprotocols=list(subprotocols),  # type: ignore[arg-type]
+                additional_headers=headers,
+            )
+
+        self.ws = self.run(opening())
+        return self.ws
+
+    def connect(self) -> TestChargePoint:
+        ws = self.open()
+        self.cp = TestChargePoint(self.cp_id, ws)
+        asyncio.run_coroutine_threadsafe(self._serve(self.cp), self.loop)
+        return self.cp
+
+    async def _serve(self, cp: TestChargePoint) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await cp.start()
+
+    def call(self, payload: Any) -> Any:
+        assert self.cp is not None
+        return self.run(self.cp.call(payload))
+
+    def raw(self, frame: str | bytes) -> Any:
+        """Send one frame and read the next frame back (no ChargePoint reading)."""
+        assert self.ws is not None
+        ws = self.ws
+
+        async def exchange() -> Any:
+            await ws.send(frame)
+            return json.loads(await ws.recv())
+
+        return self.run(exchange())
+
+    def close(self) -> None:
+        if self.ws is not None:
+            self.run(self.ws.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+
+
+class Stack:
+    def __init__(self, api: Api, ocpp_port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+        self.api, self.ocpp_port, self.proc, self.log = api, ocpp_port, proc, log
+        self.passwords: dict[str, str] = {}
+
+    def healthy(self) -> bool:
+        status, _ = self.api.get("/healthz", secure=False, token="")
+        return status == 200
+
+
+def provision(data_dir: Path, db_url: str | None, station_id: str) -> str:
+    out = subprocess.run(
+        [*STATIONS, "--data-dir", str(data_dir), "add", station_id, "--ocpp"],
+        cwd=REPO_ROOT,
+        env=child_env(db_url),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"/ocpp/{station_id}" in out, out
+    match = re.search(r"password \(shown once\): (\S+)", out)
+    assert match, out
+    return match.group(1)
+
+
+@pytest.fixture(scope="module")
+def stack(module_mosquitto_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("ocpp")
+    http_port, https_port, ocpp_port = free_port(), free_port(), free_port()
+    data_dir = tmp / "csms"
+    with database_for_test(data_dir) as db_url:
+        passwords = {cp: provision(data_dir, db_url, cp) for cp in ("cp-1", "cp-2", "cp-3")}
+        provision(data_dir, db_url, "cp-gone")
+        subprocess.run(
+            [*STATIONS, "--data-dir", str(data_dir), "revoke", "cp-gone"],
+            cwd=REPO_ROOT,
+            env=child_env(db_url),
+            check=True,
+            capture_output=True,
+        )
+        log = tmp / "csms.log"
+        with csms_process(
+            module_mosquitto_url,
+            data_dir,
+            http_port,
+            https_port,
+            log,
+            extra=("--ocpp-port", str(ocpp_port)),
+            db_url=db_url,
+        ) as proc:
+            cert = data_dir / "tls" / "cert.pem"
+            wait_until(cert.exists, "the self-signed certificate")
+            api = Api(http_port, https_port, cert)
+            result = Stack(api, ocpp_port, proc, log)
+            wait_until(result.healthy, "/healthz")
+            result.passwords = passwords
+            yield result
+
+
+def _evse(api: Api, evse: str) -> dict[str, Any] | None:
+    status, body = api.get(f"/api/v1/evses/{evse}", secure=False, token="")
+    return body if status == 200 else None
+
+
+def _evse_in(api: Api, evse: str, status: str) -> dict[str, Any] | None:
+    view = _evse(api, evse)
+    return view if view is not None and view["status"] == status else None
+
+
+def _boot(station: Station, connectors: int = 1) -> None:
+    result = station.call(
+        call.BootNotification(charge_point_model="Test", charge_point_vendor="smartcharge")
+    )
+    assert result.status == "Accepted"
+    assert result.interval > 0
+    assert station.call(call.Heartbeat()).current_time
+    for connector in range(connectors + 1):
+        station.call(
+            call.StatusNotification(
+                connector_id=connector, error_code="NoError", status="Available", timestamp=_now()
+            )
+        )
+
+
+def _status(station: Station, connector: int, status: str) -> None:
+    station.call(
+        call.StatusNotification(
+            connector_id=connector, error_code="NoError", status=status, timestamp=_now()
+        )
+    )
+
+
+def _meter(station: Station, tx: int, energy_wh: float, power_w: float, soc: float) -> None:
+    station.call(
+        call.MeterValues(
+            connector_id=1,
+            transaction_id=tx,
+            meter_value=[
+                {
+                    "timestamp": _now(),
+                    "sampledValue": [
+                        {"value": str(energy_wh), "measurand": "Energy.Active.Import.Register"},
+                        {
+                            "value": str(power_w / 1000),
+                            "measurand": "Power.Active.Import",
+                            "unit": "kW",
+                        },
+                        {"value": str(soc), "measurand": "SoC", "unit": "Percent"},
+                    ],
+                }
+            ],
+        )
+    )
+
+
+def test_a_driver_charges_at_an_ocpp_charge_point_from_the_http_api(stack: Stack) -> None:
+    station = Station(stack.ocpp_port, "cp-1", stack.passwords["cp-1"])
+    try:
+        station.connect()
+        _boot(station)
+        wait_until(lambda: _evse_in(stack.api, "cp-1.1", "Available"), "cp-1.1 Available")
+        api = stack.api
+        token = api.register("ocpp-driver@example.com")
+
+        # the driver starts: RemoteStartTransaction, answered Accepted
+        status, body = api.post("/api/v1/evses/cp-1.1/start", {"target_soc": 80}, token=token)
+        assert status == 201, body
+        session_id = body["session_id"]
+        assert station.cp is not None
+        remote = station.cp.remote_starts.get(timeout=WAIT_S)
+        assert remote["connector_id"] == 1
+        _status(station, 1, "Preparing")
+        started = station.call(
+            call.StartTransaction(
+                connector_id=1, id_tag=remote["id_tag"], meter_start=10_000, timestamp=_now()
+            )
+        )
+        assert started.id_tag_info["status"] == "Accepted"
+        tx = started.transaction_id
+        _status(station, 1, "Charging")
+        _meter(station, tx, 10_400, 7_400, 41)
+        _meter(station, tx, 11_000, 7_400, 43)
+
+        def energy_rose() -> dict[str, Any] | None:
+            view = _evse_in(api, "cp-1.1", "Charging")
+            return view if view and view["session"]["energy_wh"] >= 1_000 else None
+
+        view = wait_until(energy_rose, "the session's energy rising in the API")
+        assert view["power_w"] == pytest.approx(7_400)
+
+        # the driver stops: RemoteStopTransaction, then the charge point's StopTransaction
+        status, body = api.post("/api/v1/evses/cp-1.1/stop", token=token)
+        assert status == 200, body
+        assert station.cp.remote_stops.get(timeout=WAIT_S) == tx
+        stop = call.StopTransaction(
+            meter_stop=11_500, timestamp=_now(), transaction_id=tx, reason="Remote"
+        )
+        assert station.call(stop).id_tag_info["status"] == "Accepted"
+        assert station.call(stop).id_tag_info["status"] == "Accepted"  # retransmitted: idempotent
+        _status(station, 1, "Finishing")
+        _status(station, 1, "Available")
+
+        def closed() -> list[dict[str, Any]]:
+            status, body = api.get("/api/v1/me/sessions", token=token)
+            assert status == 200, body
+            return [s for s in body["sessions"] if s.get("ended_at")]
+
+        sessions = wait_until(closed, "the session in /me/sessions")
+        assert len(sessions) == 1
+        assert sessions[0]["id"] == session_id
+        assert sessions[0]["evse_id"] == "cp-1.1"
+        assert sessions[0]["energy_wh"] == pytest.approx(1_500)
+        assert sessions[0]["end_reason"] == "Remote"
+        wait_until(lambda: _evse_in(api, "cp-1.1", "Available"), "cp-1.1 Available again")
+    finally:
+        station.close()
+    wait_until(lambda: _evse_in(stack.api, "cp-1.1", "Offline"), "cp-1.1 Offline once closed")
+
+
+def test_wrong_password_unknown_and_revoked_ids_are_refused_at_the_handshake(
+    stack: Stack,
+) -> None:
+    for cp_id, password in (
+        ("cp-2", "not-the-password"),
+        ("cp-2", None),
+        ("cp-nobody", stack.passwords["cp-2"]),
+        ("cp-gone", stack.passwords["cp-2"]),
+    ):
+        station = Station(stack.ocpp_port, cp_id, password)
+        try:
+            with pytest.raises(InvalidStatus) as refused:
+                station.open()
+            assert refused.value.response.status_code == 401
+        finally:
+            station.close()
+    assert _evse(stack.api, "cp-nobody.1") is None
+    assert stack.proc.poll() is None
+    assert stack.healthy()
+
+
+def test_bad_frames_are_answered_and_the_csms_stays_healthy(stack: Stack) -> None:
+    pid = stack.proc.pid
+    station = Station(stack.ocpp_port, "cp-2", stack.passwords["cp-2"])
+    boot = {"chargePointVendor": "v", "chargePointModel": "m"}
+    try:
+        station.open()
+        assert station.raw("this is not json")[:3] == [4, "-1", "FormationViolation"]
+        assert station.raw(json.dumps({"not": "a list"}))[:3] == [4, "-1", "ProtocolError"]
+        assert station.raw(b"\x00\x01")[:3] == [4, "-1", "FormationViolation"]
+        wrong_type = [2, "m1", "BootNotification", {**boot, "chargePointVendor": 7}]
+        assert station.raw(json.dumps(wrong_type))[:3] == [4, "m1", "TypeConstraintViolation"]
+        extra = [2, "m2", "BootNotification", {**boot, "surprise": True}]
+        assert station.raw(json.dumps(extra))[:3] == [4, "m2", "FormationViolation"]
+        unknown = [2, "m3", "FlyToTheMoon", {}]
+        assert station.raw(json.dumps(unknown))[:3] == [4, "m3", "NotImplemented"]
+        unhandled = [2, "m4", "DiagnosticsStatusNotification", {"status": "Idle"}]
+        assert station.raw(json.dumps(unhandled))[:3] == [4, "m4", "NotSupported"]
+        ok = station.raw(json.dumps([2, "m5", "Heartbeat", {}]))
+        assert ok[:2] == [3, "m5"]
+        assert ok[2]["currentTime"]
+        with pytest.raises(ConnectionClosed) as closed:
+            station.raw("[" + " " * 70_000 + "]")
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1009
+    finally:
+        station.close()
+    assert stack.proc.pid == pid
+    assert stack.proc.poll() is None
+    assert stack.healthy()
+    again = Station(stack.ocpp_port, "cp-2", stack.passwords["cp-2"])
+    try:
+        again.connect()
+        assert again.call(call.Heartbeat()).current_time
+    finally:
+        again.close()
+
+
+def test_a_second_connection_with_the_same_id_closes_the_older_one(stack: Stack) -> None:
+    older = Station(stack.ocpp_port, "cp-3", stack.passwords["cp-3"])
+    newer = Station(stack.ocpp_port, "cp-3", stack.passwords["cp-3"])
+    try:
+        ws = older.open()
+        newer.connect()
+        older.run(ws.wait_closed())
+        assert ws.close_code == 1000
+        _boot(newer)
+        wait_until(lambda: _evse_in(stack.api, "cp-3.1", "Available"), "cp-3.1 Available")
+    finally:
+        newer.close()
+        older.close()
+
+
+def test_a_charge_point_that_never_answers_times_out_and_nothing_starts_late(
+    stack: Stack,
+) -> None:
+    station = Station(stack.ocpp_port, "cp-2", stack.passwords["cp-2"])
+    try:
+        cp = station.connect()
+        _boot(station)
+        wait_until(lambda: _evse_in(stack.api, "cp-2.1", "Available"), "cp-2.1 Available")
+        token = stack.api.register("patient-driver@example.com")
+        station.loop.call_soon_threadsafe(cp.silent.set)
+        status, body = stack.api.post("/api/v1/evses/cp-2.1/start", {}, token=token)
+        assert status == 504, body
+        late = cp.remote_starts.get(timeout=WAIT_S)
+        started = station.call(
+            call.StartTransaction(
+                connector_id=1, id_tag=late["id_tag"], meter_start=0, timestamp=_now()
+            )
+        )
+        assert started.id_tag_info["status"] == "Invalid", "a start after the time-out"
+    finally:
+        station.close()
+    assert stack.healthy()
