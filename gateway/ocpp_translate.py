@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from protocol import (
-    CommandName,
     CommandReply,
     CommandRequest,
     EvseDescriptor,
@@ -27,20 +26,24 @@ from protocol import (
     StationDescriptor,
     StationId,
     StopReason,
+    valid_station_id,
 )
 
 __all__ = [
     "DEFAULT_MAX_POWER_W",
     "IN_SESSION",
+    "OCPP_PATH_PREFIX",
     "MeterSample",
     "basic_credentials",
     "birth",
     "charge_point_id",
     "evse_status",
     "id_tag_for",
+    "idle_info",
     "meter_sample",
     "reply",
     "stop_reason",
+    "with_status",
 ]
 
 OCPP_PATH_PREFIX: Final = "/ocpp/"
@@ -70,8 +73,6 @@ _STOP_REASONS: Final = {
 def charge_point_id(path: str) -> StationId | None:
     """The charge point id of a ``/ocpp/{id}`` request path, or None if the path is not one
     or the id is not a valid station id (``docs/protocol.md``, section 2)."""
-    from protocol import valid_station_id
-
     if not path.startswith(OCPP_PATH_PREFIX):
         return None
     cp_id = path[len(OCPP_PATH_PREFIX) :].split("?", 1)[0]
@@ -212,12 +213,3 @@ def with_status(info: EvseInfo, status: EvseStatus) -> EvseInfo:
         stop_reason=info.stop_reason if status is EvseStatus.FINISHING else None,
         maintenance=status is EvseStatus.UNAVAILABLE,
     )
-
-
-COMMANDS_BY_OCPP: Final = {
-    CommandName.START: "RemoteStartTransaction",
-    CommandName.STOP: "RemoteStopTransaction",
-    CommandName.MAINTENANCE: "ChangeAvailability",
-    CommandName.INFO: "(none: the translator's own state)",
-}
-"""What each of our commands becomes (``docs/ocpp.md``); the others are refused for now."""
