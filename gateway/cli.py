@@ -139,6 +139,12 @@ def _add_ocpp_args(p: argparse.ArgumentParser) -> None:
         default=0,
         help="serve OCPP 1.6J charge points at ws://HOST:PORT/ocpp/{id} (0: no OCPP; docs/ocpp.md)",
     )
+    p.add_argument(
+        "--ocpp-tls",
+        action="store_true",
+        help="OCPP over TLS only (wss://, security profile 2) with the HTTPS certificate"
+        " (--certfile/--keyfile, or the self-signed one in the data dir)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -331,8 +337,17 @@ def _start_ocpp(args: argparse.Namespace, mqtt: Any) -> Any:
         sock = bind(args.http_host, args.ocpp_port)
     except OSError as exc:
         raise SystemExit(f"smartcharge csms: --ocpp-port {args.ocpp_port}: {exc}") from None
+    tls = None
+    if args.ocpp_tls:
+        from gateway.tls import ensure_self_signed_cert
+
+        if args.certfile is not None and args.keyfile is not None:
+            tls = (args.certfile, args.keyfile)
+        else:
+            args.data_dir.mkdir(parents=True, exist_ok=True)
+            tls = ensure_self_signed_cert(args.data_dir)
     with sock:
-        return spawn(sock, mqtt, args.data_dir, args.db_url)
+        return spawn(sock, mqtt, args.data_dir, args.db_url, tls=tls)
 
 
 def run_gateway(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -163,10 +164,13 @@ class OcppServer:
                 del self._links[station_id]
             log.info("OCPP %s: disconnected", station_id)
 
-    async def run(self, sock: socket.socket, stop: asyncio.Event) -> None:
+    async def run(
+        self, sock: socket.socket, stop: asyncio.Event, tls: ssl.SSLContext | None = None
+    ) -> None:
         async with serve(
             self.handler,
             sock=sock,
+            ssl=tls,
             subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
             process_request=self.process_request,
             max_size=MAX_FRAME_BYTES,
@@ -187,10 +191,17 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def spawn(
-    sock: socket.socket, mqtt: MqttSettings, data_dir: Path, db_url: str | None
+    sock: socket.socket,
+    mqtt: MqttSettings,
+    data_dir: Path,
+    db_url: str | None,
+    *,
+    tls: tuple[Path, Path] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start the translator as a child process on the bound ``sock``."""
+    """Start the translator as a child process on the bound ``sock``; ``tls``: the
+    certificate and key files to serve ``wss://`` only (security profile 2)."""
     config = {
+        "tls": None if tls is None else [str(Path(f).resolve()) for f in tls],
         "fd": sock.fileno(),
         "mqtt": {
             "host": mqtt.host,
@@ -237,10 +248,16 @@ async def _main_async(config: dict[str, Any]) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     watcher = asyncio.ensure_future(_watch_parent(int(config.get("parent", os.getppid())), stop))
+    tls = None
+    if config.get("tls"):
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.minimum_version = ssl.TLSVersion.TLSv1_2
+        tls.load_cert_chain(config["tls"][0], config["tls"][1])
     try:
         host, port = sock.getsockname()[:2]
-        log.info("OCPP 1.6J endpoint on ws://%s:%d/ocpp/{charge_point_id}", host, port)
-        await server.run(sock, stop)
+        scheme = "ws" if tls is None else "wss"
+        log.info("OCPP 1.6J endpoint on %s://%s:%d/ocpp/{charge_point_id}", scheme, host, port)
+        await server.run(sock, stop, tls)
     finally:
         watcher.cancel()
         server.close()

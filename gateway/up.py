@@ -228,6 +228,7 @@ def _spawn_csms(
                 str(args.max_sessions_per_driver),
                 "--demo-users",
                 *(["--ocpp-port", str(args.ocpp_port)] if args.ocpp_port else []),
+                *(["--ocpp-tls"] if args.ocpp_tls else []),
             ],
             (http_port, https_port),
         )

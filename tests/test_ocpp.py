@@ -11,6 +11,7 @@ import json
 import queue
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -24,7 +25,7 @@ from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action, RemoteStartStopStatus
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 
 from tests.db import child_env, database_for_test
 from tests.driver_client import Api, csms_process, wait_until
@@ -84,8 +85,12 @@ class TestChargePoint(ChargePoint):  # type: ignore[misc]
 class Station:
     """One simulated charge point on its own event loop thread; the test calls it blocking."""
 
-    def __init__(self, port: int, cp_id: str, password: str | None) -> None:
-        self.url = f"ws://127.0.0.1:{port}/ocpp/{cp_id}"
+    def __init__(
+        self, port: int, cp_id: str, password: str | None, tls: ssl.SSLContext | None
+    ) -> None:
+        scheme = "ws" if tls is None else "wss"
+        self.url = f"{scheme}://127.0.0.1:{port}/ocpp/{cp_id}"
+        self.tls = tls
         self.cp_id, self.password = cp_id, password
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -105,6 +110,7 @@ class Station:
         async def opening() -> ClientConnection:
             return await connect(
                 self.url,
+                ssl=self.tls,
                 subprotocols=list(subprotocols),  # type: ignore[arg-type]
                 additional_headers=headers,
             )
@@ -148,6 +154,12 @@ class Stack:
     def __init__(self, api: Api, ocpp_port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
         self.api, self.ocpp_port, self.proc, self.log = api, ocpp_port, proc, log
         self.passwords: dict[str, str] = {}
+        self.tls = api.context  # trusts the CSMS's self-signed certificate
+
+    def station(self, cp_id: str, password: str | None = "") -> Station:
+        """``password=""``: the charge point's own."""
+        own = self.passwords.get(cp_id) if password == "" else password
+        return Station(self.ocpp_port, cp_id, own, self.tls)
 
     def healthy(self) -> bool:
         status, _ = self.api.get("/healthz", secure=False, token="")
@@ -191,7 +203,7 @@ def stack(module_mosquitto_url: str, tmp_path_factory: pytest.TempPathFactory) -
             http_port,
             https_port,
             log,
-            extra=("--ocpp-port", str(ocpp_port)),
+            extra=("--ocpp-port", str(ocpp_port), "--ocpp-tls"),
             db_url=db_url,
         ) as proc:
             cert = data_dir / "tls" / "cert.pem"
@@ -260,7 +272,7 @@ def _meter(station: Station, tx: int, energy_wh: float, power_w: float, soc: flo
 
 
 def test_a_driver_charges_at_an_ocpp_charge_point_from_the_http_api(stack: Stack) -> None:
-    station = Station(stack.ocpp_port, "cp-1", stack.passwords["cp-1"])
+    station = stack.station("cp-1")
     try:
         station.connect()
         _boot(station)
@@ -332,13 +344,19 @@ def test_wrong_password_unknown_and_revoked_ids_are_refused_at_the_handshake(
         ("cp-nobody", stack.passwords["cp-2"]),
         ("cp-gone", stack.passwords["cp-2"]),
     ):
-        station = Station(stack.ocpp_port, cp_id, password)
+        station = stack.station(cp_id, password)
         try:
             with pytest.raises(InvalidStatus) as refused:
                 station.open()
             assert refused.value.response.status_code == 401
         finally:
             station.close()
+    plain = Station(stack.ocpp_port, "cp-2", stack.passwords["cp-2"], tls=None)
+    try:
+        with pytest.raises((InvalidMessage, ConnectionError)):
+            plain.open()  # TLS is required: plain ws:// never reaches the handshake
+    finally:
+        plain.close()
     assert _evse(stack.api, "cp-nobody.1") is None
     assert stack.proc.poll() is None
     assert stack.healthy()
@@ -346,7 +364,7 @@ def test_wrong_password_unknown_and_revoked_ids_are_refused_at_the_handshake(
 
 def test_bad_frames_are_answered_and_the_csms_stays_healthy(stack: Stack) -> None:
     pid = stack.proc.pid
-    station = Station(stack.ocpp_port, "cp-2", stack.passwords["cp-2"])
+    station = stack.station("cp-2")
     boot = {"chargePointVendor": "v", "chargePointModel": "m"}
     try:
         station.open()
@@ -373,7 +391,7 @@ def test_bad_frames_are_answered_and_the_csms_stays_healthy(stack: Stack) -> Non
     assert stack.proc.pid == pid
     assert stack.proc.poll() is None
     assert stack.healthy()
-    again = Station(stack.ocpp_port, "cp-2", stack.passwords["cp-2"])
+    again = stack.station("cp-2")
     try:
         again.connect()
         assert again.call(call.Heartbeat()).current_time
@@ -382,8 +400,8 @@ def test_bad_frames_are_answered_and_the_csms_stays_healthy(stack: Stack) -> Non
 
 
 def test_a_second_connection_with_the_same_id_closes_the_older_one(stack: Stack) -> None:
-    older = Station(stack.ocpp_port, "cp-3", stack.passwords["cp-3"])
-    newer = Station(stack.ocpp_port, "cp-3", stack.passwords["cp-3"])
+    older = stack.station("cp-3")
+    newer = stack.station("cp-3")
     try:
         ws = older.open()
         newer.connect()
@@ -399,7 +417,7 @@ def test_a_second_connection_with_the_same_id_closes_the_older_one(stack: Stack)
 def test_a_charge_point_that_never_answers_times_out_and_nothing_starts_late(
     stack: Stack,
 ) -> None:
-    station = Station(stack.ocpp_port, "cp-2", stack.passwords["cp-2"])
+    station = stack.station("cp-2")
     try:
         cp = station.connect()
         _boot(station)
