@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import pytest
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call, call_result
-from ocpp.v16.enums import Action, RemoteStartStopStatus
+from ocpp.v16.enums import Action, AvailabilityStatus, RemoteStartStopStatus
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 
@@ -36,6 +36,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.needs_db, pytest.mark.timeout
 T = TypeVar("T")
 WAIT_S = 20.0
 STATIONS = (sys.executable, "-m", "gateway.cli", "stations")
+ADMIN = (sys.executable, "-m", "gateway.cli", "admin")
 
 
 def free_port() -> int:
@@ -58,6 +59,7 @@ class TestChargePoint(ChargePoint):  # type: ignore[misc]
         super().__init__(cp_id, connection, response_timeout=WAIT_S)
         self.remote_starts: queue.Queue[dict[str, Any]] = queue.Queue()
         self.remote_stops: queue.Queue[int] = queue.Queue()
+        self.availability: queue.Queue[tuple[int, str]] = queue.Queue()
         self.answer_start = RemoteStartStopStatus.accepted
         self.silent = asyncio.Event()  # set: never answer a remote start
 
@@ -75,6 +77,11 @@ class TestChargePoint(ChargePoint):  # type: ignore[misc]
         if self.silent.is_set():
             await asyncio.Event().wait()  # never answers
         return call_result.RemoteStartTransaction(status=self.answer_start)
+
+    @on(Action.change_availability)
+    def on_change_availability(self, connector_id: int, **kw: Any) -> Any:
+        self.availability.put((connector_id, kw["type"]))
+        return call_result.ChangeAvailability(status=AvailabilityStatus.accepted)
 
     @on(Action.remote_stop_transaction)
     def on_remote_stop(self, transaction_id: int) -> Any:
@@ -154,6 +161,7 @@ class Stack:
     def __init__(self, api: Api, ocpp_port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
         self.api, self.ocpp_port, self.proc, self.log = api, ocpp_port, proc, log
         self.passwords: dict[str, str] = {}
+        self.operator = ""
         self.tls = api.context  # trusts the CSMS's self-signed certificate
 
     def station(self, cp_id: str, password: str | None = "") -> Station:
@@ -179,6 +187,23 @@ def provision(data_dir: Path, db_url: str | None, station_id: str) -> str:
     match = re.search(r"password \(shown once\): (\S+)", out)
     assert match, out
     return match.group(1)
+
+
+def operator_token(api: Api, data_dir: Path, db_url: str | None) -> str:
+    email, password = "ocpp-ops@example.com", "x" * 16
+    subprocess.run(
+        [*ADMIN, "create-operator", email, "--password-stdin", "--data-dir", str(data_dir)],
+        cwd=REPO_ROOT,
+        env=child_env(db_url),
+        input=password,
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    status, body = api.post("/api/v1/auth/login", {"email": email, "password": password})
+    assert status == 200, body
+    token: str = body["access_token"]
+    return token
 
 
 @pytest.fixture(scope="module")
@@ -212,6 +237,7 @@ def stack(module_mosquitto_url: str, tmp_path_factory: pytest.TempPathFactory) -
             result = Stack(api, ocpp_port, proc, log)
             wait_until(result.healthy, "/healthz")
             result.passwords = passwords
+            result.operator = operator_token(api, data_dir, db_url)
             yield result
 
 
@@ -436,3 +462,24 @@ def test_a_charge_point_that_never_answers_times_out_and_nothing_starts_late(
     finally:
         station.close()
     assert stack.healthy()
+
+
+def test_maintenance_from_the_api_is_a_change_availability(stack: Stack) -> None:
+    station = stack.station("cp-3")
+    try:
+        cp = station.connect()
+        _boot(station)
+        wait_until(lambda: _evse_in(stack.api, "cp-3.1", "Available"), "cp-3.1 Available")
+        path = "/api/v1/evses/cp-3.1/maintenance"
+        status, body = stack.api.call("PUT", path, {"enabled": True}, token=stack.operator)
+        assert status == 200, body
+        assert cp.availability.get(timeout=WAIT_S) == (1, "Inoperative")
+        view = wait_until(lambda: _evse_in(stack.api, "cp-3.1", "Unavailable"), "Unavailable")
+        assert view["maintenance"] is True
+        _status(station, 1, "Unavailable")
+        status, body = stack.api.call("PUT", path, {"enabled": False}, token=stack.operator)
+        assert status == 200, body
+        assert cp.availability.get(timeout=WAIT_S) == (1, "Operative")
+        wait_until(lambda: _evse_in(stack.api, "cp-3.1", "Available"), "Available again")
+    finally:
+        station.close()
