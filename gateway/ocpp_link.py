@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -31,55 +31,32 @@ from ocpp.exceptions import (
 )
 from ocpp.messages import CallError, MessageType, unpack
 from ocpp.routing import on
-from ocpp.v16 import ChargePoint, call, call_result
+from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.datatypes import IdTagInfo
-from ocpp.v16.enums import Action, AuthorizationStatus, AvailabilityType, RegistrationStatus
+from ocpp.v16.enums import Action, AuthorizationStatus, RegistrationStatus
 
 from gateway import ocpp_translate as tr
+from gateway.ocpp_commands import Connector, StationState, carry_out
 from gateway.ocpp_station import StationMqtt, TransactionStore
 from protocol import (
     CommandName,
     CommandRequest,
     EvseId,
-    EvseInfo,
     EvseStatus,
-    MaintenanceArgs,
     MeterValues,
     ProtocolError,
     RejectReason,
     SessionId,
-    StartArgs,
-    StationId,
     StatusReport,
-    StopArgs,
     command_args,
 )
 
-__all__ = ["ChargePointLink", "StationState"]
+__all__ = ["ChargePointLink", "StationState", "error_frame", "spec_error"]
 
 log = logging.getLogger("gateway.ocpp")
 
 HEARTBEAT_INTERVAL_S: Final = 300
 REPLIED_IDS_KEPT: Final = 256
-
-
-@dataclass(slots=True)
-class Connector:
-    info: EvseInfo
-    pending_session: str | None = None
-    """A session whose RemoteStartTransaction was accepted, not yet started."""
-    transaction_id: int | None = None
-
-
-@dataclass(slots=True)
-class StationState:
-    """What the translator knows of one charge point, kept across its reconnections."""
-
-    station_id: StationId
-    name: str
-    connectors: dict[int, Connector] = field(default_factory=dict)
-    epoch: int = 0
-    seq: int = 0
 
 
 def _now_ms() -> int:
@@ -88,16 +65,6 @@ def _now_ms() -> int:
 
 def _iso_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _refusal(status: EvseStatus) -> RejectReason:
-    """The reason to refuse a start in ``status`` (``docs/protocol.md`` section 9)."""
-    return {
-        EvseStatus.UNAVAILABLE: RejectReason.MAINTENANCE,
-        EvseStatus.FAULTED: RejectReason.FAULTED,
-        EvseStatus.FINISHING: RejectReason.FINISHING,
-        EvseStatus.RESERVED: RejectReason.RESERVED,
-    }.get(status, RejectReason.BUSY)
 
 
 def error_frame(raw: Any, error: OCPPError) -> str:
@@ -224,6 +191,11 @@ class ChargePointLink(ChargePoint):
             status=RegistrationStatus.accepted,
         )
 
+    @on(Action.authorize)
+    def on_authorize(self, id_tag: str) -> Any:
+        """No idTags are registered to drivers yet: every one is unknown."""
+        return call_result.Authorize(id_tag_info=IdTagInfo(status=AuthorizationStatus.invalid))
+
     @on(Action.heartbeat)
     def on_heartbeat(self) -> Any:
         return call_result.Heartbeat(current_time=_iso_now())
@@ -242,7 +214,7 @@ class ChargePointLink(ChargePoint):
             else:
                 info = replace(info, session_id=SessionId(connector.pending_session))
         if new not in tr.IN_SESSION:
-            connector.pending_session = None
+            connector.pending_session = connector.pending_tag = None
             connector.transaction_id = None
         connector.info = tr.with_status(info, new)
         self._publish_status(connector_id)
@@ -290,7 +262,7 @@ class ChargePointLink(ChargePoint):
     ) -> Any:
         connector = self._connector(connector_id)
         pending = connector.pending_session
-        if pending is not None and id_tag == tr.id_tag_for(pending):
+        if pending is not None and id_tag == connector.pending_tag:
             session_id, status = pending, AuthorizationStatus.accepted
         else:  # a local start (RFID): no Authorize yet, so refused (the CP ends it)
             session_id, status = None, AuthorizationStatus.invalid
@@ -300,7 +272,7 @@ class ChargePointLink(ChargePoint):
         if session_id is None:
             record.session_id = f"ocpp-{self.state.station_id}-{record.transaction_id}"
             session_id = record.session_id
-        connector.pending_session = None
+        connector.pending_session = connector.pending_tag = None
         connector.transaction_id = record.transaction_id
         status_now = connector.info.status
         if status_now not in tr.IN_SESSION or status_now is EvseStatus.FINISHING:
@@ -408,7 +380,9 @@ class ChargePointLink(ChargePoint):
         connector_id = int(request.evse_id)
         try:
             async with asyncio.timeout(remaining_s):
-                outcome = await self._carry_out(connector_id, connector, args)
+                outcome = await carry_out(
+                    self._send_call, self.state, connector_id, connector, args
+                )
         except TimeoutError:
             log.warning("OCPP %s: no answer to %s in time", self.id, request.command)
             return  # no reply: the CSMS times out, and nothing runs late
@@ -417,64 +391,8 @@ class ChargePointLink(ChargePoint):
             outcome = RejectReason.INVALID_COMMAND
         accepted = outcome is None
         self._reply(request, accepted, outcome)
-        if accepted and request.command in (CommandName.START, CommandName.MAINTENANCE):
+        if accepted and request.command not in (CommandName.INFO, CommandName.SET_LIMIT):
             self._publish_status(connector_id)
 
-    async def _carry_out(
-        self, connector_id: int, connector: Connector, args: Any
-    ) -> RejectReason | None:
-        """Carry a command out over OCPP: None when accepted, else the reason."""
-        status = connector.info.status
-        if isinstance(args, StartArgs):
-            if status not in (EvseStatus.AVAILABLE, EvseStatus.RESERVED):
-                return _refusal(status)
-            tag = tr.id_tag_for(args.session_id)
-            result = await self.call(
-                call.RemoteStartTransaction(id_tag=tag, connector_id=connector_id),
-                suppress=False,
-            )
-            if result.status != "Accepted":
-                return RejectReason.BUSY
-            connector.pending_session = args.session_id
-            connector.info = tr.with_status(
-                replace(
-                    connector.info,
-                    session_id=args.session_id,
-                    target_soc=args.target_soc,
-                    session_energy_wh=0.0,
-                ),
-                EvseStatus.PREPARING,
-            )
-            return None
-        if isinstance(args, StopArgs):
-            current = connector.info.session_id
-            if current is None or status is EvseStatus.FINISHING:
-                return RejectReason.NO_SESSION
-            if args.session_id is not None and args.session_id != current:
-                return RejectReason.SESSION_MISMATCH
-            if connector.transaction_id is None:
-                return RejectReason.NO_SESSION  # started remotely, not yet a transaction
-            result = await self.call(
-                call.RemoteStopTransaction(transaction_id=connector.transaction_id),
-                suppress=False,
-            )
-            return None if result.status == "Accepted" else RejectReason.BUSY
-        if isinstance(args, MaintenanceArgs):
-            if args.enabled and status is EvseStatus.FAULTED:
-                return RejectReason.FAULTED
-            kind = AvailabilityType.inoperative if args.enabled else AvailabilityType.operative
-            result = await self.call(
-                call.ChangeAvailability(connector_id=connector_id, type=kind), suppress=False
-            )
-            if result.status == "Rejected":
-                return RejectReason.BUSY
-            if result.status == "Scheduled":
-                connector.info = replace(connector.info, maintenance_pending=args.enabled)
-            elif args.enabled:
-                connector.info = tr.with_status(connector.info, EvseStatus.UNAVAILABLE)
-            elif status is EvseStatus.UNAVAILABLE:
-                connector.info = tr.with_status(connector.info, EvseStatus.AVAILABLE)
-            return None
-        if args is None:  # info: what the charge point last told us
-            return None
-        return RejectReason.INVALID_COMMAND  # reserve, cancel_reservation, set_limit: not yet
+    async def _send_call(self, payload: Any) -> Any:
+        return await self.call(payload, suppress=False)

@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from protocol import (
@@ -37,9 +38,11 @@ __all__ = [
     "basic_credentials",
     "birth",
     "charge_point_id",
+    "charging_profile",
     "evse_status",
     "id_tag_for",
     "idle_info",
+    "iso",
     "meter_sample",
     "reply",
     "stop_reason",
@@ -213,3 +216,35 @@ def with_status(info: EvseInfo, status: EvseStatus) -> EvseInfo:
         stop_reason=info.stop_reason if status is EvseStatus.FINISHING else None,
         maintenance=status is EvseStatus.UNAVAILABLE,
     )
+
+
+def iso(ms: int) -> str:
+    """Epoch milliseconds as an OCPP dateTime (UTC, ``Z``)."""
+    stamp = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def charging_profile(
+    profile_id: int,
+    stack_level: int,
+    limit_w: float,
+    *,
+    start_ms: int,
+    valid_to_ms: int | None = None,
+) -> dict[str, Any]:
+    """An OCPP 1.6 ``csChargingProfiles``: a TxDefaultProfile of one period, ``limit_w`` in W
+    (one decimal, as the schema wants) from ``start_ms``, until ``valid_to_ms`` if given."""
+    profile: dict[str, Any] = {
+        "chargingProfileId": profile_id,
+        "stackLevel": stack_level,
+        "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Absolute",
+        "chargingSchedule": {
+            "chargingRateUnit": "W",
+            "startSchedule": iso(start_ms),
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": round(limit_w, 1)}],
+        },
+    }
+    if valid_to_ms is not None:
+        profile["validTo"] = iso(valid_to_ms)
+    return profile

@@ -23,7 +23,14 @@ from typing import Any, TypeVar
 import pytest
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call, call_result
-from ocpp.v16.enums import Action, AvailabilityStatus, RemoteStartStopStatus
+from ocpp.v16.enums import (
+    Action,
+    AvailabilityStatus,
+    CancelReservationStatus,
+    ChargingProfileStatus,
+    RemoteStartStopStatus,
+    ReservationStatus,
+)
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 
@@ -60,6 +67,9 @@ class TestChargePoint(ChargePoint):  # type: ignore[misc]
         self.remote_starts: queue.Queue[dict[str, Any]] = queue.Queue()
         self.remote_stops: queue.Queue[int] = queue.Queue()
         self.availability: queue.Queue[tuple[int, str]] = queue.Queue()
+        self.reservations: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.cancellations: queue.Queue[int] = queue.Queue()
+        self.profiles: queue.Queue[tuple[int, dict[str, Any]]] = queue.Queue()
         self.answer_start = RemoteStartStopStatus.accepted
         self.silent = asyncio.Event()  # set: never answer a remote start
 
@@ -77,6 +87,21 @@ class TestChargePoint(ChargePoint):  # type: ignore[misc]
         if self.silent.is_set():
             await asyncio.Event().wait()  # never answers
         return call_result.RemoteStartTransaction(status=self.answer_start)
+
+    @on(Action.reserve_now)
+    def on_reserve_now(self, connector_id: int, **kw: Any) -> Any:
+        self.reservations.put({"connector_id": connector_id, **kw})
+        return call_result.ReserveNow(status=ReservationStatus.accepted)
+
+    @on(Action.cancel_reservation)
+    def on_cancel_reservation(self, reservation_id: int) -> Any:
+        self.cancellations.put(reservation_id)
+        return call_result.CancelReservation(status=CancelReservationStatus.accepted)
+
+    @on(Action.set_charging_profile)
+    def on_set_charging_profile(self, connector_id: int, cs_charging_profiles: Any) -> Any:
+        self.profiles.put((connector_id, cs_charging_profiles))
+        return call_result.SetChargingProfile(status=ChargingProfileStatus.accepted)
 
     @on(Action.change_availability)
     def on_change_availability(self, connector_id: int, **kw: Any) -> Any:
@@ -212,7 +237,7 @@ def stack(module_mosquitto_url: str, tmp_path_factory: pytest.TempPathFactory) -
     http_port, https_port, ocpp_port = free_port(), free_port(), free_port()
     data_dir = tmp / "csms"
     with database_for_test(data_dir) as db_url:
-        passwords = {cp: provision(data_dir, db_url, cp) for cp in ("cp-1", "cp-2", "cp-3")}
+        passwords = {cp: provision(data_dir, db_url, cp) for cp in ("cp-1", "cp-2", "cp-3", "cp-4")}
         provision(data_dir, db_url, "cp-gone")
         subprocess.run(
             [*STATIONS, "--data-dir", str(data_dir), "revoke", "cp-gone"],
@@ -306,17 +331,31 @@ def test_a_driver_charges_at_an_ocpp_charge_point_from_the_http_api(stack: Stack
         api = stack.api
         token = api.register("ocpp-driver@example.com")
 
-        # the driver starts: RemoteStartTransaction, answered Accepted
+        # the driver reserves: ReserveNow, answered Accepted
+        assert station.cp is not None
+        status, body = api.post("/api/v1/evses/cp-1.1/reservation", token=token)
+        assert status == 201, body
+        reserved = station.cp.reservations.get(timeout=WAIT_S)
+        assert reserved["connector_id"] == 1
+        assert reserved["expiry_date"].endswith("Z")
+        _status(station, 1, "Reserved")
+        wait_until(lambda: _evse_in(api, "cp-1.1", "Reserved"), "cp-1.1 Reserved")
+
+        # the driver starts: RemoteStartTransaction with the reservation's idTag
         status, body = api.post("/api/v1/evses/cp-1.1/start", {"target_soc": 80}, token=token)
         assert status == 201, body
         session_id = body["session_id"]
-        assert station.cp is not None
         remote = station.cp.remote_starts.get(timeout=WAIT_S)
         assert remote["connector_id"] == 1
+        assert remote["id_tag"] == reserved["id_tag"]
         _status(station, 1, "Preparing")
         started = station.call(
             call.StartTransaction(
-                connector_id=1, id_tag=remote["id_tag"], meter_start=10_000, timestamp=_now()
+                connector_id=1,
+                id_tag=remote["id_tag"],
+                meter_start=10_000,
+                timestamp=_now(),
+                reservation_id=reserved["reservation_id"],
             )
         )
         assert started.id_tag_info["status"] == "Accepted"
@@ -481,5 +520,58 @@ def test_maintenance_from_the_api_is_a_change_availability(stack: Stack) -> None
         assert status == 200, body
         assert cp.availability.get(timeout=WAIT_S) == (1, "Operative")
         wait_until(lambda: _evse_in(stack.api, "cp-3.1", "Available"), "Available again")
+    finally:
+        station.close()
+
+
+def test_a_reservation_cancelled_from_the_api_is_a_cancel_reservation(stack: Stack) -> None:
+    station = stack.station("cp-3")
+    try:
+        cp = station.connect()
+        _boot(station)
+        wait_until(lambda: _evse_in(stack.api, "cp-3.1", "Available"), "cp-3.1 Available")
+        token = stack.api.register("ocpp-canceller@example.com")
+        status, body = stack.api.post("/api/v1/evses/cp-3.1/reservation", token=token)
+        assert status == 201, body
+        reserved = cp.reservations.get(timeout=WAIT_S)
+        wait_until(lambda: _evse_in(stack.api, "cp-3.1", "Reserved"), "cp-3.1 Reserved")
+        status, body = stack.api.call("DELETE", "/api/v1/evses/cp-3.1/reservation", token=token)
+        assert status in (200, 204), body
+        assert cp.cancellations.get(timeout=WAIT_S) == reserved["reservation_id"]
+        wait_until(lambda: _evse_in(stack.api, "cp-3.1", "Available"), "cp-3.1 Available again")
+    finally:
+        station.close()
+
+
+def test_a_site_limit_becomes_a_set_charging_profile_in_watts(stack: Stack) -> None:
+    station = stack.station("cp-4")
+    try:
+        cp = station.connect()
+        _boot(station)
+        wait_until(lambda: _evse_in(stack.api, "cp-4.1", "Available"), "cp-4.1 Available")
+        site = {"limit_kw": 5, "station_ids": ["cp-4"]}
+        status, body = stack.api.call("PUT", "/api/v1/sites/ocpp-site", site, token=stack.operator)
+        assert status in (200, 201), body
+        token = stack.api.register("ocpp-site-driver@example.com")
+        status, body = stack.api.post("/api/v1/evses/cp-4.1/start", {}, token=token)
+        assert status == 201, body
+        remote = cp.remote_starts.get(timeout=WAIT_S)
+        started = station.call(
+            call.StartTransaction(
+                connector_id=1, id_tag=remote["id_tag"], meter_start=0, timestamp=_now()
+            )
+        )
+        _status(station, 1, "Charging")
+        _meter(station, started.transaction_id, 100, 4_000, 30)
+        profiles = {}  # keys in snake_case: the library translates them
+        while 1 not in profiles:  # the fallback (stack level 0), then the limit (level 1)
+            connector, profile = cp.profiles.get(timeout=WAIT_S)
+            assert connector == 1
+            assert profile["charging_profile_purpose"] == "TxDefaultProfile"
+            assert profile["charging_schedule"]["charging_rate_unit"] == "W"
+            profiles[profile["stack_level"]] = profile
+        limit = profiles[1]
+        assert 0 <= limit["charging_schedule"]["charging_schedule_period"][0]["limit"] <= 5_000
+        assert limit["valid_to"].endswith("Z")
     finally:
         station.close()
