@@ -56,6 +56,10 @@ __all__ = ["ChargePointLink", "StationState", "error_frame", "spec_error"]
 log = logging.getLogger("gateway.ocpp")
 
 HEARTBEAT_INTERVAL_S: Final = 300
+RATE_PER_S: Final = 20.0
+BURST: Final = 100.0
+"""A charge point may send 20 frames a second on average, 100 at once; past that it is
+disconnected (1008). A real one sends a few a minute."""
 REPLIED_IDS_KEPT: Final = 256
 
 
@@ -108,13 +112,18 @@ class ChargePointLink(ChargePoint):
         self.mqtt = mqtt
         self.transactions = transactions
         self._replied: dict[str, None] = {}
+        self._tokens, self._refilled = BURST, time.monotonic()
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ frames
 
     async def route_message(self, raw_msg: Any) -> None:
         """As the library's, but a frame that is not OCPP is answered with a CALLERROR and the
-        error codes are OCPP 1.6's (:func:`spec_error`)."""
+        error codes are OCPP 1.6's (:func:`spec_error`). A flood closes the connection."""
+        if not self._allow():
+            log.warning("OCPP %s: more than %g frames a second, disconnecting", self.id, RATE_PER_S)
+            await self._connection.close(1008, "message rate exceeded")
+            return
         if not isinstance(raw_msg, str):
             await self._send(error_frame(None, FormatViolationError(details={})))
             return
@@ -134,6 +143,16 @@ class ChargePointLink(ChargePoint):
                 await self._send(msg.create_call_error(spec_error(exc, str(msg.action))).to_json())
         elif msg.message_type_id in (MessageType.CallResult, MessageType.CallError):
             self._response_queue.put_nowait(msg)
+
+    def _allow(self) -> bool:
+        """A token bucket: ``RATE_PER_S`` frames a second, ``BURST`` at once."""
+        now = time.monotonic()
+        self._tokens = min(BURST, self._tokens + (now - self._refilled) * RATE_PER_S)
+        self._refilled = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
     # ------------------------------------------------------------------ publishing
 

@@ -464,6 +464,36 @@ def test_bad_frames_are_answered_and_the_csms_stays_healthy(stack: Stack) -> Non
         again.close()
 
 
+def test_a_flooding_charge_point_is_disconnected_and_the_csms_stays_healthy(
+    stack: Stack,
+) -> None:
+    pid = stack.proc.pid
+    station = stack.station("cp-2")
+    try:
+        ws = station.open()
+
+        async def flood() -> int | None:
+            with contextlib.suppress(ConnectionClosed):
+                for n in range(2_000):
+                    await ws.send(json.dumps([2, f"f{n}", "Heartbeat", {}]))
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    await ws.recv()
+            return ws.close_code
+
+        assert station.run(flood(), timeout=60) == 1008
+    finally:
+        station.close()
+    assert stack.proc.pid == pid
+    assert stack.healthy()
+    again = stack.station("cp-2")
+    try:
+        again.connect()
+        assert again.call(call.Heartbeat()).current_time
+    finally:
+        again.close()
+
+
 def test_a_second_connection_with_the_same_id_closes_the_older_one(stack: Stack) -> None:
     older = stack.station("cp-3")
     newer = stack.station("cp-3")
