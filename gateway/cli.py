@@ -324,14 +324,14 @@ def run_csms(args: argparse.Namespace) -> int:
         serve(config, settings)
     finally:
         if ocpp is not None:
-            ocpp.terminate()
-            ocpp.wait(timeout=10)
+            ocpp.stop()
     return 0
 
 
 def _start_ocpp(args: argparse.Namespace, mqtt: Any) -> Any:
-    """The OCPP translator (``gateway.ocpp_server``) as a child on a port bound here."""
-    from gateway.ocpp_server import bind, spawn
+    """The OCPP translator (``gateway.ocpp_server``) as a child on a port bound here,
+    started again if it dies."""
+    from gateway.ocpp_server import TranslatorProcess, bind, spawn
 
     try:
         sock = bind(args.http_host, args.ocpp_port)
@@ -346,8 +346,7 @@ def _start_ocpp(args: argparse.Namespace, mqtt: Any) -> Any:
         else:
             args.data_dir.mkdir(parents=True, exist_ok=True)
             tls = ensure_self_signed_cert(args.data_dir)
-    with sock:
-        return spawn(sock, mqtt, args.data_dir, args.db_url, tls=tls)
+    return TranslatorProcess(sock, lambda: spawn(sock, mqtt, args.data_dir, args.db_url, tls=tls))
 
 
 def run_gateway(args: argparse.Namespace) -> int:

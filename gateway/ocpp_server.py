@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -45,7 +46,15 @@ from gateway.ocpp_station import StationMqtt, TransactionStore
 from protocol.mqtt_settings import MqttSettings
 from storage import open_storage
 
-__all__ = ["MAX_FRAME_BYTES", "OcppServer", "OcppSettings", "main", "spawn"]
+__all__ = [
+    "MAX_FRAME_BYTES",
+    "OcppServer",
+    "OcppSettings",
+    "TranslatorProcess",
+    "bind",
+    "main",
+    "spawn",
+]
 
 log = logging.getLogger("gateway.ocpp")
 
@@ -221,6 +230,55 @@ def spawn(
     proc.stdin.write(json.dumps(config).encode() + b"\n")
     proc.stdin.close()
     return proc
+
+
+class TranslatorProcess:
+    """The translator child on ``sock``, started again if it dies (after 1 s, doubling to
+    30 s), so a charge point that crashes it only disconnects the charge points for a while.
+    The CSMS keeps ``sock`` open meanwhile: connections wait in its backlog."""
+
+    def __init__(self, sock: socket.socket, start: Callable[[], subprocess.Popen[bytes]]) -> None:
+        self._sock, self._start = sock, start
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.proc = start()
+        self._thread = threading.Thread(target=self._watch, name="ocpp-translator", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        delay = 1.0
+        while True:
+            proc = self.proc
+            began = time.monotonic()
+            proc.wait()
+            if self._stop.is_set():
+                return
+            if time.monotonic() - began > 60:
+                delay = 1.0
+            log.error(
+                "the OCPP translator exited (status %s); starting it again in %.0f s",
+                proc.returncode,
+                delay,
+            )
+            if self._stop.wait(delay):
+                return
+            with self._lock:
+                if self._stop.is_set():
+                    return
+                self.proc = self._start()
+            delay = min(delay * 2, 30.0)
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            proc = self.proc
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        self._sock.close()
 
 
 async def _watch_parent(parent: int, stop: asyncio.Event) -> None:

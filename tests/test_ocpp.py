@@ -8,8 +8,10 @@ import asyncio
 import base64
 import contextlib
 import json
+import os
 import queue
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -492,6 +494,35 @@ def test_a_flooding_charge_point_is_disconnected_and_the_csms_stays_healthy(
         assert again.call(call.Heartbeat()).current_time
     finally:
         again.close()
+
+
+def _translator_pid(csms_pid: int) -> int | None:
+    children = []  # each thread's own children: the translator is started again by a thread
+    for task in Path(f"/proc/{csms_pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            children += (task / "children").read_text().split()
+    for child in children:
+        with contextlib.suppress(OSError):
+            if b"gateway.ocpp_server" in Path(f"/proc/{child}/cmdline").read_bytes():
+                return int(child)
+    return None
+
+
+def test_a_translator_that_dies_is_started_again_and_the_csms_stays_up(stack: Stack) -> None:
+    pid = stack.proc.pid
+    translator = _translator_pid(pid)
+    assert translator is not None
+    os.kill(translator, signal.SIGKILL)
+    wait_until(lambda: _translator_pid(pid) not in (None, translator), "a new translator process")
+    station = stack.station("cp-2")
+    try:
+        station.connect()  # waits in the socket's backlog until the new translator accepts
+        assert station.call(call.Heartbeat()).current_time
+    finally:
+        station.close()
+    assert stack.proc.pid == pid
+    assert stack.proc.poll() is None
+    assert stack.healthy()
 
 
 def test_a_second_connection_with_the_same_id_closes_the_older_one(stack: Stack) -> None:
