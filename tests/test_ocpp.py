@@ -17,7 +17,7 @@ import ssl
 import subprocess
 import sys
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,7 +37,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 
 from tests.db import child_env, database_for_test
-from tests.driver_client import Api, csms_process, wait_until
+from tests.driver_client import Api, EventStream, csms_process, wait_until
 from tests.support import REPO_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.needs_db, pytest.mark.timeout(120)]
@@ -46,6 +46,7 @@ T = TypeVar("T")
 WAIT_S = 20.0
 STATIONS = (sys.executable, "-m", "gateway.cli", "stations")
 ADMIN = (sys.executable, "-m", "gateway.cli", "admin")
+CHARGE_POINTS = ("cp-1", "cp-2", "cp-3", "cp-4", "cp-5")
 
 
 def free_port() -> int:
@@ -131,6 +132,7 @@ class Station:
         self._thread.start()
         self.ws: ClientConnection | None = None
         self.cp: TestChargePoint | None = None
+        self.on_close: list[Callable[[], None]] = []
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = WAIT_S) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -178,6 +180,8 @@ class Station:
         return self.run(exchange())
 
     def close(self) -> None:
+        for done in self.on_close:
+            done()
         if self.ws is not None:
             self.run(self.ws.close())
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -239,7 +243,9 @@ def stack(module_mosquitto_url: str, tmp_path_factory: pytest.TempPathFactory) -
     http_port, https_port, ocpp_port = free_port(), free_port(), free_port()
     data_dir = tmp / "csms"
     with database_for_test(data_dir) as db_url:
-        passwords = {cp: provision(data_dir, db_url, cp) for cp in ("cp-1", "cp-2", "cp-3", "cp-4")}
+        passwords = {
+            cp: provision(data_dir, db_url, cp) for cp in ("cp-1", "cp-2", "cp-3", "cp-4", "cp-5")
+        }
         provision(data_dir, db_url, "cp-gone")
         subprocess.run(
             [*STATIONS, "--data-dir", str(data_dir), "revoke", "cp-gone"],
@@ -332,6 +338,8 @@ def test_a_driver_charges_at_an_ocpp_charge_point_from_the_http_api(stack: Stack
         wait_until(lambda: _evse_in(stack.api, "cp-1.1", "Available"), "cp-1.1 Available")
         api = stack.api
         token = api.register("ocpp-driver@example.com")
+        dashboard = EventStream(api, "/api/v1/events", stack.operator)  # the dashboard's stream
+        station.on_close.append(dashboard.close)
 
         # the driver reserves: ReserveNow, answered Accepted
         assert station.cp is not None
@@ -372,6 +380,13 @@ def test_a_driver_charges_at_an_ocpp_charge_point_from_the_http_api(stack: Stack
 
         view = wait_until(energy_rose, "the session's energy rising in the API")
         assert view["power_w"] == pytest.approx(7_400)
+        live = dashboard.wait_for(
+            lambda kind, data: (
+                kind == "evse" and data["id"] == "cp-1.1" and data["session_energy_wh"] >= 1_000
+            ),
+            "the energy rising on the dashboard's stream",
+        )
+        assert live["status"] == "Charging"
 
         # the driver stops: RemoteStopTransaction, then the charge point's StopTransaction
         status, body = api.post("/api/v1/evses/cp-1.1/stop", token=token)
@@ -636,3 +651,60 @@ def test_a_site_limit_becomes_a_set_charging_profile_in_watts(stack: Stack) -> N
         assert limit["valid_to"].endswith("Z")
     finally:
         station.close()
+
+
+def _closed_sessions(api: Api, token: str) -> list[dict[str, Any]]:
+    status, body = api.get("/api/v1/me/sessions", token=token)
+    assert status == 200, body
+    return [s for s in body["sessions"] if s.get("ended_at")]
+
+
+def test_a_stop_transaction_sent_after_an_offline_period_closes_the_session_once(
+    stack: Stack,
+) -> None:
+    api = stack.api
+    token = api.register("ocpp-offline@example.com")
+    first = stack.station("cp-5")
+    try:
+        cp = first.connect()
+        _boot(first)
+        wait_until(lambda: _evse_in(api, "cp-5.1", "Available"), "cp-5.1 Available")
+        status, body = api.post("/api/v1/evses/cp-5.1/start", {}, token=token)
+        assert status == 201, body
+        remote = cp.remote_starts.get(timeout=WAIT_S)
+        started = first.call(
+            call.StartTransaction(
+                connector_id=1, id_tag=remote["id_tag"], meter_start=5_000, timestamp=_now()
+            )
+        )
+        tx = started.transaction_id
+        _status(first, 1, "Charging")
+        _meter(first, tx, 5_300, 7_000, 50)
+    finally:
+        first.close()
+    wait_until(lambda: _evse_in(api, "cp-5.1", "Offline"), "cp-5.1 Offline")
+
+    # back online later: the session ended meanwhile, the charger sends its StopTransaction
+    again = stack.station("cp-5")
+    try:
+        again.connect()
+        assert (
+            again.call(
+                call.BootNotification(charge_point_model="Test", charge_point_vendor="smartcharge")
+            ).status
+            == "Accepted"
+        )
+        stop = call.StopTransaction(
+            meter_stop=5_900, timestamp=_now(), transaction_id=tx, reason="EVDisconnected"
+        )
+        for _ in range(2):  # retransmitted: answered both times, applied once
+            assert again.call(stop).id_tag_info["status"] == "Accepted"
+        _status(again, 1, "Available")
+        sessions = wait_until(lambda: _closed_sessions(api, token), "the session closed")
+        assert len(sessions) == 1
+        assert sessions[0]["id"] == body["session_id"]
+        assert sessions[0]["energy_wh"] == pytest.approx(900)
+        assert sessions[0]["end_reason"] == "EVDisconnected"
+        wait_until(lambda: _evse_in(api, "cp-5.1", "Available"), "cp-5.1 Available again")
+    finally:
+        again.close()
