@@ -113,6 +113,7 @@ class ChargePointLink(ChargePoint):
         self.transactions = transactions
         self._replied: dict[str, None] = {}
         self._tokens, self._refilled = BURST, time.monotonic()
+        self._closing: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ frames
@@ -120,9 +121,14 @@ class ChargePointLink(ChargePoint):
     async def route_message(self, raw_msg: Any) -> None:
         """As the library's, but a frame that is not OCPP is answered with a CALLERROR and the
         error codes are OCPP 1.6's (:func:`spec_error`). A flood closes the connection."""
+        if self._closing is not None:
+            return  # being disconnected: what is still queued is read and dropped
         if not self._allow():
             log.warning("OCPP %s: more than %g frames a second, disconnecting", self.id, RATE_PER_S)
-            await self._connection.close(1008, "message rate exceeded")
+            # not awaited here: the loop must go on reading for the close handshake to finish
+            self._closing = asyncio.ensure_future(
+                self._connection.close(1008, "message rate exceeded")
+            )
             return
         if not isinstance(raw_msg, str):
             await self._send(error_frame(None, FormatViolationError(details={})))

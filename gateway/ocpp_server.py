@@ -8,7 +8,7 @@ smart charging need not know OCPP exists (``docs/ocpp.md``).
 this module run as a child process (``python -m gateway.ocpp_server``, its settings as one JSON
 line on stdin): a misbehaving charge point can at worst take the translator down, never the
 CSMS, and the port accepts connections (into its backlog) before the CSMS is even up. The child
-exits when its parent does.
+exits when its stdin ends: when the CSMS says so, or dies.
 
 Security profile 1: HTTP Basic authentication at the handshake, user = the charge point id,
 password = the station's own (``smartcharge stations add ID --ocpp``), checked against the
@@ -228,7 +228,7 @@ def spawn(
     )
     assert proc.stdin is not None
     proc.stdin.write(json.dumps(config).encode() + b"\n")
-    proc.stdin.close()
+    proc.stdin.flush()  # and kept open: the child runs until it reads the end of it
     return proc
 
 
@@ -250,7 +250,11 @@ class TranslatorProcess:
         while True:
             proc = self.proc
             began = time.monotonic()
-            proc.wait()
+            # poll, never a blocking wait: a thread blocked in waitpid() held gunicorn's master
+            # (which reaps its workers with waitpid(-1)) for 10 s at every shutdown
+            while proc.poll() is None:
+                if self._stop.wait(0.5):
+                    return
             if self._stop.is_set():
                 return
             if time.monotonic() - began > 60:
@@ -269,22 +273,19 @@ class TranslatorProcess:
             delay = min(delay * 2, 30.0)
 
     def stop(self) -> None:
+        """Close the child's stdin (it stops), wait for it, kill it after 10 s."""
         self._stop.set()
         with self._lock:
             proc = self.proc
-        proc.terminate()
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
         self._sock.close()
-
-
-async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
-    while os.getppid() == parent:
-        await asyncio.sleep(1.0)
-    stop.set()
 
 
 async def _main_async(config: dict[str, Any]) -> None:
@@ -303,9 +304,17 @@ async def _main_async(config: dict[str, Any]) -> None:
     server = OcppServer(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # The CSMS says when to stop by closing our stdin (or by dying): a SIGTERM or SIGINT sent
+    # to its whole process group must not look like a crash it would start us again after.
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    watcher = asyncio.ensure_future(_watch_parent(int(config.get("parent", os.getppid())), stop))
+        loop.add_signal_handler(sig, lambda: None)
+
+    def readable() -> None:
+        if not os.read(0, 4096):
+            loop.remove_reader(0)
+            stop.set()
+
+    loop.add_reader(0, readable)
     tls = None
     if config.get("tls"):
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -317,7 +326,7 @@ async def _main_async(config: dict[str, Any]) -> None:
         log.info("OCPP 1.6J endpoint on %s://%s:%d/ocpp/{charge_point_id}", scheme, host, port)
         await server.run(sock, stop, tls)
     finally:
-        watcher.cancel()
+        loop.remove_reader(0)
         server.close()
 
 
