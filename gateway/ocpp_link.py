@@ -25,6 +25,7 @@ from ocpp.exceptions import (
     FormatViolationError,
     NotSupportedError,
     OCPPError,
+    PropertyConstraintViolationError,
 )
 from ocpp.exceptions import (
     NotImplementedError as OcppNotImplemented,
@@ -69,6 +70,13 @@ def _now_ms() -> int:
 
 def _iso_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _meter_reading(wh: int) -> None:
+    if not 0 <= wh <= tr.MAX_ENERGY_WH:
+        raise PropertyConstraintViolationError(
+            details={"cause": f"a meter reading must be 0 to {tr.MAX_ENERGY_WH:.0e} Wh"}
+        )
 
 
 def error_frame(raw: Any, error: OCPPError) -> str:
@@ -194,6 +202,10 @@ class ChargePointLink(ChargePoint):
         """The connector, announced in a new birth the first time it is seen."""
         connector = self.state.connectors.get(connector_id)
         if connector is None:
+            if not 1 <= connector_id <= tr.MAX_CONNECTORS:
+                raise PropertyConstraintViolationError(
+                    details={"cause": f"connectorId must be 1 to {tr.MAX_CONNECTORS}"}
+                )
             connector = Connector(info=tr.idle_info(str(connector_id)))
             self.state.connectors[connector_id] = connector
             self._publish_birth()
@@ -285,6 +297,7 @@ class ChargePointLink(ChargePoint):
     def on_start_transaction(
         self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **_: Any
     ) -> Any:
+        _meter_reading(meter_start)
         connector = self._connector(connector_id)
         pending = connector.pending_session
         if pending is not None and id_tag == connector.pending_tag:
@@ -325,6 +338,7 @@ class ChargePointLink(ChargePoint):
         reason: str | None = None,
         **_: Any,
     ) -> Any:
+        _meter_reading(meter_stop)
         record = self.transactions.get(self.state.station_id, transaction_id)
         result = call_result.StopTransaction(
             id_tag_info=IdTagInfo(status=AuthorizationStatus.accepted)
@@ -375,6 +389,12 @@ class ChargePointLink(ChargePoint):
         task = asyncio.ensure_future(self._command(request))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def cancel_commands(self) -> None:
+        """The connection is gone: commands still waiting for the charge point end (unreplied,
+        so the CSMS times out)."""
+        for task in list(self._tasks):
+            task.cancel()
 
     def _reply(self, request: CommandRequest, accepted: bool, reason: str | None = None) -> None:
         if self.mqtt is None:

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -81,7 +82,10 @@ class OcppServer:
         self._states: dict[str, StationState] = {}
         self._links: dict[str, tuple[ServerConnection, ChargePointLink | None]] = {}
         self._station_locks: dict[str, asyncio.Lock] = {}
-        self._passwords: dict[ServerConnection, str] = {}
+        # until the handler takes it (weak: a handshake that fails after the check leaks none)
+        self._passwords: weakref.WeakKeyDictionary[ServerConnection, str] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def close(self) -> None:
         self._storage.close()
@@ -167,6 +171,7 @@ class OcppServer:
             with contextlib.suppress(ConnectionClosed):
                 await link.start()
         finally:
+            link.cancel_commands()
             with contextlib.suppress(Exception):
                 await mqtt.stop("connection_lost")
             if self._links.get(station_id, (None,))[0] is connection:

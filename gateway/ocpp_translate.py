@@ -33,6 +33,8 @@ from protocol import (
 __all__ = [
     "DEFAULT_MAX_POWER_W",
     "IN_SESSION",
+    "MAX_CONNECTORS",
+    "MAX_ENERGY_WH",
     "OCPP_PATH_PREFIX",
     "MeterSample",
     "basic_credentials",
@@ -50,6 +52,8 @@ __all__ = [
 ]
 
 OCPP_PATH_PREFIX: Final = "/ocpp/"
+MAX_CONNECTORS: Final = 64
+"""A station has 1 to 64 EVSEs (``docs/protocol.md`` 5.1): connector ids 1 to 64."""
 DEFAULT_MAX_POWER_W: Final = 22_000.0
 """OCPP 1.6 has no standard way to read a connector's rating: every EVSE is announced with
 22 kW (a three-phase 32 A connector) until a later slice reads it from the configuration."""
@@ -130,6 +134,9 @@ class MeterSample:
 _ENERGY: Final = "Energy.Active.Import.Register"
 _POWER: Final = "Power.Active.Import"
 _SOC: Final = "SoC"
+MAX_ENERGY_WH: Final = 1e15
+_MAX: Final = {_ENERGY: MAX_ENERGY_WH, _POWER: 1e7, _SOC: 100.0}
+"""What protocol v2 accepts (``docs/protocol.md`` 5.3); a value beyond is not a reading."""
 _SCALE: Final = {"Wh": 1.0, "kWh": 1000.0, "W": 1.0, "kW": 1000.0, "Percent": 1.0}
 
 
@@ -151,15 +158,10 @@ def meter_sample(meter_value: list[dict[str, Any]]) -> MeterSample:
                 value = float(sv.get("value", "")) * scale
             except (TypeError, ValueError):
                 continue
-            if value != value or value in (float("inf"), float("-inf")) or value < 0:
+            if not 0 <= value <= _MAX[measurand]:  # also NaN and infinities
                 continue
             found[measurand] = value
-    soc = found.get(_SOC)
-    return MeterSample(
-        energy_wh=found.get(_ENERGY),
-        power_w=found.get(_POWER),
-        soc=None if soc is None else min(soc, 100.0),
-    )
+    return MeterSample(energy_wh=found.get(_ENERGY), power_w=found.get(_POWER), soc=found.get(_SOC))
 
 
 def birth(

@@ -461,6 +461,14 @@ def test_bad_frames_are_answered_and_the_csms_stays_healthy(stack: Stack) -> Non
         assert station.raw(json.dumps(unknown))[:3] == [4, "m3", "NotImplemented"]
         unhandled = [2, "m4", "DiagnosticsStatusNotification", {"status": "Idle"}]
         assert station.raw(json.dumps(unhandled))[:3] == [4, "m4", "NotSupported"]
+        missing = [2, "m6", "BootNotification", {"chargePointModel": "m"}]
+        assert station.raw(json.dumps(missing))[:3] == [4, "m6", "ProtocolError"]
+        connector = {"connectorId": 65, "errorCode": "NoError", "status": "Available"}
+        too_many = [2, "m7", "StatusNotification", connector]
+        assert station.raw(json.dumps(too_many))[:3] == [4, "m7", "PropertyConstraintViolation"]
+        start = {"connectorId": 1, "idTag": "x", "meterStart": 10**16, "timestamp": _now()}
+        huge = [2, "m8", "StartTransaction", start]
+        assert station.raw(json.dumps(huge))[:3] == [4, "m8", "PropertyConstraintViolation"]
         ok = station.raw(json.dumps([2, "m5", "Heartbeat", {}]))
         assert ok[:2] == [3, "m5"]
         assert ok[2]["currentTime"]
@@ -470,6 +478,14 @@ def test_bad_frames_are_answered_and_the_csms_stays_healthy(stack: Stack) -> Non
         assert closed.value.rcvd.code == 1009
     finally:
         station.close()
+    other = stack.station("cp-2")
+    try:
+        for offered in (("ocpp2.0.1",), ()):  # only 1.6 here
+            with pytest.raises(InvalidStatus) as refused:
+                other.open(subprotocols=offered)
+            assert refused.value.response.status_code == 400
+    finally:
+        other.close()
     assert stack.proc.pid == pid
     assert stack.proc.poll() is None
     assert stack.healthy()

@@ -67,8 +67,10 @@ def test_meter_samples_take_totals_in_wh_and_w_and_skip_what_they_cannot_read() 
     )
     assert sample == tr.MeterSample(energy_wh=12_500.0, power_w=7_400.0, soc=55.0)
     assert tr.meter_sample([{"sampled_value": [{"value": "321"}]}]).energy_wh == 321.0
-    for bad in ("NaN", "inf", "-5", "twelve", ""):
+    for bad in ("NaN", "inf", "-5", "twelve", "", "1e16"):
         assert tr.meter_sample([{"sampled_value": [{"value": bad}]}]) == tr.MeterSample()
+    too_full = {"value": "101", "measurand": "SoC", "unit": "Percent"}
+    assert tr.meter_sample([{"sampled_value": [too_full]}]) == tr.MeterSample()
     odd_unit = {"value": "1", "measurand": "Energy.Active.Import.Register", "unit": "varh"}
     assert tr.meter_sample([{"sampled_value": [odd_unit]}]) == tr.MeterSample()
 
