@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -31,7 +32,7 @@ from ocpp.exceptions import (
     NotImplementedError as OcppNotImplemented,
 )
 from ocpp.messages import CallError, MessageType, unpack
-from ocpp.routing import on
+from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.datatypes import IdTagInfo
 from ocpp.v16.enums import Action, AuthorizationStatus, RegistrationStatus
@@ -62,6 +63,9 @@ BURST: Final = 100.0
 """A charge point may send 20 frames a second on average, 100 at once; past that it is
 disconnected (1008). A real one sends a few a minute."""
 REPLIED_IDS_KEPT: Final = 256
+RECHECK_S: Final = 10.0
+"""A connected charge point's credentials are checked again at its heartbeats, at most this
+often (and at its first heartbeat)."""
 
 
 def _now_ms() -> int:
@@ -114,8 +118,11 @@ class ChargePointLink(ChargePoint):
         state: StationState,
         mqtt: StationMqtt | None,
         transactions: TransactionStore,
+        still_allowed: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         super().__init__(state.station_id, connection, response_timeout=30)
+        self._still_allowed = still_allowed
+        self._checked_at: float | None = None
         self.state = state
         self.mqtt = mqtt
         self.transactions = transactions
@@ -236,6 +243,21 @@ class ChargePointLink(ChargePoint):
     @on(Action.heartbeat)
     def on_heartbeat(self) -> Any:
         return call_result.Heartbeat(current_time=_iso_now())
+
+    @after(Action.heartbeat)
+    async def after_heartbeat(self) -> None:
+        """At most every ``RECHECK_S``: a charge point revoked meanwhile is disconnected."""
+        now = time.monotonic()
+        if self._still_allowed is None or self._closing is not None:
+            return
+        if self._checked_at is not None and now - self._checked_at < RECHECK_S:
+            return
+        self._checked_at = now
+        if not await self._still_allowed():
+            log.info("OCPP %s: credentials revoked, disconnecting", self.id)
+            self._closing = asyncio.ensure_future(
+                self._connection.close(1008, "credentials revoked")
+            )
 
     @on(Action.status_notification)
     def on_status(self, connector_id: int, error_code: str, status: str, **_: Any) -> Any:

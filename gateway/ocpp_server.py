@@ -158,7 +158,11 @@ class OcppServer:
             asyncio.get_running_loop(),
             lambda request: link_holder[0].command(request) if link_holder else None,
         )
-        link = ChargePointLink(connection, state, mqtt, self.transactions)
+
+        async def still_allowed() -> bool:
+            return await asyncio.to_thread(self._check, station_id, password) is not None
+
+        link = ChargePointLink(connection, state, mqtt, self.transactions, still_allowed)
         link_holder.append(link)
         self._links[station_id] = (connection, link)
         try:

@@ -46,7 +46,7 @@ T = TypeVar("T")
 WAIT_S = 20.0
 STATIONS = (sys.executable, "-m", "gateway.cli", "stations")
 ADMIN = (sys.executable, "-m", "gateway.cli", "admin")
-CHARGE_POINTS = ("cp-1", "cp-2", "cp-3", "cp-4", "cp-5")
+CHARGE_POINTS = ("cp-1", "cp-2", "cp-3", "cp-4", "cp-5", "cp-6")
 
 
 def free_port() -> int:
@@ -193,6 +193,8 @@ class Stack:
         self.api, self.ocpp_port, self.proc, self.log = api, ocpp_port, proc, log
         self.passwords: dict[str, str] = {}
         self.operator = ""
+        self.data_dir: Path = log.parent
+        self.db_url: str | None = None
         self.tls = api.context  # trusts the CSMS's self-signed certificate
 
     def station(self, cp_id: str, password: str | None = "") -> Station:
@@ -243,9 +245,7 @@ def stack(module_mosquitto_url: str, tmp_path_factory: pytest.TempPathFactory) -
     http_port, https_port, ocpp_port = free_port(), free_port(), free_port()
     data_dir = tmp / "csms"
     with database_for_test(data_dir) as db_url:
-        passwords = {
-            cp: provision(data_dir, db_url, cp) for cp in ("cp-1", "cp-2", "cp-3", "cp-4", "cp-5")
-        }
+        passwords = {cp: provision(data_dir, db_url, cp) for cp in CHARGE_POINTS}
         provision(data_dir, db_url, "cp-gone")
         subprocess.run(
             [*STATIONS, "--data-dir", str(data_dir), "revoke", "cp-gone"],
@@ -270,6 +270,7 @@ def stack(module_mosquitto_url: str, tmp_path_factory: pytest.TempPathFactory) -
             result = Stack(api, ocpp_port, proc, log)
             wait_until(result.healthy, "/healthz")
             result.passwords = passwords
+            result.data_dir, result.db_url = data_dir, db_url
             result.operator = operator_token(api, data_dir, db_url)
             yield result
 
@@ -724,3 +725,32 @@ def test_a_stop_transaction_sent_after_an_offline_period_closes_the_session_once
         wait_until(lambda: _evse_in(api, "cp-5.1", "Available"), "cp-5.1 Available again")
     finally:
         again.close()
+
+
+def test_a_connected_charge_point_revoked_meanwhile_is_disconnected_at_its_heartbeat(
+    stack: Stack,
+) -> None:
+    station = stack.station("cp-6")
+    try:
+        station.connect()
+        boot = call.BootNotification(charge_point_model="Test", charge_point_vendor="smartcharge")
+        assert station.call(boot).status == "Accepted"  # no heartbeat yet: none checked so far
+        _status(station, 1, "Available")
+        wait_until(lambda: _evse_in(stack.api, "cp-6.1", "Available"), "cp-6.1 Available")
+        subprocess.run(
+            [*STATIONS, "--data-dir", str(stack.data_dir), "revoke", "cp-6"],
+            cwd=REPO_ROOT,
+            env=child_env(stack.db_url),
+            check=True,
+            capture_output=True,
+        )
+        assert station.call(call.Heartbeat()).current_time  # answered, then disconnected
+        assert station.ws is not None
+        ws = station.ws
+        station.run(ws.wait_closed())
+        assert ws.close_code == 1008
+        wait_until(lambda: _evse_in(stack.api, "cp-6.1", "Offline"), "cp-6.1 Offline")
+        with pytest.raises(InvalidStatus):
+            stack.station("cp-6").open()
+    finally:
+        station.close()
