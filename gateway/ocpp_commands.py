@@ -96,7 +96,7 @@ async def carry_out(
             return await _cancel(send, state, connector, args)
         case SetLimitArgs():
             return await _set_limit(send, connector_id, args)
-    return None  # info: what the charge point last told us
+    return None  # info is answered by the caller (gateway.ocpp_link)
 
 
 async def _start(

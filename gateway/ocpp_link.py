@@ -13,6 +13,7 @@ Runs on the translator's event loop only (``gateway.ocpp_server``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -33,7 +34,7 @@ from ocpp.exceptions import (
 )
 from ocpp.messages import CallError, MessageType, unpack
 from ocpp.routing import after, on
-from ocpp.v16 import ChargePoint, call_result
+from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.datatypes import IdTagInfo
 from ocpp.v16.enums import Action, AuthorizationStatus, RegistrationStatus
 
@@ -445,6 +446,16 @@ class ChargePointLink(ChargePoint):
             self._reply(request, False, RejectReason.INVALID_COMMAND)
             return
         connector_id = int(request.evse_id)
+        if args is None:  # info: what we know now, and the charger asked to say it again
+            self._reply(request, True)
+            with contextlib.suppress(OCPPError, TimeoutError):
+                async with asyncio.timeout(remaining_s):
+                    await self._send_call(
+                        call.TriggerMessage(
+                            requested_message="StatusNotification", connector_id=connector_id
+                        )
+                    )
+            return
         try:
             async with asyncio.timeout(remaining_s):
                 outcome = await carry_out(

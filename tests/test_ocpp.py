@@ -32,6 +32,7 @@ from ocpp.v16.enums import (
     ChargingProfileStatus,
     RemoteStartStopStatus,
     ReservationStatus,
+    TriggerMessageStatus,
 )
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
@@ -70,6 +71,7 @@ class TestChargePoint(ChargePoint):  # type: ignore[misc]
         self.remote_starts: queue.Queue[dict[str, Any]] = queue.Queue()
         self.remote_stops: queue.Queue[int] = queue.Queue()
         self.availability: queue.Queue[tuple[int, str]] = queue.Queue()
+        self.triggers: queue.Queue[tuple[str, int | None]] = queue.Queue()
         self.reservations: queue.Queue[dict[str, Any]] = queue.Queue()
         self.cancellations: queue.Queue[int] = queue.Queue()
         self.profiles: queue.Queue[tuple[int, dict[str, Any]]] = queue.Queue()
@@ -105,6 +107,11 @@ class TestChargePoint(ChargePoint):  # type: ignore[misc]
     def on_set_charging_profile(self, connector_id: int, cs_charging_profiles: Any) -> Any:
         self.profiles.put((connector_id, cs_charging_profiles))
         return call_result.SetChargingProfile(status=ChargingProfileStatus.accepted)
+
+    @on(Action.trigger_message)
+    def on_trigger_message(self, requested_message: str, **kw: Any) -> Any:
+        self.triggers.put((requested_message, kw.get("connector_id")))
+        return call_result.TriggerMessage(status=TriggerMessageStatus.accepted)
 
     @on(Action.change_availability)
     def on_change_availability(self, connector_id: int, **kw: Any) -> Any:
@@ -596,12 +603,15 @@ def test_a_charge_point_that_never_answers_times_out_and_nothing_starts_late(
     assert stack.healthy()
 
 
-def test_maintenance_from_the_api_is_a_change_availability(stack: Stack) -> None:
+def test_info_is_a_trigger_message_and_maintenance_a_change_availability(stack: Stack) -> None:
     station = stack.station("cp-3")
     try:
         cp = station.connect()
         _boot(station)
         wait_until(lambda: _evse_in(stack.api, "cp-3.1", "Available"), "cp-3.1 Available")
+        status, body = stack.api.get("/api/v1/evses/cp-3.1/info", token=stack.operator)
+        assert status == 200, body
+        assert cp.triggers.get(timeout=WAIT_S) == ("StatusNotification", 1)
         path = "/api/v1/evses/cp-3.1/maintenance"
         status, body = stack.api.call("PUT", path, {"enabled": True}, token=stack.operator)
         assert status == 200, body
