@@ -46,6 +46,8 @@ class Connector:
     """A session whose RemoteStartTransaction was accepted, not yet started."""
     pending_tag: str | None = None
     """The idTag of that RemoteStartTransaction."""
+    pending_since: float | None = None
+    """When it was accepted (``time.monotonic()``)."""
     transaction_id: int | None = None
 
 
@@ -114,6 +116,7 @@ async def _start(
     if result.status != "Accepted":
         return RejectReason.BUSY
     connector.pending_session, connector.pending_tag = args.session_id, tag
+    connector.pending_since = time.monotonic()
     connector.info = tr.with_status(
         replace(
             info, session_id=args.session_id, target_soc=args.target_soc, session_energy_wh=0.0

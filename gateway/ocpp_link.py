@@ -64,6 +64,9 @@ BURST: Final = 100.0
 """A charge point may send 20 frames a second on average, 100 at once; past that it is
 disconnected (1008). A real one sends a few a minute."""
 REPLIED_IDS_KEPT: Final = 256
+PENDING_START_S: Final = 180.0
+"""How long an accepted remote start may wait for its StartTransaction (the charger's own
+ConnectionTimeOut is usually 60 to 120 s): an Available meanwhile does not cancel it."""
 RECHECK_S: Final = 10.0
 """A connected charge point's credentials are checked again at its heartbeats, at most this
 often (and at its first heartbeat)."""
@@ -268,17 +271,29 @@ class ChargePointLink(ChargePoint):
             return call_result.StatusNotification()
         connector = self._connector(connector_id)
         info = connector.info
+        if new is EvseStatus.AVAILABLE and self._still_pending(connector):
+            # a remote start the charger accepted waits for the cable: still Preparing for us
+            # (a TriggerMessage's Available must not make us forget it)
+            return call_result.StatusNotification()
         if new in tr.IN_SESSION and info.session_id is None:
             if connector.pending_session is None:
                 new = EvseStatus.AVAILABLE  # plugged in, nothing started: still startable
             else:
                 info = replace(info, session_id=SessionId(connector.pending_session))
         if new not in tr.IN_SESSION:
-            connector.pending_session = connector.pending_tag = None
+            connector.pending_session = connector.pending_tag = connector.pending_since = None
             connector.transaction_id = None
         connector.info = tr.with_status(info, new)
         self._publish_status(connector_id)
         return call_result.StatusNotification()
+
+    def _still_pending(self, connector: Connector) -> bool:
+        if connector.pending_session is None or connector.pending_since is None:
+            return False
+        if time.monotonic() - connector.pending_since < PENDING_START_S:
+            return True
+        connector.pending_session = connector.pending_tag = connector.pending_since = None
+        return False
 
     @on(Action.meter_values)
     def on_meter_values(
@@ -333,7 +348,7 @@ class ChargePointLink(ChargePoint):
         if session_id is None:
             record.session_id = f"ocpp-{self.state.station_id}-{record.transaction_id}"
             session_id = record.session_id
-        connector.pending_session = connector.pending_tag = None
+        connector.pending_session = connector.pending_tag = connector.pending_since = None
         connector.transaction_id = record.transaction_id
         status_now = connector.info.status
         if status_now not in tr.IN_SESSION or status_now is EvseStatus.FINISHING:
@@ -370,6 +385,14 @@ class ChargePointLink(ChargePoint):
             return result  # unknown, or a retransmission: answered, nothing applied twice
         self.transactions.mark_stopped(record)
         connector = self._connector(record.connector_id)
+        current = connector.info.session_id
+        if current is not None and current != record.session_id:
+            log.info(
+                "OCPP %s: late stop of transaction %d, another session runs",
+                self.id,
+                transaction_id,
+            )
+            return result  # its connector has moved on: the CSMS keeps the running session
         connector.transaction_id = None
         energy = float(meter_stop)
         session_energy = max(0.0, energy - record.meter_start)

@@ -366,6 +366,8 @@ def test_a_driver_charges_at_an_ocpp_charge_point_from_the_http_api(stack: Stack
         remote = station.cp.remote_starts.get(timeout=WAIT_S)
         assert remote["connector_id"] == 1
         assert remote["id_tag"] == reserved["id_tag"]
+        _status(station, 1, "Available")  # no cable yet (or a TriggerMessage): still waiting
+        assert _evse(api, "cp-1.1")["status"] == "Preparing"  # type: ignore[index]
         _status(station, 1, "Preparing")
         started = station.call(
             call.StartTransaction(
