@@ -35,6 +35,10 @@ Call = Callable[[Any], Awaitable[Any]]
 """Send one CALL to the charge point, return its result (raises ``OCPPError`` on a CALLERROR)."""
 
 DEFAULT_RESERVATION_S: Final = 24 * 3600
+START_MARGIN_MS: Final = 1_000
+"""A StartTransaction sent before the RemoteStartTransaction's answer counts only if it comes
+at least this long before the command expires: the CSMS may already have told the driver the
+start failed (its time-out and ours end together), and nothing may start late."""
 LIMIT_PROFILE_ID: Final = 901
 FALLBACK_PROFILE_ID: Final = 900
 
@@ -47,7 +51,9 @@ class Connector:
     pending_tag: str | None = None
     """The idTag of that RemoteStartTransaction."""
     pending_since: float | None = None
-    """When it was accepted (``time.monotonic()``)."""
+    """When it was asked for (``time.monotonic()``)."""
+    pending_until_ms: int | None = None
+    """Until its answer: a StartTransaction for it counts only before this (epoch ms)."""
     transaction_id: int | None = None
 
 
@@ -82,12 +88,17 @@ def refusal(status: EvseStatus) -> RejectReason:
 
 
 async def carry_out(
-    send: Call, state: StationState, connector_id: int, connector: Connector, args: CommandArgs
+    send: Call,
+    state: StationState,
+    connector_id: int,
+    connector: Connector,
+    args: CommandArgs,
+    expires_at: int,
 ) -> RejectReason | None:
     """Carry a command out: None when accepted, else the reason it was refused."""
     match args:
         case StartArgs():
-            return await _start(send, connector_id, connector, args)
+            return await _start(send, connector_id, connector, args, expires_at)
         case StopArgs():
             return await _stop(send, connector, args)
         case MaintenanceArgs():
@@ -102,7 +113,7 @@ async def carry_out(
 
 
 async def _start(
-    send: Call, connector_id: int, connector: Connector, args: StartArgs
+    send: Call, connector_id: int, connector: Connector, args: StartArgs, expires_at: int
 ) -> RejectReason | None:
     info = connector.info
     tag = tr.id_tag_for(args.session_id)
@@ -112,18 +123,32 @@ async def _start(
         tag = tr.id_tag_for(args.reservation_id)  # a reserved connector takes its own idTag
     elif info.status is not EvseStatus.AVAILABLE:
         return refusal(info.status)
-    result = await send(call.RemoteStartTransaction(id_tag=tag, connector_id=connector_id))
-    if result.status != "Accepted":
-        return RejectReason.BUSY
+    # pending before the CALL: a quick charger may send its StartTransaction before its answer
     connector.pending_session, connector.pending_tag = args.session_id, tag
     connector.pending_since = time.monotonic()
-    connector.info = tr.with_status(
-        replace(
-            info, session_id=args.session_id, target_soc=args.target_soc, session_energy_wh=0.0
-        ),
-        EvseStatus.PREPARING,
-    )
+    connector.pending_until_ms = expires_at - START_MARGIN_MS
+    try:
+        result = await send(call.RemoteStartTransaction(id_tag=tag, connector_id=connector_id))
+    except BaseException:  # a CALLERROR, or no answer in time: nothing may start late
+        _forget_start(connector, args.session_id)
+        raise
+    if result.status != "Accepted":
+        _forget_start(connector, args.session_id)
+        return RejectReason.BUSY
+    connector.pending_until_ms = None  # answered: the CSMS knows, the start may come when due
+    if connector.info.session_id != args.session_id:  # its StartTransaction did not come first
+        connector.info = tr.with_status(
+            replace(
+                info, session_id=args.session_id, target_soc=args.target_soc, session_energy_wh=0.0
+            ),
+            EvseStatus.PREPARING,
+        )
     return None
+
+
+def _forget_start(connector: Connector, session_id: str) -> None:
+    if connector.pending_session == session_id:
+        connector.pending_session = connector.pending_tag = connector.pending_since = None
 
 
 async def _stop(send: Call, connector: Connector, args: StopArgs) -> RejectReason | None:

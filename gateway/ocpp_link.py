@@ -338,6 +338,9 @@ class ChargePointLink(ChargePoint):
         _meter_reading(meter_start)
         connector = self._connector(connector_id)
         pending = connector.pending_session
+        until = connector.pending_until_ms
+        if until is not None and _now_ms() >= until:
+            pending = None  # unanswered and about to expire: the CSMS may have given up
         if pending is not None and id_tag == connector.pending_tag:
             session_id, status = pending, AuthorizationStatus.accepted
         else:  # a local start (RFID): no Authorize yet, so refused (the CP ends it)
@@ -482,7 +485,7 @@ class ChargePointLink(ChargePoint):
         try:
             async with asyncio.timeout(remaining_s):
                 outcome = await carry_out(
-                    self._send_call, self.state, connector_id, connector, args
+                    self._send_call, self.state, connector_id, connector, args, request.expires_at
                 )
         except TimeoutError:
             log.warning("OCPP %s: no answer to %s in time", self.id, request.command)

@@ -37,9 +37,10 @@ from ocpp.v16.enums import (
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 
+from simulator.mqtt_station import password_path
 from tests.db import child_env, database_for_test
 from tests.driver_client import Api, EventStream, csms_process, wait_until
-from tests.support import REPO_ROOT
+from tests.support import REPO_ROOT, FleetProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.needs_db, pytest.mark.timeout(120)]
 
@@ -47,7 +48,7 @@ T = TypeVar("T")
 WAIT_S = 20.0
 STATIONS = (sys.executable, "-m", "gateway.cli", "stations")
 ADMIN = (sys.executable, "-m", "gateway.cli", "admin")
-CHARGE_POINTS = ("cp-1", "cp-2", "cp-3", "cp-4", "cp-5", "cp-6")
+CHARGE_POINTS = ("cp-1", "cp-2", "cp-3", "cp-4", "cp-5", "cp-6", "ocsim-001")
 
 
 def free_port() -> int:
@@ -766,3 +767,36 @@ def test_a_connected_charge_point_revoked_meanwhile_is_disconnected_at_its_heart
             stack.station("cp-6").open()
     finally:
         station.close()
+
+
+def test_a_simulated_ocpp_station_charges_a_driver_like_an_mqtt_one(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """``smartcharge fleet --protocol ocpp1.6``: the simulator's physics over OCPP."""
+    fleet_dir = tmp_path / "fleet"
+    secret = password_path(fleet_dir, "ocsim-001")
+    secret.parent.mkdir(parents=True)
+    secret.write_text(stack.passwords["ocsim-001"] + "\n")
+    secret.chmod(0o600)
+    fleet = FleetProcess("mqtt://127.0.0.1:1", fleet_dir, stations=1, evses=2, prefix="ocsim")
+    cert = stack.data_dir / "tls" / "cert.pem"
+    fleet.args += ["--protocol", "ocpp1.6", "--ocpp-url", f"wss://127.0.0.1:{stack.ocpp_port}/ocpp"]
+    fleet.args += ["--ocpp-ca-file", str(cert)]
+    api = stack.api
+    with fleet:
+        for evse in ("ocsim-001.1", "ocsim-001.2"):
+            wait_until(lambda evse=evse: _evse_in(api, evse, "Available"), f"{evse} Available")
+        token = api.register("ocpp-sim-driver@example.com")
+        status, body = api.post("/api/v1/evses/ocsim-001.1/start", {"target_soc": 100}, token=token)
+        assert status == 201, body
+
+        def charging() -> dict[str, Any] | None:
+            view = _evse_in(api, "ocsim-001.1", "Charging")
+            return view if view and view["session"]["energy_wh"] > 0 else None
+
+        wait_until(charging, "the simulated station charging with energy rising")
+        status, body = api.post("/api/v1/evses/ocsim-001.1/stop", token=token)
+        assert status == 200, body
+        sessions = wait_until(lambda: _closed_sessions(api, token), "the session closed")
+        assert sessions[0]["energy_wh"] > 0
+        assert sessions[0]["end_reason"] == "Remote"
