@@ -175,6 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_csms_args(up)
     _add_ocpp_args(up)
+    up.add_argument(
+        "--ocpp-stations",
+        type=int,
+        default=0,
+        help="also simulate N stations speaking OCPP 1.6J (ids oc-001...) on --ocpp-port"
+        " (a free port if not given)",
+    )
 
     csms = sub.add_parser("csms", help="run the CSMS and its gateway against a broker")
     csms.add_argument(

@@ -130,6 +130,7 @@ class OcppTarget:
         if url.startswith("wss://"):
             self.tls = ssl.create_default_context(cafile=ca_file)
         self.shared = OcppLoop()
+        logging.getLogger("ocpp").setLevel(logging.WARNING)  # it logs every frame at INFO
 
     def station(self, sim: StationSimulator, store: StationStore) -> OcppStation:
         path = password_path(self.data_dir, sim.station_id)
