@@ -13,8 +13,6 @@ Runs on the translator's event loop only (``gateway.ocpp_server``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -23,38 +21,30 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from ocpp.exceptions import (
-    FormationViolationError,
     FormatViolationError,
-    NotSupportedError,
     OCPPError,
     PropertyConstraintViolationError,
 )
-from ocpp.exceptions import (
-    NotImplementedError as OcppNotImplemented,
-)
-from ocpp.messages import CallError, MessageType, unpack
+from ocpp.messages import MessageType, unpack
 from ocpp.routing import after, on
-from ocpp.v16 import ChargePoint, call, call_result
+from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.datatypes import IdTagInfo
 from ocpp.v16.enums import Action, AuthorizationStatus, RegistrationStatus
 
 from gateway import ocpp_translate as tr
-from gateway.ocpp_commands import Connector, StationState, carry_out
+from gateway.ocpp_commands import Connector, StationState
+from gateway.ocpp_dispatch import CommandDispatch
+from gateway.ocpp_errors import check_meter_reading, error_frame, spec_error
 from gateway.ocpp_station import StationMqtt, TransactionStore
 from protocol import (
-    CommandName,
-    CommandRequest,
     EvseId,
     EvseStatus,
     MeterValues,
-    ProtocolError,
-    RejectReason,
     SessionId,
     StatusReport,
-    command_args,
 )
 
-__all__ = ["ChargePointLink", "StationState", "error_frame", "spec_error"]
+__all__ = ["ChargePointLink", "StationState"]
 
 log = logging.getLogger("gateway.ocpp")
 
@@ -63,7 +53,6 @@ RATE_PER_S: Final = 20.0
 BURST: Final = 100.0
 """A charge point may send 20 frames a second on average, 100 at once; past that it is
 disconnected (1008). A real one sends a few a minute."""
-REPLIED_IDS_KEPT: Final = 256
 PENDING_START_S: Final = 180.0
 """How long an accepted remote start may wait for its StartTransaction (the charger's own
 ConnectionTimeOut is usually 60 to 120 s): an Available meanwhile does not cancel it."""
@@ -80,40 +69,7 @@ def _iso_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _meter_reading(wh: int) -> None:
-    if not 0 <= wh <= tr.MAX_ENERGY_WH:
-        raise PropertyConstraintViolationError(
-            details={"cause": f"a meter reading must be 0 to {tr.MAX_ENERGY_WH:.0e} Wh"}
-        )
-
-
-def error_frame(raw: Any, error: OCPPError) -> str:
-    """A CALLERROR for a frame that could not be unpacked, echoing its unique id if any."""
-    unique_id = "-1"
-    try:
-        decoded = json.loads(raw)
-        if isinstance(decoded, list) and len(decoded) > 1 and isinstance(decoded[1], str):
-            unique_id = decoded[1][:36]
-    except (ValueError, TypeError):
-        pass
-    code = "FormationViolation" if isinstance(error, FormatViolationError) else error.code
-    return CallError(unique_id, code, error.description, {}).to_json()
-
-
-def spec_error(error: OCPPError, action: str) -> OCPPError:
-    """The OCPP 1.6 error code for ``error``: ``FormationViolation`` (the library uses 2.0's
-    ``FormatViolation``), ``NotImplemented`` for an action 1.6 does not know and
-    ``NotSupported`` for a 1.6 action we do not handle (the library swaps the two)."""
-    if isinstance(error, FormatViolationError):
-        return FormationViolationError(description=error.description, details=error.details)
-    if isinstance(error, NotSupportedError):
-        return OcppNotImplemented(details={"cause": f"unknown action {action[:64]!r}"})
-    if isinstance(error, OcppNotImplemented):
-        return NotSupportedError(details={"cause": f"{action} is not supported by this CSMS"})
-    return error
-
-
-class ChargePointLink(ChargePoint):
+class ChargePointLink(CommandDispatch, ChargePoint):
     """A charge point's WebSocket, its :class:`StationState` and its :class:`StationMqtt`."""
 
     def __init__(
@@ -335,7 +291,7 @@ class ChargePointLink(ChargePoint):
     def on_start_transaction(
         self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **_: Any
     ) -> Any:
-        _meter_reading(meter_start)
+        check_meter_reading(meter_start)
         connector = self._connector(connector_id)
         pending = connector.pending_session
         until = connector.pending_until_ms
@@ -379,7 +335,7 @@ class ChargePointLink(ChargePoint):
         reason: str | None = None,
         **_: Any,
     ) -> Any:
-        _meter_reading(meter_stop)
+        check_meter_reading(meter_stop)
         record = self.transactions.get(self.state.station_id, transaction_id)
         result = call_result.StopTransaction(
             id_tag_info=IdTagInfo(status=AuthorizationStatus.accepted)
@@ -425,78 +381,3 @@ class ChargePointLink(ChargePoint):
         )
         self._publish_status(record.connector_id)
         return result
-
-    # ------------------------------------------------------------------ our commands
-
-    def command(self, request: CommandRequest) -> None:
-        """A command from the CSMS (on the loop): handled in a task, replied exactly once."""
-        if request.id in self._replied:
-            return
-        self._replied[request.id] = None
-        while len(self._replied) > REPLIED_IDS_KEPT:
-            del self._replied[next(iter(self._replied))]
-        task = asyncio.ensure_future(self._command(request))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def cancel_commands(self) -> None:
-        """The connection is gone: commands still waiting for the charge point end (unreplied,
-        so the CSMS times out)."""
-        for task in list(self._tasks):
-            task.cancel()
-
-    def _reply(self, request: CommandRequest, accepted: bool, reason: str | None = None) -> None:
-        if self.mqtt is None:
-            return
-        connector = self._known(request.evse_id)
-        info = None if connector is None else connector.info
-        self.mqtt.publish(tr.reply(request, accepted, info, reason=reason, ts=_now_ms()))
-
-    def _known(self, evse_id: str) -> Connector | None:
-        if not evse_id.isdigit():
-            return None
-        return self.state.connectors.get(int(evse_id))
-
-    async def _command(self, request: CommandRequest) -> None:
-        connector = self._known(request.evse_id)
-        if connector is None:
-            self._reply(request, False, RejectReason.UNKNOWN_EVSE)
-            return
-        remaining_s = (request.expires_at - _now_ms()) / 1000
-        if remaining_s <= 0:
-            self._reply(request, False, RejectReason.EXPIRED)
-            return
-        try:
-            args = command_args(request)
-        except ProtocolError:
-            self._reply(request, False, RejectReason.INVALID_COMMAND)
-            return
-        connector_id = int(request.evse_id)
-        if args is None:  # info: what we know now, and the charger asked to say it again
-            self._reply(request, True)
-            with contextlib.suppress(OCPPError, TimeoutError):
-                async with asyncio.timeout(remaining_s):
-                    await self._send_call(
-                        call.TriggerMessage(
-                            requested_message="StatusNotification", connector_id=connector_id
-                        )
-                    )
-            return
-        try:
-            async with asyncio.timeout(remaining_s):
-                outcome = await carry_out(
-                    self._send_call, self.state, connector_id, connector, args, request.expires_at
-                )
-        except TimeoutError:
-            log.warning("OCPP %s: no answer to %s in time", self.id, request.command)
-            return  # no reply: the CSMS times out, and nothing runs late
-        except OCPPError as exc:
-            log.info("OCPP %s: CALLERROR %s for %s", self.id, exc.code, request.command)
-            outcome = RejectReason.INVALID_COMMAND
-        accepted = outcome is None
-        self._reply(request, accepted, outcome)
-        if accepted and request.command not in (CommandName.INFO, CommandName.SET_LIMIT):
-            self._publish_status(connector_id)
-
-    async def _send_call(self, payload: Any) -> Any:
-        return await self.call(payload, suppress=False)
