@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.broker_accounts import GATEWAY_SLOTS, NODE_USER
+from gateway.ocpp_cli import add_ocpp_args, start_ocpp
 
 __all__ = ["main"]
 
@@ -132,21 +133,6 @@ def _add_backend_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_ocpp_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--ocpp-port",
-        type=int,
-        default=0,
-        help="serve OCPP 1.6J charge points at ws://HOST:PORT/ocpp/{id} (0: no OCPP; docs/ocpp.md)",
-    )
-    p.add_argument(
-        "--ocpp-tls",
-        action="store_true",
-        help="OCPP over TLS only (wss://, security profile 2) with the HTTPS certificate"
-        " (--certfile/--keyfile, or the self-signed one in the data dir)",
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smartcharge", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -174,14 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="which embedded broker to start (auto: Mosquitto if installed)",
     )
     _add_csms_args(up)
-    _add_ocpp_args(up)
-    up.add_argument(
-        "--ocpp-stations",
-        type=int,
-        default=0,
-        help="also simulate N stations speaking OCPP 1.6J (ids oc-001...) on --ocpp-port"
-        " (a free port if not given)",
-    )
+    add_ocpp_args(up, simulated=True)
 
     csms = sub.add_parser("csms", help="run the CSMS and its gateway against a broker")
     csms.add_argument(
@@ -209,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         " (docs/node-protocol.md); on a broker with accounts the node connects as csms-node",
     )
     _add_csms_args(csms)
-    _add_ocpp_args(csms)
+    add_ocpp_args(csms)
 
     gateway = sub.add_parser(
         "gateway", help="run gateway workers apart from the CSMS node (docs/node-protocol.md)"
@@ -326,34 +305,13 @@ def run_csms(args: argparse.Namespace) -> int:
         max_sessions_per_driver=args.max_sessions_per_driver,
     )
     settings = _settings(args, lease=lease, demo_users=args.demo_users)
-    ocpp = _start_ocpp(args, mqtt) if args.ocpp_port else None
+    ocpp = start_ocpp(args, mqtt) if args.ocpp_port else None
     try:
         serve(config, settings)
     finally:
         if ocpp is not None:
             ocpp.stop()
     return 0
-
-
-def _start_ocpp(args: argparse.Namespace, mqtt: Any) -> Any:
-    """The OCPP translator (``gateway.ocpp_server``) as a child on a port bound here,
-    started again if it dies."""
-    from gateway.ocpp_server import TranslatorProcess, bind, spawn
-
-    try:
-        sock = bind(args.http_host, args.ocpp_port)
-    except OSError as exc:
-        raise SystemExit(f"smartcharge csms: --ocpp-port {args.ocpp_port}: {exc}") from None
-    tls = None
-    if args.ocpp_tls:
-        from gateway.tls import ensure_self_signed_cert
-
-        if args.certfile is not None and args.keyfile is not None:
-            tls = (args.certfile, args.keyfile)
-        else:
-            args.data_dir.mkdir(parents=True, exist_ok=True)
-            tls = ensure_self_signed_cert(args.data_dir)
-    return TranslatorProcess(sock, lambda: spawn(sock, mqtt, args.data_dir, args.db_url, tls=tls))
 
 
 def run_gateway(args: argparse.Namespace) -> int:

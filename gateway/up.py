@@ -27,6 +27,7 @@ from gateway.broker_accounts import (
     GATEWAY_USER,
 )
 from gateway.broker_probe import free_port, port_is_free
+from gateway.ocpp_cli import ocpp_banner, provision_ocpp, spawn_ocpp_fleet
 from storage import SiteRecord, private_dir
 
 __all__ = ["run_up"]
@@ -66,7 +67,7 @@ def run_up(args: argparse.Namespace) -> int:
     if args.ocpp_stations > 0:
         if not args.ocpp_port:
             args.ocpp_port = free_port(args.http_host)
-        _provision_ocpp(args, data_dir)
+        provision_ocpp(args, data_dir)
     stop = _Stop()
     broker = None
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
@@ -117,7 +118,7 @@ def run_up(args: argparse.Namespace) -> int:
             return 0  # stopped while the CSMS was starting
         children.append(("fleet", _spawn_fleet(args, url, data_dir)))
         if args.ocpp_stations > 0:
-            children.append(("ocpp fleet", _spawn_ocpp_fleet(args, url, data_dir)))
+            children.append(("ocpp fleet", spawn_ocpp_fleet(args, url, data_dir)))
         _banner(base, url, args, data_dir)
         while not stop.event.wait(0.5):
             for name, proc in children:
@@ -167,67 +168,6 @@ def _provision(args: argparse.Namespace, data_dir: Path) -> Path:
         log.info("provisioned broker credentials for %d stations", len(added))
     assert provisioner.auth_dir is not None
     return provisioner.auth_dir
-
-
-OCPP_PREFIX = "oc"
-
-
-def _provision_ocpp(args: argparse.Namespace, data_dir: Path) -> None:
-    """The simulated OCPP stations' credentials (``oc-001``...; passwords in
-    ``<data-dir>/fleet-ocpp/stations/<id>.password``): the same as an MQTT station's."""
-    from gateway.stations import StationProvisioner
-    from simulator.fleet_config import generate_fleet
-    from simulator.mqtt_station import password_path
-    from storage import open_storage
-
-    csms_dir = data_dir / "csms"
-    stations = generate_fleet(
-        stations=args.ocpp_stations,
-        evses_per_station=args.evses_per_station,
-        seed=args.seed + 1,
-        prefix=OCPP_PREFIX,
-    )
-    with open_storage(args.db_url, data_dir=csms_dir) as storage:
-        provisioner = StationProvisioner(storage, csms_dir)
-        for station in stations:
-            provisioner.ensure(station.id, password_path(data_dir / "fleet-ocpp", station.id))
-        provisioner.sync()
-
-
-def _spawn_ocpp_fleet(
-    args: argparse.Namespace, url: str, data_dir: Path
-) -> subprocess.Popen[bytes]:
-    """``smartcharge fleet --protocol ocpp1.6`` against the CSMS's own OCPP endpoint."""
-    scheme = "wss" if args.ocpp_tls else "ws"
-    tls = []
-    if args.ocpp_tls:
-        tls = ["--ocpp-ca-file", str(args.certfile or data_dir / "csms" / "tls" / "cert.pem")]
-    return _spawn(
-        [
-            sys.executable,
-            "-m",
-            "simulator.fleet",
-            "--protocol",
-            "ocpp1.6",
-            "--ocpp-url",
-            f"{scheme}://{args.http_host}:{args.ocpp_port}/ocpp",
-            *tls,
-            "--stations",
-            str(args.ocpp_stations),
-            "--evses-per-station",
-            str(args.evses_per_station),
-            "--station-prefix",
-            OCPP_PREFIX,
-            "--mqtt-url",
-            url,
-            "--data-dir",
-            str(data_dir / "fleet-ocpp"),
-            "--seed",
-            str(args.seed + 1),
-            "--speed",
-            str(args.speed),
-        ]
-    )
 
 
 def demo_sites(stations: Sequence[Any]) -> list[SiteRecord]:
@@ -444,14 +384,7 @@ def _banner(base: str, url: str, args: argparse.Namespace, data_dir: Path) -> No
         f"  OpenAPI   {base}/openapi.json",
         f"  health    {base}/healthz",
         f"  MQTT      {url}",
-        *(
-            [
-                f"  OCPP      {'wss' if args.ocpp_tls else 'ws'}://{args.http_host}:"
-                f"{args.ocpp_port}/ocpp/{{id}}  ({args.ocpp_stations} simulated OCPP stations)"
-            ]
-            if args.ocpp_port
-            else []
-        ),
+        *ocpp_banner(args),
         f"  data      {args.data_dir}",
     ]
     try:
