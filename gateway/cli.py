@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.broker_accounts import GATEWAY_SLOTS, NODE_USER
+from gateway.ocpp_cli import add_ocpp_args, start_ocpp
 
 __all__ = ["main"]
 
@@ -159,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="which embedded broker to start (auto: Mosquitto if installed)",
     )
     _add_csms_args(up)
+    add_ocpp_args(up, simulated=True)
 
     csms = sub.add_parser("csms", help="run the CSMS and its gateway against a broker")
     csms.add_argument(
@@ -186,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         " (docs/node-protocol.md); on a broker with accounts the node connects as csms-node",
     )
     _add_csms_args(csms)
+    add_ocpp_args(csms)
 
     gateway = sub.add_parser(
         "gateway", help="run gateway workers apart from the CSMS node (docs/node-protocol.md)"
@@ -301,7 +304,13 @@ def run_csms(args: argparse.Namespace) -> int:
         node_mqtt=node_mqtt,
         max_sessions_per_driver=args.max_sessions_per_driver,
     )
-    serve(config, _settings(args, lease=lease, demo_users=args.demo_users))
+    settings = _settings(args, lease=lease, demo_users=args.demo_users)
+    ocpp = start_ocpp(args, mqtt) if args.ocpp_port else None
+    try:
+        serve(config, settings)
+    finally:
+        if ocpp is not None:
+            ocpp.stop()
     return 0
 
 

@@ -120,6 +120,11 @@ def _parser() -> argparse.ArgumentParser:
     add = sub.add_parser("add", help="provision a station; prints its password once")
     add.add_argument("station_id")
     add.add_argument("--name", default=None)
+    add.add_argument(
+        "--ocpp",
+        action="store_true",
+        help="an OCPP 1.6J charge point: also print how it connects (docs/ocpp.md)",
+    )
     sub.add_parser("list", help="every station with credentials")
     revoke = sub.add_parser("revoke", help="revoke a station's credentials")
     revoke.add_argument("station_id")
@@ -140,6 +145,12 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             print(f"station {done.station_id} provisioned; MQTT user {done.station_id}")
             print(f"password (shown once): {done.password}")
+            if args.ocpp:
+                print(
+                    f"OCPP 1.6J: ws://HOST:OCPP_PORT/ocpp/{done.station_id}, subprotocol"
+                    f" ocpp1.6, HTTP Basic user {done.station_id} with this password"
+                    " (security profile 1)"
+                )
             if not done.broker_reloaded:
                 print("(no running embedded broker was found to reload)")
         elif args.action == "list":

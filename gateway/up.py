@@ -27,6 +27,7 @@ from gateway.broker_accounts import (
     GATEWAY_USER,
 )
 from gateway.broker_probe import free_port, port_is_free
+from gateway.ocpp_cli import ocpp_banner, provision_ocpp, spawn_ocpp_fleet
 from storage import SiteRecord, private_dir
 
 __all__ = ["run_up"]
@@ -63,6 +64,10 @@ def run_up(args: argparse.Namespace) -> int:
                 f" (another smartcharge?); pick another one with --{kind.lower()}-port"
             )
     private_dir(data_dir)  # 0700: the database, keys and demo logins live below
+    if args.ocpp_stations > 0:
+        if not args.ocpp_port:
+            args.ocpp_port = free_port(args.http_host)
+        provision_ocpp(args, data_dir)
     stop = _Stop()
     broker = None
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
@@ -112,6 +117,8 @@ def run_up(args: argparse.Namespace) -> int:
         if not _wait_http(f"{base}/healthz", children[-1][1], stop.event, timeout_s=60.0):
             return 0  # stopped while the CSMS was starting
         children.append(("fleet", _spawn_fleet(args, url, data_dir)))
+        if args.ocpp_stations > 0:
+            children.append(("ocpp fleet", spawn_ocpp_fleet(args, url, data_dir)))
         _banner(base, url, args, data_dir)
         while not stop.event.wait(0.5):
             for name, proc in children:
@@ -227,6 +234,8 @@ def _spawn_csms(
                 "--max-sessions-per-driver",
                 str(args.max_sessions_per_driver),
                 "--demo-users",
+                *(["--ocpp-port", str(args.ocpp_port)] if args.ocpp_port else []),
+                *(["--ocpp-tls"] if args.ocpp_tls else []),
             ],
             (http_port, https_port),
         )
@@ -375,6 +384,7 @@ def _banner(base: str, url: str, args: argparse.Namespace, data_dir: Path) -> No
         f"  OpenAPI   {base}/openapi.json",
         f"  health    {base}/healthz",
         f"  MQTT      {url}",
+        *ocpp_banner(args),
         f"  data      {args.data_dir}",
     ]
     try:

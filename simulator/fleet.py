@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -29,7 +30,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from protocol import StationDescriptor
-from protocol.mqtt_settings import MqttSettings, parse_mqtt_url
+from protocol.mqtt_settings import MqttSettings, parse_mqtt_url, read_password_file
 from simulator.clock import SimClock, WallClock
 from simulator.fleet_config import (
     DEFAULT_CENTRE,
@@ -38,7 +39,8 @@ from simulator.fleet_config import (
     load_fleet_config,
     parse_centre,
 )
-from simulator.mqtt_station import MqttStation, station_settings
+from simulator.mqtt_station import MqttStation, password_path, station_settings
+from simulator.ocpp_station import OcppLoop, OcppStation
 from simulator.persistence import SnapshotError, StationStore
 from simulator.station import StationSimulator
 
@@ -77,6 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--station-prefix", default="st", help="generated ids are <prefix>-001...")
     p.add_argument("--connect-timeout", type=float, default=30.0, help="for all connections")
     p.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    p.add_argument(
+        "--protocol",
+        choices=["mqtt", "ocpp1.6"],
+        default="mqtt",
+        help="how the stations talk to the CSMS: our MQTT protocol, or OCPP 1.6J over"
+        " --ocpp-url (docs/ocpp.md); EVSE ids must then be connector numbers",
+    )
+    p.add_argument(
+        "--ocpp-url", default=None, help="ws[s]://host:port/ocpp (with --protocol ocpp1.6)"
+    )
+    p.add_argument("--ocpp-ca-file", default=None, help="CA to verify a wss:// endpoint with")
     return p
 
 
@@ -103,10 +116,32 @@ class LaunchProgress:
             log.info("launching stations: %d/%d", done, self.total)
 
 
+Station = MqttStation | OcppStation
+
+
+class OcppTarget:
+    """Where OCPP stations connect, and the event loop they share."""
+
+    def __init__(self, url: str, data_dir: str, ca_file: str | None) -> None:
+        if not url.startswith(("ws://", "wss://")):
+            raise FleetConfigError(f"--ocpp-url must be ws[s]://host:port/ocpp, not {url!r}")
+        self.url, self.data_dir = url, data_dir
+        self.tls = None
+        if url.startswith("wss://"):
+            self.tls = ssl.create_default_context(cafile=ca_file)
+        self.shared = OcppLoop()
+        logging.getLogger("ocpp").setLevel(logging.WARNING)  # it logs every frame at INFO
+
+    def station(self, sim: StationSimulator, store: StationStore) -> OcppStation:
+        path = password_path(self.data_dir, sim.station_id)
+        password = read_password_file(path) if path.exists() else None
+        return OcppStation(sim, self.url, password, self.shared, store=store, tls=self.tls)
+
+
 class FleetTicker(threading.Thread):
     """The one thread that advances every station's physics, every ``period`` real seconds."""
 
-    def __init__(self, stations: Sequence[MqttStation], clock: SimClock, period: float) -> None:
+    def __init__(self, stations: Sequence[Station], clock: SimClock, period: float) -> None:
         super().__init__(name="fleet-ticker", daemon=True)
         self._stations = stations
         self._clock = clock
@@ -148,14 +183,17 @@ def _load_snapshot(store: StationStore) -> dict[str, Any] | None:
 
 
 def _build_stations(
-    args: argparse.Namespace, descriptors: Sequence[StationDescriptor], broker: MqttSettings
-) -> tuple[list[MqttStation], SimClock]:
+    args: argparse.Namespace,
+    descriptors: Sequence[StationDescriptor],
+    broker: MqttSettings,
+    ocpp: OcppTarget | None = None,
+) -> tuple[list[Station], SimClock]:
     stores = [StationStore(args.data_dir, d.id) for d in descriptors]
     snapshots = [_load_snapshot(s) for s in stores]
     saved_at = [float(s["saved_at"]) for s in snapshots if s and "saved_at" in s]
     clock = SimClock(args.speed, start=max([time.time(), *saved_at]))
     wall = WallClock()
-    stations = []
+    stations: list[Station] = []
     for descriptor, store, snapshot in zip(descriptors, stores, snapshots, strict=True):
         try:
             sim = StationSimulator(
@@ -175,12 +213,15 @@ def _build_stations(
                 seed=args.seed,
                 meter_interval=args.meter_interval,
             )
+        if ocpp is not None:
+            stations.append(ocpp.station(sim, store))
+            continue
         settings = station_settings(broker, descriptor.id, args.data_dir)
         stations.append(MqttStation(sim, settings, store=store, keepalive=args.keepalive))
     return stations, clock
 
 
-def _launch(stations: Sequence[MqttStation], timeout: float, stopping: threading.Event) -> None:
+def _launch(stations: Sequence[Station], timeout: float, stopping: threading.Event) -> None:
     """Start each station, waiting for its connection up to a shared deadline."""
     progress = LaunchProgress(len(stations))
     deadline = time.monotonic() + timeout
@@ -198,6 +239,19 @@ def _launch(stations: Sequence[MqttStation], timeout: float, stopping: threading
             len(late),
             ", ".join(late[:10]) + (" ..." if len(late) > 10 else ""),
         )
+
+
+def _ocpp_target(
+    args: argparse.Namespace, descriptors: Sequence[StationDescriptor]
+) -> OcppTarget | None:
+    if args.protocol != "ocpp1.6":
+        return None
+    if args.ocpp_url is None:
+        raise FleetConfigError("--protocol ocpp1.6 needs --ocpp-url ws[s]://host:port/ocpp")
+    for d in descriptors:
+        if not all(e.id.isdigit() and 1 <= int(e.id) <= 64 for e in d.evses):
+            raise FleetConfigError(f"station {d.id}: OCPP connector ids are 1 to 64")
+    return OcppTarget(args.ocpp_url, args.data_dir, args.ocpp_ca_file)
 
 
 def _install_signals(stopping: threading.Event) -> dict[int, Any]:
@@ -221,11 +275,12 @@ def main(argv: list[str] | None = None) -> int:
             raise FleetConfigError("--speed and --meter-interval must be positive")
         broker = parse_mqtt_url(args.mqtt_url, ca_file=args.mqtt_ca_file, env={})
         descriptors = _descriptors(args)
-    except (FleetConfigError, ValueError) as exc:
+        ocpp = _ocpp_target(args, descriptors)
+    except (FleetConfigError, ValueError, OSError) as exc:
         log.error("%s", exc)
         return 2
     Path(args.data_dir).mkdir(parents=True, exist_ok=True)
-    stations, clock = _build_stations(args, descriptors, broker)
+    stations, clock = _build_stations(args, descriptors, broker, ocpp)
     stopping = threading.Event()
     previous = _install_signals(stopping)
     period = min(1.0, max(0.05, args.meter_interval / args.speed / 2))
@@ -247,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
             station.stop()
         for sig, old in previous.items():
             signal.signal(sig, old)
+        if ocpp is not None:
+            ocpp.shared.stop()
         log.info("Fleet stopped")
     return 0
 

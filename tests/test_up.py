@@ -329,6 +329,36 @@ def test_up_serves_the_whole_fleet_and_stops_cleanly_on_sigterm(
 
 @pytest.mark.integration
 @pytest.mark.slow
+def test_up_with_ocpp_stations_runs_them_beside_the_mqtt_ones(tmp_path: Path) -> None:
+    """``--ocpp-stations 2``: simulated OCPP 1.6J stations on the CSMS's own endpoint, shown by
+    the same API as the MQTT ones (docs/ocpp.md)."""
+    port = free_port()
+    with smartcharge_up(tmp_path, port, "--ocpp-stations", "2") as up:
+        assert up.proc is not None
+
+        def both_kinds() -> tuple[bool, str]:
+            up.check_alive()
+            status, body = get_json(f"{up.base}/api/v1/stations")
+            if status != 200 or not isinstance(body, dict):
+                return False, f"HTTP {status}: {body}"
+            seen = {s["id"]: [e["status"] for e in s["evses"]] for s in body["stations"]}
+            ocpp = {k: v for k, v in seen.items() if k.startswith("oc-")}
+            done = len(seen) == STATIONS + 2 and sorted(ocpp) == ["oc-001", "oc-002"]
+            done = done and all(v == ["Available"] * EVSES for v in seen.values())
+            return done, f"{seen}"
+
+        wait_until(both_kinds, READY_S, "the MQTT and the OCPP stations Available")
+        assert re.search(r"^  OCPP      ws://127\.0\.0\.1:\d+/ocpp/\{id\}", up.log(), re.M)
+        up.remember_children()
+        names = " ".join(still_running(up.seen))
+        assert "gateway.ocpp_server" in names, names
+        up.proc.send_signal(signal.SIGTERM)
+        assert up.proc.wait(timeout=STOP_S) == 0
+        assert still_running(up.seen) == []
+
+
+@pytest.mark.integration
+@pytest.mark.slow
 def test_ctrl_c_in_a_terminal_stops_the_fleet_before_the_csms(tmp_path: Path) -> None:
     port = free_port()
     with smartcharge_up(tmp_path, port) as up:

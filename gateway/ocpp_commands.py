@@ -1,0 +1,248 @@
+"""Our commands carried out over OCPP 1.6J: one function per command, each sending the CALL
+that does it and saying whether it was accepted (``docs/ocpp.md``, "Messages").
+
+They change the connector's :class:`Connector` record as the charge point's answer implies;
+the caller (``gateway.ocpp_link``) replies and publishes the status reports.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+from ocpp.v16 import call
+
+from gateway import ocpp_translate as tr
+from protocol import (
+    CancelReservationArgs,
+    CommandArgs,
+    EvseInfo,
+    EvseStatus,
+    MaintenanceArgs,
+    RejectReason,
+    ReserveArgs,
+    SetLimitArgs,
+    StartArgs,
+    StationId,
+    StopArgs,
+)
+
+__all__ = ["Connector", "StationState", "carry_out", "refusal"]
+
+Call = Callable[[Any], Awaitable[Any]]
+"""Send one CALL to the charge point, return its result (raises ``OCPPError`` on a CALLERROR)."""
+
+DEFAULT_RESERVATION_S: Final = 24 * 3600
+START_MARGIN_MS: Final = 1_000
+"""A StartTransaction sent before the RemoteStartTransaction's answer counts only if it comes
+at least this long before the command expires: the CSMS may already have told the driver the
+start failed (its time-out and ours end together), and nothing may start late."""
+LIMIT_PROFILE_ID: Final = 901
+FALLBACK_PROFILE_ID: Final = 900
+
+
+@dataclass(slots=True)
+class Connector:
+    info: EvseInfo
+    pending_session: str | None = None
+    """A session whose RemoteStartTransaction was accepted, not yet started."""
+    pending_tag: str | None = None
+    """The idTag of that RemoteStartTransaction."""
+    pending_since: float | None = None
+    """When it was asked for (``time.monotonic()``)."""
+    pending_until_ms: int | None = None
+    """Until its answer: a StartTransaction for it counts only before this (epoch ms)."""
+    transaction_id: int | None = None
+
+
+@dataclass(slots=True)
+class StationState:
+    """What the translator knows of one charge point, kept across its reconnections."""
+
+    station_id: StationId
+    name: str
+    connectors: dict[int, Connector] = field(default_factory=dict)
+    epoch: int = 0
+    seq: int = 0
+    reservations: dict[str, int] = field(default_factory=dict)
+    """Our reservation ids and the OCPP reservationId each was given."""
+
+    def reservation_number(self, reservation_id: str) -> int:
+        number = self.reservations.get(reservation_id)
+        if number is None:
+            number = max(self.reservations.values(), default=0) + 1
+            self.reservations[reservation_id] = number
+        return number
+
+
+def refusal(status: EvseStatus) -> RejectReason:
+    """The reason to refuse a start or reservation in ``status`` (``docs/protocol.md`` 9)."""
+    return {
+        EvseStatus.UNAVAILABLE: RejectReason.MAINTENANCE,
+        EvseStatus.FAULTED: RejectReason.FAULTED,
+        EvseStatus.FINISHING: RejectReason.FINISHING,
+        EvseStatus.RESERVED: RejectReason.RESERVED,
+    }.get(status, RejectReason.BUSY)
+
+
+async def carry_out(
+    send: Call,
+    state: StationState,
+    connector_id: int,
+    connector: Connector,
+    args: CommandArgs,
+    expires_at: int,
+) -> RejectReason | None:
+    """Carry a command out: None when accepted, else the reason it was refused."""
+    match args:
+        case StartArgs():
+            return await _start(send, connector_id, connector, args, expires_at)
+        case StopArgs():
+            return await _stop(send, connector, args)
+        case MaintenanceArgs():
+            return await _maintenance(send, connector_id, connector, args)
+        case ReserveArgs():
+            return await _reserve(send, state, connector_id, connector, args)
+        case CancelReservationArgs():
+            return await _cancel(send, state, connector, args)
+        case SetLimitArgs():
+            return await _set_limit(send, connector_id, args)
+    return None  # info is answered by the caller (gateway.ocpp_link)
+
+
+async def _start(
+    send: Call, connector_id: int, connector: Connector, args: StartArgs, expires_at: int
+) -> RejectReason | None:
+    info = connector.info
+    tag = tr.id_tag_for(args.session_id)
+    if info.status is EvseStatus.RESERVED:
+        if args.reservation_id is None or args.reservation_id != info.reservation_id:
+            return RejectReason.RESERVED
+        tag = tr.id_tag_for(args.reservation_id)  # a reserved connector takes its own idTag
+    elif info.status is not EvseStatus.AVAILABLE:
+        return refusal(info.status)
+    # pending before the CALL: a quick charger may send its StartTransaction before its answer
+    connector.pending_session, connector.pending_tag = args.session_id, tag
+    connector.pending_since = time.monotonic()
+    connector.pending_until_ms = expires_at - START_MARGIN_MS
+    try:
+        result = await send(call.RemoteStartTransaction(id_tag=tag, connector_id=connector_id))
+    except BaseException:  # a CALLERROR, or no answer in time: nothing may start late
+        _forget_start(connector, args.session_id)
+        raise
+    if result.status != "Accepted":
+        _forget_start(connector, args.session_id)
+        return RejectReason.BUSY
+    connector.pending_until_ms = None  # answered: the CSMS knows, the start may come when due
+    if connector.info.session_id != args.session_id:  # its StartTransaction did not come first
+        connector.info = tr.with_status(
+            replace(
+                info, session_id=args.session_id, target_soc=args.target_soc, session_energy_wh=0.0
+            ),
+            EvseStatus.PREPARING,
+        )
+    return None
+
+
+def _forget_start(connector: Connector, session_id: str) -> None:
+    if connector.pending_session == session_id:
+        connector.pending_session = connector.pending_tag = connector.pending_since = None
+
+
+async def _stop(send: Call, connector: Connector, args: StopArgs) -> RejectReason | None:
+    current = connector.info.session_id
+    if current is None or connector.info.status is EvseStatus.FINISHING:
+        return RejectReason.NO_SESSION
+    if args.session_id is not None and args.session_id != current:
+        return RejectReason.SESSION_MISMATCH
+    if connector.transaction_id is None:
+        return RejectReason.NO_SESSION  # started remotely, not yet a transaction
+    result = await send(call.RemoteStopTransaction(transaction_id=connector.transaction_id))
+    return None if result.status == "Accepted" else RejectReason.BUSY
+
+
+async def _maintenance(
+    send: Call, connector_id: int, connector: Connector, args: MaintenanceArgs
+) -> RejectReason | None:
+    status = connector.info.status
+    if args.enabled and status is EvseStatus.FAULTED:
+        return RejectReason.FAULTED
+    kind = "Inoperative" if args.enabled else "Operative"
+    result = await send(call.ChangeAvailability(connector_id=connector_id, type=kind))
+    if result.status == "Rejected":
+        return RejectReason.BUSY
+    if result.status == "Scheduled":
+        connector.info = replace(connector.info, maintenance_pending=args.enabled)
+    elif args.enabled:
+        connector.info = tr.with_status(connector.info, EvseStatus.UNAVAILABLE)
+    elif status is EvseStatus.UNAVAILABLE:
+        connector.info = tr.with_status(connector.info, EvseStatus.AVAILABLE)
+    return None
+
+
+_RESERVE_REFUSALS: Final = {
+    "Faulted": RejectReason.FAULTED,
+    "Occupied": RejectReason.BUSY,
+    "Rejected": RejectReason.BUSY,
+    "Unavailable": RejectReason.MAINTENANCE,
+}
+
+
+async def _reserve(
+    send: Call, state: StationState, connector_id: int, connector: Connector, args: ReserveArgs
+) -> RejectReason | None:
+    info = connector.info
+    again = info.status is EvseStatus.RESERVED and info.reservation_id == args.reservation_id
+    if info.status is EvseStatus.RESERVED and not again:
+        return RejectReason.RESERVED
+    if info.status is not EvseStatus.AVAILABLE and not again:
+        return refusal(info.status)
+    expires = args.expires_at or time.time_ns() // 1_000_000 + DEFAULT_RESERVATION_S * 1000
+    result = await send(
+        call.ReserveNow(
+            connector_id=connector_id,
+            expiry_date=tr.iso(expires),
+            id_tag=tr.id_tag_for(args.reservation_id),
+            reservation_id=state.reservation_number(args.reservation_id),
+        )
+    )
+    if result.status != "Accepted":
+        return _RESERVE_REFUSALS.get(result.status, RejectReason.BUSY)
+    connector.info = replace(
+        tr.with_status(info, EvseStatus.RESERVED), reservation_id=args.reservation_id
+    )
+    return None
+
+
+async def _cancel(
+    send: Call, state: StationState, connector: Connector, args: CancelReservationArgs
+) -> RejectReason | None:
+    info = connector.info
+    if info.status is not EvseStatus.RESERVED or info.reservation_id is None:
+        return RejectReason.NOT_RESERVED
+    if args.reservation_id is not None and args.reservation_id != info.reservation_id:
+        return RejectReason.RESERVATION_MISMATCH
+    number = state.reservation_number(info.reservation_id)
+    result = await send(call.CancelReservation(reservation_id=number))
+    if result.status != "Accepted":
+        return RejectReason.NOT_RESERVED
+    connector.info = tr.with_status(info, EvseStatus.AVAILABLE)
+    return None
+
+
+async def _set_limit(send: Call, connector_id: int, args: SetLimitArgs) -> RejectReason | None:
+    """Two TxDefaultProfiles in W: the limit until ``expires_at`` above the fallback (kept
+    until the next ``set_limit``), so the charger falls back by itself, as section 6.4 wants."""
+    now = time.time_ns() // 1_000_000
+    if args.fallback_w is not None:
+        fallback = tr.charging_profile(FALLBACK_PROFILE_ID, 0, args.fallback_w, start_ms=now)
+        result = await send(call.SetChargingProfile(connector_id, fallback))
+        if result.status != "Accepted":
+            return RejectReason.BUSY
+    profile = tr.charging_profile(
+        LIMIT_PROFILE_ID, 1, args.limit_w, start_ms=now, valid_to_ms=args.expires_at
+    )
+    result = await send(call.SetChargingProfile(connector_id, profile))
+    return None if result.status == "Accepted" else RejectReason.BUSY

@@ -1,0 +1,228 @@
+"""One OCPP charge point as a protocol v2 station on the broker: its MQTT connection and
+its transactions.
+
+:class:`StationMqtt` is the charge point's own MQTT connection (paho, one network thread),
+made with the charge point's own station credentials: user name and client id = the charge
+point id, password = the one it gave at the WebSocket handshake (HTTP Basic, checked against
+the station's hash first). The broker's ACL then lets the translator publish exactly what that
+station may publish and receive exactly its commands (``docs/broker-security.md``), and the
+last will marks the station offline if the translator itself dies.
+
+:class:`TransactionStore` hands out OCPP transaction ids and remembers which of our sessions
+each one is, in ``<data dir>/ocpp/transactions.json``, so a StopTransaction sent after a
+reconnection (or retransmitted) finds its session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.reasoncodes import ReasonCode
+
+from protocol import (
+    QOS,
+    CommandRequest,
+    Message,
+    ProtocolError,
+    StationOffline,
+    commands_topic,
+    encode,
+    parse,
+)
+from protocol.mqtt_settings import BACKOFF_MAX_S, BACKOFF_MIN_S, MqttSettings
+
+__all__ = ["StationMqtt", "TransactionRecord", "TransactionStore"]
+
+log = logging.getLogger("gateway.ocpp")
+
+MAX_TRANSACTIONS_KEPT: Final = 10_000
+
+
+class StationMqtt:
+    """A charge point's MQTT connection; commands go to ``on_command`` on ``loop``."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        station_id: str,
+        password: str,
+        loop: asyncio.AbstractEventLoop,
+        on_command: Callable[[CommandRequest], None],
+        *,
+        keepalive: int = 10,
+    ) -> None:
+        self.station_id = station_id
+        self._settings = MqttSettings(
+            host=settings.host,
+            port=settings.port,
+            username=station_id,
+            password=password,
+            tls=settings.tls,
+            ca_file=settings.ca_file,
+            client_id=station_id,
+        )
+        self._loop = loop
+        self._on_command = on_command
+        self._keepalive = keepalive
+        self._connected = asyncio.Event()
+        self._topic = commands_topic(station_id)
+        self._client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=station_id,
+            clean_session=True,  # commands are never worth running late (docs/protocol.md 6.3)
+            protocol=mqtt.MQTTv311,
+        )
+        self._settings.apply_to(self._client)
+        self._client.reconnect_delay_set(min_delay=BACKOFF_MIN_S, max_delay=BACKOFF_MAX_S)  # type: ignore[arg-type]
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    async def start(self, timeout: float) -> bool:
+        """Connect (last will set first); True once the broker accepted us."""
+        will = StationOffline(station_id=self.station_id, ts=_now_ms())  # type: ignore[arg-type]
+        topic, payload, retain = encode(will)
+        self._client.will_set(topic, payload, qos=QOS, retain=retain)
+        self._client.connect_async(self._settings.host, self._settings.port, self._keepalive)
+        self._client.loop_start()
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def publish(self, message: Message) -> None:
+        topic, payload, retain = encode(message)
+        info = self._client.publish(topic, payload, qos=QOS, retain=retain)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            log.warning("OCPP %s: could not publish on %s (%s)", self.station_id, topic, info.rc)
+
+    async def stop(self, reason: str) -> None:
+        """Publish the station's retained offline state, then disconnect."""
+        message = StationOffline(station_id=self.station_id, ts=_now_ms(), reason=reason)  # type: ignore[arg-type]
+        topic, payload, retain = encode(message)
+        info = self._client.publish(topic, payload, qos=QOS, retain=retain)
+        if self._connected.is_set():
+            await asyncio.to_thread(_wait_published, info, 5.0)
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    # paho's thread ---------------------------------------------------------------
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any
+    ) -> None:
+        if rc.is_failure:
+            log.warning("OCPP %s: the broker refused the station (%s)", self.station_id, rc)
+            return
+        client.subscribe(self._topic, qos=QOS)
+        self._loop.call_soon_threadsafe(self._connected.set)
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any
+    ) -> None:
+        if rc.is_failure:
+            log.warning("OCPP %s: MQTT connection lost (%s)", self.station_id, rc)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            if message.retain or message.topic != self._topic:
+                return  # a stale or forged command (docs/protocol.md 6.3)
+            request = parse(message.topic, bytes(message.payload))
+        except (ProtocolError, UnicodeDecodeError) as exc:
+            log.warning("OCPP %s: dropping an invalid command: %s", self.station_id, exc)
+            return
+        if isinstance(request, CommandRequest):
+            self._loop.call_soon_threadsafe(self._on_command, request)
+
+
+def _wait_published(info: mqtt.MQTTMessageInfo, timeout: float) -> None:
+    with contextlib.suppress(RuntimeError, ValueError):
+        info.wait_for_publish(timeout)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True, kw_only=True)
+class TransactionRecord:
+    transaction_id: int
+    station_id: str
+    connector_id: int
+    session_id: str
+    meter_start: float
+    stopped: bool = False
+
+
+class TransactionStore:
+    """OCPP transaction ids (positive 31-bit integers, never reused by this data dir) and the
+    session each one is; ``path=None``: in memory only."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._next = 1
+        self._records: dict[int, TransactionRecord] = {}
+        if path is not None and path.exists():
+            data = json.loads(path.read_text())
+            self._next = int(data["next"])
+            for raw in data["transactions"]:
+                record = TransactionRecord(**raw)
+                self._records[record.transaction_id] = record
+
+    def new(
+        self, station_id: str, connector_id: int, session_id: str, meter_start: float
+    ) -> TransactionRecord:
+        with self._lock:
+            record = TransactionRecord(
+                transaction_id=self._next,
+                station_id=station_id,
+                connector_id=connector_id,
+                session_id=session_id,
+                meter_start=meter_start,
+            )
+            self._next = self._next + 1 if self._next < 2**31 - 1 else 1
+            self._records[record.transaction_id] = record
+            while len(self._records) > MAX_TRANSACTIONS_KEPT:
+                del self._records[next(iter(self._records))]
+            self._save()
+            return record
+
+    def get(self, station_id: str, transaction_id: int) -> TransactionRecord | None:
+        """The record, only if it is this station's."""
+        with self._lock:
+            record = self._records.get(transaction_id)
+        if record is None or record.station_id != station_id:
+            return None
+        return record
+
+    def mark_stopped(self, record: TransactionRecord) -> None:
+        with self._lock:
+            record.stopped = True
+            self._save()
+
+    def _save(self) -> None:
+        if self._path is None:
+            return
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        data = {"next": self._next, "transactions": [asdict(r) for r in self._records.values()]}
+        tmp = self._path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, self._path)
