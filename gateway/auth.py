@@ -28,18 +28,14 @@ state, and the atomicity the rotation needs comes from ``RefreshTokenRepo.mark_u
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import logging
-import os
 import secrets
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, NoReturn, cast
+from typing import NoReturn, cast
 
 import argon2
 import jwt
@@ -57,9 +53,11 @@ from gateway.auth_model import (
     Tokens,
     UserRecord,
     UserRepo,
+    check_access_claims,
     check_password_policy,
     normalize_email,
 )
+from gateway.auth_secret import load_or_create_secret
 from storage.errors import (
     EmailNotConfirmed,
     EmailTaken,
@@ -320,7 +318,7 @@ class LocalAuthenticator:
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"invalid access token: {exc}") from None
-        return _check_access_claims(claims, self._clock())
+        return check_access_claims(claims, self._clock())
 
     def check_current(self, principal: Principal) -> None:
         """The token's version is the user's current one (the user exists, is enabled, and
@@ -369,27 +367,6 @@ class LocalAuthenticator:
         return int(self._clock() * 1000)
 
 
-def _check_access_claims(claims: dict[str, Any], now: float) -> Principal:
-    exp, nbf = _int_claim(claims, "exp"), _int_claim(claims, "nbf", default=claims.get("iat"))
-    _int_claim(claims, "iat")
-    if exp <= now:
-        raise InvalidToken("access token expired")
-    if nbf > now:
-        raise InvalidToken("access token not yet valid")
-    sub, email, role = claims.get("sub"), claims.get("email"), claims.get("role")
-    if not isinstance(sub, str) or not isinstance(email, str) or role not in ROLES:
-        raise InvalidToken("invalid access token: bad sub, email or role claim")
-    version = _int_claim(claims, "ver", default=0)  # tokens from before versions: 0
-    return Principal(user_id=sub, email=email, role=role, token_version=version)
-
-
-def _int_claim(claims: dict[str, Any], name: str, default: object = None) -> int:
-    value = claims.get(name, default)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidToken(f"invalid access token: {name} must be an integer")
-    return value
-
-
 def _principal(user: UserRecord) -> Principal:
     if user.role not in ROLES:
         raise ValueError(f"user {user.id} has an unknown role {user.role!r}")
@@ -406,36 +383,3 @@ def _b64(raw: bytes) -> str:
 
 def _new_id() -> str:
     return uuid.uuid4().hex
-
-
-def load_or_create_secret(path: Path) -> bytes:
-    """Read the JWT signing secret, or create it (32 random bytes, mode 0600) on first use.
-
-    The file appears atomically with its content (written aside, then hard-linked into
-    place), so concurrent first starts agree on one secret and nobody reads a partial file.
-    """
-    try:
-        return _read_secret(path)
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".secret-")  # mode 0600
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(secrets.token_bytes(SECRET_BYTES))
-            f.flush()
-            os.fsync(f.fileno())
-        with contextlib.suppress(FileExistsError):  # another process won: use its secret
-            os.link(tmp, path)
-    finally:
-        os.unlink(tmp)
-    return _read_secret(path)
-
-
-def _read_secret(path: Path) -> bytes:
-    secret = path.read_bytes()
-    if len(secret) < SECRET_BYTES:
-        raise ValueError(f"{path} holds {len(secret)} bytes; a secret needs {SECRET_BYTES}")
-    if path.stat().st_mode & 0o077:
-        log.warning("%s is readable by other users: chmod 600 it", path)
-    return secret

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal, Protocol, get_args, runtime_checkable
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
-from storage.errors import InvalidEmail, WeakPassword
+from storage.errors import InvalidEmail, InvalidToken, WeakPassword
 
 __all__ = [
     "MAX_PASSWORD_CHARS",
@@ -24,6 +24,7 @@ __all__ = [
     "Tokens",
     "UserRecord",
     "UserRepo",
+    "check_access_claims",
     "check_password_policy",
     "normalize_email",
 ]
@@ -178,3 +179,26 @@ def check_password_policy(password: str) -> None:
         raise WeakPassword(
             f"a password needs {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters"
         )
+
+
+def check_access_claims(claims: dict[str, Any], now: float) -> Principal:
+    """The principal of a decoded access token's ``claims`` at ``now`` (epoch s), or
+    :class:`InvalidToken`."""
+    exp, nbf = _int_claim(claims, "exp"), _int_claim(claims, "nbf", default=claims.get("iat"))
+    _int_claim(claims, "iat")
+    if exp <= now:
+        raise InvalidToken("access token expired")
+    if nbf > now:
+        raise InvalidToken("access token not yet valid")
+    sub, email, role = claims.get("sub"), claims.get("email"), claims.get("role")
+    if not isinstance(sub, str) or not isinstance(email, str) or role not in ROLES:
+        raise InvalidToken("invalid access token: bad sub, email or role claim")
+    version = _int_claim(claims, "ver", default=0)  # tokens from before versions: 0
+    return Principal(user_id=sub, email=email, role=role, token_version=version)
+
+
+def _int_claim(claims: dict[str, Any], name: str, default: object = None) -> int:
+    value = claims.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidToken(f"invalid access token: {name} must be an integer")
+    return value
