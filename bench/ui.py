@@ -60,6 +60,8 @@ TARGETS: Final = {
     "keystroke_p95_ms": 100.0,
 }
 FILTER_TEXT: Final = "st-01"
+FLEET_SHARD: Final = 200
+"""Stations per simulator process."""
 # no tile server is reachable on a bench machine: the map shows the stations only
 NO_TILES: Final = ("--map-tiles", "none") if (REPO_ROOT / "gateway/map_tiles.py").exists() else ()
 BASELINE_S: Final = 5.0
@@ -257,11 +259,19 @@ def _scenario(browser: Any, sc: Scenario, tmp: Path) -> dict[str, Any]:
             broker.url, tmp / "csms", http_port, https_port, tmp / "csms.log",
             extra=("--demo-users", *NO_TILES),
         ) as csms,
-        fleet_process(
-            broker.url, tmp / "fleet", stations=sc.stations, evses=2, speed=sc.speed,
-            meter_interval=5.0, prefix="st", log_path=tmp / "fleet.log",
-        ),
+        contextlib.ExitStack() as fleets,
     ):  # fmt: skip
+        # one simulator process connects ~250 stations at once at most (at 1,000 its paho
+        # clients time out against each other): shards of FLEET_SHARD, prefixes st, su, sv...
+        for n, first in enumerate(range(0, sc.stations, FLEET_SHARD)):
+            prefix = chr(ord("t") + n)
+            fleets.enter_context(
+                fleet_process(
+                    broker.url, tmp / f"fleet-{n}", stations=min(FLEET_SHARD, sc.stations - first),
+                    evses=2, speed=sc.speed, meter_interval=5.0, prefix=f"s{prefix}",
+                    log_path=tmp / f"fleet-{n}.log",
+                )
+            )  # fmt: skip
         wait_http_ok(http_port, "/healthz", csms, 120)
         wait_for(lambda: len(_evse_ids(http_port)) == total, f"{total} EVSEs", 300)
         logins_path = tmp / "csms" / "demo-logins.json"
