@@ -299,12 +299,24 @@ class MaintenanceResource:
 class MySessionsResource:
     """``GET /me/sessions``: the caller's charging history, newest first."""
 
-    def __init__(self, sessions: Any) -> None:
+    def __init__(self, sessions: Any, sites: Any = None) -> None:
         self._sessions = sessions
+        self._sites = sites
+
+    def _site_limits_kw(self) -> dict[str, float]:
+        """EVSE id -> the limit its site's actor last gave it (smart charging), in kW."""
+        if self._sites is None:
+            return {}
+        limits: dict[str, float] = {}
+        for site in self._sites.all():
+            for evse_id, watts in ((site.live or {}).get("evse_limits_w") or {}).items():
+                limits[evse_id] = round(watts / 1000, 1)
+        return limits
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         limit = req.get_param_as_int("limit", default=50, min_value=1, max_value=200)
         rows = self._sessions.by_driver(principal(req).user_id, limit=limit)
+        site_kw = self._site_limits_kw() if any(s.ended_at is None for s in rows) else {}
         resp.media = {
             "sessions": [
                 {
@@ -317,6 +329,7 @@ class MySessionsResource:
                     "peak_power_w": round(s.peak_power_w, 1),
                     "end_reason": s.end_reason,
                     "open": s.ended_at is None,
+                    "site_limit_kw": site_kw.get(s.evse_id) if s.ended_at is None else None,
                 }
                 for s in rows
             ]

@@ -252,7 +252,10 @@ def create_app(
     routes.add_route(f"{API}/evses/{{evse_id}}/stop", actions, suffix="stop")
     routes.add_route(f"{API}/evses/{{evse_id}}/maintenance", MaintenanceResource(charging))
     if storage is not None:
-        routes.add_route(f"{API}/me/sessions", MySessionsResource(storage.sessions))
+        routes.add_route(
+            f"{API}/me/sessions",
+            MySessionsResource(storage.sessions, getattr(storage, "sites", None)),
+        )
         routes.add_route(f"{API}/me/notifications", MyNotificationsResource(storage.notifications))
         routes.add_route(
             f"{API}/metrics/summary", MetricsSummaryResource(storage.metrics, csms.view)

@@ -307,6 +307,9 @@ SCHEMAS: dict[str, Any] = {
             "peak_power_w": NUMBER,
             "end_reason": _nullable(STRING),
             "open": BOOLEAN,
+            "site_limit_kw": _nullable(
+                {"type": "number", "description": "the site's limit on this EVSE (smart charging)"}
+            ),
         }
     ),
     "SessionList": _obj({"sessions": {"type": "array", "items": ref("Session")}}),

@@ -785,7 +785,7 @@ def test_a_simulated_ocpp_station_charges_a_driver_like_an_mqtt_one(
     api = stack.api
     with fleet:
         for evse in ("ocsim-001.1", "ocsim-001.2"):
-            wait_until(lambda evse=evse: _evse_in(api, evse, "Available"), f"{evse} Available")
+            wait_until(lambda evse=evse: _evse_in(api, evse, "Available"), f"{evse} Available", 60)
         token = api.register("ocpp-sim-driver@example.com")
         status, body = api.post("/api/v1/evses/ocsim-001.1/start", {"target_soc": 100}, token=token)
         assert status == 201, body
@@ -794,9 +794,9 @@ def test_a_simulated_ocpp_station_charges_a_driver_like_an_mqtt_one(
             view = _evse_in(api, "ocsim-001.1", "Charging")
             return view if view and view["session"]["energy_wh"] > 0 else None
 
-        wait_until(charging, "the simulated station charging with energy rising")
+        wait_until(charging, "the simulated station charging with energy rising", 60)
         status, body = api.post("/api/v1/evses/ocsim-001.1/stop", token=token)
         assert status == 200, body
-        sessions = wait_until(lambda: _closed_sessions(api, token), "the session closed")
+        sessions = wait_until(lambda: _closed_sessions(api, token), "the session closed", 60)
         assert sessions[0]["energy_wh"] > 0
         assert sessions[0]["end_reason"] == "Remote"

@@ -65,7 +65,50 @@ export function createCharging(ctx) {
     setText("soc-target-text", target > 0 && target < 100 ? `Stops at ${formatPercent(target)}` : "Charging to full");
     stopButton.hidden = !session.open;
     byId("charging-done").hidden = session.open;
+    const limit = byId("charging-limit");
+    limit.hidden = !(session.open && typeof session.site_limit_kw === "number");
+    if (!limit.hidden) setText("charging-limit", `Limited to ${formatKw(session.site_limit_kw * 1000)} by the site`);
+    byId("departure-form").hidden = !session.open;
   }
+
+  /** The site's limit on our EVSE (smart charging), from our open session's record. */
+  async function refreshLimit() {
+    if (!session || !session.open || !connected) return;
+    try {
+      const { sessions } = await api.get("/me/sessions", { limit: 5 });
+      const mine = (sessions || []).find((s) => s.id === session.session_id);
+      if (mine && session && mine.id === session.session_id) {
+        session.site_limit_kw = mine.site_limit_kw;
+        render();
+      }
+    } catch {
+      /* the next round tries again */
+    }
+  }
+  setInterval(refreshLimit, 10_000);
+
+  /** The next time the clock shows `hhmm` (local), as epoch ms. */
+  function nextOccurrence(hhmm) {
+    const [h, m] = hhmm.split(":").map(Number);
+    const at = new Date();
+    at.setHours(h, m, 0, 0);
+    if (at.getTime() <= Date.now()) at.setDate(at.getDate() + 1);
+    return at.getTime();
+  }
+
+  byId("departure-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const value = byId("departure-time").value;
+    if (!session || !session.open || !value) return;
+    try {
+      await api.put(`/me/sessions/${encodeURIComponent(session.session_id)}/departure`, {
+        departure_at: nextOccurrence(value),
+      });
+      note(`Departure set for ${value}: on a busy site, sessions leaving sooner get more power.`);
+    } catch (err) {
+      note(`Departure not set: ${err && err.message ? err.message : "try again"}.`);
+    }
+  });
 
   function follow(next) {
     session = next;
@@ -258,6 +301,7 @@ export function createCharging(ctx) {
           status: evse.status,
           open: true,
           target_soc: evse.session ? evse.session.target_soc : null,
+          site_limit_kw: open.site_limit_kw,
         });
       } catch {
         /* nothing to restore */
