@@ -191,7 +191,7 @@ def smart_charging(
         )
 
     return SiteRouter(
-        load=sites.all,
+        load=lambda: sites.all(live=False),
         departures=sites.departures,
         start_site=start_site,
         monotonic=clock.monotonic,

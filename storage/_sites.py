@@ -52,8 +52,8 @@ def _record(row: Any, stations: Sequence[str]) -> SiteRecord:
         },
         station_ids=tuple(sorted(stations)),
         updated_at=int(row.updated_at),
-        live=json.loads(row.live) if row.live else None,
-        live_at=None if row.live_at is None else int(row.live_at),
+        live=json.loads(row.live) if getattr(row, "live", None) else None,
+        live_at=None if getattr(row, "live_at", None) is None else int(row.live_at),
     )
 
 
@@ -62,9 +62,12 @@ class SiteStore:
         self._db = db
         self._clock_ms = clock_ms
 
-    def all(self) -> list[SiteRecord]:
+    def all(self, *, live: bool = True) -> list[SiteRecord]:
+        """Every site; ``live=False`` leaves out what the node decided (its JSON holds every
+        EVSE's limit and 15 minutes of history: the node's once-a-second read needs neither)."""
+        columns = "*" if live else "id, name, limit_w, schedule, timezone, evse_limits, updated_at"
         with self._db.read() as conn:
-            rows = conn.execute(text("SELECT * FROM sites ORDER BY id")).all()
+            rows = conn.execute(text(f"SELECT {columns} FROM sites ORDER BY id")).all()
             members = conn.execute(text("SELECT station_id, site_id FROM site_stations")).all()
         by_site: dict[str, list[str]] = {}
         for member in members:
