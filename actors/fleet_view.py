@@ -49,6 +49,10 @@ class StationView:
     evses: tuple[EvseView, ...]
 
 
+MAX_RETIRED_PER_STATION = 256
+"""How many retired EVSEs of one station the view remembers (to drop their late changes)."""
+
+
 class FleetView:
     """Thread-safe snapshot of every station and EVSE the CSMS knows."""
 
@@ -58,6 +62,9 @@ class FleetView:
         self._version = 0  # bumped by every write: readers cache on it
         self._stations: dict[StationId, tuple[StationDescriptor, bool, float]] = {}
         self._evses: dict[EvseId, EvseView] = {}
+        # Per station: the EVSEs it listed once and no longer does (their late changes are
+        # dropped); bounded by MAX_RETIRED_PER_STATION.
+        self._retired: dict[StationId, dict[EvseId, None]] = {}
         self._reservations: dict[str, Any] = {}
         # Spatial index: (snapshot, the _geo_version it reflects); replaced, never mutated.
         self._geo: tuple[GeoIndex, int] = (GeoIndex(), 0)
@@ -88,24 +95,37 @@ class FleetView:
         with self._lock:
             known = self._stations.get(station.id)
             self._stations[station.id] = (station, online, now)
+            retired = {k: None for k in self._retired.get(station.id, {}) if k not in keys}
             if known is not None:
                 for old in known[0].evses:
                     key = evse_key(station.id, old.id)
                     if key not in keys:
                         self._evses.pop(key, None)
+                        retired.pop(key, None)
+                        retired[key] = None  # the newest last
+            while len(retired) > MAX_RETIRED_PER_STATION:
+                del retired[next(iter(retired))]
+            if retired:
+                self._retired[station.id] = retired
+            else:
+                self._retired.pop(station.id, None)
             self._version += 1
             if known is None or (known[0].lat, known[0].lon) != (station.lat, station.lon):
                 self._geo_pending[station.id] = (station.lat, station.lon)
                 self._geo_version += 1
 
     def put_evse(self, state: EvseState, alert: str | None = None) -> None:
-        """An EVSE's new state; ignored for an EVSE its (known) station no longer lists."""
+        """An EVSE's new state; ignored for an EVSE its station no longer lists (retired).
+
+        An EVSE the station's last known announcement does not list *yet* is kept: the EVSE
+        actors' changes and the supervisor's station changes reach the read model by two
+        queues, so a new EVSE's first report can come before the birth that adds it; the
+        station's rows show it once that birth is here."""
         view = EvseView(state=state, updated_at=self._clock(), alert=alert)
         with self._lock:
-            known = self._stations.get(state.station_id)
-            if known is not None and state.evse_id not in self._evses:
-                listed = {evse_key(state.station_id, e.id) for e in known[0].evses}
-                if state.evse_id not in listed:
+            if state.evse_id not in self._evses:
+                retired = self._retired.get(state.station_id)
+                if retired is not None and state.evse_id in retired:
                     return  # retired: a late change of its stopped actor
             self._evses[state.evse_id] = view
             self._version += 1
