@@ -9,7 +9,6 @@ import contextlib
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import BenchmarkError
+from gateway.broker_probe import free_port
 
 __all__ = [
     "REPO_ROOT",
@@ -34,13 +34,6 @@ __all__ = [
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def process_cpu_s(pid: int) -> float:

@@ -4,6 +4,7 @@ port is free, and whether something on a port answers MQTT."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 from typing import Final
@@ -42,11 +43,42 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago (the kernel's pick for port 0)."""
+    """A port that was free a moment ago, below the kernel's ephemeral range where it can.
+
+    The kernel's pick for port 0 lies inside its ephemeral range (32768-60999 on Linux), where
+    any outgoing connection on the machine may take it before our server binds it (seen in
+    tests: gunicorn "Address already in use", the stack never up). So the port is drawn from
+    20000-32000 when that range lies outside the ephemeral one, and from the kernel otherwise.
+    """
+    low, high = _ephemeral_range()
+    if high < _QUIET_LOW or low > _QUIET_HIGH:
+        pick = random.SystemRandom()
+        for _ in range(200):
+            port = pick.randrange(_QUIET_LOW, _QUIET_HIGH)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                try:
+                    sock.bind((host, port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
+
+
+_QUIET_LOW: Final = 20_000
+_QUIET_HIGH: Final = 32_000
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outgoing ports (Linux); the whole range if unknown."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
+            low, high = (int(part) for part in f.read().split()[:2])
+    except (OSError, ValueError):
+        return 1, 65_535
+    return low, high
 
 
 def _mqtt_probe(host: str, port: int, timeout: float) -> bool:

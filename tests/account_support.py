@@ -16,7 +16,6 @@ import email.policy
 import json
 import queue
 import re
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from actors.system import CsmsConfig, CsmsSystem
 from gateway.account_mail import AccountMail
 from gateway.app import create_app
 from gateway.auth import LocalAuthenticator
+from gateway.broker_probe import free_port
 from gateway.mail import SmtpMailer, parse_smtp_url
 from storage import DuplicateError, Storage
 from tests.auth_support import FakeClock, cheap_hasher
@@ -40,13 +40,6 @@ from tests.driver_client import Api, csms_process, wait_until
 HTTPS_BASE = "https://127.0.0.1:8443"
 PASSWORD = "correct horse battery"
 LINK = re.compile(r"https://\S+/app#(confirm|reset)=(\S+)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class SmtpSink:

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shutil
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from gateway.broker_probe import free_port as _free_port
 from tests.driver_client import Api, csms_process, wait_until
 from tests.support import FleetProcess
 
@@ -234,22 +233,6 @@ class WebStack:
     @property
     def operator(self) -> dict[str, str]:
         return self.logins["operator"]
-
-
-def _free_port() -> int:
-    """A free port below the kernel's ephemeral range (32768-60999 on Linux): a port the
-    kernel hands out for ``bind(0)`` can be taken by any outgoing connection before the
-    server binds it (seen: gunicorn "Address already in use" for 60 s, the stack never up)."""
-    rng = random.SystemRandom()
-    for _ in range(200):
-        port = rng.randrange(20_000, 32_000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 20000-32000")
 
 
 @pytest.fixture

@@ -26,17 +26,13 @@ from pathlib import Path
 
 import pytest
 
+from gateway.broker_probe import free_port as _free_port
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIREBASE_TOOLS_DIR = REPO_ROOT / ".cache" / "firebase-tools"
 FIREBASE_BIN = FIREBASE_TOOLS_DIR / "node_modules" / ".bin" / "firebase"
 PROJECT_ID = "demo-smartcharge"
 EMULATOR_START_S = 100.0  # ~10 s idle; 40-60 s seen on 2 busy cores; under the 120 s test timeout
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _listening(port: int) -> bool:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from gateway.broker_probe import free_port
 from tests.db import child_env, database_for_test
 from tests.driver_client import Api, csms_process, wait_until
 from tests.support import REPO_ROOT, FleetProcess
@@ -22,13 +22,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.needs_db, pytest.mark.timeout
 
 EVSES = ["ad-001.1", "ad-001.2", "ad-002.1", "ad-002.2"]
 PAIR = ("ad-001.1", "ad-001.2")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)

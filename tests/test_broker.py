@@ -19,6 +19,7 @@ from typing import IO
 import pytest
 
 from gateway.broker import BrokerError, EmbeddedBroker, port_is_free
+from gateway.broker_probe import _ephemeral_range, free_port
 from tests.brokers import (
     REPO_ROOT,
     MqttClientFactory,
@@ -373,3 +374,15 @@ def test_test_client_reports_timeouts(mosquitto_url: str, mqtt_client: MqttClien
     client.subscribe(unique_topic("silence"))
     with pytest.raises(queue.Empty):
         client.get(timeout=0.2)
+
+
+def test_free_port_is_bindable_and_outside_the_kernels_ephemeral_range() -> None:
+    """A port from ``bind(0)`` lies where any outgoing connection can take it before the
+    server binds it; ``free_port`` draws below that range (Linux: 32768-60999)."""
+    low, high = _ephemeral_range()
+    ports = {free_port() for _ in range(20)}
+    for port in ports:
+        assert not low <= port <= high, f"{port} is in the ephemeral range {low}-{high}"
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))  # still free: nothing kept it
+    assert len(ports) > 1, "drawn at random, not one fixed port"

@@ -3,25 +3,18 @@ Mosquitto, simulated stations in their own process."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gateway.broker_probe import free_port
 from tests.db import database_for_test
 from tests.driver_client import Api, EventStream, csms_process, wait_until
 from tests.support import FleetProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.needs_db, pytest.mark.timeout(180)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ in-memory ``FakeRealtimeDatabase`` (tests/fake_rtdb.py): its emulator cannot run
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -18,6 +17,7 @@ import pytest
 from actors.system import CsmsConfig
 from gateway import firebase_backend
 from gateway.auth import LocalAuthenticator
+from gateway.broker_probe import free_port as _free_port
 from gateway.firebase_auth import (
     EMULATOR_ENV_VARS,
     EmulatorOutsideTests,
@@ -67,12 +67,6 @@ def test_the_csms_runtime_refuses_to_build_with_an_emulator_variable(
         Runtime.build(CsmsConfig(), GatewaySettings(data_dir=data_dir))
 
     assert not data_dir.exists()  # refused before touching anything
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_smartcharge_csms_exits_with_the_auth_emulator_variable_outside_tests(

@@ -12,7 +12,6 @@ import datetime as dt
 import http.client
 import json
 import os
-import socket
 import ssl
 import stat
 import subprocess
@@ -31,6 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 from gunicorn.app.base import BaseApplication
 
+from gateway.broker_probe import free_port
 from gateway.tls import ensure_self_signed_cert
 from gateway.worker import TLS_PORTS_ENV, gunicorn_options, parse_ports
 
@@ -70,13 +70,6 @@ def serve_scheme_app() -> None:
 
 
 # -- helpers -----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait_until(ready: Callable[[], bool], proc: subprocess.Popen[bytes], timeout: float) -> None:

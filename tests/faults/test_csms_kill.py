@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from gateway.broker_probe import free_port
 from protocol import CommandName, CommandRequest, CorrelationId, EvseId, StationId, encode
 from storage import Session
 from tests import db
@@ -41,22 +40,6 @@ STOPPED_WHILE_DOWN = 20
 PREFIX = "rs"
 EVSE_IDS = [f"{PREFIX}-{s:03d}.{e}" for s in range(1, STATIONS + 1) for e in range(1, EVSES + 1)]
 SESSION_STATUSES = {"Preparing", "Charging", "SuspendedEV", "SuspendedEVSE"}
-
-
-def free_port() -> int:
-    """A free port below Linux's ephemeral range (32768-60999): the kernel's pick for port 0
-    lies inside it, where the fleet's 100 outgoing connections can take it before the CSMS
-    binds it (seen: gunicorn "Address already in use" for 60 s on a loaded machine)."""
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(20_000, 32_000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 20000-32000")
 
 
 @dataclass(frozen=True)
