@@ -50,6 +50,13 @@ SEVERITY_BY_KIND: Final[dict[str, Severity]] = {
     "evse_retired": "info",
     "maintenance": "info",
 }
+RETENTION_MS: Final = 90 * 24 * 3600 * 1000
+"""Alerts older than this (90 days) are deleted."""
+MAX_ALERTS: Final = 100_000
+"""At most this many alerts are kept (the newest): a flapping station cannot grow the table."""
+PRUNE_EVERY_MS: Final = 3600 * 1000
+PRUNE_EVERY_ALERTS: Final = 1_000
+"""The log prunes when it stores its first alert, then after an hour or 1,000 alerts."""
 OFFLINE: Final = "station_offline"
 ONLINE: Final = "station_online"
 
@@ -68,13 +75,23 @@ class AlertLog:
     alerts are published with ids of this process only (nothing to list or ack)."""
 
     def __init__(
-        self, store: Alerts | None, hub: LiveHub, clock_ms: Callable[[], int] = _now_ms
+        self,
+        store: Alerts | None,
+        hub: LiveHub,
+        clock_ms: Callable[[], int] = _now_ms,
+        *,
+        retention_ms: int = RETENTION_MS,
+        max_alerts: int = MAX_ALERTS,
     ) -> None:
         self._store = store
         self._hub = hub
         self._clock_ms = clock_ms
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._retention_ms = retention_ms
+        self._max_alerts = max_alerts
+        self._prune_at: int | None = None  # due now
+        self._stored_since_prune = 0
 
     @property
     def store(self) -> Alerts | None:
@@ -100,6 +117,8 @@ class AlertLog:
                 )
             except Exception:  # the operators must still see it
                 log.exception("could not store the alert %s: %s", kind, message)
+            else:
+                self._prune_if_due()
         if alert is None:
             with self._lock:
                 local_id = next(self._ids)
@@ -114,6 +133,25 @@ class AlertLog:
             )
         self._hub.publish("alert", alert.to_json())
         return alert
+
+    def _prune_if_due(self) -> None:
+        """Old alerts go (:data:`RETENTION_MS`, :data:`MAX_ALERTS`), at most every
+        :data:`PRUNE_EVERY_MS` or :data:`PRUNE_EVERY_ALERTS` stored alerts."""
+        now = self._clock_ms()
+        with self._lock:
+            self._stored_since_prune += 1
+            due = self._prune_at is None or now >= self._prune_at
+            if not due and self._stored_since_prune < PRUNE_EVERY_ALERTS:
+                return
+            self._prune_at, self._stored_since_prune = now + PRUNE_EVERY_MS, 0
+        assert self._store is not None
+        try:
+            gone = self._store.prune(before=now - self._retention_ms, keep=self._max_alerts)
+        except Exception:
+            log.exception("could not prune the alert log")
+            return
+        if gone:
+            log.info("alert log: deleted %d old alerts", gone)
 
     def ack(self, alert_id: int, by: str, *, operator: bool = True) -> Alert:
         """Acknowledge ``alert_id`` as ``by`` (an operator's email) now; the first ack stays.

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Final, Literal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from storage._engine import Clock, Database
 
@@ -136,6 +136,20 @@ class AlertStore:
             conn.execute(stmt)
             row = conn.execute(select(t).where(t.c.id == alert_id)).first()
         return None if row is None else _alert(row)
+
+    def prune(self, *, before: int, keep: int) -> int:
+        """Delete the alerts stamped before ``before`` and, of the rest, all but the newest
+        ``keep`` (a station flapping for weeks must not grow the table without bound); the
+        number deleted."""
+        t = self._t
+        with self._db.write() as conn:
+            gone = conn.execute(delete(t).where(t.c.at < before)).rowcount or 0
+            oldest_kept = conn.execute(
+                select(t.c.id).order_by(t.c.id.desc()).offset(keep).limit(1)
+            ).scalar()
+            if oldest_kept is not None:
+                gone += conn.execute(delete(t).where(t.c.id <= oldest_kept)).rowcount or 0
+        return int(gone)
 
     def last_liveness(self) -> dict[str, str]:
         """Station id -> the kind of its newest ``station_offline``/``station_online`` alert:

@@ -159,6 +159,8 @@ class Alerts(Protocol):
 
     def last_liveness(self) -> dict[str, str]: ...
 
+    def prune(self, *, before: int, keep: int) -> int: ...
+
 
 class CsmsStores(Protocol):
     """Every store the running CSMS writes or reads (:func:`actors.system.build_csms`)."""

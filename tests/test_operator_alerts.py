@@ -121,6 +121,26 @@ def test_the_store_pages_newest_first_with_filters_and_keeps_the_first_ack(
         store.alerts.add("x", "fatal", "no such severity", at=1)  # type: ignore[arg-type]
 
 
+def test_old_alerts_are_pruned_by_age_and_by_count(store: Storage) -> None:
+    """The log deletes what is older than its retention and keeps at most its newest rows,
+    pruning when it stores its first alert, then after an hour on its clock."""
+    hour = 3600 * 1000
+    now = [100 * hour]
+    log = AlertLog(
+        store.alerts, LiveHub(), clock_ms=lambda: now[0], retention_ms=10 * hour, max_alerts=3
+    )
+    for age_h in (50, 20, 9, 5):  # stored directly: the log has not pruned yet
+        store.alerts.add("maintenance", "info", f"{age_h} h old", at=now[0] - age_h * hour)
+    log.record("maintenance", "new")  # its first: prunes by age (50 h and 20 h go)
+    assert [a.message for a in store.alerts.page()] == ["new", "5 h old", "9 h old"]
+    log.record("maintenance", "newer")  # not due yet: four rows for a while
+    assert len(store.alerts.page()) == 4
+    now[0] += hour
+    log.record("maintenance", "an hour later")  # due: the newest three stay
+    assert [a.message for a in store.alerts.page()] == ["an hour later", "newer", "new"]
+    assert store.alerts.prune(before=0, keep=100) == 0, "nothing left to delete"
+
+
 # -- the recorder: one entry per event, back online, the CSMS's clock ----------------------------
 
 
