@@ -75,7 +75,16 @@ class SiteStore:
         return [_record(row, by_site.get(row.id, [])) for row in rows]
 
     def get(self, site_id: str) -> SiteRecord | None:
-        return next((s for s in self.all() if s.id == site_id), None)
+        """One site (with what the node decided), read alone."""
+        with self._db.read() as conn:
+            row = conn.execute(text("SELECT * FROM sites WHERE id = :id"), {"id": site_id}).first()
+            if row is None:
+                return None
+            members = conn.execute(
+                text("SELECT station_id FROM site_stations WHERE site_id = :id"),
+                {"id": site_id},
+            ).all()
+        return _record(row, [m.station_id for m in members])
 
     def put(self, site: SiteRecord) -> SiteRecord:
         """Create or replace ``site`` (its stations too: they leave any other site)."""
