@@ -28,14 +28,15 @@ from ocpp.exceptions import (
 from ocpp.messages import MessageType, unpack
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call_result
-from ocpp.v16.datatypes import IdTagInfo
-from ocpp.v16.enums import Action, AuthorizationStatus, RegistrationStatus
+from ocpp.v16.enums import Action, RegistrationStatus
 
 from gateway import ocpp_translate as tr
+from gateway.ocpp_auth import TagAuthority
 from gateway.ocpp_commands import Connector, StationState
 from gateway.ocpp_dispatch import CommandDispatch
-from gateway.ocpp_errors import check_meter_reading, error_frame, spec_error
+from gateway.ocpp_errors import error_frame, spec_error
 from gateway.ocpp_station import StationMqtt, TransactionStore
+from gateway.ocpp_transactions import TransactionCalls
 from protocol import (
     EvseId,
     EvseStatus,
@@ -69,7 +70,7 @@ def _iso_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-class ChargePointLink(CommandDispatch, ChargePoint):
+class ChargePointLink(TransactionCalls, CommandDispatch, ChargePoint):
     """A charge point's WebSocket, its :class:`StationState` and its :class:`StationMqtt`."""
 
     def __init__(
@@ -79,8 +80,10 @@ class ChargePointLink(CommandDispatch, ChargePoint):
         mqtt: StationMqtt | None,
         transactions: TransactionStore,
         still_allowed: Callable[[], Awaitable[bool]] | None = None,
+        tags: TagAuthority | None = None,
     ) -> None:
         super().__init__(state.station_id, connection, response_timeout=30)
+        self.tags = tags
         self._still_allowed = still_allowed
         self._checked_at: float | None = None
         self.state = state
@@ -195,11 +198,6 @@ class ChargePointLink(CommandDispatch, ChargePoint):
             status=RegistrationStatus.accepted,
         )
 
-    @on(Action.authorize)
-    def on_authorize(self, id_tag: str) -> Any:
-        """No idTags are registered to drivers yet: every one is unknown."""
-        return call_result.Authorize(id_tag_info=IdTagInfo(status=AuthorizationStatus.invalid))
-
     @on(Action.heartbeat)
     def on_heartbeat(self) -> Any:
         return call_result.Heartbeat(current_time=_iso_now())
@@ -286,98 +284,3 @@ class ChargePointLink(CommandDispatch, ChargePoint):
                 )
             )
         return call_result.MeterValues()
-
-    @on(Action.start_transaction)
-    def on_start_transaction(
-        self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **_: Any
-    ) -> Any:
-        check_meter_reading(meter_start)
-        connector = self._connector(connector_id)
-        pending = connector.pending_session
-        until = connector.pending_until_ms
-        if until is not None and _now_ms() >= until:
-            pending = None  # unanswered and about to expire: the CSMS may have given up
-        if pending is not None and id_tag == connector.pending_tag:
-            session_id, status = pending, AuthorizationStatus.accepted
-        else:  # a local start (RFID): no Authorize yet, so refused (the CP ends it)
-            session_id, status = None, AuthorizationStatus.invalid
-        record = self.transactions.new(
-            self.state.station_id, connector_id, session_id or "", float(meter_start)
-        )
-        if session_id is None:
-            record.session_id = f"ocpp-{self.state.station_id}-{record.transaction_id}"
-            session_id = record.session_id
-        connector.pending_session = connector.pending_tag = connector.pending_since = None
-        connector.transaction_id = record.transaction_id
-        status_now = connector.info.status
-        if status_now not in tr.IN_SESSION or status_now is EvseStatus.FINISHING:
-            status_now = EvseStatus.PREPARING
-        connector.info = tr.with_status(
-            replace(
-                connector.info,
-                session_id=SessionId(session_id),
-                energy_wh=float(meter_start),
-                session_energy_wh=0.0,
-            ),
-            status_now,
-        )
-        self._publish_status(connector_id)
-        return call_result.StartTransaction(
-            transaction_id=record.transaction_id, id_tag_info=IdTagInfo(status=status)
-        )
-
-    @on(Action.stop_transaction)
-    def on_stop_transaction(
-        self,
-        meter_stop: int,
-        timestamp: str,
-        transaction_id: int,
-        reason: str | None = None,
-        **_: Any,
-    ) -> Any:
-        check_meter_reading(meter_stop)
-        record = self.transactions.get(self.state.station_id, transaction_id)
-        result = call_result.StopTransaction(
-            id_tag_info=IdTagInfo(status=AuthorizationStatus.accepted)
-        )
-        if record is None or record.stopped:
-            return result  # unknown, or a retransmission: answered, nothing applied twice
-        self.transactions.mark_stopped(record)
-        connector = self._connector(record.connector_id)
-        current = connector.info.session_id
-        if current is not None and current != record.session_id:
-            log.info(
-                "OCPP %s: late stop of transaction %d, another session runs",
-                self.id,
-                transaction_id,
-            )
-            return result  # its connector has moved on: the CSMS keeps the running session
-        connector.transaction_id = None
-        energy = float(meter_stop)
-        session_energy = max(0.0, energy - record.meter_start)
-        if self.mqtt is not None:
-            self.state.seq += 1
-            self.mqtt.publish(
-                MeterValues(
-                    station_id=self.state.station_id,
-                    evse_id=EvseId(str(record.connector_id)),
-                    session_id=SessionId(record.session_id),
-                    power_w=0.0,
-                    energy_wh=energy,
-                    soc=connector.info.soc,
-                    seq=self.state.seq,
-                    ts=_now_ms(),
-                    epoch=self.state.epoch,
-                )
-            )
-        connector.info = replace(
-            tr.with_status(
-                replace(connector.info, session_id=SessionId(record.session_id)),
-                EvseStatus.FINISHING,
-            ),
-            energy_wh=energy,
-            session_energy_wh=session_energy,
-            stop_reason=tr.stop_reason(reason),
-        )
-        self._publish_status(record.connector_id)
-        return result

@@ -211,6 +211,11 @@ class TransactionStore:
             return None
         return record
 
+    def name_session(self, record: TransactionRecord, session_id: str) -> None:
+        with self._lock:
+            record.session_id = session_id
+            self._save()
+
     def mark_stopped(self, record: TransactionRecord) -> None:
         with self._lock:
             record.stopped = True
