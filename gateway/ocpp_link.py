@@ -13,6 +13,7 @@ Runs on the translator's event loop only (``gateway.ocpp_server``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -24,10 +25,11 @@ from ocpp.exceptions import (
     FormatViolationError,
     OCPPError,
     PropertyConstraintViolationError,
+    SecurityError,
 )
 from ocpp.messages import MessageType, unpack
 from ocpp.routing import after, on
-from ocpp.v16 import ChargePoint, call_result
+from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action, RegistrationStatus
 
 from gateway import ocpp_translate as tr
@@ -57,6 +59,10 @@ disconnected (1008). A real one sends a few a minute."""
 PENDING_START_S: Final = 180.0
 """How long an accepted remote start may wait for its StartTransaction (the charger's own
 ConnectionTimeOut is usually 60 to 120 s): an Available meanwhile does not cancel it."""
+PENDING_INTERVAL_S: Final = 30
+"""A charge point told Pending boots again after this, or when asked (TriggerMessage)."""
+_BEFORE_ACCEPTED: Final = frozenset({Action.boot_notification, Action.heartbeat})
+"""What a charge point not (yet) accepted may send (OCPP 1.6, 4.2: nothing else)."""
 RECHECK_S: Final = 10.0
 """A connected charge point's credentials are checked again at its heartbeats, at most this
 often (and at its first heartbeat)."""
@@ -93,6 +99,11 @@ class ChargePointLink(TransactionCalls, CommandDispatch, ChargePoint):
         self._tokens, self._refilled = BURST, time.monotonic()
         self._closing: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.registration: RegistrationStatus | None = None
+        """The answer to its last BootNotification on this connection (None: none yet)."""
+        self.accepted = False
+        """Online for the CSMS: until then nothing is published and its CALLs but
+        BootNotification and Heartbeat are refused (``SecurityError``)."""
 
     # ------------------------------------------------------------------ frames
 
@@ -121,6 +132,10 @@ class ChargePointLink(TransactionCalls, CommandDispatch, ChargePoint):
             if not isinstance(msg.unique_id, str) or not isinstance(msg.payload, dict):
                 await self._send(error_frame(raw_msg, FormatViolationError(details={})))
                 return
+            if not self.accepted and msg.action not in _BEFORE_ACCEPTED:
+                refused = SecurityError(description="not accepted: send a BootNotification")
+                await self._send(msg.create_call_error(refused).to_json())
+                return
             try:
                 await self._handle_call(msg)
             except OCPPError as exc:
@@ -141,7 +156,7 @@ class ChargePointLink(TransactionCalls, CommandDispatch, ChargePoint):
     # ------------------------------------------------------------------ publishing
 
     def _publish_status(self, connector_id: int) -> None:
-        if self.mqtt is None:
+        if self.mqtt is None or not self.accepted:
             return
         info = self.state.connectors[connector_id].info
         self.state.seq += 1
@@ -156,7 +171,7 @@ class ChargePointLink(TransactionCalls, CommandDispatch, ChargePoint):
         )
 
     def _publish_birth(self) -> None:
-        if self.mqtt is None or not self.state.connectors:
+        if self.mqtt is None or not self.accepted or not self.state.connectors:
             return
         self.mqtt.publish(
             tr.birth(
@@ -189,14 +204,57 @@ class ChargePointLink(TransactionCalls, CommandDispatch, ChargePoint):
 
     # ------------------------------------------------------------------ CALLs from the CP
 
+    # ------------------------------------------------------------------ registration
+
+    def accept(self) -> None:
+        """The charge point is online for the CSMS from now: its birth and statuses."""
+        if not self.accepted:
+            self.accepted = True
+            self.announce()
+
+    async def await_broker(self) -> None:
+        """A charge point the CSMS could not take at its connection (the broker did not take
+        the station yet): accepted once it does. One told Pending is asked to boot again then
+        (TriggerMessage), one that did not boot (a reconnection) is accepted at once."""
+        if self.mqtt is None:
+            return
+        await self.mqtt.wait_connected()
+        if self.registration is RegistrationStatus.pending:
+            with contextlib.suppress(OCPPError, TimeoutError):
+                await self.call(call.TriggerMessage(requested_message="BootNotification"), False)
+        elif self.registration is None:
+            self.accept()
+
     @on(Action.boot_notification)
-    def on_boot(self, charge_point_vendor: str, charge_point_model: str, **_: Any) -> Any:
-        log.info("OCPP %s: boot (%s %s)", self.id, charge_point_vendor, charge_point_model)
-        return call_result.BootNotification(
-            current_time=_iso_now(),
-            interval=HEARTBEAT_INTERVAL_S,
-            status=RegistrationStatus.accepted,
+    async def on_boot(self, charge_point_vendor: str, charge_point_model: str, **_: Any) -> Any:
+        """Rejected: its credentials were revoked since the handshake (then disconnected);
+        Pending: the CSMS cannot take it yet (its station's broker connection is not up);
+        otherwise Accepted, and online for the CSMS from then on."""
+        interval = HEARTBEAT_INTERVAL_S
+        if self._still_allowed is not None and not await self._still_allowed():
+            status = RegistrationStatus.rejected
+        elif self.mqtt is not None and not self.mqtt.is_connected():
+            status, interval = RegistrationStatus.pending, PENDING_INTERVAL_S
+        else:
+            status = RegistrationStatus.accepted
+        log.info(
+            "OCPP %s: boot (%s %s): %s", self.id, charge_point_vendor, charge_point_model, status
         )
+        self.registration = status
+        if status is RegistrationStatus.accepted:
+            self.accept()
+        else:
+            self.accepted = False
+        return call_result.BootNotification(
+            current_time=_iso_now(), interval=interval, status=status
+        )
+
+    @after(Action.boot_notification)
+    async def after_boot(self, **_: Any) -> None:
+        if self.registration is RegistrationStatus.rejected and self._closing is None:
+            self._closing = asyncio.ensure_future(
+                self._connection.close(1008, "registration rejected")
+            )
 
     @on(Action.heartbeat)
     def on_heartbeat(self) -> Any:
@@ -222,13 +280,29 @@ class ChargePointLink(TransactionCalls, CommandDispatch, ChargePoint):
         new = tr.evse_status(status)
         if connector_id == 0 or new is None:  # connector 0: the charge point itself
             log.info("OCPP %s: station status %s (%s)", self.id, status, error_code)
+            if connector_id == 0 and new is not None:
+                for changed in self.state.station_reported(new):
+                    self._publish_status(changed)
             return call_result.StatusNotification()
         connector = self._connector(connector_id)
+        shown, down = connector.info, self.state.station_status
+        connector.info, connector.held = connector.held or shown, None
+        changed = self._own_status(connector, new)
+        if down is not None and connector.info.status not in tr.IN_SESSION:
+            # the charge point is down: its own state is kept for when it is up
+            connector.held, connector.info = connector.info, tr.with_status(shown, down)
+            changed = shown.status is not down
+        if changed:
+            self._publish_status(connector_id)
+        return call_result.StatusNotification()
+
+    def _own_status(self, connector: Connector, new: EvseStatus) -> bool:
+        """The connector's own state after it reported ``new``; False: nothing changed."""
         info = connector.info
         if new is EvseStatus.AVAILABLE and self._still_pending(connector):
             # a remote start the charger accepted waits for the cable: still Preparing for us
             # (a TriggerMessage's Available must not make us forget it)
-            return call_result.StatusNotification()
+            return False
         if new in tr.IN_SESSION and info.session_id is None:
             if connector.pending_session is None:
                 new = EvseStatus.AVAILABLE  # plugged in, nothing started: still startable
@@ -237,9 +311,10 @@ class ChargePointLink(TransactionCalls, CommandDispatch, ChargePoint):
         if new not in tr.IN_SESSION:
             connector.pending_session = connector.pending_tag = connector.pending_since = None
             connector.transaction_id = None
+        if new is EvseStatus.UNAVAILABLE:  # a Scheduled maintenance has begun
+            info = replace(info, maintenance_pending=False)
         connector.info = tr.with_status(info, new)
-        self._publish_status(connector_id)
-        return call_result.StatusNotification()
+        return True
 
     def _still_pending(self, connector: Connector) -> bool:
         if connector.pending_session is None or connector.pending_since is None:

@@ -174,16 +174,19 @@ class OcppServer:
         )
         link_holder.append(link)
         self._links[station_id] = (connection, link)
+        waiting: asyncio.Future[None] | None = None
         try:
-            if not await mqtt.start(MQTT_CONNECT_TIMEOUT_S):
-                log.warning("OCPP %s: could not reach the broker", station_id)
-                await connection.close(1011, "the CSMS cannot take this station now")
-                return
-            log.info("OCPP %s: connected", station_id)
-            link.announce()
+            if await mqtt.start(MQTT_CONNECT_TIMEOUT_S):
+                log.info("OCPP %s: connected", station_id)
+                link.accept()  # a reconnection need not boot again (chargers do not)
+            else:  # Pending until the broker takes the station (docs/ocpp.md)
+                log.warning("OCPP %s: the broker did not take the station yet", station_id)
+                waiting = asyncio.ensure_future(link.await_broker())
             with contextlib.suppress(ConnectionClosed):
                 await link.start()
         finally:
+            if waiting is not None:
+                waiting.cancel()
             link.cancel_commands()
             with contextlib.suppress(Exception):
                 await mqtt.stop("connection_lost")

@@ -102,6 +102,13 @@ class StationMqtt:
             return False
         return True
 
+    def is_connected(self) -> bool:
+        """The broker took the station (once; paho reconnects by itself after)."""
+        return self._connected.is_set()
+
+    async def wait_connected(self) -> None:
+        await self._connected.wait()
+
     def publish(self, message: Message) -> None:
         topic, payload, retain = encode(message)
         info = self._client.publish(topic, payload, qos=QOS, retain=retain)

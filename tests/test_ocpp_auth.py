@@ -1,6 +1,8 @@
-"""RFID idTags registered to driver accounts, and charge points badged at, against a real
-``smartcharge csms --ocpp-port``: the ``ocpp`` library's ChargePoint over real WebSockets, a
-real Mosquitto, the driver and operator API over HTTPS (``docs/ocpp.md``, "RFID cards")."""
+"""Identity and station state at OCPP charge points, against a real ``smartcharge csms
+--ocpp-port``: RFID idTags registered to driver accounts and badged at chargers, a
+BootNotification Rejected, connector 0's status on every connector. The ``ocpp`` library's
+ChargePoint over real WebSockets, a real Mosquitto, the driver and operator API over HTTPS
+(``docs/ocpp.md``)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from tests.driver_client import Api, EventStream, csms_process, wait_until
 from tests.support import REPO_ROOT
 from tests.test_ocpp import (
     ADMIN,
+    STATIONS,
     WAIT_S,
     Stack,
     Station,
@@ -30,7 +33,7 @@ from tests.test_ocpp import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.needs_db, pytest.mark.timeout(120)]
 
-CHARGE_POINTS = ("tag-1", "tag-2", "tag-3", "tag-4", "tag-5")
+CHARGE_POINTS = ("tag-1", "tag-2", "tag-3", "tag-4", "tag-5", "tag-6")
 
 
 @pytest.fixture(scope="module")
@@ -243,5 +246,57 @@ def test_a_deleted_accounts_tags_are_unknown_and_free_again(stack: Stack) -> Non
         assert _authorize(station, "HEIDI-CARD") == "Invalid"
         ivan = api.register("tags-ivan@example.com")
         assert _register(api, ivan, "heidi-card")[0] == 201
+    finally:
+        station.close()
+
+
+def test_a_charge_point_revoked_since_its_handshake_is_rejected_at_boot(stack: Stack) -> None:
+    station = stack.station("tag-5")
+    try:
+        station.connect()
+        _boot(station)
+        wait_until(lambda: _evse_in(stack.api, "tag-5.1", "Available"), "tag-5.1 Available")
+        subprocess.run(
+            [*STATIONS, "--data-dir", str(stack.data_dir), "revoke", "tag-5"],
+            cwd=REPO_ROOT,
+            env=child_env(stack.db_url),
+            check=True,
+            capture_output=True,
+        )
+        booted = station.call(
+            call.BootNotification(charge_point_model="m", charge_point_vendor="v")
+        )
+        assert booted.status == "Rejected"
+        assert booted.interval > 0
+        assert station.ws is not None
+        ws = station.ws
+        station.run(ws.wait_closed())
+        assert ws.close_code == 1008
+        wait_until(lambda: _evse_in(stack.api, "tag-5.1", "Offline"), "tag-5.1 Offline")
+    finally:
+        station.close()
+
+
+def test_connector_0_down_shows_on_every_evse_and_up_restores_each_ones_own(
+    stack: Stack,
+) -> None:
+    api = stack.api
+    station = stack.station("tag-6")
+    try:
+        station.connect()
+        _boot(station, connectors=2)
+        _status(station, 2, "Faulted")  # its own fault
+        wait_until(lambda: _evse_in(api, "tag-6.2", "Faulted"), "tag-6.2 Faulted")
+        wait_until(lambda: _evse_in(api, "tag-6.1", "Available"), "tag-6.1 Available")
+        _status(station, 0, "Unavailable")
+        wait_until(lambda: _evse_in(api, "tag-6.1", "Unavailable"), "tag-6.1 Unavailable")
+        wait_until(lambda: _evse_in(api, "tag-6.2", "Unavailable"), "tag-6.2 Unavailable")
+        # a start on it is refused meanwhile
+        driver = api.register("tags-judy@example.com")
+        status, body = api.post("/api/v1/evses/tag-6.1/start", token=driver)
+        assert status == 409, body
+        _status(station, 0, "Available")
+        wait_until(lambda: _evse_in(api, "tag-6.1", "Available"), "tag-6.1 Available again")
+        wait_until(lambda: _evse_in(api, "tag-6.2", "Faulted"), "tag-6.2 its own Faulted again")
     finally:
         station.close()
