@@ -17,7 +17,7 @@ import pytest
 from ocpp.exceptions import SecurityError
 from ocpp.routing import on
 from ocpp.v16 import call, call_result
-from ocpp.v16.enums import Action, AvailabilityStatus
+from ocpp.v16.enums import Action, AvailabilityStatus, RegistrationStatus
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
@@ -33,7 +33,9 @@ from protocol import (
     StationId,
     StatusReport,
 )
+from simulator.ocpp_station import OcppLoop, OcppStation
 from tests.driver_client import wait_until
+from tests.simulator_support import station as simulated_station
 from tests.test_ocpp import WAIT_S, Station, TestChargePoint, _now, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -286,3 +288,29 @@ def test_a_connector_running_a_session_keeps_it_while_connector_0_is_down(
     assert last() == "Faulted"
     _status(station, 0, "Available")
     assert last() == "Available"
+
+
+def test_the_ocpp_simulator_boots_again_when_asked_after_pending(
+    pair: tuple[Station, Translator],
+) -> None:
+    station, translator = pair
+    shared = OcppLoop()
+    simulator, _ = simulated_station()
+    url = station.url.rsplit("/", 1)[0]
+    simulated = OcppStation(simulator, url, None, shared)
+    try:
+        simulated.start()
+
+        def told_pending() -> bool:
+            links = translator.links
+            return bool(links) and links[-1].registration is RegistrationStatus.pending
+
+        wait_until(told_pending, "the simulator's boot answered Pending")
+        assert not simulated.wait_connected(0)  # still booting, nothing sent
+        translator.take()  # the translator asks it to boot again (TriggerMessage)
+        assert simulated.wait_connected(WAIT_S)
+        births = wait_until(lambda: translator.published(StationBirth), "the simulator's birth")
+        assert {e.id for e in births[-1].station.evses} == {"1", "2"}
+    finally:
+        simulated.stop()
+        shared.stop()
