@@ -205,6 +205,13 @@ class SessionRecorder(EvseListener):
 
     def _opened(self, state: EvseState, effect: SessionOpened) -> None:
         owner = self._owners.get(effect.session_id)
+        if owner is None:  # not started by the CSMS: a driver's badge at an OCPP charger?
+            driver = self._owners.driver_of(effect.session_id)
+            if driver is not None:
+                owner = SessionOwner(
+                    session_id=effect.session_id, driver_id=driver, evse_id=state.evse_id
+                )
+                self._owners.expect(owner)  # counted as the driver's from now on
         self._peak[effect.session_id] = state.power_w
         self._writes.append(
             partial(self._write_open, state, effect.session_id, owner, self._clock_ms())

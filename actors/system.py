@@ -177,7 +177,11 @@ class CsmsSystem:
     def _driver_from_storage(self, session_id: str) -> str | None:
         assert self.config.storage is not None  # only looked up with storage
         session = self.config.storage.sessions.get(session_id)
-        return None if session is None else session.driver_id
+        if session is not None:
+            return session.driver_id
+        # a session a driver started by badging at an OCPP charger (gateway.ocpp_auth)
+        tags = getattr(self.config.storage, "id_tags", None)
+        return None if tags is None else tags.start_driver(session_id)
 
     def _session_recorder(self, last_known: Sequence[LastKnownEvse]) -> SessionRecorder | None:
         """The session rows' writer, on a host of its own: a session's row (and its driver)

@@ -38,6 +38,7 @@ from gateway.auth import Authenticator, LocalAuthenticator
 from gateway.credentials_api import StationCredentialResource, StationCredentialsResource
 from gateway.events import AsyncEventStreamResource, EventStreamResource
 from gateway.headers import SecurityHeaders, page_csp
+from gateway.id_tags_api import add_id_tag_routes
 from gateway.login_guard import LoginGuard
 from gateway.map_tiles import MapTiles
 from gateway.metrics import MetricsSummaryResource, PrometheusResource
@@ -261,6 +262,7 @@ def create_app(
             f"{API}/metrics/summary", MetricsSummaryResource(storage.metrics, csms.view)
         )
     add_operator_routes(routes, storage, csms.view, accounts=isinstance(auth, LocalAuthenticator))
+    add_id_tag_routes(routes, storage)
     if hasattr(storage, "alerts"):  # the alert log: read here, acked by the node's log
         acker = getattr(csms, "alerts", None) or AlertLog(storage.alerts, csms.hub)
         routes.add_route(f"{API}/alerts", AlertsResource(storage.alerts))

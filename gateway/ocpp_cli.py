@@ -62,7 +62,13 @@ def start_ocpp(args: argparse.Namespace, mqtt: Any) -> Any:
         else:
             args.data_dir.mkdir(parents=True, exist_ok=True)
             tls = ensure_self_signed_cert(args.data_dir)
-    return TranslatorProcess(sock, lambda: spawn(sock, mqtt, args.data_dir, args.db_url, tls=tls))
+    sessions = getattr(args, "max_sessions_per_driver", 1)
+    return TranslatorProcess(
+        sock,
+        lambda: spawn(
+            sock, mqtt, args.data_dir, args.db_url, tls=tls, max_sessions_per_driver=sessions
+        ),
+    )
 
 
 OCPP_PREFIX = "oc"

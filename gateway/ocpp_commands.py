@@ -7,6 +7,7 @@ the caller (``gateway.ocpp_link``) replies and publishes the status reports.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -29,7 +30,9 @@ from protocol import (
     StopArgs,
 )
 
-__all__ = ["Connector", "StationState", "carry_out", "refusal"]
+__all__ = ["STATION_DOWN", "Connector", "StationState", "carry_out", "refusal"]
+
+log = logging.getLogger("gateway.ocpp")
 
 Call = Callable[[Any], Awaitable[Any]]
 """Send one CALL to the charge point, return its result (raises ``OCPPError`` on a CALLERROR)."""
@@ -41,6 +44,7 @@ at least this long before the command expires: the CSMS may already have told th
 start failed (its time-out and ours end together), and nothing may start late."""
 LIMIT_PROFILE_ID: Final = 901
 FALLBACK_PROFILE_ID: Final = 900
+TX_PROFILE_ID: Final = 902
 
 
 @dataclass(slots=True)
@@ -55,6 +59,13 @@ class Connector:
     pending_until_ms: int | None = None
     """Until its answer: a StartTransaction for it counts only before this (epoch ms)."""
     transaction_id: int | None = None
+    held: EvseInfo | None = None
+    """Its own last state while connector 0 (the whole charge point) is down: ``info`` then
+    shows the charge point's status, and this comes back when it is up again."""
+
+
+STATION_DOWN: Final = (EvseStatus.UNAVAILABLE, EvseStatus.FAULTED)
+"""Connector 0's statuses that every connector shows (OCPP 1.6, StatusNotification)."""
 
 
 @dataclass(slots=True)
@@ -68,6 +79,37 @@ class StationState:
     seq: int = 0
     reservations: dict[str, int] = field(default_factory=dict)
     """Our reservation ids and the OCPP reservationId each was given."""
+
+    station_status: EvseStatus | None = None
+    """Connector 0's status while it is one of :data:`STATION_DOWN`, else None."""
+
+    def station_reported(self, status: EvseStatus) -> list[int]:
+        """Connector 0 reported ``status``: the connectors whose shown state changed.
+
+        Unavailable or Faulted: every connector shows it (its own state is held) but one
+        running a session, which ends by its own StopTransaction; anything else: each
+        connector shows its own last state again (its meter readings as now)."""
+        changed = []
+        if status in STATION_DOWN:
+            self.station_status = status
+            for connector_id, connector in self.connectors.items():
+                if connector.held is None and connector.info.status in tr.IN_SESSION:
+                    continue
+                if connector.held is None:
+                    connector.held = connector.info
+                connector.info = tr.with_status(connector.info, status)
+                changed.append(connector_id)
+            return changed
+        self.station_status = None
+        for connector_id, connector in self.connectors.items():
+            held, connector.held = connector.held, None
+            if held is not None:
+                now = connector.info
+                connector.info = replace(
+                    held, energy_wh=now.energy_wh, power_w=now.power_w, soc=now.soc
+                )
+                changed.append(connector_id)
+        return changed
 
     def reservation_number(self, reservation_id: str) -> int:
         number = self.reservations.get(reservation_id)
@@ -108,7 +150,7 @@ async def carry_out(
         case CancelReservationArgs():
             return await _cancel(send, state, connector, args)
         case SetLimitArgs():
-            return await _set_limit(send, connector_id, args)
+            return await _set_limit(send, connector_id, connector, args)
     return None  # info is answered by the caller (gateway.ocpp_link)
 
 
@@ -232,9 +274,13 @@ async def _cancel(
     return None
 
 
-async def _set_limit(send: Call, connector_id: int, args: SetLimitArgs) -> RejectReason | None:
+async def _set_limit(
+    send: Call, connector_id: int, connector: Connector, args: SetLimitArgs
+) -> RejectReason | None:
     """Two TxDefaultProfiles in W: the limit until ``expires_at`` above the fallback (kept
-    until the next ``set_limit``), so the charger falls back by itself, as section 6.4 wants."""
+    until the next ``set_limit``), so the charger falls back by itself, as section 6.4 wants;
+    and, during a transaction, the limit as its TxProfile too (until ``expires_at``): not
+    every charger applies a new TxDefaultProfile to the transaction already running."""
     now = time.time_ns() // 1_000_000
     if args.fallback_w is not None:
         fallback = tr.charging_profile(FALLBACK_PROFILE_ID, 0, args.fallback_w, start_ms=now)
@@ -245,4 +291,18 @@ async def _set_limit(send: Call, connector_id: int, args: SetLimitArgs) -> Rejec
         LIMIT_PROFILE_ID, 1, args.limit_w, start_ms=now, valid_to_ms=args.expires_at
     )
     result = await send(call.SetChargingProfile(connector_id, profile))
-    return None if result.status == "Accepted" else RejectReason.BUSY
+    if result.status != "Accepted":
+        return RejectReason.BUSY
+    if connector.transaction_id is not None:
+        tx_profile = tr.charging_profile(
+            TX_PROFILE_ID,
+            1,
+            args.limit_w,
+            start_ms=now,
+            valid_to_ms=args.expires_at,
+            transaction_id=connector.transaction_id,
+        )
+        result = await send(call.SetChargingProfile(connector_id, tx_profile))
+        if result.status != "Accepted":  # the default profiles hold; it may have just ended
+            log.info("OCPP: TxProfile of transaction %d %s", connector.transaction_id, result)
+    return None

@@ -13,6 +13,7 @@ Runs on the translator's event loop only (``gateway.ocpp_server``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -24,18 +25,20 @@ from ocpp.exceptions import (
     FormatViolationError,
     OCPPError,
     PropertyConstraintViolationError,
+    SecurityError,
 )
 from ocpp.messages import MessageType, unpack
 from ocpp.routing import after, on
-from ocpp.v16 import ChargePoint, call_result
-from ocpp.v16.datatypes import IdTagInfo
-from ocpp.v16.enums import Action, AuthorizationStatus, RegistrationStatus
+from ocpp.v16 import ChargePoint, call, call_result
+from ocpp.v16.enums import Action, RegistrationStatus
 
 from gateway import ocpp_translate as tr
+from gateway.ocpp_auth import TagAuthority
 from gateway.ocpp_commands import Connector, StationState
 from gateway.ocpp_dispatch import CommandDispatch
-from gateway.ocpp_errors import check_meter_reading, error_frame, spec_error
+from gateway.ocpp_errors import error_frame, spec_error
 from gateway.ocpp_station import StationMqtt, TransactionStore
+from gateway.ocpp_transactions import TransactionCalls
 from protocol import (
     EvseId,
     EvseStatus,
@@ -56,6 +59,10 @@ disconnected (1008). A real one sends a few a minute."""
 PENDING_START_S: Final = 180.0
 """How long an accepted remote start may wait for its StartTransaction (the charger's own
 ConnectionTimeOut is usually 60 to 120 s): an Available meanwhile does not cancel it."""
+PENDING_INTERVAL_S: Final = 30
+"""A charge point told Pending boots again after this, or when asked (TriggerMessage)."""
+_BEFORE_ACCEPTED: Final = frozenset({Action.boot_notification, Action.heartbeat})
+"""What a charge point not (yet) accepted may send (OCPP 1.6, 4.2: nothing else)."""
 RECHECK_S: Final = 10.0
 """A connected charge point's credentials are checked again at its heartbeats, at most this
 often (and at its first heartbeat)."""
@@ -69,7 +76,7 @@ def _iso_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-class ChargePointLink(CommandDispatch, ChargePoint):
+class ChargePointLink(TransactionCalls, CommandDispatch, ChargePoint):
     """A charge point's WebSocket, its :class:`StationState` and its :class:`StationMqtt`."""
 
     def __init__(
@@ -79,8 +86,10 @@ class ChargePointLink(CommandDispatch, ChargePoint):
         mqtt: StationMqtt | None,
         transactions: TransactionStore,
         still_allowed: Callable[[], Awaitable[bool]] | None = None,
+        tags: TagAuthority | None = None,
     ) -> None:
         super().__init__(state.station_id, connection, response_timeout=30)
+        self.tags = tags
         self._still_allowed = still_allowed
         self._checked_at: float | None = None
         self.state = state
@@ -90,6 +99,11 @@ class ChargePointLink(CommandDispatch, ChargePoint):
         self._tokens, self._refilled = BURST, time.monotonic()
         self._closing: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.registration: RegistrationStatus | None = None
+        """The answer to its last BootNotification on this connection (None: none yet)."""
+        self.accepted = False
+        """Online for the CSMS: until then nothing is published and its CALLs but
+        BootNotification and Heartbeat are refused (``SecurityError``)."""
 
     # ------------------------------------------------------------------ frames
 
@@ -118,6 +132,10 @@ class ChargePointLink(CommandDispatch, ChargePoint):
             if not isinstance(msg.unique_id, str) or not isinstance(msg.payload, dict):
                 await self._send(error_frame(raw_msg, FormatViolationError(details={})))
                 return
+            if not self.accepted and msg.action not in _BEFORE_ACCEPTED:
+                refused = SecurityError(description="not accepted: send a BootNotification")
+                await self._send(msg.create_call_error(refused).to_json())
+                return
             try:
                 await self._handle_call(msg)
             except OCPPError as exc:
@@ -138,7 +156,7 @@ class ChargePointLink(CommandDispatch, ChargePoint):
     # ------------------------------------------------------------------ publishing
 
     def _publish_status(self, connector_id: int) -> None:
-        if self.mqtt is None:
+        if self.mqtt is None or not self.accepted:
             return
         info = self.state.connectors[connector_id].info
         self.state.seq += 1
@@ -153,7 +171,7 @@ class ChargePointLink(CommandDispatch, ChargePoint):
         )
 
     def _publish_birth(self) -> None:
-        if self.mqtt is None or not self.state.connectors:
+        if self.mqtt is None or not self.accepted or not self.state.connectors:
             return
         self.mqtt.publish(
             tr.birth(
@@ -186,19 +204,57 @@ class ChargePointLink(CommandDispatch, ChargePoint):
 
     # ------------------------------------------------------------------ CALLs from the CP
 
+    # ------------------------------------------------------------------ registration
+
+    def accept(self) -> None:
+        """The charge point is online for the CSMS from now: its birth and statuses."""
+        if not self.accepted:
+            self.accepted = True
+            self.announce()
+
+    async def await_broker(self) -> None:
+        """A charge point the CSMS could not take at its connection (the broker did not take
+        the station yet): accepted once it does. One told Pending is asked to boot again then
+        (TriggerMessage), one that did not boot (a reconnection) is accepted at once."""
+        if self.mqtt is None:
+            return
+        await self.mqtt.wait_connected()
+        if self.registration is RegistrationStatus.pending:
+            with contextlib.suppress(OCPPError, TimeoutError):
+                await self.call(call.TriggerMessage(requested_message="BootNotification"), False)
+        elif self.registration is None:
+            self.accept()
+
     @on(Action.boot_notification)
-    def on_boot(self, charge_point_vendor: str, charge_point_model: str, **_: Any) -> Any:
-        log.info("OCPP %s: boot (%s %s)", self.id, charge_point_vendor, charge_point_model)
+    async def on_boot(self, charge_point_vendor: str, charge_point_model: str, **_: Any) -> Any:
+        """Rejected: its credentials were revoked since the handshake (then disconnected);
+        Pending: the CSMS cannot take it yet (its station's broker connection is not up);
+        otherwise Accepted, and online for the CSMS from then on."""
+        interval = HEARTBEAT_INTERVAL_S
+        if self._still_allowed is not None and not await self._still_allowed():
+            status = RegistrationStatus.rejected
+        elif self.mqtt is not None and not self.mqtt.is_connected():
+            status, interval = RegistrationStatus.pending, PENDING_INTERVAL_S
+        else:
+            status = RegistrationStatus.accepted
+        log.info(
+            "OCPP %s: boot (%s %s): %s", self.id, charge_point_vendor, charge_point_model, status
+        )
+        self.registration = status
+        if status is RegistrationStatus.accepted:
+            self.accept()
+        else:
+            self.accepted = False
         return call_result.BootNotification(
-            current_time=_iso_now(),
-            interval=HEARTBEAT_INTERVAL_S,
-            status=RegistrationStatus.accepted,
+            current_time=_iso_now(), interval=interval, status=status
         )
 
-    @on(Action.authorize)
-    def on_authorize(self, id_tag: str) -> Any:
-        """No idTags are registered to drivers yet: every one is unknown."""
-        return call_result.Authorize(id_tag_info=IdTagInfo(status=AuthorizationStatus.invalid))
+    @after(Action.boot_notification)
+    async def after_boot(self, **_: Any) -> None:
+        if self.registration is RegistrationStatus.rejected and self._closing is None:
+            self._closing = asyncio.ensure_future(
+                self._connection.close(1008, "registration rejected")
+            )
 
     @on(Action.heartbeat)
     def on_heartbeat(self) -> Any:
@@ -224,13 +280,29 @@ class ChargePointLink(CommandDispatch, ChargePoint):
         new = tr.evse_status(status)
         if connector_id == 0 or new is None:  # connector 0: the charge point itself
             log.info("OCPP %s: station status %s (%s)", self.id, status, error_code)
+            if connector_id == 0 and new is not None:
+                for changed in self.state.station_reported(new):
+                    self._publish_status(changed)
             return call_result.StatusNotification()
         connector = self._connector(connector_id)
+        shown, down = connector.info, self.state.station_status
+        connector.info, connector.held = connector.held or shown, None
+        changed = self._own_status(connector, new)
+        if down is not None and connector.info.status not in tr.IN_SESSION:
+            # the charge point is down: its own state is kept for when it is up
+            connector.held, connector.info = connector.info, tr.with_status(shown, down)
+            changed = shown.status is not down
+        if changed:
+            self._publish_status(connector_id)
+        return call_result.StatusNotification()
+
+    def _own_status(self, connector: Connector, new: EvseStatus) -> bool:
+        """The connector's own state after it reported ``new``; False: nothing changed."""
         info = connector.info
         if new is EvseStatus.AVAILABLE and self._still_pending(connector):
             # a remote start the charger accepted waits for the cable: still Preparing for us
             # (a TriggerMessage's Available must not make us forget it)
-            return call_result.StatusNotification()
+            return False
         if new in tr.IN_SESSION and info.session_id is None:
             if connector.pending_session is None:
                 new = EvseStatus.AVAILABLE  # plugged in, nothing started: still startable
@@ -239,9 +311,10 @@ class ChargePointLink(CommandDispatch, ChargePoint):
         if new not in tr.IN_SESSION:
             connector.pending_session = connector.pending_tag = connector.pending_since = None
             connector.transaction_id = None
+        if new is EvseStatus.UNAVAILABLE:  # a Scheduled maintenance has begun
+            info = replace(info, maintenance_pending=False)
         connector.info = tr.with_status(info, new)
-        self._publish_status(connector_id)
-        return call_result.StatusNotification()
+        return True
 
     def _still_pending(self, connector: Connector) -> bool:
         if connector.pending_session is None or connector.pending_since is None:
@@ -286,98 +359,3 @@ class ChargePointLink(CommandDispatch, ChargePoint):
                 )
             )
         return call_result.MeterValues()
-
-    @on(Action.start_transaction)
-    def on_start_transaction(
-        self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **_: Any
-    ) -> Any:
-        check_meter_reading(meter_start)
-        connector = self._connector(connector_id)
-        pending = connector.pending_session
-        until = connector.pending_until_ms
-        if until is not None and _now_ms() >= until:
-            pending = None  # unanswered and about to expire: the CSMS may have given up
-        if pending is not None and id_tag == connector.pending_tag:
-            session_id, status = pending, AuthorizationStatus.accepted
-        else:  # a local start (RFID): no Authorize yet, so refused (the CP ends it)
-            session_id, status = None, AuthorizationStatus.invalid
-        record = self.transactions.new(
-            self.state.station_id, connector_id, session_id or "", float(meter_start)
-        )
-        if session_id is None:
-            record.session_id = f"ocpp-{self.state.station_id}-{record.transaction_id}"
-            session_id = record.session_id
-        connector.pending_session = connector.pending_tag = connector.pending_since = None
-        connector.transaction_id = record.transaction_id
-        status_now = connector.info.status
-        if status_now not in tr.IN_SESSION or status_now is EvseStatus.FINISHING:
-            status_now = EvseStatus.PREPARING
-        connector.info = tr.with_status(
-            replace(
-                connector.info,
-                session_id=SessionId(session_id),
-                energy_wh=float(meter_start),
-                session_energy_wh=0.0,
-            ),
-            status_now,
-        )
-        self._publish_status(connector_id)
-        return call_result.StartTransaction(
-            transaction_id=record.transaction_id, id_tag_info=IdTagInfo(status=status)
-        )
-
-    @on(Action.stop_transaction)
-    def on_stop_transaction(
-        self,
-        meter_stop: int,
-        timestamp: str,
-        transaction_id: int,
-        reason: str | None = None,
-        **_: Any,
-    ) -> Any:
-        check_meter_reading(meter_stop)
-        record = self.transactions.get(self.state.station_id, transaction_id)
-        result = call_result.StopTransaction(
-            id_tag_info=IdTagInfo(status=AuthorizationStatus.accepted)
-        )
-        if record is None or record.stopped:
-            return result  # unknown, or a retransmission: answered, nothing applied twice
-        self.transactions.mark_stopped(record)
-        connector = self._connector(record.connector_id)
-        current = connector.info.session_id
-        if current is not None and current != record.session_id:
-            log.info(
-                "OCPP %s: late stop of transaction %d, another session runs",
-                self.id,
-                transaction_id,
-            )
-            return result  # its connector has moved on: the CSMS keeps the running session
-        connector.transaction_id = None
-        energy = float(meter_stop)
-        session_energy = max(0.0, energy - record.meter_start)
-        if self.mqtt is not None:
-            self.state.seq += 1
-            self.mqtt.publish(
-                MeterValues(
-                    station_id=self.state.station_id,
-                    evse_id=EvseId(str(record.connector_id)),
-                    session_id=SessionId(record.session_id),
-                    power_w=0.0,
-                    energy_wh=energy,
-                    soc=connector.info.soc,
-                    seq=self.state.seq,
-                    ts=_now_ms(),
-                    epoch=self.state.epoch,
-                )
-            )
-        connector.info = replace(
-            tr.with_status(
-                replace(connector.info, session_id=SessionId(record.session_id)),
-                EvseStatus.FINISHING,
-            ),
-            energy_wh=energy,
-            session_energy_wh=session_energy,
-            stop_reason=tr.stop_reason(reason),
-        )
-        self._publish_status(record.connector_id)
-        return result

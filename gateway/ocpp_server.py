@@ -43,6 +43,7 @@ from websockets.http11 import Request, Response
 
 from gateway import broker_accounts as accounts
 from gateway import ocpp_translate as tr
+from gateway.ocpp_auth import TagAuthority
 from gateway.ocpp_link import ChargePointLink, StationState
 from gateway.ocpp_station import StationMqtt, TransactionStore
 from protocol.mqtt_settings import MqttSettings
@@ -72,6 +73,8 @@ class OcppSettings:
     """The broker (host, port, TLS); the user and password are each charge point's own."""
     data_dir: Path
     db_url: str | None = None
+    max_sessions_per_driver: int = 1
+    """What a driver's badge starts are counted against (``gateway.ocpp_auth``)."""
 
 
 class OcppServer:
@@ -79,6 +82,9 @@ class OcppServer:
         self.settings = settings
         self._storage = open_storage(settings.db_url, data_dir=settings.data_dir)
         self._storage_lock = threading.Lock()
+        self.tags = TagAuthority(
+            self._storage, self._storage_lock, max_sessions=settings.max_sessions_per_driver
+        )
         self.transactions = TransactionStore(settings.data_dir / "ocpp" / "transactions.json")
         self._states: dict[str, StationState] = {}
         self._links: dict[str, tuple[ServerConnection, ChargePointLink | None]] = {}
@@ -163,19 +169,24 @@ class OcppServer:
         async def still_allowed() -> bool:
             return await asyncio.to_thread(self._check, station_id, password) is not None
 
-        link = ChargePointLink(connection, state, mqtt, self.transactions, still_allowed)
+        link = ChargePointLink(
+            connection, state, mqtt, self.transactions, still_allowed, tags=self.tags
+        )
         link_holder.append(link)
         self._links[station_id] = (connection, link)
+        waiting: asyncio.Future[None] | None = None
         try:
-            if not await mqtt.start(MQTT_CONNECT_TIMEOUT_S):
-                log.warning("OCPP %s: could not reach the broker", station_id)
-                await connection.close(1011, "the CSMS cannot take this station now")
-                return
-            log.info("OCPP %s: connected", station_id)
-            link.announce()
+            if await mqtt.start(MQTT_CONNECT_TIMEOUT_S):
+                log.info("OCPP %s: connected", station_id)
+                link.accept()  # a reconnection need not boot again (chargers do not)
+            else:  # Pending until the broker takes the station (docs/ocpp.md)
+                log.warning("OCPP %s: the broker did not take the station yet", station_id)
+                waiting = asyncio.ensure_future(link.await_broker())
             with contextlib.suppress(ConnectionClosed):
                 await link.start()
         finally:
+            if waiting is not None:
+                waiting.cancel()
             link.cancel_commands()
             with contextlib.suppress(Exception):
                 await mqtt.stop("connection_lost")
@@ -216,6 +227,7 @@ def spawn(
     db_url: str | None,
     *,
     tls: tuple[Path, Path] | None = None,
+    max_sessions_per_driver: int = 1,
 ) -> subprocess.Popen[bytes]:
     """Start the translator as a child process on the bound ``sock``; ``tls``: the
     certificate and key files to serve ``wss://`` only (security profile 2)."""
@@ -230,6 +242,7 @@ def spawn(
         },
         "data_dir": str(Path(data_dir).resolve()),
         "db_url": db_url,
+        "max_sessions_per_driver": max_sessions_per_driver,
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway.ocpp_server"],
@@ -309,6 +322,7 @@ async def _main_async(config: dict[str, Any]) -> None:
         ),
         data_dir=Path(config["data_dir"]),
         db_url=config["db_url"],
+        max_sessions_per_driver=int(config.get("max_sessions_per_driver", 1)),
     )
     sock = socket.socket(fileno=int(config["fd"]))
     server = OcppServer(settings)

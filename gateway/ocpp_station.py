@@ -102,6 +102,13 @@ class StationMqtt:
             return False
         return True
 
+    def is_connected(self) -> bool:
+        """The broker took the station (once; paho reconnects by itself after)."""
+        return self._connected.is_set()
+
+    async def wait_connected(self) -> None:
+        await self._connected.wait()
+
     def publish(self, message: Message) -> None:
         topic, payload, retain = encode(message)
         info = self._client.publish(topic, payload, qos=QOS, retain=retain)
@@ -210,6 +217,11 @@ class TransactionStore:
         if record is None or record.station_id != station_id:
             return None
         return record
+
+    def name_session(self, record: TransactionRecord, session_id: str) -> None:
+        with self._lock:
+            record.session_id = session_id
+            self._save()
 
     def mark_stopped(self, record: TransactionRecord) -> None:
         with self._lock:

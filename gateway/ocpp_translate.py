@@ -233,13 +233,15 @@ def charging_profile(
     *,
     start_ms: int,
     valid_to_ms: int | None = None,
+    transaction_id: int | None = None,
 ) -> dict[str, Any]:
-    """An OCPP 1.6 ``csChargingProfiles``: a TxDefaultProfile of one period, ``limit_w`` in W
-    (one decimal, as the schema wants) from ``start_ms``, until ``valid_to_ms`` if given."""
+    """An OCPP 1.6 ``csChargingProfiles`` of one period, ``limit_w`` in W (one decimal, as the
+    schema wants) from ``start_ms``, until ``valid_to_ms`` if given: a TxDefaultProfile, or
+    with ``transaction_id`` a TxProfile of that running transaction."""
     profile: dict[str, Any] = {
         "chargingProfileId": profile_id,
         "stackLevel": stack_level,
-        "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfilePurpose": "TxDefaultProfile" if transaction_id is None else "TxProfile",
         "chargingProfileKind": "Absolute",
         "chargingSchedule": {
             "chargingRateUnit": "W",
@@ -249,4 +251,6 @@ def charging_profile(
     }
     if valid_to_ms is not None:
         profile["validTo"] = iso(valid_to_ms)
+    if transaction_id is not None:
+        profile["transactionId"] = transaction_id
     return profile

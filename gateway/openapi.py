@@ -20,11 +20,12 @@ import falcon
 from gateway.openapi_operator import OPERATOR_ROUTES, OPERATOR_SCHEMAS
 from gateway.openapi_routes import ROUTES, Access, Route
 from gateway.openapi_schemas import RESPONSES, SCHEMAS, error, ref, response_ref
+from gateway.openapi_tags import TAG_ROUTES, TAG_SCHEMAS
 from gateway.security import MAX_BODY_BYTES
 
 __all__ = ["ALL_ROUTES", "OPENAPI", "OpenApiResource", "build_openapi"]
 
-ALL_ROUTES: tuple[Route, ...] = (*ROUTES, *OPERATOR_ROUTES)
+ALL_ROUTES: tuple[Route, ...] = (*ROUTES, *OPERATOR_ROUTES, *TAG_ROUTES)
 """Every operation, in the document's order."""
 
 DEFAULT_HTTP_URL = "http://127.0.0.1:8080"
@@ -174,7 +175,7 @@ def build_openapi(
         "tags": TAGS,
         "paths": paths,
         "components": {
-            "schemas": {**SCHEMAS, **OPERATOR_SCHEMAS},
+            "schemas": {**SCHEMAS, **OPERATOR_SCHEMAS, **TAG_SCHEMAS},
             "responses": RESPONSES,
             "securitySchemes": SECURITY_SCHEMES,
         },

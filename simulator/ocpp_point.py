@@ -3,11 +3,13 @@ into commands for the simulator (``simulator.ocpp_station``, which says the mapp
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from ocpp.routing import after, on
-from ocpp.v16 import ChargePoint, call_result
+from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 
 from protocol import CommandName
@@ -36,6 +38,23 @@ class ChargePointEnd(ChargePoint):
     def __init__(self, station: OcppStation, connection: Any) -> None:
         super().__init__(station.station_id, connection, response_timeout=30)
         self.station = station
+        self.boot_again = asyncio.Event()
+        """Set by a TriggerMessage for BootNotification (the CSMS answered Pending)."""
+
+    async def boot(self) -> None:
+        """BootNotification until Accepted: after each other answer, its interval or the
+        CSMS's TriggerMessage, whichever first (OCPP 1.6, 4.2)."""
+        boot = call.BootNotification(
+            charge_point_model="simulator", charge_point_vendor="smartcharge"
+        )
+        while True:
+            result = await self.call(boot)
+            if result is not None and result.status == "Accepted":
+                return
+            interval = 10 if result is None else max(1, int(result.interval))
+            self.boot_again.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.boot_again.wait(), interval)
 
     async def route_message(self, raw_msg: Any) -> None:
         """What a CALL makes the simulator say waits until the CALL is answered, as a real
@@ -116,10 +135,12 @@ class ChargePointEnd(ChargePoint):
 
     @on(Action.trigger_message)
     def on_trigger_message(self, requested_message: str, **_: Any) -> Any:
-        ok = requested_message == "StatusNotification"
+        ok = requested_message in ("StatusNotification", "BootNotification")
         return call_result.TriggerMessage(status="Accepted" if ok else "NotImplemented")
 
     @after(Action.trigger_message)
     def after_trigger(self, requested_message: str, connector_id: int | None = None) -> None:
         if requested_message == "StatusNotification":
             self.station.resend_status(str(connector_id or 1))
+        elif requested_message == "BootNotification":
+            self.boot_again.set()

@@ -260,10 +260,7 @@ class OcppStation:
             point = self._point = ChargePointEnd(self, ws)
             reader = asyncio.ensure_future(point.start())
             try:
-                boot = call.BootNotification(
-                    charge_point_model="simulator", charge_point_vendor="smartcharge"
-                )
-                await point.call(boot)
+                await point.boot()
                 while not self._queue.empty():  # what was queued offline: the outbox replays it
                     self._queue.get_nowait()
                 self.runner.connected()

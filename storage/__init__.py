@@ -26,6 +26,14 @@ from storage._charging import ReservationStore, SessionStore
 from storage._engine import Clock, system_clock_ms
 from storage._evse_state import EvseStateStore, StatusEventStore
 from storage._files import private_dir, private_file
+from storage._id_tags import (
+    ID_TAG_PATTERN,
+    MAX_TAGS_PER_DRIVER,
+    IdTag,
+    IdTagStore,
+    TagHolder,
+    valid_id_tag,
+)
 from storage._leases import Lease, LeaseKeeper, LeaseStore
 from storage._metrics import (
     DayTotal,
@@ -64,7 +72,9 @@ from storage.errors import (
 
 __all__ = [
     "DB_FILENAME",
+    "ID_TAG_PATTERN",
     "LATEST_VERSION",
+    "MAX_TAGS_PER_DRIVER",
     "SEVERITIES",
     "AccountTokenStore",
     "Alert",
@@ -79,6 +89,8 @@ __all__ = [
     "EvseStateRow",
     "EvseStateStore",
     "EvseUtilisation",
+    "IdTag",
+    "IdTagStore",
     "Lease",
     "LeaseHeldError",
     "LeaseKeeper",
@@ -111,6 +123,7 @@ __all__ = [
     "Storage",
     "StorageError",
     "StorageUnavailableError",
+    "TagHolder",
     "User",
     "UserStore",
     "normalize_email",
@@ -119,4 +132,5 @@ __all__ = [
     "private_file",
     "sqlite_url",
     "system_clock_ms",
+    "valid_id_tag",
 ]

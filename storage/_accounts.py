@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from storage._engine import Clock, Database
 from storage._records import RefreshToken, Role, User
@@ -186,6 +186,9 @@ class UserStore:
             if conn.execute(stmt).rowcount != 1:
                 return False
             conn.execute(revoke)
+            if "email" in values:  # deleted: its RFID tags are free for another account
+                tags = self._db.table("id_tags").table
+                conn.execute(delete(tags).where(tags.c.driver_id == user_id))
             return True
 
     def list(self, limit: int = 100, offset: int = 0) -> builtins.list[User]:

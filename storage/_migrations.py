@@ -37,7 +37,7 @@ from sqlalchemy import (
 
 from storage._engine import BEGIN_OPTION, Clock
 from storage._migrations_late import epoch_ms_column as _epoch_ms
-from storage._migrations_late import v10_sites, v11_alerts
+from storage._migrations_late import v10_sites, v11_alerts, v12_id_tags
 from storage.errors import MigrationError
 
 __all__ = ["LATEST_VERSION", "MIGRATIONS", "current_version", "migrate"]
@@ -313,6 +313,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v9_login_failures,
     v10_sites,
     v11_alerts,
+    v12_id_tags,
 )
 LATEST_VERSION: Final = len(MIGRATIONS)
 

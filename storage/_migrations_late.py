@@ -16,7 +16,7 @@ from sqlalchemy import (
     Text,
 )
 
-__all__ = ["epoch_ms_column", "v10_sites", "v11_alerts"]
+__all__ = ["epoch_ms_column", "v10_sites", "v11_alerts", "v12_id_tags"]
 
 
 def epoch_ms_column(name: str, *, nullable: bool = False) -> Column[int]:
@@ -86,5 +86,34 @@ def v11_alerts(conn: Connection) -> None:
         CheckConstraint("(acked_at IS NULL) = (acked_by IS NULL)", name="ck_alerts_acked"),
         Index("ix_alerts_station_id_id", "station_id", "id"),
         Index("ix_alerts_severity_id", "severity", "id"),
+    )
+    md.create_all(conn, checkfirst=False)
+
+
+def v12_id_tags(conn: Connection) -> None:
+    """RFID idTags registered to driver accounts (``storage._id_tags``): one row per tag, keyed
+    by its upper-case spelling (OCPP compares idTags case-insensitively), and the sessions a
+    charge point started on such a tag (the OCPP translator writes the driver there before
+    the CSMS hears of the session, so the CSMS attributes it)."""
+    md = MetaData()
+    Table(
+        "id_tags",
+        md,
+        Column("tag_key", Text, primary_key=True),
+        Column("id_tag", Text, nullable=False),
+        Column("driver_id", Text, nullable=False),
+        _epoch_ms("created_at"),
+        Index("ix_id_tags_driver_id", "driver_id"),
+    )
+    Table(
+        "id_tag_starts",
+        md,
+        Column("session_id", Text, primary_key=True),
+        Column("driver_id", Text, nullable=False),
+        Column("tag_key", Text, nullable=False),
+        Column("evse_id", Text, nullable=False),
+        Column("reservation_id", Text, nullable=True),
+        _epoch_ms("started_at"),
+        Index("ix_id_tag_starts_driver_id_started_at", "driver_id", "started_at"),
     )
     md.create_all(conn, checkfirst=False)

@@ -17,6 +17,7 @@ from storage._charging import ReservationStore, SessionStore
 from storage._engine import Clock, Database, system_clock_ms, translated_errors
 from storage._evse_state import EvseStateStore, StatusEventStore
 from storage._files import private_dir, private_file
+from storage._id_tags import IdTagStore
 from storage._leases import LeaseStore
 from storage._login_failures import LoginFailureStore
 from storage._metrics import MetricsStore
@@ -70,6 +71,7 @@ class Storage:
         self.reports = OperatorReports(database, clock_ms)
         self.sites = SiteStore(database, clock_ms)
         self.alerts = AlertStore(database, clock_ms)
+        self.id_tags = IdTagStore(database, clock_ms)
 
     @property
     def dialect(self) -> str:
