@@ -309,8 +309,12 @@ def test_the_ocpp_simulator_boots_again_when_asked_after_pending(
         assert not simulated.wait_connected(0)  # still booting, nothing sent
         translator.take()  # the translator asks it to boot again (TriggerMessage)
         assert simulated.wait_connected(WAIT_S)
-        births = wait_until(lambda: translator.published(StationBirth), "the simulator's birth")
-        assert {e.id for e in births[-1].station.evses} == {"1", "2"}
+
+        def both_connectors() -> bool:  # a birth grows connector by connector
+            births = translator.published(StationBirth)
+            return bool(births) and {e.id for e in births[-1].station.evses} == {"1", "2"}
+
+        wait_until(both_connectors, "the simulator's birth with both connectors")
     finally:
         simulated.stop()
         shared.stop()
