@@ -18,8 +18,11 @@ actors.mqtt_child``, a light import) and talks to it over a socket pair with
 The child owns the persistent session (``clean_session=False``) and acknowledges a QoS 1
 message only when the parent says it was applied (paho ``manual_ack``; see
 :mod:`actors.acks`): ``on_messages(batch, latch)`` gets an
-:class:`~actors.acks.AppliedLatch` whose release sends the batch's ids back, one small
-message per batch. Message ids are per connection: the child counts its connections
+:class:`~actors.acks.AppliedLatch` whose release queues the batch's ids here; the reader
+thread sends what is queued at most every :data:`ACK_EVERY_S` (one ``ack`` message for
+all the batches applied meanwhile: at a steady 2,000 msg/s a batch is one or two messages,
+and an ``ack`` per batch woke the child and paho's network thread once per message).
+Message ids are per connection: the child counts its connections
 (``generation``, bumped when one ends) and drops acks for an older one; the broker
 redelivers those messages to the new connection, and the CSMS ignores what it already
 applied (``seq``). Unacknowledged messages are bounded by the broker's
@@ -59,6 +62,13 @@ _RESTART_DELAY_S = 1.0
 _MAX_BATCH = 5_000
 _MAX_RESTART_DELAY_S = 30.0
 
+ACK_EVERY_S = 0.01
+"""How often the reader sends the acknowledgements of the batches applied meanwhile (it
+waits longer, up to a second, while none comes: a batch that never applies costs no
+steady wake-ups). The broker keeps an unacknowledged message a little longer: its
+``max_inflight_messages`` (10,000 recommended, ``docs/performance.md``) is the bound."""
+_ACK_IDLE_MAX_S = 1.0
+
 CHILD_MODULE = "actors.mqtt_child"
 """What the child process runs (``python -m``); also how tests and benches find it."""
 
@@ -89,10 +99,18 @@ class MqttLink:
         on_publish_failed: Callable[[str, str], None],
         on_acked: Callable[[int], None] | None = None,
         linger_s: float = 0.001,
+        ack_every_s: float = ACK_EVERY_S,
     ) -> None:
         """``linger_s``: after a batch arrives, how long the reader waits for more before
-        handing them over together (fewer thread wake-ups downstream per message)."""
+        handing them over together (fewer thread wake-ups downstream per message);
+        ``ack_every_s``: see :data:`ACK_EVERY_S`."""
         self._linger_s = linger_s
+        self._ack_every_s = ack_every_s
+        self._ack_wait_s = ack_every_s
+        self._acks_lock = threading.Lock()
+        self._acks_due: list[tuple[Connection, Acks]] = []  # applied, not sent yet
+        self._unsent = 0  # batches handed over whose acknowledgement is not sent yet
+        self._next_ack_at = 0.0
         settings = (
             host if isinstance(host, MqttSettings) else MqttSettings(host=host, port=port or 1883)
         )
@@ -140,6 +158,7 @@ class MqttLink:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stopping.set()
+        self._send_acks()  # what was applied is acknowledged before the child stops
         with self._spawn_lock:
             conn, proc = self._conn, self._proc
         if conn is not None:
@@ -191,12 +210,18 @@ class MqttLink:
             conn = self._conn
             try:
                 while conn is not None:
+                    if not self._acks_sent_or_waited(conn):
+                        continue
                     message = conn.recv()
                     kind = message[0]
                     if kind != "msgs":
                         self._handle(message)
                         continue
                     batch, acks, others = self._gather(conn, message[1], message[2])
+                    with self._acks_lock:
+                        if not self._unsent:
+                            self._next_ack_at = time.monotonic() + self._ack_wait_s
+                        self._unsent += 1
                     self._on_messages(batch, AppliedLatch(functools.partial(self._ack, conn, acks)))
                     for other in others:
                         self._handle(other)
@@ -251,12 +276,48 @@ class MqttLink:
         return batch, acks, others
 
     def _ack(self, conn: Connection, acks: Acks) -> None:
-        """The batch is applied (on the thread that released its latch last): send its
-        ids to the child that received them. If that child is gone (``conn`` closed), the
-        broker redelivers them to the next one."""
-        acks = [(generation, mids) for generation, mids in acks if mids]
-        if not acks:
-            return
+        """The batch is applied (on the thread that released its latch last): its ids wait
+        for the reader's next :meth:`_send_acks`, to go to the child that received them."""
+        with self._acks_lock:
+            self._acks_due.append((conn, acks))
+
+    def _acks_sent_or_waited(self, conn: Connection) -> bool:
+        """Reader thread, before it reads: ``True`` if a message is there to read (or no
+        acknowledgement is owed); else it waited until the acknowledgements were due, sent
+        them, and returns ``False``."""
+        if not self._unsent:
+            return True
+        wait = self._next_ack_at - time.monotonic()
+        if wait > 0 and conn.poll(wait):
+            return True
+        sent = self._send_acks()
+        self._ack_wait_s = self._ack_every_s if sent else min(self._ack_wait_s * 2, _ACK_IDLE_MAX_S)
+        self._next_ack_at = time.monotonic() + self._ack_wait_s
+        return False
+
+    def _send_acks(self) -> int:
+        """Send the ids of the batches applied since the last call, one ``ack`` message per
+        child; the number of batches. If a child is gone (its ``conn`` closed), the broker
+        redelivers its messages to the next one."""
+        with self._acks_lock:
+            due, self._acks_due = self._acks_due, []
+            self._unsent -= len(due)
+        by_conn: dict[Connection, Acks] = {}
+        for conn, acks in due:
+            merged = by_conn.setdefault(conn, [])
+            for generation, mids in acks:
+                if not mids:
+                    continue
+                if merged and merged[-1][0] == generation:
+                    merged[-1][1].extend(mids)
+                else:
+                    merged.append((generation, list(mids)))
+        for conn, merged in by_conn.items():
+            if merged:
+                self._send_ack(conn, merged)
+        return len(due)
+
+    def _send_ack(self, conn: Connection, acks: Acks) -> None:
         try:
             with self._send_lock:
                 conn.send(("ack", acks))
