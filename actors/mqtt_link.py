@@ -101,10 +101,11 @@ class MqttLink:
         linger_s: float = 0.001,
         ack_every_s: float = ACK_EVERY_S,
     ) -> None:
-        """``linger_s``: after a batch arrives, how long the reader waits for more before
-        handing them over together (fewer thread wake-ups downstream per message);
+        """``linger_s``: after a quiet spell, how long the child waits before it reads, so
+        that what arrives meanwhile comes over as one batch (fewer wake-ups per message
+        here and in the child: :attr:`actors.mqtt_client.BufferedClient.read_linger_s`);
+        the reader hands over what is queued together, without waiting for more;
         ``ack_every_s``: see :data:`ACK_EVERY_S`."""
-        self._linger_s = linger_s
         self._ack_every_s = ack_every_s
         self._ack_wait_s = ack_every_s
         self._acks_lock = threading.Lock()
@@ -119,6 +120,7 @@ class MqttLink:
             "settings": settings.with_client_id(client_id).to_json(),
             "client_id": client_id,
             "keepalive": keepalive,
+            "linger_s": linger_s,
         }
         self._on_messages = on_messages
         self._on_state = on_state
@@ -252,28 +254,25 @@ class MqttLink:
     def _gather(
         self, conn: Connection, first: Batch, first_acks: tuple[int, list[int]]
     ) -> tuple[Batch, Acks, list[Any]]:
-        """``first`` and whatever else arrives within the linger window (at most one
-        window per call): one hand-over instead of one per burst the child read."""
+        """``first`` and whatever else the child has sent already: one hand-over instead
+        of one per burst the child read (the child lingers, this side does not wait)."""
         acks: Acks = [first_acks]
-        if self._linger_s <= 0:
-            return first, acks, []
-        batch, others = list(first), []
-        deadline = time.monotonic() + self._linger_s
-        while len(batch) < _MAX_BATCH:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not conn.poll(remaining):
-                break
+        batch: Batch | None = None
+        others: list[Any] = []
+        while (batch is None or len(batch) < _MAX_BATCH) and conn.poll(0):
             message = conn.recv()
-            if message[0] == "msgs":
-                batch.extend(message[1])
-                generation, mids = message[2]
-                if generation == acks[-1][0]:
-                    acks[-1][1].extend(mids)
-                else:
-                    acks.append((generation, list(mids)))
-            else:
+            if message[0] != "msgs":
                 others.append(message)
-        return batch, acks, others
+                continue
+            if batch is None:
+                batch = list(first)
+            batch.extend(message[1])
+            generation, mids = message[2]
+            if generation == acks[-1][0]:
+                acks[-1][1].extend(mids)
+            else:
+                acks.append((generation, list(mids)))
+        return (first if batch is None else batch), acks, others
 
     def _ack(self, conn: Connection, acks: Acks) -> None:
         """The batch is applied (on the thread that released its latch last): its ids wait
