@@ -63,11 +63,12 @@ _MAX_BATCH = 5_000
 _MAX_RESTART_DELAY_S = 30.0
 
 ACK_EVERY_S = 0.01
-"""How often the reader sends the acknowledgements of the batches applied meanwhile (it
-waits longer, up to a second, while none comes: a batch that never applies costs no
-steady wake-ups). The broker keeps an unacknowledged message a little longer: its
-``max_inflight_messages`` (10,000 recommended, ``docs/performance.md``) is the bound."""
-_ACK_IDLE_MAX_S = 1.0
+"""How often the reader sends the acknowledgements of the batches applied meanwhile. After
+a second of finding none to send (a batch that never applies: its EVSE actor died) it
+looks once a second, until one comes. The broker keeps an unacknowledged message a little
+longer: its ``max_inflight_messages`` (10,000 recommended, ``docs/performance.md``) is
+the bound."""
+_ACK_IDLE_S = 1.0
 
 CHILD_MODULE = "actors.mqtt_child"
 """What the child process runs (``python -m``); also how tests and benches find it."""
@@ -107,7 +108,7 @@ class MqttLink:
         the reader hands over what is queued together, without waiting for more;
         ``ack_every_s``: see :data:`ACK_EVERY_S`."""
         self._ack_every_s = ack_every_s
-        self._ack_wait_s = ack_every_s
+        self._acks_missed = 0  # looks in a row that found nothing to send
         self._acks_lock = threading.Lock()
         self._acks_due: list[tuple[Connection, Acks]] = []  # applied, not sent yet
         self._unsent = 0  # batches handed over whose acknowledgement is not sent yet
@@ -220,10 +221,11 @@ class MqttLink:
                         self._handle(message)
                         continue
                     batch, acks, others = self._gather(conn, message[1], message[2])
-                    with self._acks_lock:
-                        if not self._unsent:
-                            self._next_ack_at = time.monotonic() + self._ack_wait_s
+                    with self._acks_lock:  # acknowledged within ack_every_s, idle or not
+                        due = time.monotonic() + self._ack_every_s
+                        self._next_ack_at = min(self._next_ack_at, due) if self._unsent else due
                         self._unsent += 1
+                    self._acks_missed = 0
                     self._on_messages(batch, AppliedLatch(functools.partial(self._ack, conn, acks)))
                     for other in others:
                         self._handle(other)
@@ -290,8 +292,9 @@ class MqttLink:
         if wait > 0 and conn.poll(wait):
             return True
         sent = self._send_acks()
-        self._ack_wait_s = self._ack_every_s if sent else min(self._ack_wait_s * 2, _ACK_IDLE_MAX_S)
-        self._next_ack_at = time.monotonic() + self._ack_wait_s
+        self._acks_missed = 0 if sent else self._acks_missed + 1
+        idle = self._acks_missed * self._ack_every_s >= _ACK_IDLE_S
+        self._next_ack_at = time.monotonic() + (_ACK_IDLE_S if idle else self._ack_every_s)
         return False
 
     def _send_acks(self) -> int:
