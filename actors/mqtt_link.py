@@ -322,13 +322,14 @@ class MqttLink:
         return len(due)
 
     def _send_ack(self, conn: Connection, acks: Acks) -> None:
+        """Reader thread, or :meth:`stop`'s: ``acked`` is counted under the send lock."""
+        n = sum(len(mids) for _, mids in acks)
         try:
             with self._send_lock:
                 conn.send(("ack", acks))
+                self.acked += n
         except OSError:
             return
-        n = sum(len(mids) for _, mids in acks)
-        self.acked += n
         if self._on_acked is not None:
             self._on_acked(n)
 
