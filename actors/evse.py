@@ -40,7 +40,7 @@ from actors.evse_logic import (
 )
 from actors.evse_state import EvseState
 from actors.evse_transition import Ignored, SessionClosed, SessionOpened, StateChanged
-from actors.inbox import BatchInbox
+from actors.inbox import BatchInbox, LeanThreadingActor
 from actors.messages import (
     CommandTimedOut,
     EvseChanged,
@@ -88,7 +88,7 @@ class RetireEvse:
     """Supervisor -> EVSE actor: the station no longer announces this EVSE; the actor ends."""
 
 
-class EvseActor(pykka.ThreadingActor):
+class EvseActor(LeanThreadingActor):
     """One EVSE's actor: its state machine, its commands and the routing of its events."""
 
     def __init__(
@@ -99,6 +99,7 @@ class EvseActor(pykka.ThreadingActor):
         supervisor: Sink | None,
         subscribers: Sequence[Sink] = (),
         status_subscribers: Sequence[Sink] = (),
+        alert_subscribers: Sequence[Sink] = (),
         timers: Scheduler | None = None,
         correlation_ids: Callable[[], CorrelationId] = new_correlation_id,
         clock_ms: Callable[[], int] | None = None,
@@ -109,7 +110,9 @@ class EvseActor(pykka.ThreadingActor):
         by every EVSE actor, a :class:`~actors.inbox.BatchInbox` in front of each (what the
         supervisor passes: a subscriber then wakes once per burst, not once per EVSE);
         ``subscribers`` hear every change and alert, ``status_subscribers`` (like the
-        supervisor) only status and session changes, not plain meter updates;
+        supervisor) only status and session changes, not plain meter updates,
+        ``alert_subscribers`` only alerts (the alert log: it would otherwise wake for every
+        meter value);
         ``observe_command(command, seconds)`` gets each command's round trip (``None``: it
         timed out), on this actor's thread (the metrics); ``session_writer``: see
         :meth:`_release_latches`."""
@@ -123,6 +126,7 @@ class EvseActor(pykka.ThreadingActor):
         self._supervisor = supervisor
         self._subscribers = list(subscribers)
         self._status_subscribers = list(status_subscribers)
+        self._alert_subscribers = list(alert_subscribers)
         self._timers = timers
         self._clock_ms = clock_ms or _wall_ms
         self._session_writer = session_writer
@@ -243,7 +247,7 @@ class EvseActor(pykka.ThreadingActor):
         )
 
     def _alert(self, alert: OperatorAlert) -> None:
-        for subscriber in list(self._subscribers):
+        for subscriber in [*self._subscribers, *self._alert_subscribers]:
             with contextlib.suppress(pykka.ActorDeadError):
                 _deliver(subscriber, alert)
 

@@ -15,12 +15,20 @@ finds an empty deque).
 ``put_many(items, latch)`` queues a batch's :class:`~actors.acks.AppliedLatch` right
 after its items: the receiver meets it once it has taken the whole batch (which may span
 several takes) and hands the latch on behind the batch (:mod:`actors.acks`).
+
+:class:`LeanThreadingActor` is a :class:`pykka.ThreadingActor` whose mailbox is a
+``queue.SimpleQueue`` (C, one lock) instead of a ``queue.Queue`` (Python, a condition
+variable): a ``tell`` that wakes an idle actor costs about half the CPU (~25 against ~50 us
+measured here), and on the ingest path every message wakes one (its EVSE actor, then the
+listener hosts). Pykka's actor loop only ever calls ``put``, ``get`` and ``empty()``,
+which is all its ``ActorInbox`` protocol needs; the mailbox is unbounded either way.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import queue
 from typing import Any
 
 import pykka
@@ -28,7 +36,7 @@ import pykka
 from actors.acks import AppliedLatch
 from actors.messages import InboundReady
 
-__all__ = ["BatchInbox"]
+__all__ = ["BatchInbox", "LeanThreadingActor"]
 
 log = logging.getLogger(__name__)
 
@@ -75,3 +83,11 @@ class BatchInbox:
             self._scheduled = True
             self.target.tell(InboundReady(inbox=self))
         return batch
+
+
+class LeanThreadingActor(pykka.ThreadingActor):
+    """A Pykka threading actor with a ``queue.SimpleQueue`` mailbox (see the module docstring)."""
+
+    @staticmethod
+    def _create_actor_inbox() -> queue.SimpleQueue[Any]:
+        return queue.SimpleQueue()

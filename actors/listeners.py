@@ -37,6 +37,7 @@ import pykka
 
 from actors.acks import AppliedLatch
 from actors.clock import Scheduler, TimerHandle
+from actors.inbox import LeanThreadingActor
 from actors.messages import (
     EvseChanged,
     EvseChangedBatch,
@@ -84,7 +85,7 @@ def _ticks(listener: EvseListener) -> bool:
     return type(listener).tick is not EvseListener.tick
 
 
-class ListenerHost(pykka.ThreadingActor):
+class ListenerHost(LeanThreadingActor):
     """Runs ``listeners`` on one thread: events in order, ``batch_done`` per hand-over,
     ``tick`` every ``tick_s`` (with ``timers``, and only if one of them ticks)."""
 

@@ -50,7 +50,11 @@ def run(config: dict[str, Any], fd: int) -> None:
 
     settings = MqttSettings.from_json(config["settings"])
     session = PahoSession(
-        settings, keepalive=config["keepalive"], on_batch=on_batch, on_state=on_state
+        settings,
+        keepalive=config["keepalive"],
+        on_batch=on_batch,
+        on_state=on_state,
+        read_linger_s=config.get("linger_s", 0.0),
     )
     session.start()
     try:

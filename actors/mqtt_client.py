@@ -19,6 +19,12 @@ ends up costing about twice the CPU per message of a bare subscriber
   queued output before every ``select``). A ``publish`` from another thread in that window
   is sent on the same next turn.
 
+- with :attr:`~BufferedClient.read_linger_s` set, a read that starts a new burst after a
+  small one first sleeps that long, so what arrives meanwhile comes in the same ``recv``
+  (and goes on as one batch): at a steady rate of small bursts the network thread wakes
+  once per window instead of once per message. After a large read (a backlog, more than
+  :data:`_SMALL_READ` bytes) it reads at once.
+
 Everything else (the protocol, QoS, reconnects, TLS) is paho's. The overridden methods are
 private to paho, so the version is pinned (``setup.cfg``); the integration tests exercise
 this client end to end, and :data:`SUPPORTED` says whether it is in use.
@@ -30,6 +36,7 @@ import contextlib
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,6 +45,7 @@ import paho.mqtt.client as mqtt
 __all__ = ["SUPPORTED", "BufferedClient", "ack_many", "new_client", "no_delay"]
 
 _READ_SIZE = 65_536
+_SMALL_READ = _READ_SIZE // 4
 
 SUPPORTED = all(
     hasattr(mqtt.Client, name)
@@ -72,6 +80,10 @@ class BufferedClient(mqtt.Client):
         self._rbuf = b""
         self._rpos = 0
         self._wake_up: Any = None  # the real wake-up socket while it is stood in for
+        self._last_read = 0
+        self.read_linger_s = 0.0
+        """Sleep this long before a read that follows a small one (see the module docstring);
+        0: read at once."""
         self.on_read_done: Callable[[], None] | None = None
         """Called on the network thread after each burst of reads (its ``on_message`` calls):
         where a caller that batches messages sends its batch."""
@@ -88,7 +100,10 @@ class BufferedClient(mqtt.Client):
     def _sock_recv(self, bufsize: int) -> bytes:
         buf, pos = self._rbuf, self._rpos
         if pos >= len(buf):
+            if self.read_linger_s > 0 and self._last_read < _SMALL_READ:
+                time.sleep(self.read_linger_s)
             data: bytes = super()._sock_recv(_READ_SIZE)
+            self._last_read = len(data)
             if len(data) <= bufsize:  # also the b"" of a closed connection
                 return data
             buf, pos = self._rbuf, self._rpos = data, 0

@@ -18,8 +18,11 @@ actors.mqtt_child``, a light import) and talks to it over a socket pair with
 The child owns the persistent session (``clean_session=False``) and acknowledges a QoS 1
 message only when the parent says it was applied (paho ``manual_ack``; see
 :mod:`actors.acks`): ``on_messages(batch, latch)`` gets an
-:class:`~actors.acks.AppliedLatch` whose release sends the batch's ids back, one small
-message per batch. Message ids are per connection: the child counts its connections
+:class:`~actors.acks.AppliedLatch` whose release queues the batch's ids here; the reader
+thread sends what is queued at most every :data:`ACK_EVERY_S` (one ``ack`` message for
+all the batches applied meanwhile: at a steady 2,000 msg/s a batch is one or two messages,
+and an ``ack`` per batch woke the child and paho's network thread once per message).
+Message ids are per connection: the child counts its connections
 (``generation``, bumped when one ends) and drops acks for an older one; the broker
 redelivers those messages to the new connection, and the CSMS ignores what it already
 applied (``seq``). Unacknowledged messages are bounded by the broker's
@@ -36,7 +39,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -58,6 +63,14 @@ log = logging.getLogger(__name__)
 _RESTART_DELAY_S = 1.0
 _MAX_BATCH = 5_000
 _MAX_RESTART_DELAY_S = 30.0
+
+ACK_EVERY_S = 0.01
+"""How often the reader sends the acknowledgements of the batches applied meanwhile. After
+a second of finding none to send (a batch that never applies: its EVSE actor died) it
+looks once a second, until one comes. The broker keeps an unacknowledged message a little
+longer: its ``max_inflight_messages`` (10,000 recommended, ``docs/performance.md``) is
+the bound."""
+_ACK_IDLE_S = 1.0
 
 CHILD_MODULE = "actors.mqtt_child"
 """What the child process runs (``python -m``); also how tests and benches find it."""
@@ -89,10 +102,19 @@ class MqttLink:
         on_publish_failed: Callable[[str, str], None],
         on_acked: Callable[[int], None] | None = None,
         linger_s: float = 0.001,
+        ack_every_s: float = ACK_EVERY_S,
     ) -> None:
-        """``linger_s``: after a batch arrives, how long the reader waits for more before
-        handing them over together (fewer thread wake-ups downstream per message)."""
-        self._linger_s = linger_s
+        """``linger_s``: after a quiet spell, how long the child waits before it reads, so
+        that what arrives meanwhile comes over as one batch (fewer wake-ups per message
+        here and in the child: :attr:`actors.mqtt_client.BufferedClient.read_linger_s`);
+        the reader hands over what is queued together, without waiting for more;
+        ``ack_every_s``: see :data:`ACK_EVERY_S`."""
+        self._ack_every_s = ack_every_s
+        self._acks_missed = 0  # looks in a row that found nothing to send
+        self._acks_lock = threading.Lock()
+        self._acks_due: list[tuple[Connection, Acks]] = []  # applied, not sent yet
+        self._unsent = 0  # batches handed over whose acknowledgement is not sent yet
+        self._next_ack_at = 0.0
         settings = (
             host if isinstance(host, MqttSettings) else MqttSettings(host=host, port=port or 1883)
         )
@@ -101,6 +123,7 @@ class MqttLink:
             "settings": settings.with_client_id(client_id).to_json(),
             "client_id": client_id,
             "keepalive": keepalive,
+            "linger_s": linger_s,
         }
         self._on_messages = on_messages
         self._on_state = on_state
@@ -140,6 +163,7 @@ class MqttLink:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stopping.set()
+        self._send_acks()  # what was applied is acknowledged before the child stops
         with self._spawn_lock:
             conn, proc = self._conn, self._proc
         if conn is not None:
@@ -191,12 +215,19 @@ class MqttLink:
             conn = self._conn
             try:
                 while conn is not None:
+                    if not self._acks_sent_or_waited(conn):
+                        continue
                     message = conn.recv()
                     kind = message[0]
                     if kind != "msgs":
                         self._handle(message)
                         continue
                     batch, acks, others = self._gather(conn, message[1], message[2])
+                    with self._acks_lock:  # acknowledged within ack_every_s, idle or not
+                        due = time.monotonic() + self._ack_every_s
+                        self._next_ack_at = min(self._next_ack_at, due) if self._unsent else due
+                        self._unsent += 1
+                    self._acks_missed = 0
                     self._on_messages(batch, AppliedLatch(functools.partial(self._ack, conn, acks)))
                     for other in others:
                         self._handle(other)
@@ -227,43 +258,78 @@ class MqttLink:
     def _gather(
         self, conn: Connection, first: Batch, first_acks: tuple[int, list[int]]
     ) -> tuple[Batch, Acks, list[Any]]:
-        """``first`` and whatever else arrives within the linger window (at most one
-        window per call): one hand-over instead of one per burst the child read."""
+        """``first`` and whatever else the child has sent already: one hand-over instead
+        of one per burst the child read (the child lingers, this side does not wait)."""
         acks: Acks = [first_acks]
-        if self._linger_s <= 0:
-            return first, acks, []
-        batch, others = list(first), []
-        deadline = time.monotonic() + self._linger_s
-        while len(batch) < _MAX_BATCH:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not conn.poll(remaining):
-                break
+        batch: Batch | None = None
+        others: list[Any] = []
+        while (batch is None or len(batch) < _MAX_BATCH) and _readable(conn, 0):
             message = conn.recv()
-            if message[0] == "msgs":
-                batch.extend(message[1])
-                generation, mids = message[2]
-                if generation == acks[-1][0]:
-                    acks[-1][1].extend(mids)
-                else:
-                    acks.append((generation, list(mids)))
-            else:
+            if message[0] != "msgs":
                 others.append(message)
-        return batch, acks, others
+                continue
+            if batch is None:
+                batch = list(first)
+            batch.extend(message[1])
+            generation, mids = message[2]
+            if generation == acks[-1][0]:
+                acks[-1][1].extend(mids)
+            else:
+                acks.append((generation, list(mids)))
+        return (first if batch is None else batch), acks, others
 
     def _ack(self, conn: Connection, acks: Acks) -> None:
-        """The batch is applied (on the thread that released its latch last): send its
-        ids to the child that received them. If that child is gone (``conn`` closed), the
-        broker redelivers them to the next one."""
-        acks = [(generation, mids) for generation, mids in acks if mids]
-        if not acks:
-            return
+        """The batch is applied (on the thread that released its latch last): its ids wait
+        for the reader's next :meth:`_send_acks`, to go to the child that received them."""
+        with self._acks_lock:
+            self._acks_due.append((conn, acks))
+
+    def _acks_sent_or_waited(self, conn: Connection) -> bool:
+        """Reader thread, before it reads: ``True`` if a message is there to read (or no
+        acknowledgement is owed); else it waited until the acknowledgements were due, sent
+        them, and returns ``False``."""
+        if not self._unsent:
+            return True
+        wait = self._next_ack_at - time.monotonic()
+        if wait > 0 and _readable(conn, wait):
+            return True
+        sent = self._send_acks()
+        self._acks_missed = 0 if sent else self._acks_missed + 1
+        idle = self._acks_missed * self._ack_every_s >= _ACK_IDLE_S
+        self._next_ack_at = time.monotonic() + (_ACK_IDLE_S if idle else self._ack_every_s)
+        return False
+
+    def _send_acks(self) -> int:
+        """Send the ids of the batches applied since the last call, one ``ack`` message per
+        child; the number of batches. If a child is gone (its ``conn`` closed), the broker
+        redelivers its messages to the next one."""
+        with self._acks_lock:
+            due, self._acks_due = self._acks_due, []
+            self._unsent -= len(due)
+        by_conn: dict[Connection, Acks] = {}
+        for conn, acks in due:
+            merged = by_conn.setdefault(conn, [])
+            for generation, mids in acks:
+                if not mids:
+                    continue
+                if merged and merged[-1][0] == generation:
+                    merged[-1][1].extend(mids)
+                else:
+                    merged.append((generation, list(mids)))
+        for conn, merged in by_conn.items():
+            if merged:
+                self._send_ack(conn, merged)
+        return len(due)
+
+    def _send_ack(self, conn: Connection, acks: Acks) -> None:
+        """Reader thread, or :meth:`stop`'s: ``acked`` is counted under the send lock."""
+        n = sum(len(mids) for _, mids in acks)
         try:
             with self._send_lock:
                 conn.send(("ack", acks))
+                self.acked += n
         except OSError:
             return
-        n = sum(len(mids) for _, mids in acks)
-        self.acked += n
         if self._on_acked is not None:
             self._on_acked(n)
 
@@ -287,3 +353,11 @@ class MqttLink:
                 proc.wait(5)
             except subprocess.TimeoutExpired:
                 log.error("MQTT process %s did not die", proc.pid)
+
+
+def _readable(conn: Connection, timeout_s: float) -> bool:
+    """``conn.poll(timeout_s)`` at a fifth of the CPU (it builds a selector per call; the
+    reader asks twice per batch): a message, or the end of the connection, is there."""
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    return bool(poller.poll(math.ceil(timeout_s * 1000)))

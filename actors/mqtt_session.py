@@ -52,8 +52,17 @@ class PahoSession:
     """The configured paho client of the CSMS and its batching (see the module docstring)."""
 
     def __init__(
-        self, settings: MqttSettings, *, keepalive: int, on_batch: OnBatch, on_state: OnState
+        self,
+        settings: MqttSettings,
+        *,
+        keepalive: int,
+        on_batch: OnBatch,
+        on_state: OnState,
+        read_linger_s: float = 0.0,
     ) -> None:
+        """``read_linger_s``: :attr:`BufferedClient.read_linger_s
+        <actors.mqtt_client.BufferedClient.read_linger_s>` (what arrives within it goes on
+        in one batch)."""
         self.settings = settings
         self._keepalive = keepalive
         self._on_batch = on_batch
@@ -77,6 +86,7 @@ class PahoSession:
         self._batched = isinstance(self.client, BufferedClient)
         if isinstance(self.client, BufferedClient):
             self.client.on_read_done = self.flush
+            self.client.read_linger_s = read_linger_s
         self.client.max_queued_messages_set(MAX_QUEUED)
         self.client.reconnect_delay_set(min_delay=BACKOFF_MIN_S, max_delay=BACKOFF_MAX_S)  # type: ignore[arg-type]
         self.client.on_connect = self._on_connect

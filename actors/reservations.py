@@ -25,6 +25,7 @@ from actors.clock import Clock, TimerHandle
 from actors.commands import Commands, NotifyingFuture
 from actors.evse_state import SESSION_STATUSES, EvseState
 from actors.fleet_view import FleetView
+from actors.inbox import LeanThreadingActor
 from actors.messages import EvseChanged, EvseChangedBatch, InboundReady
 from actors.notifier import Notifier
 from actors.session_owners import SessionOwners
@@ -105,7 +106,7 @@ _INTERRUPTIONS = {
 }
 
 
-class ReservationActor(pykka.ThreadingActor):
+class ReservationActor(LeanThreadingActor):
     """Counts every reservation down; interrupts, expires and records them."""
 
     def __init__(

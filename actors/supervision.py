@@ -103,6 +103,7 @@ class EvseWiring:
         bridge: pykka.ActorRef[Any] | None,
         subscribers: Sequence[pykka.ActorRef[Any]],
         status_subscribers: Sequence[pykka.ActorRef[Any]],
+        alert_subscribers: Sequence[pykka.ActorRef[Any]],
         session_writer: pykka.ActorRef[Any] | None,
         timers: Scheduler | None,
         clock_ms: Callable[[], int],
@@ -111,6 +112,7 @@ class EvseWiring:
     ) -> None:
         self._feeds = [BatchInbox(subscriber) for subscriber in subscribers]
         self._status_feeds = [BatchInbox(subscriber) for subscriber in status_subscribers]
+        self._alert_feeds = [BatchInbox(subscriber) for subscriber in alert_subscribers]
         self._writer_feed = next(
             (f for f, s in zip(self._feeds, subscribers, strict=True) if s is session_writer),
             BatchInbox(session_writer) if session_writer is not None else None,
@@ -129,6 +131,7 @@ class EvseWiring:
             supervisor=self._own_feed,
             subscribers=self._feeds,
             status_subscribers=self._status_feeds,
+            alert_subscribers=self._alert_feeds,
             timers=self._timers,
             clock_ms=self._clock_ms,
             correlation_ids=self._correlation_ids,

@@ -28,6 +28,7 @@ from actors.acks import AppliedLatch
 from actors.clock import Scheduler
 from actors.evse import RetireEvse, new_correlation_id
 from actors.evse_state import EvseState
+from actors.inbox import LeanThreadingActor
 from actors.messages import (
     EvseChanged,
     EvseChangedBatch,
@@ -70,7 +71,7 @@ def _wall_ms() -> int:
     return int(time.time() * 1000)
 
 
-class SupervisorActor(pykka.ThreadingActor):
+class SupervisorActor(LeanThreadingActor):
     """Owns every EVSE actor; see the module docstring for the restart policy."""
 
     def __init__(
@@ -79,6 +80,7 @@ class SupervisorActor(pykka.ThreadingActor):
         bridge: pykka.ActorRef[Any] | None,
         subscribers: Sequence[pykka.ActorRef[Any]] = (),
         status_subscribers: Sequence[pykka.ActorRef[Any]] = (),
+        alert_subscribers: Sequence[pykka.ActorRef[Any]] = (),
         timers: Scheduler | None = None,
         max_restarts: int = 3,
         restart_window_s: float = 60.0,
@@ -98,7 +100,8 @@ class SupervisorActor(pykka.ThreadingActor):
         ``restarts``: counts restarts for the metrics; ``last_known``: the stored states to
         rebuild the EVSE actors from (:meth:`on_start`), whose ``info`` round trips
         ``reconcile_timeout_s`` bounds; ``session_writer``: the listener host after whose
-        write a batch that opens or closes a session counts as applied (:mod:`actors.acks`)."""
+        write a batch that opens or closes a session counts as applied (:mod:`actors.acks`);
+        ``alert_subscribers`` hear of alerts and stations, never of an EVSE's changes."""
         super().__init__()
         self._registry = registry
         self._wiring = EvseWiring(
@@ -106,6 +109,7 @@ class SupervisorActor(pykka.ThreadingActor):
             bridge=bridge,
             subscribers=subscribers,
             status_subscribers=status_subscribers,
+            alert_subscribers=alert_subscribers,
             session_writer=session_writer,
             timers=timers,
             clock_ms=clock_ms,
@@ -115,7 +119,7 @@ class SupervisorActor(pykka.ThreadingActor):
         self._outbox = EvseOutbox()
         self._last_known = tuple(last_known)
         self._reconcile_timeout_s = reconcile_timeout_s
-        self._subscribers = [*subscribers, *status_subscribers]
+        self._subscribers = [*subscribers, *status_subscribers, *alert_subscribers]
         """Told of station changes and alerts, and of an EVSE given up (all of them)."""
         self._policy = RestartPolicy(max_restarts, restart_window_s, monotonic, restarts)
         self._stations = StationBook()

@@ -269,9 +269,10 @@ class CsmsSystem:
             )
             self._refs.append(live)
             subscribers: list[pykka.ActorRef[Any]] = [live]
+            # A write per alert never holds up the live feed; the alert log hears only
+            # alerts and stations, not every EVSE change (one wake-up less per burst).
             alerts = ListenerHost.start([AlertRecorder(self.alerts)], name="alerts")
-            self._refs.append(alerts)  # a write per alert never holds up the live feed
-            subscribers.append(alerts)
+            self._refs.append(alerts)
             session_writer = None
             sessions = self._session_recorder(last_known)
             if sessions is not None:
@@ -322,6 +323,7 @@ class CsmsSystem:
                 bridge=bridge,
                 subscribers=subscribers,
                 status_subscribers=[reservations],
+                alert_subscribers=[alerts],
                 timers=self.clock,
                 monotonic=self.clock.monotonic,
                 clock_ms=self.clock.time_ms,

@@ -120,19 +120,26 @@ def lat_summary(lags_ns: list[int]) -> dict[str, float]:
 
 def thread_cpu_s() -> dict[str, float]:
     """CPU seconds of this process's threads, summed by kind (thread name without its number:
-    every ``EvseActor-N`` together)."""
+    every ``EvseActor-N`` together). From ``schedstat`` (nanoseconds) where the kernel has it:
+    ``stat`` counts whole clock ticks per thread, which 200 EVSE threads each busy for less
+    than a tick round down to nothing."""
     names = {t.native_id: t.name for t in threading.enumerate()}
     tck = os.sysconf("SC_CLK_TCK")
     kinds: dict[str, float] = {}
     for tid in os.listdir("/proc/self/task"):
         try:
-            with open(f"/proc/self/task/{tid}/stat", encoding="ascii") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
+            with open(f"/proc/self/task/{tid}/schedstat", encoding="ascii") as f:
+                spent = int(f.read().split()[0]) / 1e9
+        except (OSError, IndexError, ValueError):
+            try:
+                with open(f"/proc/self/task/{tid}/stat", encoding="ascii") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            spent = (int(fields[11]) + int(fields[12])) / tck
         name = names.get(int(tid), "other")
         kind = name.rstrip("0123456789").rstrip("-_ ") or name
-        kinds[kind] = kinds.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / tck
+        kinds[kind] = kinds.get(kind, 0.0) + spent
     return kinds
 
 

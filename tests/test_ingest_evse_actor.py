@@ -14,7 +14,14 @@ import pytest
 
 from actors.evse import EvseActor, EvseBatch
 from actors.evse_state import EvseState
-from actors.messages import EvseChangedBatch, EvseCrashed, GetState, Publish, SendCommand
+from actors.messages import (
+    EvseChangedBatch,
+    EvseCrashed,
+    GetState,
+    OperatorAlert,
+    Publish,
+    SendCommand,
+)
 from protocol import (
     CommandRequest,
     EvseId,
@@ -207,6 +214,38 @@ def test_a_batch_is_applied_in_order_and_fanned_out_as_one_batch(rig: ActorRig) 
         e.state.energy_wh for b in rig.supervisor.log.of_type(EvseChangedBatch) for e in b.events
     ]
     assert told == [100]  # the rig's EVSE was Available already: one status change
+
+
+def test_an_alert_subscriber_hears_the_evses_alerts_and_none_of_its_changes(
+    rig: ActorRig,
+) -> None:
+    alert_log = start_recorder()
+    a = EvseActor.start(
+        evse_state(A, status=EvseStatus.AVAILABLE),
+        bridge=rig.bridge.ref,
+        supervisor=rig.supervisor.ref,
+        subscribers=[rig.subscriber.ref],
+        alert_subscribers=[alert_log.ref],
+    )
+    a.tell(
+        EvseBatch(
+            items=[
+                status(A, EvseStatus.CHARGING, 1, energy=100, session="s-1"),
+                meter(A, 2, energy=250, session="s-1"),
+                status(A, EvseStatus.AVAILABLE, 3, energy=250),
+                status(A, EvseStatus.FINISHING, 4, energy=250, session="s-2"),  # not expected
+            ]
+        )
+    )
+    assert a.ask(GetState(), timeout=WAIT_S).status == EvseStatus.FINISHING
+
+    alert_log.flush()
+    alerts = alert_log.log.of_type(OperatorAlert)
+    assert [(x.kind, x.evse_id) for x in alerts] == [("inconsistent_report", A)]
+    assert alert_log.log.of_type(EvseChangedBatch) == [], "the alert log woke for changes"
+    # Every subscriber still hears both: the changes and the alert.
+    assert len([e for b in rig.batches() for e in b.events]) == 4
+    assert [x.kind for x in rig.subscriber.log.of_type(OperatorAlert)] == ["inconsistent_report"]
 
 
 def test_a_command_inside_a_batch_runs_in_batch_order(rig: ActorRig) -> None:

@@ -1,9 +1,10 @@
 """The ingest path's first building block, driven on its own with real threads:
 :class:`actors.inbox.BatchInbox` (a producer thread hands items to a Pykka actor in batches, in
-order, telling a slow receiver once per burst)."""
+order, telling a slow receiver once per burst), and the actors' lean mailbox."""
 
 from __future__ import annotations
 
+import queue
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pykka
 import pytest
 
-from actors.inbox import BatchInbox
+from actors.inbox import BatchInbox, LeanThreadingActor
 from actors.messages import InboundReady
 from tests import ingest_support
 from tests.ingest_support import WAIT_S
@@ -163,3 +164,42 @@ def test_putting_for_a_stopped_receiver_raises_actor_dead() -> None:
     ref.stop(timeout=WAIT_S)
     with pytest.raises(pykka.ActorDeadError):
         inbox.put("late")
+
+
+# ============================================================================ LeanThreadingActor
+
+
+class Gated(LeanThreadingActor):
+    """Records what it is told; ``"wait"`` holds it until the gate opens; ``"seen"`` asks."""
+
+    def __init__(self, gate: threading.Event) -> None:
+        super().__init__()
+        self.gate = gate
+        self.seen: list[Any] = []
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "wait":
+            assert self.gate.wait(WAIT_S)
+        elif message == "seen":
+            return list(self.seen)
+        else:
+            self.seen.append(message)
+        return None
+
+
+def test_a_lean_actor_keeps_pykkas_contract_on_its_simple_queue() -> None:
+    gate = threading.Event()
+    ref = Gated.start(gate)
+    assert isinstance(ref.actor_inbox, queue.SimpleQueue)
+    for i in range(500):
+        ref.tell(i)
+    assert ref.ask("seen", timeout=WAIT_S) == list(range(500)), "tells in order, then the ask"
+
+    ref.tell("wait")
+    stopped = ref.stop(block=False)  # queued behind "wait"
+    late = ref.ask("seen", block=False)  # queued behind the stop: never handled
+    gate.set()
+    assert stopped.get(timeout=WAIT_S) is True
+    with pytest.raises(pykka.ActorDeadError):
+        late.get(timeout=WAIT_S)
+    assert not ref.is_alive()
