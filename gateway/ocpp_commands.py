@@ -59,6 +59,9 @@ class Connector:
     pending_until_ms: int | None = None
     """Until its answer: a StartTransaction for it counts only before this (epoch ms)."""
     transaction_id: int | None = None
+    last_start: tuple[tuple[str, str, int], int, Any] | None = None
+    """Its last StartTransaction ((idTag upper-cased, timestamp, meterStart), the
+    transactionId and the status answered): a retransmission gets the same answer."""
     held: EvseInfo | None = None
     """Its own last state while connector 0 (the whole charge point) is down: ``info`` then
     shows the charge point's status, and this comes back when it is up again."""

@@ -95,6 +95,13 @@ class TransactionCalls:
     ) -> Any:
         check_meter_reading(meter_start)
         connector = self._connector(connector_id)
+        key = (id_tag.upper(), timestamp, meter_start)
+        last = connector.last_start
+        if last is not None and last[0] == key and connector.transaction_id == last[1]:
+            # a retransmission (the charger got no answer): the same transaction, once
+            return call_result.StartTransaction(
+                transaction_id=last[1], id_tag_info=IdTagInfo(status=last[2])
+            )
         pending = connector.pending_session
         until = connector.pending_until_ms
         if until is not None and _now_ms() >= until:
@@ -112,6 +119,7 @@ class TransactionCalls:
             status = await self._admit(connector, connector_id, id_tag, session_id)
         connector.pending_session = connector.pending_tag = connector.pending_since = None
         connector.transaction_id = record.transaction_id
+        connector.last_start = (key, record.transaction_id, status)
         status_now = connector.info.status
         if status_now not in tr.IN_SESSION or status_now is EvseStatus.FINISHING:
             status_now = EvseStatus.PREPARING
