@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -218,10 +219,17 @@ class TransactionStore:
             return None
         return record
 
-    def name_session(self, record: TransactionRecord, session_id: str) -> None:
+    def name_local_session(self, record: TransactionRecord) -> str:
+        """Name the session of a start the CSMS did not ask for (a badge). The transaction id
+        alone could name an old session (ids start again with a new data dir against the
+        same database), so a random part makes it new. At most 61 characters (an id of the
+        protocol has 64): the station id is cut to 32, only there to be read."""
+        station = record.station_id[:32]
+        session_id = f"ocpp-{station}-{record.transaction_id}-{secrets.token_hex(6)}"
         with self._lock:
             record.session_id = session_id
             self._save()
+        return session_id
 
     def mark_stopped(self, record: TransactionRecord) -> None:
         with self._lock:

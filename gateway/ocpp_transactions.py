@@ -114,8 +114,7 @@ class TransactionCalls:
             assert pending is not None
             session_id, status = pending, AuthorizationStatus.accepted
         else:  # a local start (a badge): a registered driver's, or refused (the CP ends it)
-            session_id = f"ocpp-{self.state.station_id}-{record.transaction_id}"
-            self.transactions.name_session(record, session_id)
+            session_id = self.transactions.name_local_session(record)
             status = await self._admit(connector, connector_id, id_tag, session_id)
         connector.pending_session = connector.pending_tag = connector.pending_since = None
         connector.transaction_id = record.transaction_id

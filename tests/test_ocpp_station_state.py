@@ -1,12 +1,16 @@
 """``gateway.ocpp_commands.StationState``: what the translator keeps of a charge point stays
-bounded however long it runs."""
+bounded however long it runs, and the session ids it makes new and valid."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from gateway.ocpp_commands import MAX_RESERVATION_NUMBERS, StationState
+from gateway.ocpp_station import TransactionStore
 from protocol import StationId
+from protocol.ids import valid_id, valid_station_id
 
 pytestmark = [pytest.mark.timeout(30)]
 
@@ -22,3 +26,25 @@ def test_a_charge_points_reservation_numbers_are_distinct_and_bounded() -> None:
     assert len(state.reservations) <= MAX_RESERVATION_NUMBERS
     assert state.reservation_number(f"res-{total - 1}") == numbers[-1]
     assert state.reservation_number(f"res-{total - 2}") == numbers[-2]
+
+
+def test_a_local_starts_session_id_is_new_even_after_the_transaction_ids_start_again(
+    tmp_path: Path,
+) -> None:
+    """A translator whose transactions file is gone (a new data dir against the same database)
+    gives transaction ids from 1 again: the session of a start by badge must still be a new
+    one, never an old session's id (its row, its driver)."""
+    first = TransactionStore(tmp_path / "a" / "transactions.json")
+    again = TransactionStore(tmp_path / "b" / "transactions.json")
+    one = first.new("cp-1", 1, "", 0.0)
+    two = again.new("cp-1", 1, "", 0.0)
+    assert one.transaction_id == two.transaction_id
+    names = {first.name_local_session(one), again.name_local_session(two)}
+    assert len(names) == 2
+    assert all(name.startswith("ocpp-cp-1-") for name in names)
+    assert one.session_id in names
+    assert TransactionStore(tmp_path / "a" / "transactions.json").get("cp-1", 1) == one
+    # a station id as long as allowed still gives a session id the protocol takes (<= 64)
+    longest = "S" * 64
+    assert valid_station_id(longest)
+    assert valid_id(first.name_local_session(first.new(longest, 1, "", 0.0)))
