@@ -106,7 +106,8 @@ class TransactionCalls:
         until = connector.pending_until_ms
         if until is not None and _now_ms() >= until:
             pending = None  # unanswered and about to expire: the CSMS may have given up
-        remote = pending is not None and id_tag == connector.pending_tag
+        tag = connector.pending_tag
+        remote = pending is not None and tag is not None and id_tag.upper() == tag.upper()
         record = self.transactions.new(
             self.state.station_id, connector_id, pending or "", float(meter_start)
         )
