@@ -109,13 +109,12 @@ class TransactionCalls:
         tag = connector.pending_tag
         remote = pending is not None and tag is not None and id_tag.upper() == tag.upper()
         record = self.transactions.new(
-            self.state.station_id, connector_id, pending or "", float(meter_start)
+            self.state.station_id, connector_id, pending if remote else None, float(meter_start)
         )
+        session_id = record.session_id
         if remote:
-            assert pending is not None
-            session_id, status = pending, AuthorizationStatus.accepted
+            status = AuthorizationStatus.accepted
         else:  # a local start (a badge): a registered driver's, or refused (the CP ends it)
-            session_id = self.transactions.name_local_session(record)
             status = await self._admit(connector, connector_id, id_tag, session_id)
         connector.pending_session = connector.pending_tag = connector.pending_since = None
         connector.transaction_id = record.transaction_id

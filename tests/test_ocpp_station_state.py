@@ -36,15 +36,25 @@ def test_a_local_starts_session_id_is_new_even_after_the_transaction_ids_start_a
     one, never an old session's id (its row, its driver)."""
     first = TransactionStore(tmp_path / "a" / "transactions.json")
     again = TransactionStore(tmp_path / "b" / "transactions.json")
-    one = first.new("cp-1", 1, "", 0.0)
-    two = again.new("cp-1", 1, "", 0.0)
+    saves = 0
+    real_save = first._save
+
+    def counted() -> None:
+        nonlocal saves
+        saves += 1
+        real_save()
+
+    first._save = counted  # type: ignore[method-assign]
+    one = first.new("cp-1", 1, None, 0.0)
+    assert saves == 1  # named and written at once (the file is written on the event loop)
+    two = again.new("cp-1", 1, None, 0.0)
     assert one.transaction_id == two.transaction_id
-    names = {first.name_local_session(one), again.name_local_session(two)}
-    assert len(names) == 2
-    assert all(name.startswith("ocpp-cp-1-") for name in names)
-    assert one.session_id in names
+    assert one.session_id != two.session_id
+    assert all(r.session_id.startswith("ocpp-cp-1-1-") for r in (one, two))
     assert TransactionStore(tmp_path / "a" / "transactions.json").get("cp-1", 1) == one
+    # the CSMS's own session keeps its id
+    assert first.new("cp-1", 1, "sess-42", 0.0).session_id == "sess-42"
     # a station id as long as allowed still gives a session id the protocol takes (<= 64)
     longest = "S" * 64
     assert valid_station_id(longest)
-    assert valid_id(first.name_local_session(first.new(longest, 1, "", 0.0)))
+    assert valid_id(first.new(longest, 1, None, 0.0).session_id)
