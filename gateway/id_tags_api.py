@@ -14,17 +14,23 @@ table at each Authorize and StartTransaction.
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Final
 
 import falcon
 
+from gateway.ratelimit import SlidingWindowLimiter
 from gateway.security import json_body, principal, require
 from storage import MAX_TAGS_PER_DRIVER, DuplicateError, IdTag, Storage, valid_id_tag
 from storage.errors import Conflict
 
-__all__ = ["add_id_tag_routes", "id_tag_json"]
+__all__ = ["REGISTRATIONS_PER_HOUR", "add_id_tag_routes", "id_tag_json"]
 
 API = "/api/v1"
+REGISTRATIONS_PER_HOUR: Final = 20
+"""``POST /me/tags`` per account and hour (per worker): a driver registers a few cards, and
+whether a card number is taken must not be probed at will (a found number, written on a
+cloned card, would charge on its holder's account)."""
 
 
 def id_tag_json(tag: IdTag, *, driver: bool = False) -> dict[str, Any]:
@@ -40,6 +46,7 @@ class MyIdTagsResource:
 
     def __init__(self, storage: Storage) -> None:
         self._tags = storage.id_tags
+        self._attempts = SlidingWindowLimiter(REGISTRATIONS_PER_HOUR, 3600.0)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         tags = self._tags.of_driver(principal(req).user_id)
@@ -52,8 +59,17 @@ class MyIdTagsResource:
                 title="Invalid",
                 description="an idTag is 1 to 20 letters, digits, '_', ':' or '-'",
             )
+        driver = principal(req).user_id
+        retry_after = self._attempts.hit(driver)
+        if retry_after is not None:
+            wait = max(1, math.ceil(retry_after))
+            raise falcon.HTTPTooManyRequests(
+                title="Too many attempts",
+                description=f"too many tag registrations; retry in {wait} s",
+                retry_after=wait,
+            )
         try:
-            tag = self._tags.register(principal(req).user_id, body["id_tag"])
+            tag = self._tags.register(driver, body["id_tag"])
         except DuplicateError:
             raise falcon.HTTPConflict(
                 title="Conflict", description="this tag is registered to another account"

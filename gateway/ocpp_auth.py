@@ -72,7 +72,8 @@ class TagAuthority:
         self, id_tag: str, *, session_id: str, evse_id: str, reservation_id: str | None
     ) -> Admission:
         """Whether a start by badge may go on; if so, its driver is stored for ``session_id``.
-        ``reservation_id``: ours, if the connector is reserved."""
+        ``reservation_id``: ours, if the connector shows one; an active reservation of
+        ``evse_id`` in storage counts as well."""
         with self._lock:
             tags = self._storage.id_tags
             holder = tags.holder(id_tag)
@@ -81,11 +82,17 @@ class TagAuthority:
             if not holder.enabled:
                 return Admission(AuthorizationStatus.blocked)
             driver = holder.driver_id
-            if reservation_id is not None:
+            # the reservation the CSMS holds decides, whatever the connector shows now (a
+            # charger may report Preparing at a plug-in; a restarted translator forgot it)
+            reservation = self._storage.reservations.active_for_evse(evse_id)
+            if reservation is not None and reservation.expires_at <= self._clock_ms():
+                reservation = None  # expired: the CSMS ends it at its next tick
+            if reservation is None and reservation_id is not None:
                 reservation = self._storage.reservations.get(reservation_id)
-                if reservation is None or reservation.driver_id != driver:
-                    log.info("OCPP: badge start on %s reserved for someone else", evse_id)
-                    return Admission(AuthorizationStatus.invalid)
+            if reservation is not None and reservation.driver_id != driver:
+                log.info("OCPP: badge start on %s reserved for someone else", evse_id)
+                return Admission(AuthorizationStatus.invalid)
+            reservation_id = None if reservation is None else reservation.id
             since = self._clock_ms() - SETTLE_MS
             if tags.running_sessions(driver, since) >= self.max_sessions:
                 return Admission(AuthorizationStatus.concurrent_tx)

@@ -59,10 +59,16 @@ class Connector:
     pending_until_ms: int | None = None
     """Until its answer: a StartTransaction for it counts only before this (epoch ms)."""
     transaction_id: int | None = None
+    last_start: tuple[tuple[str, str, int], int, Any] | None = None
+    """Its last StartTransaction ((idTag upper-cased, timestamp, meterStart), the
+    transactionId and the status answered): a retransmission gets the same answer."""
     held: EvseInfo | None = None
     """Its own last state while connector 0 (the whole charge point) is down: ``info`` then
     shows the charge point's status, and this comes back when it is up again."""
 
+
+MAX_RESERVATION_NUMBERS: Final = 1_000
+"""Reservation numbers a charge point's state keeps (``StationState.reservations``)."""
 
 STATION_DOWN: Final = (EvseStatus.UNAVAILABLE, EvseStatus.FAULTED)
 """Connector 0's statuses that every connector shows (OCPP 1.6, StatusNotification)."""
@@ -78,7 +84,9 @@ class StationState:
     epoch: int = 0
     seq: int = 0
     reservations: dict[str, int] = field(default_factory=dict)
-    """Our reservation ids and the OCPP reservationId each was given."""
+    """Our reservation ids and the OCPP reservationId each was given: the newest
+    :data:`MAX_RESERVATION_NUMBERS` (an older one is long over)."""
+    last_reservation_number: int = 0
 
     station_status: EvseStatus | None = None
     """Connector 0's status while it is one of :data:`STATION_DOWN`, else None."""
@@ -114,8 +122,11 @@ class StationState:
     def reservation_number(self, reservation_id: str) -> int:
         number = self.reservations.get(reservation_id)
         if number is None:
-            number = max(self.reservations.values(), default=0) + 1
+            number = self.last_reservation_number % (2**31 - 1) + 1
+            self.last_reservation_number = number
             self.reservations[reservation_id] = number
+            while len(self.reservations) > MAX_RESERVATION_NUMBERS:
+                del self.reservations[next(iter(self.reservations))]
         return number
 
 

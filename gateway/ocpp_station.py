@@ -20,10 +20,11 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Final
 
@@ -176,6 +177,9 @@ class TransactionRecord:
     stopped: bool = False
 
 
+_RECORD_FIELDS: Final = tuple(f.name for f in fields(TransactionRecord))
+
+
 class TransactionStore:
     """OCPP transaction ids (positive 31-bit integers, never reused by this data dir) and the
     session each one is; ``path=None``: in memory only."""
@@ -193,11 +197,20 @@ class TransactionStore:
                 self._records[record.transaction_id] = record
 
     def new(
-        self, station_id: str, connector_id: int, session_id: str, meter_start: float
+        self, station_id: str, connector_id: int, session_id: str | None, meter_start: float
     ) -> TransactionRecord:
+        """A new transaction of ``session_id``; ``None``: a start the CSMS did not ask for (a
+        badge), whose session is named here. The transaction id alone could name an old
+        session (ids start again with a new data dir against the same database), so a random
+        part makes it new; at most 61 characters (a protocol id has 64): the station id is
+        cut to 32, only there to be read."""
         with self._lock:
+            transaction_id = self._next
+            if session_id is None:
+                station = station_id[:32]
+                session_id = f"ocpp-{station}-{transaction_id}-{secrets.token_hex(6)}"
             record = TransactionRecord(
-                transaction_id=self._next,
+                transaction_id=transaction_id,
                 station_id=station_id,
                 connector_id=connector_id,
                 session_id=session_id,
@@ -218,11 +231,6 @@ class TransactionStore:
             return None
         return record
 
-    def name_session(self, record: TransactionRecord, session_id: str) -> None:
-        with self._lock:
-            record.session_id = session_id
-            self._save()
-
     def mark_stopped(self, record: TransactionRecord) -> None:
         with self._lock:
             record.stopped = True
@@ -232,9 +240,12 @@ class TransactionStore:
         if self._path is None:
             return
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"next": self._next, "transactions": [asdict(r) for r in self._records.values()]}
+        # on the translator's event loop at every start and stop: shallow dicts (asdict deep-
+        # copies) and the C encoder (json.dump writes through the Python one), ~8x cheaper
+        records = [{n: getattr(r, n) for n in _RECORD_FIELDS} for r in self._records.values()]
+        text = json.dumps({"next": self._next, "transactions": records})
         tmp = self._path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
+            f.write(text)
         os.replace(tmp, self._path)

@@ -95,23 +95,30 @@ class TransactionCalls:
     ) -> Any:
         check_meter_reading(meter_start)
         connector = self._connector(connector_id)
+        key = (id_tag.upper(), timestamp, meter_start)
+        last = connector.last_start
+        if last is not None and last[0] == key and connector.transaction_id == last[1]:
+            # a retransmission (the charger got no answer): the same transaction, once
+            return call_result.StartTransaction(
+                transaction_id=last[1], id_tag_info=IdTagInfo(status=last[2])
+            )
         pending = connector.pending_session
         until = connector.pending_until_ms
         if until is not None and _now_ms() >= until:
             pending = None  # unanswered and about to expire: the CSMS may have given up
-        remote = pending is not None and id_tag == connector.pending_tag
+        tag = connector.pending_tag
+        remote = pending is not None and tag is not None and id_tag.upper() == tag.upper()
         record = self.transactions.new(
-            self.state.station_id, connector_id, pending or "", float(meter_start)
+            self.state.station_id, connector_id, pending if remote else None, float(meter_start)
         )
+        session_id = record.session_id
         if remote:
-            assert pending is not None
-            session_id, status = pending, AuthorizationStatus.accepted
+            status = AuthorizationStatus.accepted
         else:  # a local start (a badge): a registered driver's, or refused (the CP ends it)
-            session_id = f"ocpp-{self.state.station_id}-{record.transaction_id}"
-            self.transactions.name_session(record, session_id)
             status = await self._admit(connector, connector_id, id_tag, session_id)
         connector.pending_session = connector.pending_tag = connector.pending_since = None
         connector.transaction_id = record.transaction_id
+        connector.last_start = (key, record.transaction_id, status)
         status_now = connector.info.status
         if status_now not in tr.IN_SESSION or status_now is EvseStatus.FINISHING:
             status_now = EvseStatus.PREPARING

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.id_tags_api import REGISTRATIONS_PER_HOUR
 from gateway.openapi_routes import API, Access, Route, _done, _ok, _path_param, _query
-from gateway.openapi_schemas import EPOCH_MS, INTEGER, STRING, _obj, ref
+from gateway.openapi_schemas import EPOCH_MS, INTEGER, STRING, _obj, error, ref
 from storage import ID_TAG_PATTERN, MAX_TAGS_PER_DRIVER
 
 __all__ = ["TAG_ROUTES", "TAG_SCHEMAS"]
@@ -35,7 +36,13 @@ TAG_ROUTES: tuple[Route, ...] = (
           body="IdTagRequest",
           errors={"409": f"The tag is another account's, or the caller holds"
                   f" {MAX_TAGS_PER_DRIVER} tags already.",
-                  "422": "Invalid"}),
+                  "422": "Invalid",
+                  "429": error(f"More than {REGISTRATIONS_PER_HOUR} registrations by the caller"
+                               " within an hour; retry later.",
+                               headers={"Retry-After": {"required": True,
+                                                        "schema": {"type": "integer",
+                                                                   "minimum": 1},
+                                                        "description": "seconds"}})}),
     Route("delete", f"{API}/me/tags/{{id_tag}}", "removeIdTag", DRIVERS,
           summary="Remove one of the caller's RFID cards",
           ok=_done("204", "Removed."), params=(ID_TAG,),

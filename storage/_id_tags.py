@@ -77,6 +77,19 @@ class IdTagStore:
         if another account holds it, :class:`Conflict` if the driver holds the most allowed."""
         if not valid_id_tag(id_tag):
             raise ValueError("an idTag is 1 to 20 letters, digits, _, : or -")
+        try:
+            return self._register(driver_id, id_tag)
+        except DuplicateError:  # registered at the same moment (another worker): whose?
+            with self._db.read() as conn:
+                found = conn.execute(
+                    text("SELECT id_tag, driver_id, created_at FROM id_tags WHERE tag_key = :k"),
+                    {"k": tag_key(id_tag)},
+                ).first()
+            if found is None or found.driver_id != driver_id:
+                raise
+            return _tag(found)
+
+    def _register(self, driver_id: str, id_tag: str) -> IdTag:
         key = tag_key(id_tag)
         with self._db.write() as conn:
             found = conn.execute(

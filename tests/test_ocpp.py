@@ -662,11 +662,13 @@ def test_a_site_limit_becomes_a_set_charging_profile_in_watts(stack: Stack) -> N
         status, body = stack.api.post("/api/v1/evses/cp-4.1/start", {}, token=token)
         assert status == 201, body
         remote = cp.remote_starts.get(timeout=WAIT_S)
+        # a charger that upper-cases idTags: OCPP compares them case-insensitively
+        tag = remote["id_tag"].upper()
+        assert tag != remote["id_tag"]
         started = station.call(
-            call.StartTransaction(
-                connector_id=1, id_tag=remote["id_tag"], meter_start=0, timestamp=_now()
-            )
+            call.StartTransaction(connector_id=1, id_tag=tag, meter_start=0, timestamp=_now())
         )
+        assert started.id_tag_info["status"] == "Accepted"
         _status(station, 1, "Charging")
         _meter(station, started.transaction_id, 100, 4_000, 30)
         profiles = {}  # keys in snake_case: the library translates them
