@@ -32,6 +32,10 @@ __all__ = [
 ]
 
 MAX_TAGS_PER_DRIVER: Final = 10
+BADGE_STARTS_KEPT_MS: Final = 30 * 24 * 3600 * 1000
+"""A badge start's row (which driver a charger's session is) is kept 30 days: the CSMS reads
+it when the session opens (its row then names the driver) and after a restart."""
+_TAG_LOCK_SPACE: Final = 0x5C7A  # pg_advisory_xact_lock(space, key): a key space of our own
 ID_TAG_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_:-]{0,19}$"
 """OCPP 1.6's IdToken is a ``CiString20Type``: at most 20 characters. We take letters, digits,
 ``_``, ``:`` and ``-`` (what RFID card numbers and chargers' keypads produce), so a tag is a
@@ -92,6 +96,11 @@ class IdTagStore:
     def _register(self, driver_id: str, id_tag: str) -> IdTag:
         key = tag_key(id_tag)
         with self._db.write() as conn:
+            if conn.dialect.name == "postgresql":  # SQLite's BEGIN IMMEDIATE serialises already
+                conn.execute(  # one registration per driver at a time: the count holds
+                    text("SELECT pg_advisory_xact_lock(:space, hashtext(:d))"),
+                    {"space": _TAG_LOCK_SPACE, "d": driver_id},
+                )
             found = conn.execute(
                 text("SELECT id_tag, driver_id, created_at FROM id_tags WHERE tag_key = :k"),
                 {"k": key},
@@ -187,7 +196,12 @@ class IdTagStore:
         evse_id: str,
         reservation_id: str | None = None,
     ) -> None:
+        now = self._clock_ms()
         with self._db.write() as conn:
+            conn.execute(  # kept while they matter: attribution at the session's opening
+                text("DELETE FROM id_tag_starts WHERE started_at < :before"),
+                {"before": now - BADGE_STARTS_KEPT_MS},
+            )
             conn.execute(
                 text(
                     "INSERT INTO id_tag_starts (session_id, driver_id, tag_key, evse_id,"
@@ -199,7 +213,7 @@ class IdTagStore:
                     "k": tag_key(id_tag),
                     "e": evse_id,
                     "r": reservation_id,
-                    "at": self._clock_ms(),
+                    "at": now,
                 },
             )
 
