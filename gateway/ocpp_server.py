@@ -44,6 +44,7 @@ from websockets.http11 import Request, Response
 from gateway import broker_accounts as accounts
 from gateway import ocpp_translate as tr
 from gateway import ocpp_validation
+from gateway.mqtt_asyncio import MqttLoopDriver
 from gateway.ocpp_link import ChargePointLink, StationState
 from gateway.ocpp_station import StationMqtt, TransactionStore
 from protocol.mqtt_settings import MqttSettings
@@ -84,6 +85,7 @@ class OcppServer:
         self._states: dict[str, StationState] = {}
         self._links: dict[str, tuple[ServerConnection, ChargePointLink | None]] = {}
         self._station_locks: dict[str, asyncio.Lock] = {}
+        self._mqtt_driver: MqttLoopDriver | None = None  # every station's MQTT, on our loop
         # until the handler takes it (weak: a handshake that fails after the check leaks none)
         self._passwords: weakref.WeakKeyDictionary[ServerConnection, str] = (
             weakref.WeakKeyDictionary()
@@ -153,11 +155,13 @@ class OcppServer:
         state.epoch = max(state.epoch + 1, time.time_ns() // 1_000_000)
         state.seq = 0
         link_holder: list[ChargePointLink] = []
+        if self._mqtt_driver is None:
+            self._mqtt_driver = MqttLoopDriver(asyncio.get_running_loop())
         mqtt = StationMqtt(
             self.settings.mqtt,
             station_id,
             password,
-            asyncio.get_running_loop(),
+            self._mqtt_driver,
             lambda request: link_holder[0].command(request) if link_holder else None,
         )
 
@@ -350,7 +354,7 @@ def main() -> int:
     # Validate on the event loop: a thread-pool round trip per message (the library's default)
     # cost more CPU than the validation of a frame of at most 64 KiB.
     ocpp_messages.ASYNC_VALIDATION = False
-    ocpp_validation.install()  # the same validation, compiled: about 0.3 ms less a message
+    ocpp_validation.install()  # the same validation, compiled (about 0.3 ms less a message)
     config = json.loads(sys.stdin.readline())
     asyncio.run(_main_async(config))
     return 0

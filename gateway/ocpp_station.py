@@ -1,12 +1,13 @@
 """One OCPP charge point as a protocol v2 station on the broker: its MQTT connection and
 its transactions.
 
-:class:`StationMqtt` is the charge point's own MQTT connection (paho, one network thread),
-made with the charge point's own station credentials: user name and client id = the charge
-point id, password = the one it gave at the WebSocket handshake (HTTP Basic, checked against
-the station's hash first). The broker's ACL then lets the translator publish exactly what that
-station may publish and receive exactly its commands (``docs/broker-security.md``), and the
-last will marks the station offline if the translator itself dies.
+:class:`StationMqtt` is the charge point's own MQTT connection (paho, driven by the
+translator's event loop: no thread of its own, ``gateway.mqtt_asyncio``), made with the charge
+point's own station credentials: user name and client id = the charge point id, password = the
+one it gave at the WebSocket handshake (HTTP Basic, checked against the station's hash first).
+The broker's ACL then lets the translator publish exactly what that station may publish and
+receive exactly its commands (``docs/broker-security.md``), and the last will marks the station
+offline if the translator itself dies.
 
 :class:`TransactionStore` hands out OCPP transaction ids and remembers which of our sessions
 each one is, in ``<data dir>/ocpp/transactions.json``, so a StopTransaction sent after a
@@ -30,6 +31,7 @@ from typing import Any, Final
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
+from gateway.mqtt_asyncio import MqttLoopDriver
 from protocol import (
     QOS,
     CommandRequest,
@@ -50,14 +52,16 @@ MAX_TRANSACTIONS_KEPT: Final = 10_000
 
 
 class StationMqtt:
-    """A charge point's MQTT connection; commands go to ``on_command`` on ``loop``."""
+    """A charge point's MQTT connection on the translator's event loop (``driver``, no thread
+    of its own); commands go to ``on_command`` on the loop. Reconnects by itself (``BACKOFF_MIN_S``
+    doubling to ``BACKOFF_MAX_S``, as paho's own loop would) until :meth:`stop`."""
 
     def __init__(
         self,
         settings: MqttSettings,
         station_id: str,
         password: str,
-        loop: asyncio.AbstractEventLoop,
+        driver: MqttLoopDriver,
         on_command: Callable[[CommandRequest], None],
         *,
         keepalive: int = 10,
@@ -72,10 +76,16 @@ class StationMqtt:
             ca_file=settings.ca_file,
             client_id=station_id,
         )
-        self._loop = loop
+        self._driver = driver
         self._on_command = on_command
         self._keepalive = keepalive
         self._connected = asyncio.Event()
+        self._wake = asyncio.Event()  # the connection was lost, or stop()
+        self._stopping = False
+        self._accepted = False  # since the last reconnection
+        self._keeper: asyncio.Task[None] | None = None
+        self._published: dict[int, asyncio.Future[None]] = {}
+        self._disconnected: asyncio.Future[None] | None = None
         self._topic = commands_topic(station_id)
         self._client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
@@ -84,10 +94,16 @@ class StationMqtt:
             protocol=mqtt.MQTTv311,
         )
         self._settings.apply_to(self._client)
-        self._client.reconnect_delay_set(min_delay=BACKOFF_MIN_S, max_delay=BACKOFF_MAX_S)  # type: ignore[arg-type]
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_publish = self._on_publish
+        driver.attach(self._client)
+
+    @property
+    def connected(self) -> bool:
+        """Accepted by the broker, and not lost since."""
+        return self._connected.is_set()
 
     async def start(self, timeout: float) -> bool:
         """Connect (last will set first); True once the broker accepted us."""
@@ -95,12 +111,31 @@ class StationMqtt:
         topic, payload, retain = encode(will)
         self._client.will_set(topic, payload, qos=QOS, retain=retain)
         self._client.connect_async(self._settings.host, self._settings.port, self._keepalive)
-        self._client.loop_start()
+        self._keeper = asyncio.ensure_future(self._keep_connected())
         try:
             await asyncio.wait_for(self._connected.wait(), timeout)
         except TimeoutError:
             return False
         return True
+
+    async def _keep_connected(self) -> None:
+        delay = BACKOFF_MIN_S
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self._driver.reconnect(self._client)
+            except OSError as exc:  # refused, unreachable, TLS
+                log.warning("OCPP %s: cannot reach the broker (%s)", self.station_id, exc)
+            else:
+                await self._wake.wait()  # lost (or stopping)
+                if self._accepted:
+                    delay, self._accepted = BACKOFF_MIN_S, False
+            if self._stopping:
+                return
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):  # woken early only by stop()
+                await asyncio.wait_for(self._wake.wait(), delay)
+            delay = min(delay * 2, BACKOFF_MAX_S)
 
     def publish(self, message: Message) -> None:
         topic, payload, retain = encode(message)
@@ -108,20 +143,30 @@ class StationMqtt:
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             log.warning("OCPP %s: could not publish on %s (%s)", self.station_id, topic, info.rc)
 
-    async def stop(self, reason: str) -> None:
-        """Publish the station's retained offline state, then disconnect."""
-        message = StationOffline(station_id=self.station_id, ts=_now_ms(), reason=reason)  # type: ignore[arg-type]
-        topic, payload, retain = encode(message)
-        info = self._client.publish(topic, payload, qos=QOS, retain=retain)
+    async def stop(self, reason: str, timeout: float = 5.0) -> None:
+        """Publish the station's retained offline state, then disconnect (each step waits at
+        most ``timeout``): a newer connection of the same station may follow at once."""
+        self._stopping = True
+        self._wake.set()
+        if self._keeper is not None:
+            await self._keeper  # at most paho's connect timeout, if it is connecting now
+        loop = asyncio.get_running_loop()
         if self._connected.is_set():
-            await asyncio.to_thread(_wait_published, info, 5.0)
-        await asyncio.to_thread(self._close)
+            message = StationOffline(station_id=self.station_id, ts=_now_ms(), reason=reason)  # type: ignore[arg-type]
+            topic, payload, retain = encode(message)
+            done = self._published[self._client.publish(topic, payload, QOS, retain).mid] = (
+                loop.create_future()
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done, timeout)
+        if self._client.socket() is not None:
+            self._disconnected = loop.create_future()
+            self._client.disconnect()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._disconnected, timeout)
+        self._driver.close(self._client)
 
-    def _close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
-
-    # paho's thread ---------------------------------------------------------------
+    # the loop's thread (paho's callbacks) ------------------------------------------------
 
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any
@@ -130,13 +175,25 @@ class StationMqtt:
             log.warning("OCPP %s: the broker refused the station (%s)", self.station_id, rc)
             return
         client.subscribe(self._topic, qos=QOS)
-        self._loop.call_soon_threadsafe(self._connected.set)
+        self._accepted = True
+        self._connected.set()
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any
     ) -> None:
-        if rc.is_failure:
+        if rc.is_failure and not self._stopping:
             log.warning("OCPP %s: MQTT connection lost (%s)", self.station_id, rc)
+        self._connected.clear()
+        self._wake.set()
+        if self._disconnected is not None and not self._disconnected.done():
+            self._disconnected.set_result(None)
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, rc: ReasonCode, props: Any
+    ) -> None:
+        done = self._published.pop(mid, None)
+        if done is not None and not done.done():
+            done.set_result(None)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
@@ -147,12 +204,7 @@ class StationMqtt:
             log.warning("OCPP %s: dropping an invalid command: %s", self.station_id, exc)
             return
         if isinstance(request, CommandRequest):
-            self._loop.call_soon_threadsafe(self._on_command, request)
-
-
-def _wait_published(info: mqtt.MQTTMessageInfo, timeout: float) -> None:
-    with contextlib.suppress(RuntimeError, ValueError):
-        info.wait_for_publish(timeout)
+            asyncio.get_running_loop().call_soon(self._on_command, request)
 
 
 def _now_ms() -> int:
