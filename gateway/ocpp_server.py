@@ -81,7 +81,7 @@ class OcppServer:
         self.settings = settings
         self._storage = open_storage(settings.db_url, data_dir=settings.data_dir)
         self._storage_lock = threading.Lock()
-        self.transactions = TransactionStore(settings.data_dir / "ocpp" / "transactions.json")
+        self.transactions = TransactionStore(settings.data_dir / "ocpp" / "transactions.jsonl")
         self._states: dict[str, StationState] = {}
         self._links: dict[str, tuple[ServerConnection, ChargePointLink | None]] = {}
         self._station_locks: dict[str, asyncio.Lock] = {}
@@ -198,6 +198,7 @@ class OcppServer:
             subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
             process_request=self.process_request,
             max_size=MAX_FRAME_BYTES,
+            compression=None,
             ping_interval=30,
             ping_timeout=30,
         ):

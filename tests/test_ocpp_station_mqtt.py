@@ -1,11 +1,12 @@
 """The OCPP translator's MQTT connections (``gateway/ocpp_station.py`` on
 ``gateway/mqtt_asyncio.py``): every charge point its own broker identity, all of them driven by
 one event loop with no network thread each, reconnecting by themselves, and a clean stop
-leaving the station's retained offline state."""
+leaving the station's retained offline state; and the journal of its transactions."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -13,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from gateway import ocpp_station
 from gateway import ocpp_translate as tr
 from gateway.broker import EmbeddedBroker
 from gateway.broker_accounts import CSMS_USER
 from gateway.mqtt_asyncio import MqttLoopDriver
-from gateway.ocpp_station import StationMqtt
+from gateway.ocpp_station import StationMqtt, TransactionStore
 from protocol import (
     CommandName,
     CommandRequest,
@@ -151,3 +153,64 @@ async def _until(check: Callable[[], bool], what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting until {what}")
         await asyncio.sleep(0.05)
+
+
+# ---------------------------------------------------------------------- the transactions
+
+
+def test_transactions_survive_a_restart_from_their_journal(tmp_path: Path) -> None:
+    path = tmp_path / "ocpp" / "transactions.jsonl"
+    store = TransactionStore(path)
+    first = store.new("cp-1", 1, "s-1", 10.0)
+    second = store.new("cp-1", 2, "s-2", 20.0)
+    store.mark_stopped(first)
+    assert len(path.read_text().splitlines()) == 3  # appended, not rewritten
+    with path.open("a") as f:
+        f.write('{"next": 9, "transaction_id": 3, "stat')  # a crash mid-write
+    again = TransactionStore(path)
+    one, two = again.get("cp-1", first.transaction_id), again.get("cp-1", second.transaction_id)
+    assert one is not None
+    assert one.stopped
+    assert one.meter_start == 10.0
+    assert two is not None
+    assert not two.stopped
+    assert two.session_id == "s-2"
+    assert again.get("cp-2", second.transaction_id) is None  # another station's
+    assert again.new("cp-1", 1, "s-3", 0.0).transaction_id == second.transaction_id + 1
+
+
+def test_the_journal_is_compacted_and_keeps_the_newest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ocpp_station, "MAX_TRANSACTIONS_KEPT", 3)
+    path = tmp_path / "transactions.jsonl"
+    store = TransactionStore(path)
+    made = []
+    for n in range(20):
+        made.append(store.new("cp-1", 1, f"s-{n}", float(n)))
+        store.mark_stopped(made[-1])
+        assert len(path.read_text().splitlines()) <= 2 * 3
+    again = TransactionStore(path)
+    kept = [r.session_id for r in made if again.get("cp-1", r.transaction_id) is not None]
+    assert kept == ["s-17", "s-18", "s-19"]
+    assert again.new("cp-1", 1, "s-20", 0.0).transaction_id == made[-1].transaction_id + 1
+
+
+def test_the_older_single_file_is_read_once_and_replaced(tmp_path: Path) -> None:
+    legacy = tmp_path / "transactions.json"
+    record = {
+        "transaction_id": 41,
+        "station_id": "cp-1",
+        "connector_id": 1,
+        "session_id": "s-41",
+        "meter_start": 5.0,
+        "stopped": False,
+    }
+    legacy.write_text(json.dumps({"next": 42, "transactions": [record]}))
+    store = TransactionStore(tmp_path / "transactions.jsonl")
+    assert not legacy.exists()
+    found = store.get("cp-1", 41)
+    assert found is not None
+    assert found.session_id == "s-41"
+    assert store.new("cp-1", 1, "s-42", 0.0).transaction_id == 42
+    assert TransactionStore(tmp_path / "transactions.jsonl").get("cp-1", 42) is not None
