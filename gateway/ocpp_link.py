@@ -32,6 +32,7 @@ from ocpp.v16.datatypes import IdTagInfo
 from ocpp.v16.enums import Action, AuthorizationStatus, RegistrationStatus
 
 from gateway import ocpp_translate as tr
+from gateway import ocpp_validation
 from gateway.ocpp_commands import Connector, StationState
 from gateway.ocpp_dispatch import CommandDispatch
 from gateway.ocpp_errors import check_meter_reading, error_frame, spec_error
@@ -381,3 +382,6 @@ class ChargePointLink(CommandDispatch, ChargePoint):
         )
         self._publish_status(record.connector_id)
         return result
+
+
+ocpp_validation.remember_signatures(ChargePointLink)

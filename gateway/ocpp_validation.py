@@ -10,7 +10,10 @@ validator does not check them either. The three OCPP 1.6 schemas the library rea
 ``decimal.Decimal`` numbers keep its validator alone.
 
 It also remembers the library's camelCase <-> snake_case conversion of each key (two regular
-expressions per key per message otherwise): the same function, asked once per key.
+expressions per key per message otherwise): the same function, asked once per key; and
+:func:`remember_signatures` gives a ChargePoint class's handlers their signature once (the
+library asks ``inspect.signature`` of the handler at every message, which unwraps its
+decorator each time).
 
 Process-wide: the translator calls :func:`install` once at start (``gateway.ocpp_server``).
 """
@@ -18,6 +21,7 @@ Process-wide: the translator calls :func:`install` once at start (``gateway.ocpp
 from __future__ import annotations
 
 import functools
+import inspect
 import threading
 from typing import Any, Final
 
@@ -25,7 +29,7 @@ import jsonschema_rs
 import ocpp.charge_point as ocpp_charge_point
 import ocpp.messages as ocpp_messages
 
-__all__ = ["CompiledFirstValidator", "install"]
+__all__ = ["CompiledFirstValidator", "install", "remember_signatures"]
 
 KEYS_REMEMBERED: Final = 4096
 """Keys whose case conversion is remembered (OCPP 1.6 has a few hundred)."""
@@ -106,3 +110,13 @@ def install() -> None:
         ocpp_messages.get_validator = _get_validator
         ocpp_charge_point.camel_to_snake_case = _camel_to_snake_case
         ocpp_charge_point.snake_to_camel_case = _snake_to_camel_case
+
+
+def remember_signatures(cls: type) -> None:
+    """Each ``@on``/``@after`` handler of ``cls`` (and its bases) carries its own signature,
+    which ``inspect.signature`` then returns at once: the same signature, computed once."""
+    for klass in cls.__mro__:
+        for attr in vars(klass).values():
+            handler = hasattr(attr, "_on_action") or hasattr(attr, "_after_action")
+            if handler and "__signature__" not in vars(attr):
+                attr.__signature__ = inspect.signature(attr)

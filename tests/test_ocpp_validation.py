@@ -4,6 +4,7 @@ and converts keys as the library does. The model is the library itself, run besi
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -180,3 +181,17 @@ def test_keys_are_converted_as_the_library_converts_them() -> None:
     assert snake == LIBRARY_TO_SNAKE(payload)
     assert ocpp_charge_point.snake_to_camel_case(snake) == LIBRARY_TO_CAMEL(snake)
     assert ocpp_charge_point.snake_to_camel_case({"soc": 1}) == {"SoC": 1}
+
+
+def test_handlers_keep_their_signatures_once_remembered() -> None:
+    from gateway.ocpp_link import ChargePointLink  # remembers them when imported
+
+    handler = ChargePointLink.on_meter_values
+    assert "__signature__" in vars(handler)
+    unwrapped = inspect.signature(handler.__wrapped__)
+    assert inspect.signature(handler) == unwrapped
+    assert list(inspect.signature(handler).parameters)[:3] == [
+        "self",
+        "connector_id",
+        "meter_value",
+    ]
