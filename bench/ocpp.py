@@ -12,7 +12,8 @@ the CSMS applies it to the session), against the p99 of Heartbeats sent the same
 in five; answered without MQTT: the WebSocket and schema validation alone, the baseline); the
 time until every charge point had connected and started (target 30 s at 1,000); the CPU per
 message of the translator, of the CSMS (its session less the translator) and of the clients;
-the translator's threads and the resident memory of both.
+the translator's threads and the resident memory of both; how busy the machine's CPUs were
+during the load (everyone's work, the kernel's included).
 
 ``--quick``: 50 charge points for 10 s, one client process (full: 1,000 for 30 s, two). The
 machine is shared: read ``loadavg_before``/``loadavg_after`` before trusting a tail.
@@ -71,6 +72,19 @@ def _translator_pid(csms_pid: int) -> int | None:
     return None
 
 
+def _machine_ticks() -> tuple[int, int]:
+    """All CPUs' (busy, total) ticks from ``/proc/stat``: everyone's work, the kernel's too."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def _busy(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of the machine's CPUs busy between two :func:`_machine_ticks`."""
+    total = after[1] - before[1]
+    return round((after[0] - before[0]) / total, 2) if total else 0.0
+
+
 def _status(pid: int, key: str) -> float:
     """``VmRSS`` in MiB, or ``Threads``, from ``/proc/PID/status``."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -113,8 +127,10 @@ def measure(n: int, seconds: float, *, client_processes: int) -> Result:
             try:
                 connected_s, connect_cpu = clients.connect(timeout=max(60.0, 2 * CONNECT_TARGET_S))
                 before = {"translator": process_cpu_s(translator), "csms": session_cpu_s(proc.pid)}
+                machine_before = _machine_ticks()
                 figures = clients.load(seconds)
                 after = {"translator": process_cpu_s(translator), "csms": session_cpu_s(proc.pid)}
+                busy = _busy(machine_before, _machine_ticks())
                 rss = {
                     "translator": _status(translator, "VmRSS"),
                     "csms": _status(proc.pid, "VmRSS"),
@@ -152,6 +168,7 @@ def measure(n: int, seconds: float, *, client_processes: int) -> Result:
             "clients_cpu_s_to_connect": round(connect_cpu, 2),
             "rss_mib": rss,
             "translator_threads": threads,
+            "machine_busy_during_load": busy,
             "loadavg_before": load_before,
             "loadavg_after": loadavg(),
         },
