@@ -1,30 +1,31 @@
 """``python -m bench ocpp``: OCPP 1.6J charge points on one node (``docs/ocpp.md``).
 
 A private Mosquitto, ``smartcharge csms --ocpp-port`` in its own session, and N charge points
-(the ``ocpp`` library's ChargePoint over real WebSockets, all on this process's event loop):
-each is provisioned, connects with its password, boots and reports its connector, then sends
-one MeterValues a second for the measured period, its sends spread over the second.
+(the ``ocpp`` library's ChargePoint over real WebSockets) in worker processes of their own
+(``bench._ocpp_clients``): each is provisioned, connects with its password, boots, reports its
+connector and starts a transaction, then sends one MeterValues a second for the measured
+period, the fleet's sends spread over the second.
 
 Figures: the p99 CALL -> CALLRESULT latency of those MeterValues (each becomes an MQTT meter
-value published by the translator before the answer goes back), against the p99 of
-Heartbeats sent the same way (answered without MQTT: the WebSocket and schema validation
-alone, the baseline); the time until every charge point had booted (target 30 s at 1,000);
-the translator's CPU per message and its resident memory, and the CSMS's.
+value published by the translator, as the charge point's station, before the answer goes back;
+the CSMS applies it to the session), against the p99 of Heartbeats sent the same way (one call
+in five; answered without MQTT: the WebSocket and schema validation alone, the baseline); the
+time until every charge point had connected and started (target 30 s at 1,000); the CPU per
+message of the translator, of the CSMS (its session less the translator) and of the clients;
+the translator's threads and the resident memory of both; how busy the machine's CPUs were
+during the load (everyone's work, the kernel's included).
 
-``--quick``: 50 charge points for 10 s (full: 1,000 for 30 s). The machine is shared: read
-``machine.loadavg`` before trusting a tail.
+``--quick``: 50 charge points for 10 s, one client process (full: 1,000 for 30 s, two). The
+machine is shared: read ``loadavg_before``/``loadavg_after`` before trusting a tail.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from typing import Any, Final
+from typing import Final
 
+from bench._ocpp_clients import ClientWorkers
 from bench._support import (
     csms_process,
     free_port,
@@ -36,16 +37,11 @@ from bench._support import (
 )
 from bench.common import BenchmarkError, Options, Result, benchmark, latency_result, ms, summary_ms
 
-__all__ = ["run"]
+__all__ = ["measure", "run"]
 
 NAME: Final = "ocpp"
 TARGET_P99_MS: Final = 100.0
 CONNECT_TARGET_S: Final = 30.0
-CONNECT_AT_ONCE: Final = 50
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _provision(data_dir: Path, n: int) -> dict[str, str]:
@@ -76,95 +72,38 @@ def _translator_pid(csms_pid: int) -> int | None:
     return None
 
 
-def _rss_mib(pid: int) -> float:
+def _machine_ticks() -> tuple[int, int]:
+    """All CPUs' (busy, total) ticks from ``/proc/stat``: everyone's work, the kernel's too."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def _busy(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of the machine's CPUs busy between two :func:`_machine_ticks`."""
+    total = after[1] - before[1]
+    return round((after[0] - before[0]) / total, 2) if total else 0.0
+
+
+def _status(pid: int, key: str) -> float:
+    """``VmRSS`` in MiB, or ``Threads``, from ``/proc/PID/status``."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
+        if line.startswith(f"{key}:"):
+            value = int(line.split()[1])
+            return round(value / 1024, 1) if key.startswith("Vm") else value
     return 0.0
-
-
-class _Fleet:
-    """N client charge points on one event loop."""
-
-    def __init__(self, port: int, passwords: dict[str, str]) -> None:
-        self.port, self.passwords = port, passwords
-        self.points: list[Any] = []
-        self.meter_ns: list[int] = []
-        self.heartbeat_ns: list[int] = []
-        self.cpu: dict[str, float] = {}
-
-    async def connect_all(self) -> float:
-        start = time.monotonic()
-        gate = asyncio.Semaphore(CONNECT_AT_ONCE)
-        await asyncio.gather(*(self._connect(cp, pw, gate) for cp, pw in self.passwords.items()))
-        return time.monotonic() - start
-
-    async def _connect(self, cp_id: str, password: str, gate: asyncio.Semaphore) -> None:
-        from ocpp.v16 import ChargePoint, call
-        from websockets.asyncio.client import connect
-
-        token = base64.b64encode(f"{cp_id}:{password}".encode()).decode()
-        async with gate:
-            ws = await connect(
-                f"ws://127.0.0.1:{self.port}/ocpp/{cp_id}",
-                subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-                additional_headers={"Authorization": f"Basic {token}"},
-                open_timeout=CONNECT_TARGET_S,
-            )
-            point = ChargePoint(cp_id, ws, response_timeout=30)
-            point.task = asyncio.ensure_future(point.start())
-            boot = call.BootNotification(charge_point_model="Bench", charge_point_vendor="sc")
-            if (await point.call(boot)).status != "Accepted":
-                raise BenchmarkError(f"{cp_id} was not accepted")
-            status = call.StatusNotification(
-                connector_id=1, error_code="NoError", status="Available", timestamp=_now()
-            )
-            await point.call(status)
-            self.points.append(point)
-
-    async def load(self, seconds: float) -> None:
-        n = len(self.points)
-        await asyncio.gather(*(self._run(p, i / n, seconds) for i, p in enumerate(self.points)))
-
-    async def _run(self, point: Any, offset: float, seconds: float) -> None:
-        from ocpp.v16 import call
-
-        await asyncio.sleep(offset)
-        start = time.monotonic()
-        end = start + seconds
-        energy = 0
-        tick = 0
-        while time.monotonic() < end:
-            energy += 3
-            tick += 1
-            if tick % 5 == 0:  # one Heartbeat in five: the baseline
-                began = time.perf_counter_ns()
-                await point.call(call.Heartbeat())
-                self.heartbeat_ns.append(time.perf_counter_ns() - began)
-            else:
-                sample = [
-                    {
-                        "timestamp": _now(),
-                        "sampledValue": [
-                            {"value": str(energy), "measurand": "Energy.Active.Import.Register"},
-                            {"value": "11000", "measurand": "Power.Active.Import", "unit": "W"},
-                        ],
-                    }
-                ]
-                began = time.perf_counter_ns()
-                await point.call(call.MeterValues(connector_id=1, meter_value=sample))
-                self.meter_ns.append(time.perf_counter_ns() - began)
-            await asyncio.sleep(max(0.0, start + tick - time.monotonic()))
-
-    async def close(self) -> None:
-        for point in self.points:
-            point.task.cancel()
-            await point._connection.close()
 
 
 @benchmark(NAME, "OCPP 1.6J charge points: CALL -> CALLRESULT p99, CPU per message, memory")
 def run(options: Options) -> Result:
-    n, seconds = (50, 10.0) if options.quick else (1_000, 30.0)
+    if options.quick:
+        return measure(50, 10.0, client_processes=1)
+    return measure(1_000, 30.0, client_processes=2)
+
+
+def measure(n: int, seconds: float, *, client_processes: int) -> Result:
+    """``n`` charge points, ``seconds`` of load, the clients in ``client_processes`` workers."""
+    load_before = loadavg()
     with TemporaryDirectory(prefix="bench-ocpp-") as tmp:
         root = Path(tmp)
         passwords = _provision(root / "csms", n)
@@ -184,14 +123,28 @@ def run(options: Options) -> Result:
             translator = _translator_pid(proc.pid)
             if translator is None:
                 raise BenchmarkError("no OCPP translator process")
-            fleet = _Fleet(ocpp_port, passwords)
-            connected_s = asyncio.run(_connect_and_load(fleet, seconds, proc.pid, translator))
-            cpu = fleet.cpu
-            rss = {"translator": _rss_mib(translator), "csms": _rss_mib(proc.pid)}
-    messages = len(fleet.meter_ns) + len(fleet.heartbeat_ns)
-    if not fleet.meter_ns or not fleet.heartbeat_ns:
+            clients = ClientWorkers(ocpp_port, passwords, client_processes)
+            try:
+                connected_s, connect_cpu = clients.connect(timeout=max(60.0, 2 * CONNECT_TARGET_S))
+                before = {"translator": process_cpu_s(translator), "csms": session_cpu_s(proc.pid)}
+                machine_before = _machine_ticks()
+                figures = clients.load(seconds)
+                after = {"translator": process_cpu_s(translator), "csms": session_cpu_s(proc.pid)}
+                busy = _busy(machine_before, _machine_ticks())
+                rss = {
+                    "translator": _status(translator, "VmRSS"),
+                    "csms": _status(proc.pid, "VmRSS"),
+                }
+                threads = int(_status(translator, "Threads"))
+            finally:
+                clients.close()
+    messages = len(figures.meter_ns) + len(figures.heartbeat_ns)
+    if not figures.meter_ns or not figures.heartbeat_ns:
         raise BenchmarkError("no calls were measured")
-    meter, heartbeat = summary_ms(fleet.meter_ns), summary_ms(fleet.heartbeat_ns)
+    # the session's CPU includes the translator's: the CSMS's own is the difference
+    used_t = after["translator"] - before["translator"]
+    used_csms = after["csms"] - before["csms"] - used_t
+    meter, heartbeat = summary_ms(figures.meter_ns), summary_ms(figures.heartbeat_ns)
     return latency_result(
         NAME,
         p50_ms=meter["p50"],
@@ -201,26 +154,22 @@ def run(options: Options) -> Result:
         details={
             "charge_points": n,
             "seconds": seconds,
+            "client_processes": client_processes,
             "connected_s": round(connected_s, 2),
             "connected_target_s": CONNECT_TARGET_S,
             "meter_values": meter,
             "heartbeats": heartbeat,
             "messages": messages,
-            "translator_cpu_ms_per_message": ms(cpu["translator"] / messages * 1e9),
-            "csms_cpu_ms_per_message": ms(cpu["csms"] / messages * 1e9),
+            "messages_per_s": round(messages / seconds, 1),
+            "timeouts": figures.errors,
+            "translator_cpu_ms_per_message": ms(used_t / messages * 1e9),
+            "csms_cpu_ms_per_message": ms(used_csms / messages * 1e9),
+            "clients_cpu_ms_per_message": ms(figures.cpu_s / messages * 1e9),
+            "clients_cpu_s_to_connect": round(connect_cpu, 2),
             "rss_mib": rss,
+            "translator_threads": threads,
+            "machine_busy_during_load": busy,
+            "loadavg_before": load_before,
             "loadavg_after": loadavg(),
         },
     )
-
-
-async def _connect_and_load(fleet: _Fleet, seconds: float, csms_pid: int, translator: int) -> float:
-    connected_s = await fleet.connect_all()
-    before = {"translator": process_cpu_s(translator), "csms": session_cpu_s(csms_pid)}
-    await fleet.load(seconds)
-    after = {"translator": process_cpu_s(translator), "csms": session_cpu_s(csms_pid)}
-    # the session's CPU includes the translator's: the CSMS's own is the difference
-    used_t = after["translator"] - before["translator"]
-    fleet.cpu = {"translator": used_t, "csms": after["csms"] - before["csms"] - used_t}
-    await fleet.close()
-    return connected_s

@@ -33,6 +33,7 @@ from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action, RegistrationStatus
 
 from gateway import ocpp_translate as tr
+from gateway import ocpp_validation
 from gateway.ocpp_auth import TagAuthority
 from gateway.ocpp_commands import Connector, StationState
 from gateway.ocpp_dispatch import CommandDispatch
@@ -359,3 +360,6 @@ class ChargePointLink(TransactionCalls, CommandDispatch, ChargePoint):
                 )
             )
         return call_result.MeterValues()
+
+
+ocpp_validation.remember_signatures(ChargePointLink)

@@ -43,6 +43,8 @@ from websockets.http11 import Request, Response
 
 from gateway import broker_accounts as accounts
 from gateway import ocpp_translate as tr
+from gateway import ocpp_validation
+from gateway.mqtt_asyncio import MqttLoopDriver
 from gateway.ocpp_auth import TagAuthority
 from gateway.ocpp_link import ChargePointLink, StationState
 from gateway.ocpp_station import StationMqtt, TransactionStore
@@ -85,10 +87,11 @@ class OcppServer:
         self.tags = TagAuthority(
             self._storage, self._storage_lock, max_sessions=settings.max_sessions_per_driver
         )
-        self.transactions = TransactionStore(settings.data_dir / "ocpp" / "transactions.json")
+        self.transactions = TransactionStore(settings.data_dir / "ocpp" / "transactions.jsonl")
         self._states: dict[str, StationState] = {}
         self._links: dict[str, tuple[ServerConnection, ChargePointLink | None]] = {}
         self._station_locks: dict[str, asyncio.Lock] = {}
+        self._mqtt_driver: MqttLoopDriver | None = None  # every station's MQTT, on our loop
         # until the handler takes it (weak: a handshake that fails after the check leaks none)
         self._passwords: weakref.WeakKeyDictionary[ServerConnection, str] = (
             weakref.WeakKeyDictionary()
@@ -158,11 +161,13 @@ class OcppServer:
         state.epoch = max(state.epoch + 1, time.time_ns() // 1_000_000)
         state.seq = 0
         link_holder: list[ChargePointLink] = []
+        if self._mqtt_driver is None:
+            self._mqtt_driver = MqttLoopDriver(asyncio.get_running_loop())
         mqtt = StationMqtt(
             self.settings.mqtt,
             station_id,
             password,
-            asyncio.get_running_loop(),
+            self._mqtt_driver,
             lambda request: link_holder[0].command(request) if link_holder else None,
         )
 
@@ -204,6 +209,7 @@ class OcppServer:
             subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
             process_request=self.process_request,
             max_size=MAX_FRAME_BYTES,
+            compression=None,
             ping_interval=30,
             ping_timeout=30,
         ):
@@ -363,6 +369,7 @@ def main() -> int:
     # Validate on the event loop: a thread-pool round trip per message (the library's default)
     # cost more CPU than the validation of a frame of at most 64 KiB.
     ocpp_messages.ASYNC_VALIDATION = False
+    ocpp_validation.install()  # the same validation, compiled (about 0.3 ms less a message)
     config = json.loads(sys.stdin.readline())
     asyncio.run(_main_async(config))
     return 0

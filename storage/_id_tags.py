@@ -96,7 +96,7 @@ class IdTagStore:
     def _register(self, driver_id: str, id_tag: str) -> IdTag:
         key = tag_key(id_tag)
         with self._db.write() as conn:
-            if conn.dialect.name == "postgresql":  # SQLite's BEGIN IMMEDIATE serialises already
+            if self._db.dialect == "postgresql":  # SQLite's BEGIN IMMEDIATE serialises already
                 conn.execute(  # one registration per driver at a time: the count holds
                     text("SELECT pg_advisory_xact_lock(:space, hashtext(:d))"),
                     {"space": _TAG_LOCK_SPACE, "d": driver_id},

@@ -34,24 +34,16 @@ def test_a_local_starts_session_id_is_new_even_after_the_transaction_ids_start_a
     """A translator whose transactions file is gone (a new data dir against the same database)
     gives transaction ids from 1 again: the session of a start by badge must still be a new
     one, never an old session's id (its row, its driver)."""
-    first = TransactionStore(tmp_path / "a" / "transactions.json")
-    again = TransactionStore(tmp_path / "b" / "transactions.json")
-    saves = 0
-    real_save = first._save
-
-    def counted() -> None:
-        nonlocal saves
-        saves += 1
-        real_save()
-
-    first._save = counted  # type: ignore[method-assign]
+    first = TransactionStore(tmp_path / "a" / "transactions.jsonl")
+    again = TransactionStore(tmp_path / "b" / "transactions.jsonl")
     one = first.new("cp-1", 1, None, 0.0)
-    assert saves == 1  # named and written at once (the file is written on the event loop)
+    lines = (tmp_path / "a" / "transactions.jsonl").read_text().splitlines()
+    assert len(lines) == 1  # named and written at once, in one journal line
     two = again.new("cp-1", 1, None, 0.0)
     assert one.transaction_id == two.transaction_id
     assert one.session_id != two.session_id
     assert all(r.session_id.startswith("ocpp-cp-1-1-") for r in (one, two))
-    assert TransactionStore(tmp_path / "a" / "transactions.json").get("cp-1", 1) == one
+    assert TransactionStore(tmp_path / "a" / "transactions.jsonl").get("cp-1", 1) == one
     # the CSMS's own session keeps its id
     assert first.new("cp-1", 1, "sess-42", 0.0).session_id == "sess-42"
     # a station id as long as allowed still gives a session id the protocol takes (<= 64)
