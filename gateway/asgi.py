@@ -16,6 +16,7 @@ import collections
 import contextlib
 import functools
 import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
@@ -193,8 +194,10 @@ class LiveStream:
     def __init__(self, user_id: str | None, everything: bool, size: int = 1000) -> None:
         self.user_id = user_id
         self.everything = everything
-        self.queue: asyncio.Queue[LiveEvent] = asyncio.Queue(maxsize=size)
+        self.queue: asyncio.Queue[LiveEvent | None] = asyncio.Queue(maxsize=size)
         self.lagged = False
+        self.closing = False
+        """The worker is stopping: the stream ends (the browser reconnects elsewhere)."""
 
     def put(self, event: LiveEvent) -> None:
         if self.queue.full():
@@ -202,13 +205,21 @@ class LiveStream:
             self.queue.get_nowait()  # live views want the newest state
         self.queue.put_nowait(event)
 
+    def close_now(self) -> None:
+        """End the stream: its waiting :meth:`take` returns at once."""
+        self.closing = True
+        if self.queue.full():
+            self.queue.get_nowait()
+        self.queue.put_nowait(None)
+
     async def take(self, timeout: float) -> list[LiveEvent]:
         """What to send next (waiting up to ``timeout``): here one event, or none."""
         try:
             async with asyncio.timeout(timeout):
-                return [await self.queue.get()]
+                event = await self.queue.get()
         except TimeoutError:
             return []
+        return [] if event is None else [event]
 
 
 class CoalescingLiveStream(LiveStream):
@@ -230,10 +241,14 @@ class CoalescingLiveStream(LiveStream):
         if idle or self.buffer.due_in() == 0:  # else the waiter already waits for the due time
             self._wake.set()
 
+    def close_now(self) -> None:
+        self.closing = True
+        self._wake.set()
+
     async def take(self, timeout: float) -> list[LiveEvent]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while True:
+        while not self.closing:
             due = self.buffer.due_in()
             if due == 0:
                 return self.buffer.take()
@@ -244,6 +259,7 @@ class CoalescingLiveStream(LiveStream):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining if due is None else min(due, remaining)):
                     await self._wake.wait()
+        return []
 
 
 class LiveStreams:
@@ -272,6 +288,7 @@ class LiveStreams:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
             self._hub.add_tap(self._from_any_thread)
+            _OPEN.add(self)
         mine = self._by_user[user_id]
         if len(mine) >= self.per_user or self._count >= self.per_worker:
             if not mine:
@@ -287,6 +304,13 @@ class LiveStreams:
             self._everything.add(stream)
         self._count += 1
         return stream
+
+    def close_all(self) -> None:
+        """The worker is stopping: every open stream ends now, so the server need not wait
+        its graceful time-out for them (:func:`close_all_streams`)."""
+        for streams in list(self._by_user.values()):
+            for stream in list(streams):
+                stream.close_now()
 
     def close(self, stream: LiveStream) -> None:
         mine = self._by_user.get(stream.user_id or "")
@@ -310,3 +334,13 @@ class LiveStreams:
             for stream in self._by_user.get(event.user_id, ()):
                 if not stream.everything:
                     stream.put(event)
+
+
+_OPEN: weakref.WeakSet[LiveStreams] = weakref.WeakSet()
+
+
+def close_all_streams() -> None:
+    """End every event stream of this process (on its loop): the worker's server calls it
+    when it starts to shut down (``gateway.asgi_worker``)."""
+    for streams in list(_OPEN):
+        streams.close_all()

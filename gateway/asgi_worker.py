@@ -33,6 +33,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import STARTUP_FAILURE, Server
 from uvicorn_worker import UvicornWorker  # type: ignore[import-untyped,unused-ignore]
 
+from gateway.asgi import close_all_streams
 from gateway.worker import TLS_PORTS_ENV, parse_ports
 
 __all__ = [
@@ -152,6 +153,12 @@ class _TlsOnSomePortsServer(Server):
             )
             self.servers.append(server)
         self.started = True
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Event streams never end by themselves: end them first, or the shutdown would wait
+        out the graceful time-out for them (10 s for every Ctrl-C of ``smartcharge up``)."""
+        close_all_streams()
+        await super().shutdown(sockets)
 
 
 def _exit_cleanly(signum: int, frame: Any) -> None:

@@ -146,8 +146,10 @@ class AsyncEventStreamResource:
         deadline = loop.time() + self._max_duration_s
         try:
             yield b"retry: 2000\n: connected\n\n"
-            while loop.time() < deadline:
+            while loop.time() < deadline and not stream.closing:
                 events = await stream.take(self._heartbeat_s)
+                if stream.closing and not events:
+                    break  # the worker is stopping: the browser reconnects (to another)
                 if stream.lagged:
                     stream.lagged = False
                     yield b"event: lagged\ndata: {}\n\n"
