@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests import browser
-from tests.browser import ConsoleWatch, WebStack, new_page
+from tests.browser import ConsoleWatch, WebStack, new_page, save_screenshot
 from tests.test_web_app_edges import NARROW, check
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -92,6 +92,8 @@ def test_a_driver_adds_sees_and_removes_a_card_and_is_told_why_one_is_refused(
     expect(page.get_by_test_id("toast").filter(has_text="04A2B3C4D5 added")).to_be_visible()
     expect(panel.get_by_test_id("cards-count")).to_have_text("1 of 10")
     assert tags_of(web_stack, token) == ["04A2B3C4D5"]
+    panel.scroll_into_view_if_needed()
+    save_screenshot(page, "app-cards")
 
     # another account's card (in another case: the same card) is taken, and says no more
     add_card(page, "taken-0001")
@@ -109,6 +111,7 @@ def test_a_driver_adds_sees_and_removes_a_card_and_is_told_why_one_is_refused(
     item.get_by_test_id("card-remove").click()
     expect(page.get_by_test_id("card-keep")).to_be_focused()
     check(page, "confirming")
+    save_screenshot(page, "app-cards-confirm")
     page.get_by_test_id("card-keep").click()
     expect(item.get_by_test_id("card-remove")).to_be_focused()
     assert tags_of(web_stack, token) == ["04A2B3C4D5"]
@@ -158,8 +161,10 @@ def test_the_limit_a_rate_limit_and_offline_each_say_what_to_do(
     page.route("**/api/v1/me/tags", too_many)
     add_card(page, "NEWCARD")
     expect(error).to_have_text(re.compile(r"Try again in 10 min \(at \d\d:\d\d\)"))
+    expect(error).to_be_in_viewport()  # scrolled to: not left under the tab bar
     page.unroute("**/api/v1/me/tags")
     check(page, "rate limited")
+    save_screenshot(page, "app-cards-rate-limited")
 
     page.context.set_offline(True)
     add_card(page, "OFFLINE1")

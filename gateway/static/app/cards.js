@@ -30,7 +30,7 @@ export function cardError(error, max) {
   if (status === 0) return OFFLINE;
   if (status === 422) return FORMAT;
   if (status === 429) {
-    return `Too many cards added in the last hour. Try again ${whenToRetry(error.retryAfter)}.`;
+    return `Too many cards tried in the last hour. Try again ${whenToRetry(error.retryAfter)}.`;
   }
   if (status === 409 && /at most/i.test(reason)) {
     return `You already have ${max} cards, the most an account can hold: remove one first.`;
@@ -165,12 +165,12 @@ export function createCards(ctx) {
     const tag = input.value.trim();
     if (!ID_TAG.test(tag)) {
       showError(tag ? FORMAT : "Enter the number printed on your card.");
-      input.focus();
+      reveal();
       return;
     }
     if (cards.some((c) => c.id_tag.toLowerCase() === tag.toLowerCase())) {
       showError("This card is already on your account.");
-      input.focus();
+      reveal();
       return;
     }
     await busy(addButton, async () => {
@@ -186,7 +186,13 @@ export function createCards(ctx) {
         showError(cardError(failure, max));
       }
     });
-    input.focus();
+    reveal();
+  }
+
+  /** Focus stays in the field for the next card; an error is scrolled clear of the tab bar. */
+  function reveal() {
+    input.focus({ preventScroll: !error.hidden });
+    if (!error.hidden) error.scrollIntoView({ block: "center" });
   }
 
   byId("card-form").addEventListener("submit", (event) => {
