@@ -6,6 +6,7 @@
 import { createClient } from "/static/shared/api.js";
 import { openStream } from "/static/shared/sse.js";
 import { createActivity } from "./activity.js";
+import { createCards } from "./cards.js";
 import { createCharging } from "./charging.js";
 import { createNearby } from "./nearby.js";
 import { busy, byId, setError, toast } from "./ui.js";
@@ -38,12 +39,16 @@ function goto(tab) {
   byId("screen-title").textContent = TABS[tab];
   document.title = `${TABS[tab]} · smartcharge`;
   if (tab === "alerts") activity.seen();
-  if (tab === "history") activity.loadHistory();
+  if (tab === "history") {
+    activity.loadHistory();
+    cards.load();
+  }
   if (tab === "nearby") nearby.refresh();
   window.scrollTo({ top: 0 });
 }
 
 const activity = createActivity({ api, isVisible: (tab) => current === tab });
+const cards = createCards({ api });
 const nearby = createNearby({
   api,
   isVisible: () => current === "nearby",
@@ -238,6 +243,7 @@ function leave(message) {
   nearby.deactivate();
   charging.reset();
   activity.reset();
+  cards.reset();
   showAuth(message);
 }
 

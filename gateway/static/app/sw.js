@@ -4,7 +4,7 @@
  * the API (/api/...) and event streams are never cached.
  */
 
-const CACHE = "smartcharge-app-v2";
+const CACHE = "smartcharge-app-v3";
 const SHELL = [
   "/app",
   "/static/app/app.js",
@@ -12,6 +12,7 @@ const SHELL = [
   "/static/app/nearby.js",
   "/static/app/charging.js",
   "/static/app/activity.js",
+  "/static/app/cards.js",
   "/static/app/app.css",
   "/static/app/icon.svg",
   "/static/app/icon-maskable.svg",

@@ -27,13 +27,15 @@ export class ApiError extends Error {
    * @param {number} status HTTP status (0 for a network failure)
    * @param {string} reason the API's `reason` (or a readable fallback)
    * @param {any} body the parsed error body, if any
+   * @param {number|null} retryAfter seconds from a `Retry-After` header (a 429, a 503), if any
    */
-  constructor(status, reason, body = null) {
+  constructor(status, reason, body = null, retryAfter = null) {
     super(reason);
     this.name = "ApiError";
     this.status = status;
     this.reason = reason;
     this.body = body;
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -173,7 +175,8 @@ export function createClient(options = {}) {
       const reason =
         (data && typeof data === "object" && (data.reason || data.title)) ||
         `${response.status} ${response.statusText || "error"}`;
-      throw new ApiError(response.status, reason, data);
+      const wait = Number.parseInt(response.headers.get("Retry-After") || "", 10);
+      throw new ApiError(response.status, reason, data, Number.isFinite(wait) ? wait : null);
     }
     return data;
   }
