@@ -262,25 +262,42 @@ def stack(module_mosquitto_url: str, tmp_path_factory: pytest.TempPathFactory) -
             check=True,
             capture_output=True,
         )
-        log = tmp / "csms.log"
-        with csms_process(
-            module_mosquitto_url,
-            data_dir,
-            http_port,
-            https_port,
-            log,
-            extra=("--ocpp-port", str(ocpp_port), "--ocpp-tls"),
-            db_url=db_url,
-        ) as proc:
-            cert = data_dir / "tls" / "cert.pem"
-            wait_until(cert.exists, "the self-signed certificate")
-            api = Api(http_port, https_port, cert)
-            result = Stack(api, ocpp_port, proc, log)
-            wait_until(result.healthy, "/healthz")
+        ports = (http_port, https_port, ocpp_port)
+        with running_stack(module_mosquitto_url, tmp, data_dir, db_url, ports) as result:
             result.passwords = passwords
-            result.data_dir, result.db_url = data_dir, db_url
-            result.operator = operator_token(api, data_dir, db_url)
             yield result
+
+
+@contextlib.contextmanager
+def running_stack(
+    mqtt_url: str,
+    tmp: Path,
+    data_dir: Path,
+    db_url: str | None,
+    ports: tuple[int, int, int],
+    extra: tuple[str, ...] = (),
+) -> Iterator[Stack]:
+    """``smartcharge csms --ocpp-port P --ocpp-tls`` on ``ports`` (HTTP, HTTPS, OCPP), healthy,
+    with an operator's token; the caller provisions the charge points and sets ``passwords``."""
+    http_port, https_port, ocpp_port = ports
+    log = tmp / "csms.log"
+    with csms_process(
+        mqtt_url,
+        data_dir,
+        http_port,
+        https_port,
+        log,
+        extra=("--ocpp-port", str(ocpp_port), "--ocpp-tls", *extra),
+        db_url=db_url,
+    ) as proc:
+        cert = data_dir / "tls" / "cert.pem"
+        wait_until(cert.exists, "the self-signed certificate")
+        api = Api(http_port, https_port, cert)
+        result = Stack(api, ocpp_port, proc, log)
+        wait_until(result.healthy, "/healthz")
+        result.data_dir, result.db_url = data_dir, db_url
+        result.operator = operator_token(api, data_dir, db_url)
+        yield result
 
 
 def _evse(api: Api, evse: str) -> dict[str, Any] | None:

@@ -14,7 +14,7 @@ import pytest
 from ocpp.v16 import call
 
 from tests.db import child_env, database_for_test
-from tests.driver_client import Api, EventStream, csms_process, wait_until
+from tests.driver_client import Api, EventStream, wait_until
 from tests.support import REPO_ROOT
 from tests.test_ocpp import (
     ADMIN,
@@ -27,8 +27,8 @@ from tests.test_ocpp import (
     _now,
     _status,
     free_port,
-    operator_token,
     provision,
+    running_stack,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.needs_db, pytest.mark.timeout(120)]
@@ -43,19 +43,10 @@ def stack(module_mosquitto_url: str, tmp_path_factory: pytest.TempPathFactory) -
     data_dir = tmp / "csms"
     with database_for_test(data_dir) as db_url:
         passwords = {cp: provision(data_dir, db_url, cp) for cp in CHARGE_POINTS}
-        log = tmp / "csms.log"
-        extra = ("--ocpp-port", str(ocpp_port), "--ocpp-tls", "--max-sessions-per-driver", "1")
-        with csms_process(
-            module_mosquitto_url, data_dir, http_port, https_port, log, extra=extra, db_url=db_url
-        ) as proc:
-            cert = data_dir / "tls" / "cert.pem"
-            wait_until(cert.exists, "the self-signed certificate")
-            api = Api(http_port, https_port, cert)
-            result = Stack(api, ocpp_port, proc, log)
-            wait_until(result.healthy, "/healthz")
+        ports = (http_port, https_port, ocpp_port)
+        extra = ("--max-sessions-per-driver", "1")
+        with running_stack(module_mosquitto_url, tmp, data_dir, db_url, ports, extra) as result:
             result.passwords = passwords
-            result.data_dir, result.db_url = data_dir, db_url
-            result.operator = operator_token(api, data_dir, db_url)
             yield result
 
 
