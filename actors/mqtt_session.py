@@ -86,6 +86,7 @@ class PahoSession:
         self._batched = isinstance(self.client, BufferedClient)
         if isinstance(self.client, BufferedClient):
             self.client.on_read_done = self.flush
+            self.client.on_publish_received = self._on_publish_received
             self.client.read_linger_s = read_linger_s
         self.client.max_queued_messages_set(MAX_QUEUED)
         self.client.reconnect_delay_set(min_delay=BACKOFF_MIN_S, max_delay=BACKOFF_MAX_S)  # type: ignore[arg-type]
@@ -145,6 +146,12 @@ class PahoSession:
             self._generation += 1
         failure = bool(reason.is_failure)
         self._on_state(False, f"{'lost' if failure else 'closed'}: {reason}", failure)
+
+    def _on_publish_received(self, topic: str | None, payload: bytes, qos: int, mid: int) -> None:
+        """:class:`BufferedClient`'s own PUBLISH path (the common case)."""
+        self._pending.append((topic, payload))
+        if qos == 1:
+            self._pending_mids.append(mid)
 
     def _on_message(self, client: mqtt.Client, u: Any, msg: mqtt.MQTTMessage) -> None:
         try:
