@@ -40,7 +40,7 @@ from actors.evse_logic import (
 )
 from actors.evse_state import EvseState
 from actors.evse_transition import Ignored, SessionClosed, SessionOpened, StateChanged
-from actors.inbox import BatchInbox, LeanThreadingActor
+from actors.inbox import BatchInbox, LeanThreadingActor, run_as_batch_thread
 from actors.messages import (
     CommandTimedOut,
     EvseChanged,
@@ -136,6 +136,9 @@ class EvseActor(LeanThreadingActor):
         return f"EvseActor({self.evse_id}, {self.actor_urn})"
 
     # ------------------------------------------------------------------ Pykka side
+
+    def on_start(self) -> None:
+        run_as_batch_thread()  # woken for every station message (actors.inbox)
 
     def on_receive(self, message: Any) -> Any:
         """Runs on this actor's thread, one message at a time."""

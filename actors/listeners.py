@@ -37,7 +37,7 @@ import pykka
 
 from actors.acks import AppliedLatch
 from actors.clock import Scheduler, TimerHandle
-from actors.inbox import LeanThreadingActor
+from actors.inbox import LeanThreadingActor, run_as_batch_thread
 from actors.messages import (
     EvseChanged,
     EvseChangedBatch,
@@ -108,6 +108,7 @@ class ListenerHost(LeanThreadingActor):
         return f"ListenerHost({self.name}, {len(self.listeners)} listeners)"
 
     def on_start(self) -> None:
+        run_as_batch_thread()  # woken for every burst (actors.inbox)
         for listener in self.listeners:
             self._call(listener.started)
         self._schedule_tick()

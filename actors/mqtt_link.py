@@ -101,7 +101,7 @@ class MqttLink:
         on_state: Callable[[bool, str, bool], None],
         on_publish_failed: Callable[[str, str], None],
         on_acked: Callable[[int], None] | None = None,
-        linger_s: float = 0.001,
+        linger_s: float = 0.0015,
         ack_every_s: float = ACK_EVERY_S,
     ) -> None:
         """``linger_s``: after a quiet spell, how long the child waits before it reads, so

@@ -4,7 +4,7 @@ Two implementations, one :class:`~actors.mqtt_session.PahoSession` (the one paho
 behind both:
 
 - :class:`~actors.mqtt_link.MqttLink` (production, ``CsmsConfig.mqtt_process=True``): the
-  session in a child process; a reader thread here gathers its batches for 1 ms;
+  session in a child process, which gathers what arrives within 1.5 ms into one batch;
 - :class:`InProcessLink`: the session in this process; paho's network thread hands over
   each burst it read.
 
@@ -53,7 +53,7 @@ class InProcessLink:
     """The CSMS's paho session in this process (``CsmsConfig.mqtt_process=False``).
 
     No reader thread: the callbacks run on paho's network thread, one batch per socket
-    read, without the link's 1 ms gathering.
+    read, without the link's 1.5 ms gathering.
     """
 
     def __init__(

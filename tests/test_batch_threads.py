@@ -1,0 +1,71 @@
+"""The threads the ingest wakes for every message run as ``SCHED_BATCH`` (``actors.inbox``):
+the EVSE actors and the listener hosts; nothing else changes its scheduling."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import pykka
+import pytest
+
+from actors.evse import EvseActor
+from actors.evse_state import EvseState
+from actors.inbox import run_as_batch_thread
+from actors.listeners import EvseListener, ListenerHost
+from actors.messages import GetState
+from protocol import EvseDescriptor, EvseId, StationId
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is Linux's; CI runs on Linux"
+)
+
+
+def policy_of(native_id: int) -> int:
+    return os.sched_getscheduler(native_id)
+
+
+class ThreadWitness(EvseListener):
+    def __init__(self) -> None:
+        self.native_id = 0
+        self.seen = threading.Event()
+
+    def started(self) -> None:
+        self.native_id = threading.get_native_id()
+        self.seen.set()
+
+
+def test_a_thread_that_asks_runs_as_batch_and_no_other_thread_does() -> None:
+    result: dict[str, Any] = {}
+
+    def body() -> None:
+        result["ok"] = run_as_batch_thread()
+        result["mine"] = policy_of(0)
+
+    worker = threading.Thread(target=body)
+    worker.start()
+    worker.join(10)
+    assert result == {"ok": True, "mine": os.SCHED_BATCH}
+    assert policy_of(0) == os.SCHED_OTHER, "the calling thread only, not the process"
+
+
+def test_evse_actors_and_listener_hosts_run_as_batch() -> None:
+    witness = ThreadWitness()
+    host = ListenerHost.start([witness], name="witness")
+    state = EvseState(station_id=StationId("st-batch"), descriptor=EvseDescriptor(id=EvseId("1")))
+    evse = EvseActor.start(state, bridge=None, supervisor=None)
+    try:
+        assert witness.seen.wait(10), "the host never started"
+        assert policy_of(witness.native_id) == os.SCHED_BATCH
+        assert evse.ask(GetState(), timeout=10) == state  # started and serving
+        evse_threads = [
+            t for t in threading.enumerate() if t.name.startswith("EvseActor") and t.is_alive()
+        ]
+        assert evse_threads, "no EVSE actor thread"
+        assert {policy_of(t.native_id or 0) for t in evse_threads} == {os.SCHED_BATCH}
+        assert policy_of(0) == os.SCHED_OTHER, "the test's own thread is untouched"
+    finally:
+        evse.stop()
+        host.stop()
+        assert not pykka.ActorRegistry.get_by_class(EvseActor)
