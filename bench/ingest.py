@@ -24,6 +24,10 @@ Four figures, each against the bare subscriber on the same broker in the same ru
 - **latency** at a steady 2,000 msg/s: publish time (``time.time_ns`` in the publisher; the
   payload's ``ts`` field carries the same instant in ms) to the time the listener sees the
   EVSE's new state; p50/p99. ``ts_p99`` is the same from the ms ``ts`` field (up to 1 ms high).
+
+And, for the design's price, ``shape``: the latency run again on
+:class:`bench._inline_shape.InlineCsms`, the same ingest path with every EVSE's step on the
+link's reader thread instead of an actor per EVSE (``actor_per_evse_cpu_ratio``).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from bench._ingest_parts import (
     per_message_us,
     thread_cpu_s,
 )
+from bench._inline_shape import InlineCsms
 from bench._publisher import Stream
 from bench._support import loadavg, mosquitto, wait_for
 from bench.common import BenchmarkError, Options, Result, benchmark, percentile
@@ -106,7 +111,7 @@ def _bare_run(
 
 
 def _csms_run(
-    system: CsmsSystem,
+    system: CsmsSystem | InlineCsms,
     probe: Probe,
     stream: Stream,
     pub: PublisherProcess,
@@ -143,6 +148,22 @@ def _csms_run(
     }
 
 
+def _inline_run(url: str, pub: PublisherProcess, stream: Stream, n: int) -> dict[str, Any]:
+    """The latency run again on :class:`InlineCsms` (no actor per EVSE), same broker."""
+    probe = Probe()
+    inline = InlineCsms(url, probe)
+    try:
+        if not inline.connected.wait(10):
+            raise BenchmarkError("the inline shape did not connect to the broker")
+        time.sleep(0.2)  # the SUBACK
+        hello = pub.call("hello")
+        wait_for(lambda: probe.applied >= stream.evses, "hello at the inline shape", 30)
+        stream.seq = list(hello["last_seq"])
+        return _csms_run(inline, probe, stream, pub, n, STEADY_RATE, n / 200 + 60)
+    finally:
+        inline.stop()
+
+
 def _check_stored(store: Any, stream: Stream, last_seq: list[int]) -> float:
     """Wait until storage holds every EVSE's last ``seq``; seconds it took."""
     want = {eid: seq for eid, seq in zip(stream.keys, last_seq, strict=True)}
@@ -156,7 +177,7 @@ def _check_stored(store: Any, stream: Stream, last_seq: list[int]) -> float:
     return time.perf_counter() - t0
 
 
-def _check_view(system: CsmsSystem, stream: Stream, last_seq: list[int]) -> None:
+def _check_view(system: CsmsSystem | InlineCsms, stream: Stream, last_seq: list[int]) -> None:
     def settled() -> bool:
         for eid, seq in zip(stream.keys, last_seq, strict=True):
             view = system.view.evse(eid)
@@ -261,6 +282,8 @@ def run(options: Options) -> Result:
             load["drain_done"] = loadavg()
             system.stop()
             system = None
+            # ---- the other shape, same steady rate: EVSE steps on the reader thread
+            inline = _inline_run(url, pub, stream, n_lat)
             # ---- the CSMS with storage (SQLite, WAL): the same keep-up, then every EVSE's
             # last state must reach the database (the state recorder coalesces, <= 0.5 s)
             store = open_storage(None, data_dir=Path(tmp) / "db")
@@ -314,6 +337,11 @@ def run(options: Options) -> Result:
             "target_ms": LATENCY_TARGET_MS,
         },
         "keep_up": {"messages": n_keep, "csms": csms_keep, "baseline": bare_keep},
+        "shape": {
+            "what": "the latency run without an actor per EVSE (bench/_inline_shape.py)",
+            "inline": inline,
+            "actor_per_evse_cpu_ratio": round(csms_lat["cpu_s_per_1k"] / inline["cpu_s_per_1k"], 3),
+        },
         "keep_up_storage": {
             "messages": n_keep,
             "csms": csms_db,
