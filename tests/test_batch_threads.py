@@ -7,7 +7,6 @@ import os
 import threading
 from typing import Any
 
-import pykka
 import pytest
 
 from actors.evse import EvseActor
@@ -68,4 +67,4 @@ def test_evse_actors_and_listener_hosts_run_as_batch() -> None:
     finally:
         evse.stop()
         host.stop()
-        assert not pykka.ActorRegistry.get_by_class(EvseActor)
+    assert not evse.is_alive()
