@@ -40,7 +40,7 @@ from actors.evse_logic import (
 )
 from actors.evse_state import EvseState
 from actors.evse_transition import Ignored, SessionClosed, SessionOpened, StateChanged
-from actors.inbox import BatchInbox, LeanThreadingActor, run_as_batch_thread
+from actors.inbox import BatchInbox, LeanThreadingActor
 from actors.messages import (
     CommandTimedOut,
     EvseChanged,
@@ -51,6 +51,7 @@ from actors.messages import (
     Publish,
     SendCommand,
 )
+from actors.scheduling import run_as_batch_thread
 from protocol import (
     CommandName,
     CorrelationId,
@@ -138,7 +139,7 @@ class EvseActor(LeanThreadingActor):
     # ------------------------------------------------------------------ Pykka side
 
     def on_start(self) -> None:
-        run_as_batch_thread()  # woken for every station message (actors.inbox)
+        run_as_batch_thread()  # woken for every station message (actors.scheduling)
 
     def on_receive(self, message: Any) -> Any:
         """Runs on this actor's thread, one message at a time."""

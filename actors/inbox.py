@@ -27,9 +27,7 @@ which is all its ``ActorInbox`` protocol needs; the mailbox is unbounded either 
 from __future__ import annotations
 
 import collections
-import contextlib
 import logging
-import os
 import queue
 from typing import Any
 
@@ -38,7 +36,7 @@ import pykka
 from actors.acks import AppliedLatch
 from actors.messages import InboundReady
 
-__all__ = ["BatchInbox", "LeanThreadingActor", "run_as_batch_thread"]
+__all__ = ["BatchInbox", "LeanThreadingActor"]
 
 log = logging.getLogger(__name__)
 
@@ -85,25 +83,6 @@ class BatchInbox:
             self._scheduled = True
             self.target.tell(InboundReady(inbox=self))
         return batch
-
-
-def run_as_batch_thread() -> bool:
-    """Put the calling thread in Linux's ``SCHED_BATCH`` class; ``False`` where that is not
-    available (another OS, a sandbox that forbids it).
-
-    For the threads the ingest wakes for every message (the EVSE actors, the listener
-    hosts): a ``SCHED_BATCH`` thread that is woken does not preempt the running thread, it
-    runs when a CPU is free or the running thread's slice ends. The thread that woke it
-    (the link's reader, an EVSE actor) holds the GIL and is about to give it up: preempting
-    it only made the woken thread wait for the GIL and sleep again, two more thread
-    switches. Measured with ``python -m bench ingest`` at a steady 2,000 msg/s: about 6 %
-    less CPU per message and a shorter p99 lag (``docs/performance.md``). It needs no
-    privilege (``sched(7)``), and the thread keeps its share of the CPU (same nice level).
-    """
-    with contextlib.suppress(AttributeError, OSError):
-        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-        return True
-    return False
 
 
 class LeanThreadingActor(pykka.ThreadingActor):

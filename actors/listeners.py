@@ -37,7 +37,7 @@ import pykka
 
 from actors.acks import AppliedLatch
 from actors.clock import Scheduler, TimerHandle
-from actors.inbox import LeanThreadingActor, run_as_batch_thread
+from actors.inbox import LeanThreadingActor
 from actors.messages import (
     EvseChanged,
     EvseChangedBatch,
@@ -45,6 +45,7 @@ from actors.messages import (
     OperatorAlert,
     StationChanged,
 )
+from actors.scheduling import run_as_batch_thread
 
 __all__ = ["EvseListener", "ListenerHost", "Tick"]
 
@@ -108,7 +109,7 @@ class ListenerHost(LeanThreadingActor):
         return f"ListenerHost({self.name}, {len(self.listeners)} listeners)"
 
     def on_start(self) -> None:
-        run_as_batch_thread()  # woken for every burst (actors.inbox)
+        run_as_batch_thread()  # woken for every burst (actors.scheduling)
         for listener in self.listeners:
             self._call(listener.started)
         self._schedule_tick()

@@ -95,7 +95,10 @@ class BufferedClient(mqtt.Client):
         self.on_publish_received: Callable[[str | None, bytes, int, int], None] | None = None
         """``(topic, payload, qos, mid)`` for each QoS 0/1 PUBLISH read whole from the buffer
         (``topic`` ``None`` if it is not UTF-8), instead of paho's ``on_message``; see
-        :meth:`_packet_read`."""
+        :meth:`_packet_read`. Only with ``manual_ack`` (the caller acknowledges), and
+        without what paho's path adds around ``on_message``: ``message_callback_add``
+        filters, the debug log line, the callback lock, ``suppress_exceptions`` (an
+        exception goes out of ``loop_read``; the message is not handed on again)."""
 
     def _sock_close(self) -> None:
         super()._sock_close()  # every way a connection ends: no old bytes for the next one
@@ -136,8 +139,10 @@ class BufferedClient(mqtt.Client):
         packet = self._in_packet
         if (
             deliver is None
+            or not self._manual_ack  # paho would send the PUBACK itself
             or packet["command"]
             or packet["have_remaining"]
+            or packet["remaining_count"]
             or self._protocol == mqtt.MQTTv5
         ):
             return super()._packet_read()
@@ -182,13 +187,12 @@ class BufferedClient(mqtt.Client):
             except UnicodeDecodeError:
                 topic = None
             mid = buf[topic_end] << 8 | buf[topic_end + 1] if qos else 0
+            self._rpos = pos = packet_end  # consumed before it is handed on: never twice
+            with self._msgtime_mutex:
+                self._last_bytes_received = mqtt.time_func()
             deliver(topic, buf[payload_at:packet_end], qos, mid)
-            pos = packet_end
         if pos == start:
             return super()._packet_read()
-        self._rpos = pos
-        with self._msgtime_mutex:
-            self._last_bytes_received = mqtt.time_func()
         return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:

@@ -35,6 +35,7 @@ import pykka
 
 from actors.allocation import HEADROOM_W, Demand, allocate
 from actors.clock import Clock, TimerHandle
+from actors.scheduling import run_as_normal_thread
 from actors.site_model import (
     EvseSnapshot,
     ScheduleStep,
@@ -137,6 +138,7 @@ class SiteActor(pykka.ThreadingActor):
     # -- pykka
 
     def on_start(self) -> None:
+        run_as_normal_thread()  # started by the sites listener host (actors.scheduling)
         self._arm("round", self._round_s)
         self._arm("renew", self._ttl_s / 4)
         self._arm_step()

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from actors.scheduling import run_as_normal_thread
+
 __all__ = ["TimerHandle", "Timers"]
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,7 @@ class Timers:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        run_as_normal_thread()  # started lazily, maybe by an EVSE actor (actors.scheduling)
         while True:
             with self._cond:
                 while not self._stopped:

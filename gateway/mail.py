@@ -23,6 +23,8 @@ from email.message import EmailMessage
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from actors.scheduling import run_as_normal_thread
+
 __all__ = ["Mailer", "SmtpMailer", "SmtpSettings", "parse_smtp_url"]
 
 log = logging.getLogger(__name__)
@@ -105,6 +107,7 @@ class SmtpMailer:
                 self._thread.start()
 
     def _run(self) -> None:
+        run_as_normal_thread()  # started by the sessions listener host (actors.scheduling)
         while (message := self._queue.get()) is not None:
             try:
                 self._deliver(message)

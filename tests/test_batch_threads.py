@@ -1,5 +1,7 @@
-"""The threads the ingest wakes for every message run as ``SCHED_BATCH`` (``actors.inbox``):
-the EVSE actors and the listener hosts; nothing else changes its scheduling."""
+"""The threads the ingest wakes for every message run as ``SCHED_BATCH``
+(``actors.scheduling``): the EVSE actors and the listener hosts. A thread they start would
+inherit the class (Linux copies it), so the threads they may start put themselves back in
+the normal class: nothing else changes its scheduling."""
 
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ import pytest
 
 from actors.evse import EvseActor
 from actors.evse_state import EvseState
-from actors.inbox import run_as_batch_thread
 from actors.listeners import EvseListener, ListenerHost
 from actors.messages import GetState
+from actors.scheduling import run_as_batch_thread
+from actors.timers import Timers
 from protocol import EvseDescriptor, EvseId, StationId
 
 pytestmark = pytest.mark.skipif(
@@ -68,3 +71,25 @@ def test_evse_actors_and_listener_hosts_run_as_batch() -> None:
         evse.stop()
         host.stop()
     assert not evse.is_alive()
+
+
+def test_a_thread_started_by_a_batch_thread_is_batch_unless_it_resets() -> None:
+    """The kernel's rule the resets exist for, and the timer thread, which an EVSE actor or
+    a listener host may be the first to start (the clock starts it lazily)."""
+    seen: dict[str, int] = {}
+    done = threading.Event()
+
+    def batch_parent() -> None:
+        run_as_batch_thread()
+        plain = threading.Thread(target=lambda: seen.setdefault("plain", policy_of(0)))
+        plain.start()
+        plain.join(10)
+        timers = Timers()
+        timers.call_later(0, lambda: (seen.setdefault("timers", policy_of(0)), done.set()))
+        assert done.wait(10)
+        timers.stop()
+
+    parent = threading.Thread(target=batch_parent)
+    parent.start()
+    parent.join(20)
+    assert seen == {"plain": os.SCHED_BATCH, "timers": os.SCHED_OTHER}

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import paho.mqtt.client as mqtt
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -57,14 +57,18 @@ PINGRESP = b"\xd0\x00"
 class FedClient:
     """A :class:`BufferedClient` whose socket is one end of a socket pair the test writes."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fast: bool = True, manual_ack: bool = True) -> None:
         self.client = BufferedClient(
-            CallbackAPIVersion.VERSION2, client_id="fast-path", protocol=mqtt.MQTTv311
+            CallbackAPIVersion.VERSION2,
+            client_id="fast-path",
+            protocol=mqtt.MQTTv311,
+            manual_ack=manual_ack,
         )
         self.log: list[tuple[str, Delivered]] = []
-        self.client.on_publish_received = lambda t, p, q, m: self.log.append(
-            ("fast", (t, bytes(p), q, m))
-        )
+        if fast:
+            self.client.on_publish_received = lambda t, p, q, m: self.log.append(
+                ("fast", (t, bytes(p), q, m))
+            )
         self.client.on_message = self._on_message
         self.ours, self.theirs = socket.socketpair()
         self.ours.setblocking(False)
@@ -94,6 +98,30 @@ class FedClient:
             return bool(self.ours.recv(1, socket.MSG_PEEK))
         except BlockingIOError:
             return False
+
+    def feed_like_paho(self, chunk: bytes) -> object:
+        """Write ``chunk`` and read it: the last return code, or the type of the exception
+        that came out of ``loop_read`` (paho's own path raises on some malformed packets)."""
+        self.theirs.sendall(chunk)
+        outcome: object = None
+        for _ in range(10_000):
+            try:
+                outcome = self.client.loop_read()
+            except Exception as exc:  # compared with paho's own path, which raises the same
+                return type(exc).__name__
+            if outcome != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS or self.client._sock is None:
+                return outcome
+            if not self._unread():
+                return outcome
+        return "no end"
+
+    def sent(self) -> bytes:
+        """What the client wrote back (PUBACKs, PUBRECs)."""
+        self.theirs.setblocking(False)
+        try:
+            return self.theirs.recv(1 << 20)
+        except BlockingIOError:
+            return b""
 
     def close(self) -> None:
         self.ours.close()
@@ -217,6 +245,7 @@ def test_a_real_broker_burst_arrives_whole_through_the_fast_path(mosquitto_url: 
         CallbackAPIVersion.VERSION2,
         client_id=f"fast-{uuid.uuid4().hex[:12]}",
         protocol=mqtt.MQTTv311,
+        manual_ack=True,
     )
     got: list[bytes] = []
     slow: list[bytes] = []
@@ -225,11 +254,13 @@ def test_a_real_broker_burst_arrives_whole_through_the_fast_path(mosquitto_url: 
 
     def fast(topic: str | None, payload: bytes, qos: int, mid: int) -> None:
         assert (topic, qos) == (TOPIC, 1)
+        client.ack(mid, qos)
         got.append(bytes(payload))
         if len(got) + len(slow) >= len(payloads):
             all_in.set()
 
     def on_message(c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
+        c.ack(msg.mid, msg.qos)
         slow.append(bytes(msg.payload))
         got.append(bytes(msg.payload))
         if len(got) >= len(payloads):
@@ -270,3 +301,98 @@ def test_the_test_encoder_matches_the_specs_examples() -> None:
     # Section 3.3: fixed header, topic length and name, packet identifier, payload.
     assert publish_packet(b"ab", b"xy", 1, 258) == b"\x32\x08\x00\x02ab\x01\x02xy"
     assert publish_packet(b"ab", b"", 0, 258) == b"\x30\x04\x00\x02ab"
+
+
+def test_without_manual_ack_paho_keeps_the_message_and_sends_the_puback() -> None:
+    fed = FedClient(manual_ack=False)
+    try:
+        fed.feed(publish_packet(b"a", b"b", 1, 0x0105))
+        assert fed.fast == []
+        assert fed.slow == [("a", b"b", 1, 0x0105)]
+        assert fed.sent() == b"\x40\x02\x01\x05", "paho's PUBACK for mid 0x0105"
+    finally:
+        fed.close()
+
+
+def test_the_fast_path_counts_as_traffic_for_the_keepalive(fed: FedClient) -> None:
+    fed.client._last_bytes_received = 0.0
+    fed.feed(publish_packet(b"a", b"b", 1, 1))
+    assert fed.fast == [("a", b"b", 1, 1)]
+    assert fed.client._last_bytes_received > 0.0
+
+
+def test_a_callback_that_raises_does_not_get_the_same_message_again(fed: FedClient) -> None:
+    calls: list[int] = []
+
+    def deliver(topic: str | None, payload: bytes, qos: int, mid: int) -> None:
+        calls.append(mid)
+        if mid == 2:
+            raise RuntimeError("the caller failed")
+
+    fed.client.on_publish_received = deliver
+    fed.theirs.sendall(b"".join(publish_packet(b"t", b"p", 1, m) for m in (1, 2, 3)))
+    with pytest.raises(RuntimeError):
+        fed.client.loop_read()
+    fed.client.loop_read()
+    assert calls == [1, 2, 3]
+
+
+# Pieces of a stream as a broker (or something posing as one) could send it.
+publish_flags = st.sampled_from([0x00, 0x01, 0x08, 0x09])  # retain, dup
+pieces = st.one_of(
+    st.builds(
+        lambda t, p, q, m, f: (
+            bytes([publish_packet(t, p, q, m)[0] | f]) + publish_packet(t, p, q, m)[1:]
+        ),
+        st.sampled_from([b"a", b"t/1", b"\xff\xfe", b"x" * 300]),
+        st.one_of(st.just(b""), st.binary(max_size=400)),
+        st.sampled_from([0, 1, 2]),
+        st.sampled_from([0, 1, 0xFFFF, 0x1234]),
+        publish_flags,
+    ),
+    st.sampled_from(
+        [
+            PINGRESP,
+            b"\x40\x02\x00\x05",  # PUBACK
+            b"\x90\x03\x00\x01\x01",  # SUBACK
+            b"\x30\x00",  # remaining length 0
+            b"\x32\x02\x00\x00",  # empty topic, no id
+            b"\x32\x03\x00\x01a",  # QoS 1 without its id
+            b"\x32\x04\x00\x00\x00\x01",  # empty topic
+            b"\x32\x03\x00\x09ab",  # topic longer than the packet
+            b"\x30\x85\x00\x00\x01ab\x00\x00",  # a length in two bytes where one would do
+            b"\x00\x80",  # command byte 0
+            b"\x30\x80\x80\x80\x80\x01",  # five length bytes
+            b"\x36\x05\x00\x01a\x00\x01",  # QoS 3
+        ]
+    ),
+)
+
+
+@FAST
+@given(st.lists(pieces, min_size=1, max_size=12), st.lists(st.integers(0, 6_000), max_size=6))
+@example([b"\x00\x80", publish_packet(b"t/1", b"hello", 1, 5)], [2])  # cut inside a packet
+def test_the_fast_path_does_what_pahos_own_path_does_with_any_stream(
+    stream_pieces: list[bytes], cuts: list[int]
+) -> None:
+    """paho's own path (``on_publish_received`` unset) is the oracle: the same messages in
+    the same order, the same outcome of the last read (a return code or an exception), the
+    same packet left part-read, the socket closed or not."""
+    stream = b"".join(stream_pieces)
+    points = sorted({min(c, len(stream)) for c in cuts} | {0, len(stream)})
+    outcomes = []
+    for client in (FedClient(fast=True), FedClient(fast=False)):
+        try:
+            last: object = None
+            for a, b in itertools.pairwise(points):
+                last = client.feed_like_paho(stream[a:b])
+                if last != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS or client.client._sock is None:
+                    break
+            part_read = dict(client.client._in_packet)
+            part_read["packet"] = bytes(part_read["packet"])
+            outcomes.append(
+                (client.delivered, last, part_read, client.client._sock is None, client.sent())
+            )
+        finally:
+            client.close()
+    assert outcomes[0] == outcomes[1]
