@@ -187,9 +187,10 @@ class BufferedClient(mqtt.Client):
             except UnicodeDecodeError:
                 topic = None
             mid = buf[topic_end] << 8 | buf[topic_end + 1] if qos else 0
+            if pos == start:  # traffic, for the keepalive (once per read)
+                with self._msgtime_mutex:
+                    self._last_bytes_received = mqtt.time_func()
             self._rpos = pos = packet_end  # consumed before it is handed on: never twice
-            with self._msgtime_mutex:
-                self._last_bytes_received = mqtt.time_func()
             deliver(topic, buf[payload_at:packet_end], qos, mid)
         if pos == start:
             return super()._packet_read()
