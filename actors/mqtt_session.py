@@ -147,8 +147,11 @@ class PahoSession:
         failure = bool(reason.is_failure)
         self._on_state(False, f"{'lost' if failure else 'closed'}: {reason}", failure)
 
-    def _on_publish_received(self, topic: str | None, payload: bytes, qos: int, mid: int) -> None:
-        """:class:`BufferedClient`'s own PUBLISH path (the common case)."""
+    def _on_publish_received(
+        self, topic: str | None, payload: bytes | bytearray, qos: int, mid: int
+    ) -> None:
+        """A message joins the pending batch: :class:`BufferedClient`'s own PUBLISH path (the
+        common case) and, through :meth:`_on_message`, paho's."""
         self._pending.append((topic, payload))
         if qos == 1:
             self._pending_mids.append(mid)
@@ -158,8 +161,6 @@ class PahoSession:
             topic: str | None = msg.topic
         except UnicodeDecodeError:
             topic = None
-        self._pending.append((topic, msg.payload))
-        if msg.qos == 1:
-            self._pending_mids.append(msg.mid)
+        self._on_publish_received(topic, msg.payload, msg.qos, msg.mid)
         if not self._batched:
             self.flush()
